@@ -1,0 +1,1 @@
+//! Fjord's benchmark programs (see `docs/benchmarks.md`).
