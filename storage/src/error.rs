@@ -14,6 +14,10 @@ pub enum Error {
     /// A batch or record does not parse or fails its CRC.
     #[error("corrupt batch: {0}")]
     CorruptBatch(String),
+    /// A record the log's policy does not accept (e.g. keyless in a
+    /// compacted log).
+    #[error("invalid record: {0}")]
+    InvalidRecord(String),
     /// The attributes name a codec this build does not support.
     #[error("unsupported compression codec id {0}")]
     UnsupportedCodec(u8),
@@ -22,7 +26,11 @@ pub enum Error {
     BatchTooLarge { size: usize, max: usize },
     /// Asked for an offset outside `[log_start, log_end]`.
     #[error("offset {offset} out of range [{log_start}, {log_end}]")]
-    OffsetOutOfRange { offset: i64, log_start: i64, log_end: i64 },
+    OffsetOutOfRange {
+        offset: i64,
+        log_start: i64,
+        log_end: i64,
+    },
     /// Need more bytes to decode (not a failure for streaming decoders).
     #[error("need {0} more bytes")]
     Incomplete(usize),

@@ -8,10 +8,15 @@
 //!
 //! # Layout
 //! - `varint`, `record`, `batch`, `builder`, `compression`: the record-batch
-//!   format (encode, decode, validate, CRC-32C).
-//! - `segment`, `offset_index`, `time_index`, `mmap`: one segment on disk.
-//! - `log`: the ordered segments of one partition; append, read, flush.
-//! - `recovery`, `retention`, `compaction`: what happens on open and later.
+//!   format (encode, decode, validate, CRC-32C, codecs).
+//! - `mmap`: the one module that maps files (and so the only `unsafe`).
+//! - `index_file`, `segment`: one segment on disk with its offset and time
+//!   indexes.
+//! - `log`: the ordered segments of one partition; append, read, group-commit
+//!   flush.
+//! - `checkpoint`, `recovery`: what survives a crash and how open repairs it.
+//! - `retention`, `compaction`: deleting old segments, keeping the latest
+//!   record per key, truncation.
 //!
 //! # Example
 //! ```no_run
@@ -30,13 +35,21 @@
 
 mod batch;
 mod builder;
+mod checkpoint;
+mod compaction;
 mod compression;
 mod config;
 mod error;
+mod index_file;
 mod log;
+mod mmap;
 mod record;
+mod recovery;
+mod retention;
+mod segment;
+mod varint;
 
-pub use batch::{BatchHeader, RecordBatch};
+pub use batch::{BATCH_HEADER_LEN, BatchHeader, RecordBatch};
 pub use builder::BatchBuilder;
 pub use compression::Compression;
 pub use config::{CleanupPolicy, FlushPolicy, LogConfig};
