@@ -30,7 +30,7 @@ fn writer_child() {
     let mut log = Log::open(dir, config).unwrap();
     let mut next = 0u64;
     loop {
-        let mut b = BatchBuilder::new(if next % 2 == 0 {
+        let mut b = BatchBuilder::new(if next.is_multiple_of(2) {
             Compression::None
         } else {
             Compression::Lz4
