@@ -1,206 +1,434 @@
+//! The [`Broker`] handle: opening a node's data directory, topic
+//! administration, background maintenance and shutdown.
+//!
+//! # Concurrency
+//! `Broker` is an `Arc` around shared state; clone it freely. The topic map
+//! sits behind a `std::sync::RwLock` (never held across an `.await`);
+//! creating and deleting topics is serialised by an async mutex so metadata
+//! writes happen one at a time. Background tasks (flush timer, retention,
+//! group coordinator tick) are owned by a `TaskTracker` and stop on
+//! [`Broker::shutdown`].
+
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::fs::File;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use bytes::Bytes;
-pub use fjord_storage::{Compression, FlushPolicy, Record, RecordHeader};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
 
-use crate::Result;
+use crate::config::{BrokerConfig, PartitionInfo, TopicDescription, TopicSpec};
+use crate::coordinator::Coordinator;
+use crate::metrics::{Gauges, Metrics};
+use crate::offsets::{OFFSETS_TOPIC, OffsetCache};
+use crate::partition::Partition;
+use crate::topic::{Topic, TopicMeta, load_topics, open_partitions, partition_dir, save_topics};
+use crate::topic_config::{log_config, validate_topic_name};
+use crate::{Error, Result};
 
-/// Node-level settings (topic-level ones come from `TopicSpec::configs`).
-#[derive(Debug, Clone)]
-pub struct BrokerConfig {
-    pub data_dir: PathBuf,
-    pub node_id: u32,
-    /// Address clients use to reach this node's gRPC listener (advertised).
-    pub advertised_grpc: Option<SocketAddr>,
-    /// Defaults for topics that do not override them (Kafka names:
-    /// `flush.ms`, `retention.ms`, ...); see `TopicSpec::configs`.
-    pub default_flush: FlushPolicy,
-    pub default_partitions: u32,
-    pub auto_create_topics: bool,
-    pub offsets_topic_partitions: u32,
-    pub retention_check_interval: Duration,
-}
-
-impl BrokerConfig {
-    pub fn new(data_dir: impl Into<PathBuf>) -> BrokerConfig {
-        BrokerConfig {
-            data_dir: data_dir.into(),
-            node_id: 1,
-            advertised_grpc: None,
-            default_flush: FlushPolicy::EveryBatch,
-            default_partitions: 1,
-            auto_create_topics: false,
-            offsets_topic_partitions: 8,
-            retention_check_interval: Duration::from_secs(60),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Acks {
-    None,
-    #[default]
-    Leader,
-    All,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct TopicSpec {
-    pub name: String,
-    pub partitions: u32,
-    pub replication_factor: u32,
-    pub configs: BTreeMap<String, String>,
-}
-
-impl TopicSpec {
-    pub fn new(name: impl Into<String>, partitions: u32) -> TopicSpec {
-        TopicSpec { name: name.into(), partitions, replication_factor: 1, configs: BTreeMap::new() }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct TopicDescription {
-    pub name: String,
-    pub internal: bool,
-    pub replication_factor: u32,
-    pub configs: BTreeMap<String, String>,
-    pub partitions: Vec<PartitionInfo>,
-}
-
-#[derive(Debug, Clone)]
-pub struct PartitionInfo {
-    pub partition: u32,
-    pub leader: u32,
-    pub leader_epoch: i32,
-    pub replicas: Vec<u32>,
-    pub isr: Vec<u32>,
-    pub log_start_offset: i64,
-    pub high_watermark: i64,
-    pub log_end_offset: i64,
-    pub size_bytes: u64,
-}
-
-/// A record to produce; the broker builds the batch.
-#[derive(Debug, Clone, Default)]
-pub struct NewRecord {
-    pub key: Option<Bytes>,
-    pub value: Option<Bytes>,
-    pub headers: Vec<RecordHeader>,
-    /// 0 = now.
-    pub timestamp_ms: i64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProduceResult {
-    pub partition: u32,
-    pub base_offset: i64,
-    pub last_offset: i64,
-    pub log_append_time_ms: i64,
-    pub log_start_offset: i64,
-}
-
-#[derive(Debug, Clone)]
-pub struct FetchRequest {
-    pub topic: String,
-    pub partition: u32,
-    pub offset: i64,
-    pub max_bytes: usize,
-    pub min_bytes: usize,
-    pub max_wait: Duration,
-}
-
-#[derive(Debug, Clone)]
-pub struct FetchResult {
-    /// Whole batches, below the high watermark; zero-copy from the segment.
-    pub records: Bytes,
-    pub next_offset: i64,
-    pub high_watermark: i64,
-    pub log_start_offset: i64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OffsetSpec {
-    Earliest,
-    Latest,
-    Timestamp(i64),
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) config: BrokerConfig,
+    pub(crate) topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    admin: tokio::sync::Mutex<()>,
+    pub(crate) metrics: Metrics,
+    pub(crate) coordinator: Coordinator,
+    pub(crate) offsets: OffsetCache,
+    pub(crate) shutdown: CancellationToken,
+    tracker: TaskTracker,
+    pub(crate) round_robin: AtomicU32,
+    closed: AtomicBool,
+    _lock: File,
 }
 
 /// The in-process broker handle; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Broker {
-    _private: (),
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl Broker {
+    /// Opens the data directory, recovers every partition, rebuilds the
+    /// consumer-offset cache and starts the background tasks.
+    ///
+    /// # Errors
+    /// `Metadata` when the directory cannot be created or locked (another
+    /// broker uses it) or `topics.json` is unreadable; `Storage` when a
+    /// partition log cannot be opened.
     pub async fn open(config: BrokerConfig) -> Result<Broker> {
-        let _ = config;
-        todo!()
+        let dir = config.data_dir.clone();
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            Error::Metadata(format!("create data directory {}: {e}", dir.display()))
+        })?;
+        let lock_path = dir.join(".lock");
+        let lock = File::create(&lock_path)
+            .map_err(|e| Error::Metadata(format!("create {}: {e}", lock_path.display())))?;
+        lock.try_lock().map_err(|_| {
+            Error::Metadata(format!(
+                "data directory {} is in use by another fjord process",
+                dir.display()
+            ))
+        })?;
+        let mut topics = BTreeMap::new();
+        for meta in load_topics(&dir)? {
+            let log = log_config(&meta.configs, config.default_flush, meta.replication_factor)?;
+            let partitions = open_partitions(&dir, &meta, log).await?;
+            topics.insert(meta.name.clone(), Arc::new(Topic { meta, partitions }));
+        }
+        let broker = Broker {
+            inner: Arc::new(Inner {
+                config,
+                topics: RwLock::new(topics),
+                admin: tokio::sync::Mutex::new(()),
+                metrics: Metrics::default(),
+                coordinator: Coordinator::default(),
+                offsets: OffsetCache::default(),
+                shutdown: CancellationToken::new(),
+                tracker: TaskTracker::new(),
+                round_robin: AtomicU32::new(0),
+                closed: AtomicBool::new(false),
+                _lock: lock,
+            }),
+        };
+        if broker.topic(OFFSETS_TOPIC).is_err() {
+            let mut spec = TopicSpec::new(
+                OFFSETS_TOPIC,
+                broker.inner.config.offsets_topic_partitions.max(1),
+            );
+            spec.configs
+                .insert("cleanup.policy".into(), "compact".into());
+            spec.configs
+                .insert("segment.bytes".into(), (64u64 << 20).to_string());
+            broker.create(spec, true).await?;
+        }
+        broker.load_offsets()?;
+        broker.spawn_background();
+        info!(data_dir = %dir.display(), topics = broker.list_topics(true).len(), "broker open");
+        Ok(broker)
     }
+
+    fn spawn_background(&self) {
+        let inner = &self.inner;
+        let broker = self.clone();
+        inner.tracker.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            let mut last_maintenance = tokio::time::Instant::now();
+            loop {
+                tokio::select! {
+                    _ = broker.inner.shutdown.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                broker.inner.coordinator.tick();
+                for partition in broker.all_partitions() {
+                    if let Err(e) = partition.flush_if_due(&broker.inner.metrics).await {
+                        warn!("timed flush failed: {e}");
+                    }
+                }
+                if last_maintenance.elapsed() >= broker.inner.config.retention_check_interval {
+                    last_maintenance = tokio::time::Instant::now();
+                    broker.maintain().await;
+                }
+            }
+        });
+    }
+
+    /// Retention, compaction and rolls on every partition (blocking work on
+    /// a blocking thread).
+    async fn maintain(&self) {
+        for (topic, partition) in self.all_topic_partitions() {
+            let result = tokio::task::spawn_blocking(move || {
+                partition.maintain().map(|n| (n, partition.id))
+            })
+            .await;
+            match result {
+                Ok(Ok((0, _))) => {}
+                Ok(Ok((bytes, id))) => {
+                    info!(topic = %topic, partition = id, bytes, "retention/compaction freed bytes")
+                }
+                Ok(Err(e)) => warn!(topic = %topic, "retention/compaction failed: {e}"),
+                Err(e) => warn!(topic = %topic, "retention task failed: {e}"),
+            }
+        }
+    }
+
+    pub(crate) fn all_topic_partitions(&self) -> Vec<(String, Arc<Partition>)> {
+        let topics = self
+            .inner
+            .topics
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        topics
+            .values()
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(|p| (t.meta.name.clone(), Arc::clone(p)))
+            })
+            .collect()
+    }
+
+    fn all_partitions(&self) -> Vec<Arc<Partition>> {
+        self.all_topic_partitions()
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect()
+    }
+
+    pub(crate) fn topic(&self, name: &str) -> Result<Arc<Topic>> {
+        let topics = self
+            .inner
+            .topics
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        topics
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::UnknownTopic(name.to_string()))
+    }
+
+    pub(crate) fn partition(&self, topic: &str, partition: u32) -> Result<Arc<Partition>> {
+        self.topic(topic)?
+            .partitions
+            .get(partition as usize)
+            .cloned()
+            .ok_or_else(|| Error::UnknownPartition {
+                topic: topic.to_string(),
+                partition,
+            })
+    }
+
+    pub(crate) fn check_open(&self) -> Result<()> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            Err(Error::ShuttingDown)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Creates a topic.
+    ///
+    /// # Errors
+    /// `InvalidRequest` for a bad name, partition count, replication factor
+    /// or config; `TopicExists`; `Metadata`/`Storage` for disk failures.
     pub async fn create_topic(&self, spec: TopicSpec) -> Result<TopicDescription> {
-        let _ = spec;
-        todo!()
+        if spec.name.starts_with("__") {
+            return Err(Error::InvalidRequest(format!(
+                "topic names starting with \"__\" are reserved: {}",
+                spec.name
+            )));
+        }
+        self.create(spec, false).await
     }
+
+    async fn create(&self, mut spec: TopicSpec, internal: bool) -> Result<TopicDescription> {
+        self.check_open()?;
+        validate_topic_name(&spec.name)?;
+        if spec.partitions == 0 || spec.partitions > 10_000 {
+            return Err(Error::InvalidRequest(format!(
+                "partitions must be 1 to 10000, got {}",
+                spec.partitions
+            )));
+        }
+        if spec.replication_factor == 0 {
+            spec.replication_factor = 1;
+        }
+        if spec.replication_factor != 1 {
+            return Err(Error::InvalidRequest(format!(
+                "replication factor {} needs {} brokers, but this is a single-node broker",
+                spec.replication_factor, spec.replication_factor
+            )));
+        }
+        let log = log_config(
+            &spec.configs,
+            self.inner.config.default_flush,
+            spec.replication_factor,
+        )?;
+        let _admin = self.inner.admin.lock().await;
+        if self.topic(&spec.name).is_ok() {
+            return Err(Error::TopicExists(spec.name));
+        }
+        let meta = TopicMeta {
+            name: spec.name.clone(),
+            partitions: spec.partitions,
+            replication_factor: spec.replication_factor,
+            configs: spec.configs,
+            internal,
+        };
+        let dir = &self.inner.config.data_dir;
+        for id in 0..meta.partitions {
+            // Leftovers of an earlier topic of this name must not come back.
+            let stale = partition_dir(dir, &meta.name, id);
+            if stale.exists() {
+                std::fs::remove_dir_all(&stale).map_err(|e| {
+                    Error::Metadata(format!("remove stale {}: {e}", stale.display()))
+                })?;
+            }
+        }
+        let mut all = self.topic_metas();
+        all.push(meta.clone());
+        save_topics(dir, &all)?;
+        let partitions = open_partitions(dir, &meta, log).await?;
+        let topic = Arc::new(Topic { meta, partitions });
+        self.inner
+            .topics
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(spec.name.clone(), Arc::clone(&topic));
+        info!(topic = %spec.name, partitions = spec.partitions, "topic created");
+        Ok(describe(&topic, self.inner.config.node_id))
+    }
+
+    fn topic_metas(&self) -> Vec<TopicMeta> {
+        let topics = self
+            .inner
+            .topics
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        topics.values().map(|t| t.meta.clone()).collect()
+    }
+
     pub fn list_topics(&self, include_internal: bool) -> Vec<TopicDescription> {
-        let _ = include_internal;
-        todo!()
+        let topics = self
+            .inner
+            .topics
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        topics
+            .values()
+            .filter(|t| include_internal || !t.meta.internal)
+            .map(|t| describe(t, self.inner.config.node_id))
+            .collect()
     }
+
+    /// # Errors
+    /// `UnknownTopic`.
     pub fn describe_topic(&self, name: &str) -> Result<TopicDescription> {
-        let _ = name;
-        todo!()
+        let topic = self.topic(name)?;
+        Ok(describe(&topic, self.inner.config.node_id))
     }
+
+    /// Deletes a topic and its data.
+    ///
+    /// # Errors
+    /// `UnknownTopic`; `InvalidRequest` for internal topics; `Metadata`.
     pub async fn delete_topic(&self, name: &str) -> Result<()> {
-        let _ = name;
-        todo!()
+        self.check_open()?;
+        let _admin = self.inner.admin.lock().await;
+        let topic = self.topic(name)?;
+        if topic.meta.internal {
+            return Err(Error::InvalidRequest(format!(
+                "internal topic {name} cannot be deleted"
+            )));
+        }
+        let remaining: Vec<TopicMeta> = self
+            .topic_metas()
+            .into_iter()
+            .filter(|m| m.name != name)
+            .collect();
+        save_topics(&self.inner.config.data_dir, &remaining)?;
+        self.inner
+            .topics
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(name);
+        for partition in &topic.partitions {
+            partition.deleted.store(true, Ordering::Release);
+            let dir = partition_dir(&self.inner.config.data_dir, name, partition.id);
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                warn!(dir = %dir.display(), "could not remove a deleted partition's directory: {e}");
+            }
+        }
+        self.inner.offsets.forget_topic(name);
+        info!(topic = %name, "topic deleted");
+        Ok(())
     }
-    /// Appends one pre-built Kafka v2 batch.
-    pub async fn produce(&self, topic: &str, partition: u32, batch: Bytes, acks: Acks) -> Result<ProduceResult> {
-        let _ = (topic, partition, batch, acks);
-        todo!()
+
+    /// The gRPC address clients are told to use for this node.
+    pub fn advertised_grpc(&self) -> Option<std::net::SocketAddr> {
+        self.inner.config.advertised_grpc
     }
-    /// Builds a batch from `records` and appends it; `partition = None` picks
-    /// murmur2(key) % partitions, or round-robin without a key.
-    pub async fn produce_records(
-        &self,
-        topic: &str,
-        partition: Option<u32>,
-        records: Vec<NewRecord>,
-        compression: Compression,
-        acks: Acks,
-    ) -> Result<ProduceResult> {
-        let _ = (topic, partition, records, compression, acks);
-        todo!()
-    }
-    pub async fn fetch(&self, request: FetchRequest) -> Result<FetchResult> {
-        let _ = request;
-        todo!()
-    }
-    pub fn list_offset(&self, topic: &str, partition: u32, spec: OffsetSpec) -> Result<Option<(i64, i64)>> {
-        let _ = (topic, partition, spec);
-        todo!()
-    }
+
     pub fn node_id(&self) -> u32 {
-        todo!()
+        self.inner.config.node_id
     }
+
     /// Prometheus text exposition of the broker's metrics.
     pub fn render_metrics(&self) -> String {
-        todo!()
+        let topics = self
+            .inner
+            .topics
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (groups, group_members) = self.inner.coordinator.counts();
+        let gauges = Gauges {
+            topics: topics.len(),
+            partitions: topics.values().map(|t| t.partitions.len()).sum(),
+            log_size_bytes: topics
+                .values()
+                .flat_map(|t| &t.partitions)
+                .map(|p| p.read_log().size_bytes())
+                .sum(),
+            groups,
+            group_members,
+        };
+        drop(topics);
+        self.inner.metrics.render(&gauges)
     }
-    /// Flushes every partition and stops background tasks.
+
+    /// True until [`Broker::shutdown`] starts.
+    pub fn is_ready(&self) -> bool {
+        !self.inner.closed.load(Ordering::Acquire)
+    }
+
+    /// Flushes every partition and stops background tasks. Idempotent.
     pub async fn shutdown(&self) {
-        todo!()
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.inner.shutdown.cancel();
+        self.inner.tracker.close();
+        self.inner.tracker.wait().await;
+        let partitions = self.all_topic_partitions();
+        let flushed = tokio::task::spawn_blocking(move || {
+            for (topic, partition) in partitions {
+                if let Err(e) = partition.flush_now() {
+                    warn!(topic = %topic, partition = partition.id, "flush on shutdown failed: {e}");
+                }
+            }
+        })
+        .await;
+        if let Err(e) = flushed {
+            warn!("shutdown flush task failed: {e}");
+        }
+        info!("broker stopped");
     }
 }
 
-/// Serves the gRPC API of `fjord-proto` for `broker` on an already-bound
-/// listener until `shutdown` completes.
-pub async fn serve_grpc(
-    broker: Broker,
-    listener: tokio::net::TcpListener,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), tonic::transport::Error> {
-    let _ = (broker, listener, shutdown);
-    todo!()
+pub(crate) fn describe(topic: &Topic, node_id: u32) -> TopicDescription {
+    TopicDescription {
+        name: topic.meta.name.clone(),
+        internal: topic.meta.internal,
+        replication_factor: topic.meta.replication_factor,
+        configs: topic.meta.configs.clone(),
+        partitions: topic
+            .partitions
+            .iter()
+            .map(|p| {
+                let log = p.read_log();
+                PartitionInfo {
+                    partition: p.id,
+                    leader: node_id,
+                    leader_epoch: 0,
+                    replicas: vec![node_id],
+                    isr: vec![node_id],
+                    log_start_offset: log.log_start_offset(),
+                    high_watermark: p.high_watermark(),
+                    log_end_offset: log.log_end_offset(),
+                    size_bytes: log.size_bytes(),
+                }
+            })
+            .collect(),
+    }
 }

@@ -1,3 +1,5 @@
+//! The broker's error type; mapped to gRPC status in `grpc/status.rs` only.
+
 /// Errors of the broker's public API.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -16,8 +18,16 @@ pub enum Error {
         #[source]
         source: fjord_storage::Error,
     },
-    #[error("offset {offset} out of range for {topic}-{partition}: earliest {earliest}, latest {latest}")]
-    OffsetOutOfRange { topic: String, partition: u32, offset: i64, earliest: i64, latest: i64 },
+    #[error(
+        "offset {offset} out of range for {topic}-{partition}: earliest {earliest}, latest {latest}"
+    )]
+    OffsetOutOfRange {
+        topic: String,
+        partition: u32,
+        offset: i64,
+        earliest: i64,
+        latest: i64,
+    },
     #[error("storage error on {topic}-{partition}: {source}")]
     Storage {
         topic: String,
@@ -25,12 +35,61 @@ pub enum Error {
         #[source]
         source: fjord_storage::Error,
     },
+    /// Broker metadata (`topics.json`, the data directory) could not be
+    /// read or written.
+    #[error("{0}")]
+    Metadata(String),
     #[error("unknown member {member_id} in group {group_id}")]
     UnknownMember { group_id: String, member_id: String },
-    #[error("stale generation {generation} in group {group_id}")]
-    IllegalGeneration { group_id: String, generation: i32 },
+    #[error("stale generation {generation} in group {group_id} (current {current})")]
+    IllegalGeneration {
+        group_id: String,
+        generation: i32,
+        current: i32,
+    },
     #[error("broker is shutting down")]
     ShuttingDown,
+}
+
+impl Error {
+    /// Maps a storage error on `topic-partition` to the broker's terms:
+    /// anything about the batch itself is the client's fault.
+    pub(crate) fn from_storage(topic: &str, partition: u32, e: fjord_storage::Error) -> Error {
+        use fjord_storage::Error as S;
+        let topic = topic.to_string();
+        match e {
+            S::OffsetOutOfRange {
+                offset,
+                log_start,
+                log_end,
+            } => Error::OffsetOutOfRange {
+                topic,
+                partition,
+                offset,
+                earliest: log_start,
+                latest: log_end,
+            },
+            S::CorruptBatch(_)
+            | S::UnsupportedCodec(_)
+            | S::BatchTooLarge { .. }
+            | S::InvalidRecord(_)
+            | S::Incomplete(_) => Error::InvalidBatch {
+                topic,
+                partition,
+                source: e,
+            },
+            S::Io { .. } => Error::Storage {
+                topic,
+                partition,
+                source: e,
+            },
+        }
+    }
+
+    /// True for a storage failure caused by a full disk.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, Error::Storage { source, .. } if source.is_disk_full())
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

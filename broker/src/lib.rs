@@ -1,16 +1,23 @@
 //! The Fjord broker.
 //!
-//! Owns the partitions of one node (a task per partition driving its
-//! `fjord_storage::Log`), produce and fetch with the high watermark, topic
+//! Owns the partitions of one node (each partition's `fjord_storage::Log`
+//! with its high watermark and group commit), produce and fetch, topic
 //! administration, the consumer-group coordinator with offsets in the
 //! compacted internal topic `__consumer_offsets`, broker metrics, and the gRPC
 //! services of `fjord-proto`. It does not own sockets other than the gRPC
 //! service, nor protocol gateways: those call the cloneable [`Broker`] handle.
 //!
 //! # Layout
-//! - `broker`: the [`Broker`] handle and its config.
-//! - `error`: the crate's [`Error`], mapped to gRPC status in one place.
-//! (further modules listed as they are written)
+//! - `config`: [`BrokerConfig`] and the plain request/response types.
+//! - `broker`: the [`Broker`] handle: open, topics, maintenance, shutdown.
+//! - `data`: produce, fetch and offset lookups.
+//! - `groups`, `coordinator`, `group`: consumer groups (API, clock and
+//!   channels, sans-IO membership core); `offsets`: committed offsets.
+//! - `partition`: one partition: log, high watermark, group commit, waits.
+//! - `topic`, `topic_config`: topic metadata on disk and topic configs.
+//! - `murmur2`: Kafka's default partitioner.
+//! - `metrics`: counters rendered as Prometheus text.
+//! - `grpc`: the services, and the one error → status mapping.
 //!
 //! # Example
 //! ```no_run
@@ -25,7 +32,31 @@
 //! ```
 
 mod broker;
+mod config;
+mod coordinator;
+mod data;
 mod error;
+mod group;
+mod groups;
+mod grpc;
+mod metrics;
+mod murmur2;
+mod offsets;
+mod partition;
+mod topic;
+mod topic_config;
 
-pub use broker::*;
+pub use broker::Broker;
+pub use config::{
+    Acks, BrokerConfig, FetchRequest, FetchResult, NewRecord, OffsetSpec, PartitionInfo,
+    ProduceResult, TopicDescription, TopicSpec,
+};
+pub use coordinator::{MemberDescription, Membership};
 pub use error::{Error, Result};
+pub use fjord_storage::{Compression, FlushPolicy, Record, RecordHeader};
+pub use group::{Assignment, GroupState, JoinOutcome};
+pub use groups::{GroupDescription, GroupSummary, OffsetCommit, PartitionLag};
+pub use grpc::serve_grpc;
+pub use murmur2::{murmur2, partition_for_key};
+pub use offsets::{CommittedOffset, OFFSETS_TOPIC};
+pub use topic_config::TOPIC_CONFIG_KEYS;

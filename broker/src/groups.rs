@@ -1,0 +1,285 @@
+//! Consumer groups on the [`Broker`] handle: membership (delegated to the
+//! coordinator) and committed offsets (records in `__consumer_offsets`).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use fjord_storage::{Compression, RecordBatch};
+
+use crate::broker::Broker;
+use crate::config::{Acks, NewRecord, now_ms};
+use crate::coordinator::{JoinRequest, Membership};
+use crate::data::build_batch;
+use crate::group::{GroupState, JoinOutcome};
+use crate::murmur2::partition_for_key;
+use crate::offsets::{CommittedOffset, OFFSETS_TOPIC, decode, encode_key, encode_value};
+use crate::{Error, Result};
+
+/// One partition's commit in a `commit_offsets` call.
+#[derive(Debug, Clone)]
+pub struct OffsetCommit {
+    pub topic: String,
+    pub partition: u32,
+    pub offset: i64,
+    pub metadata: String,
+}
+
+/// A group as `list_groups` shows it.
+#[derive(Debug, Clone)]
+pub struct GroupSummary {
+    pub group_id: String,
+    pub state: String,
+    pub members: usize,
+}
+
+/// Committed offset and lag of one partition.
+#[derive(Debug, Clone)]
+pub struct PartitionLag {
+    pub topic: String,
+    pub partition: u32,
+    pub committed: i64,
+    pub log_end: i64,
+    pub lag: i64,
+}
+
+/// Everything `describe_group` knows.
+#[derive(Debug, Clone)]
+pub struct GroupDescription {
+    pub group_id: String,
+    pub membership: Membership,
+    pub offsets: Vec<PartitionLag>,
+}
+
+impl Broker {
+    /// Rebuilds the committed-offset cache from `__consumer_offsets`.
+    pub(crate) fn load_offsets(&self) -> Result<()> {
+        let topic = self.topic(OFFSETS_TOPIC)?;
+        let mut loaded = 0usize;
+        for p in &topic.partitions {
+            let mut offset = p.read_log().log_start_offset();
+            loop {
+                let read = p
+                    .read(offset, 1 << 20)
+                    .map_err(|e| Error::from_storage(OFFSETS_TOPIC, p.id, e))?;
+                if read.data.is_empty() {
+                    break;
+                }
+                for batch in RecordBatch::iter_batches(read.data) {
+                    let records = batch
+                        .and_then(|b| b.records())
+                        .map_err(|e| Error::from_storage(OFFSETS_TOPIC, p.id, e))?;
+                    for r in records.into_iter().filter(|r| r.offset >= offset) {
+                        let Some(key) = r.key else { continue };
+                        if let Some((group, t, part, committed)) = decode(&key, r.value.as_deref())
+                        {
+                            self.inner.offsets.apply(group, t, part, committed);
+                            loaded += 1;
+                        }
+                    }
+                }
+                offset = read.next_offset;
+            }
+        }
+        tracing::debug!(records = loaded, "consumer offsets loaded");
+        Ok(())
+    }
+
+    /// Joins `group_id` and waits for the rebalance; returns this member's
+    /// id, generation and partitions.
+    ///
+    /// # Errors
+    /// `InvalidRequest` for an empty group id or no topics; `UnknownTopic`;
+    /// `UnknownMember` if the rebalance went on without this member.
+    pub async fn join_group(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        client_id: &str,
+        topics: &[String],
+        session_timeout: Duration,
+        rebalance_timeout: Duration,
+    ) -> Result<JoinOutcome> {
+        self.check_open()?;
+        if group_id.is_empty() || topics.is_empty() {
+            return Err(Error::InvalidRequest(
+                "a join needs a group id and at least one topic".into(),
+            ));
+        }
+        let mut counts = BTreeMap::new();
+        for topic in topics {
+            counts.insert(topic.clone(), self.topic(topic)?.partitions.len() as u32);
+        }
+        self.inner
+            .coordinator
+            .join(JoinRequest {
+                group_id: group_id.to_string(),
+                member_id: member_id.to_string(),
+                client_id: client_id.to_string(),
+                topics: counts,
+                session_timeout,
+                rebalance_timeout,
+            })
+            .await
+    }
+
+    /// `Ok(true)` when the member must rejoin.
+    ///
+    /// # Errors
+    /// `UnknownMember` or `IllegalGeneration`.
+    pub fn heartbeat(&self, group_id: &str, member_id: &str, generation: i32) -> Result<bool> {
+        self.inner
+            .coordinator
+            .heartbeat(group_id, member_id, generation)
+    }
+
+    pub fn leave_group(&self, group_id: &str, member_id: &str) {
+        self.inner.coordinator.leave(group_id, member_id);
+    }
+
+    /// Commits offsets; returns once they are durable.
+    ///
+    /// # Errors
+    /// `UnknownMember`/`IllegalGeneration` for a stale member;
+    /// `UnknownTopic`/`UnknownPartition`; `Storage`.
+    pub async fn commit_offsets(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        generation: i32,
+        commits: Vec<OffsetCommit>,
+    ) -> Result<()> {
+        self.check_open()?;
+        if group_id.is_empty() {
+            return Err(Error::InvalidRequest("a commit needs a group id".into()));
+        }
+        if commits.is_empty() {
+            return Ok(());
+        }
+        self.inner
+            .coordinator
+            .check_commit(group_id, member_id, generation)?;
+        for c in &commits {
+            self.partition(&c.topic, c.partition)?;
+            if c.offset < 0 {
+                return Err(Error::InvalidRequest(format!(
+                    "offset {} for {}-{} is negative",
+                    c.offset, c.topic, c.partition
+                )));
+            }
+        }
+        let now = now_ms();
+        let mut records = Vec::with_capacity(commits.len());
+        for c in &commits {
+            let committed = CommittedOffset {
+                offset: c.offset,
+                metadata: c.metadata.clone(),
+                commit_time_ms: now,
+            };
+            records.push(NewRecord {
+                key: Some(encode_key(group_id, &c.topic, c.partition)),
+                value: Some(encode_value(&committed)),
+                headers: Vec::new(),
+                timestamp_ms: now,
+            });
+        }
+        let topic = self.topic(OFFSETS_TOPIC)?;
+        let id = partition_for_key(group_id.as_bytes(), topic.partitions.len() as u32);
+        let p = self.partition(OFFSETS_TOPIC, id)?;
+        let batch = build_batch(records, Compression::None)
+            .map_err(|e| Error::from_storage(OFFSETS_TOPIC, id, e))?;
+        self.append_to(&p, OFFSETS_TOPIC, batch, Acks::All).await?;
+        for c in commits {
+            let committed = CommittedOffset {
+                offset: c.offset,
+                metadata: c.metadata,
+                commit_time_ms: now,
+            };
+            self.inner
+                .offsets
+                .apply(group_id.to_string(), c.topic, c.partition, Some(committed));
+        }
+        self.inner.metrics.record_offset_commit();
+        Ok(())
+    }
+
+    /// Committed offsets of `group_id`: of `partitions`, or all it has.
+    pub fn fetch_offsets(
+        &self,
+        group_id: &str,
+        partitions: Option<Vec<(String, u32)>>,
+    ) -> Vec<(String, u32, Option<CommittedOffset>)> {
+        let committed = self.inner.offsets.group(group_id);
+        match partitions {
+            Some(wanted) => wanted
+                .into_iter()
+                .map(|(t, p)| {
+                    let c = committed.get(&(t.clone(), p)).cloned();
+                    (t, p, c)
+                })
+                .collect(),
+            None => committed
+                .into_iter()
+                .map(|((t, p), c)| (t, p, Some(c)))
+                .collect(),
+        }
+    }
+
+    /// Every group with members or committed offsets.
+    pub fn list_groups(&self) -> Vec<GroupSummary> {
+        let mut ids = self.inner.coordinator.group_ids();
+        ids.extend(self.inner.offsets.group_ids());
+        ids.sort();
+        ids.dedup();
+        ids.into_iter()
+            .map(|id| {
+                let m = self.inner.coordinator.membership(&id);
+                GroupSummary {
+                    state: m
+                        .as_ref()
+                        .map_or(GroupState::Empty, |m| m.state)
+                        .as_str()
+                        .to_string(),
+                    members: m.map_or(0, |m| m.members.len()),
+                    group_id: id,
+                }
+            })
+            .collect()
+    }
+
+    /// Members, assignments, committed offsets and lag of a group.
+    ///
+    /// # Errors
+    /// `InvalidRequest` when the group is unknown.
+    pub fn describe_group(&self, group_id: &str) -> Result<GroupDescription> {
+        let membership = self.inner.coordinator.membership(group_id);
+        let committed = self.inner.offsets.group(group_id);
+        if membership.is_none() && committed.is_empty() {
+            return Err(Error::InvalidRequest(format!("unknown group {group_id}")));
+        }
+        let membership = membership.unwrap_or(Membership {
+            state: GroupState::Empty,
+            generation: 0,
+            members: Vec::new(),
+        });
+        let offsets = committed
+            .into_iter()
+            .map(|((topic, partition), c)| {
+                let log_end = self
+                    .partition(&topic, partition)
+                    .map_or(-1, |p| p.high_watermark());
+                PartitionLag {
+                    lag: (log_end - c.offset).max(0),
+                    topic,
+                    partition,
+                    committed: c.offset,
+                    log_end,
+                }
+            })
+            .collect();
+        Ok(GroupDescription {
+            group_id: group_id.to_string(),
+            membership,
+            offsets,
+        })
+    }
+}

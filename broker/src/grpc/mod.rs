@@ -1,0 +1,55 @@
+//! The gRPC services of `fjord-proto` over the [`Broker`] handle.
+//!
+//! One file per service; `status.rs` holds the one mapping from the broker's
+//! [`crate::Error`] to `tonic::Status`.
+
+mod fetch;
+mod groups;
+mod health;
+mod produce;
+mod status;
+mod topics;
+
+use fjord_proto::v1::fetch_service_server::FetchServiceServer;
+use fjord_proto::v1::group_service_server::GroupServiceServer;
+use fjord_proto::v1::health_service_server::HealthServiceServer;
+use fjord_proto::v1::produce_service_server::ProduceServiceServer;
+use fjord_proto::v1::topic_service_server::TopicServiceServer;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::Broker;
+
+/// Largest gRPC message accepted or sent (a fetch or a produce of big batches).
+const MAX_MESSAGE: usize = 64 << 20;
+
+/// Serves the gRPC API of `fjord-proto` for `broker` on an already-bound
+/// listener until `shutdown` completes.
+///
+/// # Errors
+/// The transport failed (the listener broke).
+pub async fn serve_grpc(
+    broker: Broker,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(
+            TopicServiceServer::new(topics::Topics(broker.clone()))
+                .max_decoding_message_size(MAX_MESSAGE),
+        )
+        .add_service(
+            ProduceServiceServer::new(produce::Produce(broker.clone()))
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE),
+        )
+        .add_service(
+            FetchServiceServer::new(fetch::Fetch(broker.clone()))
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE),
+        )
+        .add_service(GroupServiceServer::new(groups::Groups(broker.clone())))
+        .add_service(HealthServiceServer::new(health::Health(broker)))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+}

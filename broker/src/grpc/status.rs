@@ -1,0 +1,36 @@
+//! The one place the broker's errors become gRPC status codes.
+
+use tonic::{Code, Status};
+
+use crate::Error;
+
+/// Maps a broker error to a status; out-of-range carries the valid range in
+/// the metadata keys `fjord-earliest-offset` and `fjord-latest-offset`.
+pub(crate) fn to_status(e: Error) -> Status {
+    let code = match &e {
+        Error::UnknownTopic(_) | Error::UnknownPartition { .. } => Code::NotFound,
+        Error::TopicExists(_) => Code::AlreadyExists,
+        Error::InvalidRequest(_) | Error::InvalidBatch { .. } => Code::InvalidArgument,
+        Error::OffsetOutOfRange { .. } => Code::OutOfRange,
+        Error::Storage { .. } if e.is_disk_full() => Code::ResourceExhausted,
+        Error::Storage { .. } | Error::Metadata(_) => Code::Internal,
+        Error::UnknownMember { .. } | Error::IllegalGeneration { .. } => Code::FailedPrecondition,
+        Error::ShuttingDown => Code::Unavailable,
+    };
+    let mut status = Status::new(code, e.to_string());
+    if let Error::OffsetOutOfRange {
+        earliest, latest, ..
+    } = e
+    {
+        let md = status.metadata_mut();
+        if let Ok(v) = earliest.to_string().parse() {
+            md.insert("fjord-earliest-offset", v);
+        }
+        if let Ok(v) = latest.to_string().parse() {
+            md.insert("fjord-latest-offset", v);
+        }
+    }
+    status
+}
+
+pub(crate) type GrpcResult<T> = Result<tonic::Response<T>, Status>;
