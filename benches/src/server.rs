@@ -35,7 +35,7 @@ impl ServerProcess {
                 "127.0.0.1:0",
             ])
             .args(extra)
-            .env("FJORD_LOG", "warn")
+            .env("FJORD_LOG_LEVEL", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()

@@ -1,0 +1,550 @@
+//! `fjord consume TOPIC`: print records, one per line.
+//!
+//! Each partition is fetched by its own task (long-poll `Fetch`, batches
+//! decoded on the client); one printer writes what they find. Without
+//! `--follow` a partition stops at the high watermark it had when the
+//! command started, and the command exits when all have. With `--group` the
+//! command joins the group, reads the partitions assigned to it from the
+//! committed offsets, commits what it printed (every second and on exit),
+//! heartbeats, and rejoins when the group rebalances.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use fjord_proto::v1 as pb;
+use fjord_proto::v1::fetch_service_client::FetchServiceClient;
+use fjord_proto::v1::group_service_client::GroupServiceClient;
+use fjord_proto::v1::topic_service_client::TopicServiceClient;
+use fjord_storage::{Record, RecordBatch};
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+use super::{ClientArgs, MAX_MESSAGE, Output, status};
+
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ConsumeArgs {
+    topic: String,
+    /// Start at the earliest offset (default: the latest).
+    #[arg(long)]
+    from_beginning: bool,
+    /// Start at this offset (in every partition read).
+    #[arg(long, conflicts_with_all = ["from_beginning", "timestamp"])]
+    offset: Option<i64>,
+    /// Start at the first record with a timestamp ≥ T (ms since the epoch).
+    #[arg(long, value_name = "T", conflicts_with = "from_beginning")]
+    timestamp: Option<i64>,
+    /// Read only this partition.
+    #[arg(long)]
+    partition: Option<u32>,
+    /// Consume as a member of this consumer group (offsets are committed).
+    #[arg(long, conflicts_with_all = ["offset", "partition"])]
+    group: Option<String>,
+    /// Keep waiting for new records instead of exiting at the end.
+    #[arg(long)]
+    follow: bool,
+    /// Exit after this many records.
+    #[arg(long)]
+    max_messages: Option<u64>,
+    /// Print `key<TAB>value`.
+    #[arg(long)]
+    print_key: bool,
+    /// Print `partition:offset<TAB>` first.
+    #[arg(long)]
+    print_offset: bool,
+}
+
+/// A chunk of records of one partition, for the printer.
+struct Chunk {
+    partition: u32,
+    records: Vec<Record>,
+}
+
+#[derive(Clone)]
+struct Ctx {
+    fetch: FetchServiceClient<Channel>,
+    topic: String,
+    follow: bool,
+}
+
+async fn list_offset(
+    fetch: &mut FetchServiceClient<Channel>,
+    topic: &str,
+    partition: u32,
+    spec: pb::OffsetSpec,
+    ts: i64,
+) -> Result<i64> {
+    let r = fetch
+        .list_offsets(pb::ListOffsetsRequest {
+            topic: topic.into(),
+            partition,
+            spec: spec as i32,
+            timestamp_ms: ts,
+        })
+        .await
+        .map_err(status)?
+        .into_inner();
+    Ok(r.offset)
+}
+
+/// Where a partition starts without a committed offset.
+async fn start_offset(ctx: &mut Ctx, args: &ConsumeArgs, partition: u32) -> Result<i64> {
+    if let Some(offset) = args.offset {
+        return Ok(offset);
+    }
+    if let Some(ts) = args.timestamp {
+        let found = list_offset(
+            &mut ctx.fetch,
+            &ctx.topic,
+            partition,
+            pb::OffsetSpec::Timestamp,
+            ts,
+        )
+        .await?;
+        if found >= 0 {
+            return Ok(found);
+        }
+    } else if args.from_beginning {
+        return list_offset(
+            &mut ctx.fetch,
+            &ctx.topic,
+            partition,
+            pb::OffsetSpec::Earliest,
+            0,
+        )
+        .await;
+    }
+    list_offset(
+        &mut ctx.fetch,
+        &ctx.topic,
+        partition,
+        pb::OffsetSpec::Latest,
+        0,
+    )
+    .await
+}
+
+/// Fetches one partition from `offset` to `end` (or forever) into `out`.
+async fn fetch_partition(
+    mut ctx: Ctx,
+    partition: u32,
+    mut offset: i64,
+    end: Option<i64>,
+    out: mpsc::Sender<Chunk>,
+    stop: CancellationToken,
+) -> Result<()> {
+    loop {
+        if end.is_some_and(|end| offset >= end) {
+            return Ok(());
+        }
+        let request = pb::FetchRequest {
+            topic: ctx.topic.clone(),
+            partition,
+            offset,
+            max_bytes: 1 << 20,
+            max_wait_ms: if ctx.follow { 1000 } else { 200 },
+            min_bytes: 1,
+            decode: false,
+        };
+        let response = tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            r = ctx.fetch.fetch(request) => r,
+        };
+        let response = match response {
+            Ok(r) => r.into_inner(),
+            Err(e) if e.code() == tonic::Code::OutOfRange => {
+                let earliest = list_offset(
+                    &mut ctx.fetch,
+                    &ctx.topic,
+                    partition,
+                    pb::OffsetSpec::Earliest,
+                    0,
+                )
+                .await?;
+                if offset < earliest {
+                    eprintln!(
+                        "warning: partition {partition}: offset {offset} is gone (retention); continuing at {earliest}"
+                    );
+                    offset = earliest;
+                    continue;
+                }
+                return Err(status(e));
+            }
+            Err(e) => return Err(status(e)),
+        };
+        let mut records = Vec::new();
+        for batch in RecordBatch::iter_batches(response.records) {
+            let batch =
+                batch.with_context(|| format!("partition {partition}: a batch does not decode"))?;
+            records.extend(
+                batch
+                    .records()?
+                    .into_iter()
+                    .filter(|r| r.offset >= offset && end.is_none_or(|e| r.offset < e)),
+            );
+        }
+        offset = offset.max(response.next_offset);
+        if !records.is_empty() && out.send(Chunk { partition, records }).await.is_err() {
+            return Ok(());
+        }
+        if !ctx.follow && response.next_offset >= response.high_watermark && end.is_none() {
+            return Ok(());
+        }
+    }
+}
+
+/// Printed positions (next offset per partition), for commits.
+type Positions = Arc<Mutex<BTreeMap<u32, i64>>>;
+
+fn print_chunk(
+    out: &mut impl Write,
+    args: &ConsumeArgs,
+    json_out: bool,
+    chunk: &Chunk,
+    left: &mut Option<u64>,
+) -> std::io::Result<bool> {
+    for r in &chunk.records {
+        if *left == Some(0) {
+            return Ok(false);
+        }
+        if json_out {
+            let text = |b: &Option<bytes::Bytes>| {
+                b.as_ref().map(|b| String::from_utf8_lossy(b).into_owned())
+            };
+            let line = json!({"partition": chunk.partition, "offset": r.offset, "timestamp": r.timestamp_ms, "key": text(&r.key), "value": text(&r.value)});
+            writeln!(out, "{line}")?;
+        } else {
+            if args.print_offset {
+                write!(out, "{}:{}\t", chunk.partition, r.offset)?;
+            }
+            if args.print_key {
+                out.write_all(r.key.as_deref().unwrap_or(b"null"))?;
+                out.write_all(b"\t")?;
+            }
+            out.write_all(r.value.as_deref().unwrap_or(b""))?;
+            out.write_all(b"\n")?;
+        }
+        if let Some(n) = left {
+            *n -= 1;
+        }
+    }
+    Ok(true)
+}
+
+pub(crate) async fn run(client: &ClientArgs, args: ConsumeArgs) -> Result<()> {
+    let channel = client.connect().await?;
+    let topic = TopicServiceClient::new(channel.clone())
+        .describe_topic(pb::DescribeTopicRequest {
+            name: args.topic.clone(),
+        })
+        .await
+        .map_err(status)?
+        .into_inner()
+        .topic
+        .context("the server described no topic")?;
+    let all: Vec<u32> = topic.partitions.iter().map(|p| p.partition).collect();
+    if let Some(p) = args.partition
+        && !all.contains(&p)
+    {
+        bail!(
+            "partition {p} does not exist: topic {} has {}",
+            args.topic,
+            all.len()
+        );
+    }
+    let ctx = Ctx {
+        fetch: FetchServiceClient::new(channel.clone()).max_decoding_message_size(MAX_MESSAGE),
+        topic: args.topic.clone(),
+        follow: args.follow,
+    };
+    let (tx, mut rx) = mpsc::channel::<Chunk>(16);
+    let stop = CancellationToken::new();
+    let positions: Positions = Arc::default();
+    let json_out = client.output == Output::Json;
+
+    // The printer runs here; the fetchers (and the group session) in tasks.
+    let driver = {
+        let (args, ctx, stop, positions) = (
+            args.clone(),
+            ctx.clone(),
+            stop.clone(),
+            Arc::clone(&positions),
+        );
+        let groups = GroupServiceClient::new(channel);
+        tokio::spawn(async move {
+            let result = match &args.group {
+                Some(group) => {
+                    run_group(
+                        ctx,
+                        &args,
+                        group.clone(),
+                        groups,
+                        tx,
+                        stop.clone(),
+                        positions,
+                    )
+                    .await
+                }
+                None => {
+                    let wanted = args.partition.map_or(all, |p| vec![p]);
+                    run_plain(ctx, &args, wanted, tx, stop.clone())
+                        .await
+                        .map(|()| None)
+                }
+            };
+            stop.cancel();
+            result
+        })
+    };
+
+    let mut left = args.max_messages;
+    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    while let Some(chunk) = rx.recv().await {
+        let last = chunk.records.last().map(|r| r.offset);
+        match print_chunk(&mut stdout, &args, json_out, &chunk, &mut left)
+            .and_then(|more| stdout.flush().map(|_| more))
+        {
+            Ok(true) => {}
+            Ok(false) => break,
+            // A closed pipe (`| head`) ends the command quietly.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => break,
+            Err(e) => return Err(e).context("write standard output"),
+        }
+        if let (Some(last), Ok(mut p)) = (last, positions.lock()) {
+            p.insert(chunk.partition, last + 1);
+        }
+        if left == Some(0) {
+            break;
+        }
+    }
+    stop.cancel();
+    drop(rx);
+    drop(stdout);
+    let finished = driver.await.context("consumer task failed")??;
+    // Everything printed is final now: commit it and leave the group.
+    if let Some(session) = finished {
+        let mut groups = session.groups;
+        commit(
+            &mut groups,
+            &args.topic,
+            &session.group,
+            &session.member,
+            session.generation,
+            &positions,
+            &session.assigned,
+        )
+        .await?;
+        let _ = groups
+            .leave_group(pb::LeaveGroupRequest {
+                group_id: session.group,
+                member_id: session.member,
+            })
+            .await;
+    }
+    Ok(())
+}
+
+/// The group session a consume ended in, for the final commit.
+struct Finished {
+    groups: GroupServiceClient<Channel>,
+    group: String,
+    member: String,
+    generation: i32,
+    assigned: Vec<u32>,
+}
+
+async fn run_plain(
+    mut ctx: Ctx,
+    args: &ConsumeArgs,
+    partitions: Vec<u32>,
+    tx: mpsc::Sender<Chunk>,
+    stop: CancellationToken,
+) -> Result<()> {
+    let mut tasks = JoinSet::new();
+    for p in partitions {
+        let start = start_offset(&mut ctx, args, p).await?;
+        let end = if args.follow {
+            None
+        } else {
+            Some(list_offset(&mut ctx.fetch, &ctx.topic, p, pb::OffsetSpec::Latest, 0).await?)
+        };
+        tasks.spawn(fetch_partition(
+            ctx.clone(),
+            p,
+            start,
+            end,
+            tx.clone(),
+            stop.clone(),
+        ));
+    }
+    drop(tx);
+    while let Some(done) = tasks.join_next().await {
+        done.context("fetch task failed")??;
+    }
+    Ok(())
+}
+
+async fn commit(
+    groups: &mut GroupServiceClient<Channel>,
+    topic: &str,
+    group: &str,
+    member: &str,
+    generation: i32,
+    positions: &Positions,
+    assigned: &[u32],
+) -> Result<()> {
+    let offsets: Vec<pb::OffsetCommit> = {
+        let p = positions
+            .lock()
+            .map_err(|_| anyhow::anyhow!("positions lock poisoned"))?;
+        assigned
+            .iter()
+            .filter_map(|part| {
+                p.get(part).map(|o| pb::OffsetCommit {
+                    topic: topic.into(),
+                    partition: *part,
+                    offset: *o,
+                    metadata: String::new(),
+                })
+            })
+            .collect()
+    };
+    if offsets.is_empty() {
+        return Ok(());
+    }
+    groups
+        .commit_offsets(pb::CommitOffsetsRequest {
+            group_id: group.into(),
+            member_id: member.into(),
+            generation,
+            offsets,
+        })
+        .await
+        .map_err(status)?;
+    Ok(())
+}
+
+async fn run_group(
+    mut ctx: Ctx,
+    args: &ConsumeArgs,
+    group: String,
+    mut groups: GroupServiceClient<Channel>,
+    tx: mpsc::Sender<Chunk>,
+    stop: CancellationToken,
+    positions: Positions,
+) -> Result<Option<Finished>> {
+    let mut member = String::new();
+    loop {
+        let joined = groups
+            .join_group(pb::JoinGroupRequest {
+                group_id: group.clone(),
+                member_id: member.clone(),
+                client_id: "fjord-cli".into(),
+                topics: vec![ctx.topic.clone()],
+                session_timeout_ms: 10_000,
+                rebalance_timeout_ms: 0,
+            })
+            .await
+            .map_err(status)?
+            .into_inner();
+        member = joined.member_id.clone();
+        let assigned: Vec<u32> = joined
+            .assignment
+            .iter()
+            .filter(|tp| tp.topic == ctx.topic)
+            .flat_map(|tp| tp.partitions.clone())
+            .collect();
+        let committed = groups
+            .fetch_offsets(pb::FetchOffsetsRequest {
+                group_id: group.clone(),
+                partitions: vec![pb::TopicPartitions {
+                    topic: ctx.topic.clone(),
+                    partitions: assigned.clone(),
+                }],
+            })
+            .await
+            .map_err(status)?
+            .into_inner();
+        let session = stop.child_token();
+        let mut tasks = JoinSet::new();
+        for &p in &assigned {
+            let from_commit = committed
+                .offsets
+                .iter()
+                .find(|o| o.partition == p && o.offset >= 0)
+                .map(|o| o.offset);
+            let start = match from_commit {
+                Some(o) => o,
+                None => start_offset(&mut ctx, args, p).await?,
+            };
+            let end = if args.follow {
+                None
+            } else {
+                Some(list_offset(&mut ctx.fetch, &ctx.topic, p, pb::OffsetSpec::Latest, 0).await?)
+            };
+            tasks.spawn(fetch_partition(
+                ctx.clone(),
+                p,
+                start,
+                end,
+                tx.clone(),
+                session.clone(),
+            ));
+        }
+        let mut beat = tokio::time::interval(Duration::from_millis(u64::from(
+            joined.heartbeat_interval_ms.clamp(100, 3000),
+        )));
+        let mut rebalance = false;
+        let mut fetchers_done = assigned.is_empty() && !args.follow;
+        while !fetchers_done {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = beat.tick() => {
+                    commit(&mut groups, &ctx.topic, &group, &member, joined.generation, &positions, &assigned).await?;
+                    let hb = groups.heartbeat(pb::HeartbeatRequest { group_id: group.clone(), member_id: member.clone(), generation: joined.generation }).await;
+                    match hb {
+                        Ok(r) if r.get_ref().rebalance => { rebalance = true; break; }
+                        Ok(_) => {}
+                        Err(e) if e.code() == tonic::Code::FailedPrecondition => { rebalance = true; break; }
+                        Err(e) => return Err(status(e)),
+                    }
+                }
+                done = tasks.join_next() => match done {
+                    Some(result) => result.context("fetch task failed")??,
+                    None => fetchers_done = !args.follow,
+                },
+            }
+        }
+        session.cancel();
+        while let Some(done) = tasks.join_next().await {
+            done.context("fetch task failed")??;
+        }
+        if !rebalance {
+            return Ok(Some(Finished {
+                groups,
+                group,
+                member,
+                generation: joined.generation,
+                assigned,
+            }));
+        }
+        // Commit what was printed before rejoining (records still queued
+        // for the printer may be read again by the next owner).
+        let _ = commit(
+            &mut groups,
+            &ctx.topic,
+            &group,
+            &member,
+            joined.generation,
+            &positions,
+            &assigned,
+        )
+        .await;
+    }
+}

@@ -1,0 +1,122 @@
+//! `fjord group list|describe`.
+
+use anyhow::Result;
+use clap::Subcommand;
+use fjord_proto::v1 as pb;
+use fjord_proto::v1::group_service_client::GroupServiceClient;
+use serde_json::json;
+
+use super::{ClientArgs, Output, status, table};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum GroupCommand {
+    /// List consumer groups.
+    List,
+    /// Show a group's members, assignments, committed offsets and lag.
+    Describe { group: String },
+}
+
+fn assignment(a: &[pb::TopicPartitions]) -> String {
+    a.iter()
+        .map(|tp| {
+            format!(
+                "{}:{}",
+                tp.topic,
+                tp.partitions
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub(crate) async fn run(client: &ClientArgs, command: GroupCommand) -> Result<()> {
+    let mut groups = GroupServiceClient::new(client.connect().await?);
+    match command {
+        GroupCommand::List => {
+            let r = groups
+                .list_groups(pb::ListGroupsRequest {})
+                .await
+                .map_err(status)?
+                .into_inner();
+            if client.output == Output::Json {
+                let v: Vec<_> = r
+                    .groups
+                    .iter()
+                    .map(|g| json!({"group": g.group_id, "state": g.state, "members": g.members}))
+                    .collect();
+                println!("{}", serde_json::Value::Array(v));
+            } else {
+                let rows: Vec<Vec<String>> = r
+                    .groups
+                    .iter()
+                    .map(|g| vec![g.group_id.clone(), g.state.clone(), g.members.to_string()])
+                    .collect();
+                print!("{}", table::render(&["GROUP", "STATE", "MEMBERS"], &rows));
+            }
+        }
+        GroupCommand::Describe { group } => {
+            let d = groups
+                .describe_group(pb::DescribeGroupRequest { group_id: group })
+                .await
+                .map_err(status)?
+                .into_inner();
+            if client.output == Output::Json {
+                println!(
+                    "{}",
+                    json!({
+                        "group": d.group_id,
+                        "state": d.state,
+                        "generation": d.generation,
+                        "members": d.members.iter().map(|m| json!({"member_id": m.member_id, "client_id": m.client_id, "assignment": assignment(&m.assignment)})).collect::<Vec<_>>(),
+                        "offsets": d.offsets.iter().map(|o| json!({"topic": o.topic, "partition": o.partition, "committed": o.committed_offset, "log_end": o.log_end_offset, "lag": o.lag})).collect::<Vec<_>>(),
+                    })
+                );
+                return Ok(());
+            }
+            println!(
+                "group {}  state {}  generation {}",
+                d.group_id, d.state, d.generation
+            );
+            let members: Vec<Vec<String>> = d
+                .members
+                .iter()
+                .map(|m| {
+                    vec![
+                        m.member_id.clone(),
+                        m.client_id.clone(),
+                        assignment(&m.assignment),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                table::render(&["MEMBER", "CLIENT", "ASSIGNMENT"], &members)
+            );
+            let offsets: Vec<Vec<String>> = d
+                .offsets
+                .iter()
+                .map(|o| {
+                    vec![
+                        o.topic.clone(),
+                        o.partition.to_string(),
+                        o.committed_offset.to_string(),
+                        o.log_end_offset.to_string(),
+                        o.lag.to_string(),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                table::render(
+                    &["TOPIC", "PARTITION", "COMMITTED", "LOG-END", "LAG"],
+                    &offsets
+                )
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,315 @@
+//! `fjord produce TOPIC`: one record per line of standard input.
+//!
+//! Lines are read as bytes (the newline is dropped; nothing else changes),
+//! grouped into Kafka v2 batches per partition on the client, and sent with
+//! one request in flight per partition, so records of a partition are stored
+//! in the order they were read. A batch is sent when it holds
+//! `--batch-size` records or 256 KiB, or when standard input has been quiet
+//! for `--linger-ms`. Keys pick partitions with Kafka's murmur2; records
+//! without a key stick to one partition per batch.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use bytes::Bytes;
+use clap::{Args, ValueEnum};
+use fjord_broker::partition_for_key;
+use fjord_proto::v1 as pb;
+use fjord_proto::v1::produce_service_client::ProduceServiceClient;
+use fjord_proto::v1::topic_service_client::TopicServiceClient;
+use fjord_storage::{BatchBuilder, Compression, Record};
+use serde_json::json;
+use tokio::io::AsyncBufReadExt;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tonic::transport::Channel;
+
+use super::{ClientArgs, MAX_MESSAGE, Output, status};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum Codec {
+    None,
+    Zstd,
+    Lz4,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ProduceArgs {
+    topic: String,
+    /// Key for every record.
+    #[arg(long, conflicts_with = "key_separator")]
+    key: Option<String>,
+    /// Split each line at the first SEP into key and value.
+    #[arg(long, value_name = "SEP")]
+    key_separator: Option<String>,
+    /// Send every record to this partition.
+    #[arg(long)]
+    partition: Option<u32>,
+    /// 0: don't wait; 1: the leader has it; all: every in-sync replica has it.
+    #[arg(long, default_value = "all", value_parser = ["0", "1", "all"])]
+    acks: String,
+    /// Batch compression.
+    #[arg(long, value_enum, default_value_t = Codec::None)]
+    compression: Codec,
+    /// Records per batch at most.
+    #[arg(long, default_value_t = 1000)]
+    batch_size: usize,
+    /// Send a partial batch once input is quiet this long.
+    #[arg(long, default_value_t = 10)]
+    linger_ms: u64,
+}
+
+const MAX_BATCH_BYTES: usize = 256 << 10;
+
+struct Pending {
+    builder: BatchBuilder,
+    bytes: usize,
+}
+
+/// Counts shared with the sender tasks.
+#[derive(Default)]
+struct Progress {
+    acknowledged: AtomicU64,
+    batches: AtomicU64,
+}
+
+async fn sender(
+    mut client: ProduceServiceClient<Channel>,
+    topic: String,
+    partition: u32,
+    acks: pb::Acks,
+    mut batches: mpsc::Receiver<(Bytes, u64)>,
+    progress: Arc<Progress>,
+) -> Result<()> {
+    while let Some((batch, records)) = batches.recv().await {
+        let response = client
+            .produce(pb::ProduceRequest {
+                topic: topic.clone(),
+                acks: acks as i32,
+                timeout_ms: 30_000,
+                batches: vec![pb::PartitionBatch { partition, batch }],
+                ..Default::default()
+            })
+            .await
+            .map_err(status)?
+            .into_inner();
+        for r in response.results {
+            if r.error != pb::ErrorCode::ErrorNone as i32 {
+                bail!("partition {}: {}", r.partition, r.error_message);
+            }
+        }
+        progress.acknowledged.fetch_add(records, Ordering::Relaxed);
+        progress.batches.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+pub(crate) async fn run(client: &ClientArgs, args: ProduceArgs) -> Result<()> {
+    let channel = client.connect().await?;
+    let described = TopicServiceClient::new(channel.clone())
+        .describe_topic(pb::DescribeTopicRequest {
+            name: args.topic.clone(),
+        })
+        .await
+        .map_err(status)?
+        .into_inner();
+    let partitions = described.topic.map_or(0, |t| t.partitions.len() as u32);
+    if partitions == 0 {
+        bail!("topic {} has no partitions", args.topic);
+    }
+    if let Some(p) = args.partition
+        && p >= partitions
+    {
+        bail!(
+            "partition {p} does not exist: topic {} has {partitions}",
+            args.topic
+        );
+    }
+    let acks = match args.acks.as_str() {
+        "0" => pb::Acks::None,
+        "1" => pb::Acks::Leader,
+        _ => pb::Acks::All,
+    };
+    let codec = match args.compression {
+        Codec::None => Compression::None,
+        Codec::Zstd => Compression::Zstd,
+        Codec::Lz4 => Compression::Lz4,
+    };
+    let produce = ProduceServiceClient::new(channel)
+        .max_encoding_message_size(MAX_MESSAGE)
+        .max_decoding_message_size(MAX_MESSAGE);
+    let progress = Arc::new(Progress::default());
+    let mut senders: Vec<Option<mpsc::Sender<(Bytes, u64)>>> = vec![None; partitions as usize];
+    let mut tasks = JoinSet::new();
+    let mut pending: Vec<Option<Pending>> = (0..partitions).map(|_| None).collect();
+    let mut sticky = 0u32;
+    let started = Instant::now();
+    let mut stdin = tokio::io::BufReader::with_capacity(1 << 20, tokio::io::stdin());
+    let mut line = Vec::with_capacity(4096);
+    let linger = Duration::from_millis(args.linger_ms.max(1));
+    let mut read = 0u64;
+
+    let outcome: Result<()> = async {
+        loop {
+            let n = match tokio::time::timeout(linger, stdin.read_until(b'\n', &mut line)).await {
+                Ok(n) => n.context("read standard input")?,
+                Err(_) => {
+                    // Quiet input: send what is waiting.
+                    for p in 0..partitions {
+                        flush(
+                            p,
+                            &mut pending,
+                            &mut senders,
+                            &mut tasks,
+                            &produce,
+                            &args.topic,
+                            acks,
+                            &progress,
+                        )
+                        .await?;
+                    }
+                    continue;
+                }
+            };
+            if n == 0 {
+                break;
+            }
+            if line.last() == Some(&b'\n') {
+                line.pop();
+            }
+            let text = std::mem::take(&mut line);
+            let (key, value) = match (&args.key, &args.key_separator) {
+                (Some(k), _) => (Some(Bytes::from(k.clone())), Bytes::from(text)),
+                (None, Some(sep)) => match find(&text, sep.as_bytes()) {
+                    Some(at) => (
+                        Some(Bytes::copy_from_slice(&text[..at])),
+                        Bytes::copy_from_slice(&text[at + sep.len()..]),
+                    ),
+                    None => (None, Bytes::from(text)),
+                },
+                (None, None) => (None, Bytes::from(text)),
+            };
+            let partition = match (args.partition, &key) {
+                (Some(p), _) => p,
+                (None, Some(k)) => partition_for_key(k, partitions),
+                (None, None) => sticky,
+            };
+            let size = value.len() + key.as_ref().map_or(0, Bytes::len) + 16;
+            let slot = pending[partition as usize].get_or_insert_with(|| Pending {
+                builder: BatchBuilder::new(codec),
+                bytes: 0,
+            });
+            slot.builder.add(Record::new(key, Some(value), now_ms()));
+            slot.bytes += size;
+            read += 1;
+            if slot.builder.len() >= args.batch_size || slot.bytes >= MAX_BATCH_BYTES {
+                flush(
+                    partition,
+                    &mut pending,
+                    &mut senders,
+                    &mut tasks,
+                    &produce,
+                    &args.topic,
+                    acks,
+                    &progress,
+                )
+                .await?;
+                if args.partition.is_none() {
+                    sticky = (sticky + 1) % partitions;
+                }
+            }
+        }
+        for p in 0..partitions {
+            flush(
+                p,
+                &mut pending,
+                &mut senders,
+                &mut tasks,
+                &produce,
+                &args.topic,
+                acks,
+                &progress,
+            )
+            .await?;
+        }
+        senders.clear();
+        while let Some(done) = tasks.join_next().await {
+            done.map_err(|e| anyhow!("sender task failed: {e}"))??;
+        }
+        Ok(())
+    }
+    .await;
+
+    let acknowledged = progress.acknowledged.load(Ordering::Relaxed);
+    let batches = progress.batches.load(Ordering::Relaxed);
+    let seconds = started.elapsed().as_secs_f64();
+    if client.output == Output::Json {
+        println!(
+            "{}",
+            json!({"topic": args.topic, "records": read, "acknowledged": acknowledged, "batches": batches, "seconds": seconds, "error": outcome.as_ref().err().map(|e| format!("{e:#}"))})
+        );
+    } else if outcome.is_ok() {
+        eprintln!(
+            "produced {acknowledged} records in {batches} batches to {} ({:.0} records/s)",
+            args.topic,
+            acknowledged as f64 / seconds.max(1e-9)
+        );
+    }
+    outcome.with_context(|| {
+        format!("{acknowledged} of {read} records were acknowledged before the failure")
+    })
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() {
+        return None;
+    }
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Sends partition `p`'s pending batch to its sender task (starting it).
+#[allow(clippy::too_many_arguments)]
+async fn flush(
+    p: u32,
+    pending: &mut [Option<Pending>],
+    senders: &mut [Option<mpsc::Sender<(Bytes, u64)>>],
+    tasks: &mut JoinSet<Result<()>>,
+    produce: &ProduceServiceClient<Channel>,
+    topic: &str,
+    acks: pb::Acks,
+    progress: &Arc<Progress>,
+) -> Result<()> {
+    let Some(batch) = pending[p as usize].take() else {
+        return Ok(());
+    };
+    let records = batch.builder.len() as u64;
+    let bytes = batch.builder.build().context("encode batch")?;
+    let sender = senders[p as usize].get_or_insert_with(|| {
+        let (tx, rx) = mpsc::channel(4);
+        tasks.spawn(sender(
+            produce.clone(),
+            topic.to_string(),
+            p,
+            acks,
+            rx,
+            Arc::clone(progress),
+        ));
+        tx
+    });
+    if sender.send((bytes, records)).await.is_err() {
+        // The task stopped: its error is the one to report.
+        while let Some(done) = tasks.join_next().await {
+            done.map_err(|e| anyhow!("sender task failed: {e}"))??;
+        }
+        bail!("the sender for partition {p} stopped");
+    }
+    Ok(())
+}

@@ -1,0 +1,295 @@
+//! Server configuration: built-in defaults < TOML file (`--config`) <
+//! `FJORD_*` environment variables < command-line flags.
+//!
+//! Every option, with its TOML key, environment variable and flag:
+//!
+//! | TOML key | env | flag | default |
+//! |---|---|---|---|
+//! | `data_dir` | `FJORD_DATA_DIR` | `--data-dir` | `./fjord-data` |
+//! | `node_id` | `FJORD_NODE_ID` | `--node-id` | `1` |
+//! | `grpc_listen` | `FJORD_GRPC_LISTEN` | `--grpc-listen` | `127.0.0.1:9400` |
+//! | `http_listen` | `FJORD_HTTP_LISTEN` | `--http-listen` | `127.0.0.1:9600` |
+//! | `mqtt_listen` | `FJORD_MQTT_LISTEN` | `--mqtt-listen` | `127.0.0.1:1883` (gateway not in this build) |
+//! | `amqp_listen` | `FJORD_AMQP_LISTEN` | `--amqp-listen` | `127.0.0.1:5672` (gateway not in this build) |
+//! | `advertised_grpc` | `FJORD_ADVERTISED_GRPC` | `--advertised-grpc` | the bound gRPC address |
+//! | `peers` | `FJORD_PEERS` | `--peers` | none (clustering not in this build) |
+//! | `flush_policy` | `FJORD_FLUSH_POLICY` | `--flush-policy` | `batch` (`batch`, `interval:<ms>`, `os`) |
+//! | `default_partitions` | `FJORD_DEFAULT_PARTITIONS` | `--default-partitions` | `1` |
+//! | `auto_create_topics` | `FJORD_AUTO_CREATE_TOPICS` | `--auto-create-topics` | `false` |
+//! | `offsets_topic_partitions` | `FJORD_OFFSETS_TOPIC_PARTITIONS` | `--offsets-topic-partitions` | `8` |
+//! | `retention_check_interval_ms` | `FJORD_RETENTION_CHECK_INTERVAL_MS` | `--retention-check-interval-ms` | `60000` |
+//! | `log_level` | `FJORD_LOG_LEVEL` | `--log-level` | `info` |
+//! | `log_format` | `FJORD_LOG_FORMAT` | `--log-format` | `text` (`text`, `json`) |
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use fjord_broker::{BrokerConfig, FlushPolicy};
+use serde::Deserialize;
+
+/// Flags of `fjord serve`; each also reads its `FJORD_*` variable.
+#[derive(Debug, Default, Args)]
+pub(crate) struct ServeArgs {
+    /// TOML configuration file (lowest precedence after the defaults).
+    #[arg(long, env = "FJORD_CONFIG", value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// Directory for partition logs and metadata.
+    #[arg(long, env = "FJORD_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// This node's id.
+    #[arg(long, env = "FJORD_NODE_ID")]
+    node_id: Option<u32>,
+    /// gRPC listener (clients and, later, other nodes); port 0 picks one.
+    #[arg(long, env = "FJORD_GRPC_LISTEN", value_name = "ADDR")]
+    grpc_listen: Option<SocketAddr>,
+    /// HTTP listener for /metrics, /health and /ready; port 0 picks one.
+    #[arg(long, env = "FJORD_HTTP_LISTEN", value_name = "ADDR")]
+    http_listen: Option<SocketAddr>,
+    /// MQTT listener (the MQTT gateway is not part of this build yet).
+    #[arg(long, env = "FJORD_MQTT_LISTEN", value_name = "ADDR")]
+    mqtt_listen: Option<SocketAddr>,
+    /// AMQP listener (the AMQP gateway is not part of this build yet).
+    #[arg(long, env = "FJORD_AMQP_LISTEN", value_name = "ADDR")]
+    amqp_listen: Option<SocketAddr>,
+    /// gRPC address given to clients (default: the bound address).
+    #[arg(long, env = "FJORD_ADVERTISED_GRPC", value_name = "ADDR")]
+    advertised_grpc: Option<SocketAddr>,
+    /// Cluster peers `ID=ADDR,...` (clustering is not part of this build yet).
+    #[arg(long, env = "FJORD_PEERS", value_name = "ID=ADDR,...")]
+    peers: Option<String>,
+    /// When appends are fsync'd: `batch` (before acknowledging, group
+    /// commit), `interval:<ms>`, or `os`.
+    #[arg(long, env = "FJORD_FLUSH_POLICY", value_name = "POLICY")]
+    flush_policy: Option<String>,
+    /// Partitions of auto-created topics.
+    #[arg(long, env = "FJORD_DEFAULT_PARTITIONS")]
+    default_partitions: Option<u32>,
+    /// Create topics on first produce.
+    #[arg(long, env = "FJORD_AUTO_CREATE_TOPICS")]
+    auto_create_topics: Option<bool>,
+    /// Partitions of the `__consumer_offsets` topic (on first start).
+    #[arg(long, env = "FJORD_OFFSETS_TOPIC_PARTITIONS")]
+    offsets_topic_partitions: Option<u32>,
+    /// How often retention and compaction run, in ms.
+    #[arg(long, env = "FJORD_RETENTION_CHECK_INTERVAL_MS")]
+    retention_check_interval_ms: Option<u64>,
+    /// Log filter (`info`, `debug`, `fjord_broker=debug,info`, ...).
+    #[arg(long, env = "FJORD_LOG_LEVEL")]
+    pub(crate) log_level: Option<String>,
+    /// `text` or `json`.
+    #[arg(long, env = "FJORD_LOG_FORMAT")]
+    pub(crate) log_format: Option<String>,
+}
+
+/// The TOML file: the same options, all optional, unknown keys rejected.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    node_id: Option<u32>,
+    grpc_listen: Option<SocketAddr>,
+    http_listen: Option<SocketAddr>,
+    mqtt_listen: Option<SocketAddr>,
+    amqp_listen: Option<SocketAddr>,
+    advertised_grpc: Option<SocketAddr>,
+    peers: Option<String>,
+    flush_policy: Option<String>,
+    default_partitions: Option<u32>,
+    auto_create_topics: Option<bool>,
+    offsets_topic_partitions: Option<u32>,
+    retention_check_interval_ms: Option<u64>,
+    log_level: Option<String>,
+    log_format: Option<String>,
+}
+
+/// The resolved server configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct ServerConfig {
+    pub(crate) data_dir: PathBuf,
+    pub(crate) node_id: u32,
+    pub(crate) grpc_listen: SocketAddr,
+    pub(crate) http_listen: SocketAddr,
+    pub(crate) mqtt_listen: Option<SocketAddr>,
+    pub(crate) amqp_listen: Option<SocketAddr>,
+    pub(crate) advertised_grpc: Option<SocketAddr>,
+    pub(crate) flush: FlushPolicy,
+    pub(crate) default_partitions: u32,
+    pub(crate) auto_create_topics: bool,
+    pub(crate) offsets_topic_partitions: u32,
+    pub(crate) retention_check_interval: Duration,
+    pub(crate) log_level: String,
+    pub(crate) json_logs: bool,
+}
+
+/// Parses `batch`, `os` or `interval:<ms>`.
+pub(crate) fn parse_flush_policy(text: &str) -> Result<FlushPolicy> {
+    match text.trim() {
+        "batch" => Ok(FlushPolicy::EveryBatch),
+        "os" => Ok(FlushPolicy::Os),
+        other => match other.strip_prefix("interval:").map(str::parse::<u64>) {
+            Some(Ok(ms)) if ms > 0 => Ok(FlushPolicy::Interval(Duration::from_millis(ms))),
+            _ => bail!("flush policy must be batch, os or interval:<ms>, got {other:?}"),
+        },
+    }
+}
+
+fn addr(text: &str) -> SocketAddr {
+    text.parse()
+        .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+}
+
+impl ServeArgs {
+    /// Merges defaults, the TOML file, environment and flags.
+    ///
+    /// # Errors
+    /// The file cannot be read or has unknown keys or bad values; a value is
+    /// out of range; clustering was asked for.
+    pub(crate) fn resolve(self) -> Result<ServerConfig> {
+        let file = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("read config file {}", path.display()))?;
+                toml::from_str::<FileConfig>(&text)
+                    .with_context(|| format!("config file {}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let peers = self.peers.or(file.peers).unwrap_or_default();
+        if !peers.trim().is_empty() {
+            bail!(
+                "--peers {peers:?}: clustering is not available in this version; run a single node without --peers"
+            );
+        }
+        let flush = parse_flush_policy(
+            &self
+                .flush_policy
+                .or(file.flush_policy)
+                .unwrap_or_else(|| "batch".into()),
+        )?;
+        let log_format = self
+            .log_format
+            .or(file.log_format)
+            .unwrap_or_else(|| "text".into());
+        let json_logs = match log_format.as_str() {
+            "text" => false,
+            "json" => true,
+            other => bail!("log format must be text or json, got {other:?}"),
+        };
+        let default_partitions = self
+            .default_partitions
+            .or(file.default_partitions)
+            .unwrap_or(1);
+        let offsets_topic_partitions = self
+            .offsets_topic_partitions
+            .or(file.offsets_topic_partitions)
+            .unwrap_or(8);
+        if default_partitions == 0 || offsets_topic_partitions == 0 {
+            bail!("partition counts must be at least 1");
+        }
+        let retention_ms = self
+            .retention_check_interval_ms
+            .or(file.retention_check_interval_ms)
+            .unwrap_or(60_000);
+        if retention_ms == 0 {
+            bail!("retention check interval must be positive");
+        }
+        Ok(ServerConfig {
+            data_dir: self
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("./fjord-data")),
+            node_id: self.node_id.or(file.node_id).unwrap_or(1),
+            grpc_listen: self
+                .grpc_listen
+                .or(file.grpc_listen)
+                .unwrap_or_else(|| addr("127.0.0.1:9400")),
+            http_listen: self
+                .http_listen
+                .or(file.http_listen)
+                .unwrap_or_else(|| addr("127.0.0.1:9600")),
+            mqtt_listen: self.mqtt_listen.or(file.mqtt_listen),
+            amqp_listen: self.amqp_listen.or(file.amqp_listen),
+            advertised_grpc: self.advertised_grpc.or(file.advertised_grpc),
+            flush,
+            default_partitions,
+            auto_create_topics: self
+                .auto_create_topics
+                .or(file.auto_create_topics)
+                .unwrap_or(false),
+            offsets_topic_partitions,
+            retention_check_interval: Duration::from_millis(retention_ms),
+            log_level: self
+                .log_level
+                .or(file.log_level)
+                .unwrap_or_else(|| "info".into()),
+            json_logs,
+        })
+    }
+}
+
+impl ServerConfig {
+    /// The broker's settings, advertising `grpc` unless configured otherwise.
+    pub(crate) fn broker_config(&self, grpc: SocketAddr) -> BrokerConfig {
+        let mut config = BrokerConfig::new(&self.data_dir);
+        config.node_id = self.node_id;
+        config.advertised_grpc = Some(self.advertised_grpc.unwrap_or(grpc));
+        config.default_flush = self.flush;
+        config.default_partitions = self.default_partitions;
+        config.auto_create_topics = self.auto_create_topics;
+        config.offsets_topic_partitions = self.offsets_topic_partitions;
+        config.retention_check_interval = self.retention_check_interval;
+        config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_the_file_and_the_file_beats_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fjord.toml");
+        std::fs::write(
+            &path,
+            "data_dir = \"/from/file\"\nnode_id = 7\nflush_policy = \"interval:50\"\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            node_id: Some(3),
+            ..ServeArgs::default()
+        };
+        let c = args.resolve().unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/from/file"));
+        assert_eq!(c.node_id, 3);
+        assert_eq!(c.flush, FlushPolicy::Interval(Duration::from_millis(50)));
+        assert_eq!(c.grpc_listen, addr("127.0.0.1:9400"));
+    }
+
+    #[test]
+    fn bad_files_values_and_peers_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "data_dri = \"typo\"\n").unwrap();
+        let err = ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("unknown field"), "{err:#}");
+        assert!(parse_flush_policy("sometimes").is_err());
+        assert!(parse_flush_policy("interval:0").is_err());
+        let err = ServeArgs {
+            peers: Some("2=10.0.0.2:9400".into()),
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(err.to_string().contains("clustering is not available"));
+    }
+}

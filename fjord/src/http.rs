@@ -1,0 +1,50 @@
+//! The HTTP listener: `/metrics` (Prometheus text), `/health` (the process
+//! is up) and `/ready` (the broker is open and serving; 503 while stopping).
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use fjord_broker::Broker;
+
+async fn metrics(State(broker): State<Broker>) -> impl IntoResponse {
+    let mut body = broker.render_metrics();
+    if let Some(rss) = resident_bytes() {
+        body.push_str("# HELP process_resident_memory_bytes Resident memory size in bytes.\n");
+        body.push_str("# TYPE process_resident_memory_bytes gauge\n");
+        body.push_str(&format!("process_resident_memory_bytes {rss}\n"));
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+}
+
+async fn health() -> &'static str {
+    "ok\n"
+}
+
+async fn ready(State(broker): State<Broker>) -> (StatusCode, &'static str) {
+    if broker.is_ready() {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+    }
+}
+
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace()
+        .nth(1)?
+        .parse::<u64>()
+        .ok()
+        .map(|kib| kib * 1024)
+}
+
+/// The HTTP routes over `broker`.
+pub(crate) fn router(broker: Broker) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .with_state(broker)
+}

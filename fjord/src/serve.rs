@@ -1,0 +1,144 @@
+//! `fjord serve`: bind every listener, open the broker, announce the bound
+//! addresses in `<data-dir>/listeners.json`, serve until SIGTERM or Ctrl-C,
+//! then stop listeners and flush.
+//!
+//! `listeners.json` is written (atomically) only once the broker is open and
+//! every listener accepts connections: scripts and tests wait for it.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use fjord_broker::{Broker, serve_grpc};
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::ServerConfig;
+use crate::http;
+
+/// The bound addresses, as written to `listeners.json`.
+#[derive(Debug, Serialize)]
+struct Listeners {
+    node_id: u32,
+    grpc: SocketAddr,
+    http: SocketAddr,
+}
+
+async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("bind the {what} listener on {addr}"))
+}
+
+fn write_listeners(data_dir: &Path, listeners: &Listeners) -> Result<()> {
+    let path = data_dir.join("listeners.json");
+    let tmp = data_dir.join("listeners.json.tmp");
+    let mut file =
+        std::fs::File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?;
+    file.write_all(&serde_json::to_vec_pretty(listeners)?)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("write {}", path.display()))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                warn!("cannot listen for SIGTERM: {e}");
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// Runs the server until a shutdown signal.
+///
+/// # Errors
+/// A listener cannot be bound, the data directory cannot be opened, or a
+/// listener fails while serving.
+pub(crate) async fn run(config: ServerConfig) -> Result<()> {
+    let grpc = bind("gRPC", config.grpc_listen).await?;
+    let http = bind("HTTP", config.http_listen).await?;
+    let grpc_addr = grpc.local_addr()?;
+    let http_addr = http.local_addr()?;
+    if let Some(addr) = config.mqtt_listen {
+        warn!(%addr, "the MQTT gateway is not part of this build; --mqtt-listen is not bound");
+    }
+    if let Some(addr) = config.amqp_listen {
+        warn!(%addr, "the AMQP gateway is not part of this build; --amqp-listen is not bound");
+    }
+    // Remove a stale announcement before anything else: it must describe us.
+    let _ = std::fs::remove_file(config.data_dir.join("listeners.json"));
+    let broker = Broker::open(config.broker_config(grpc_addr))
+        .await
+        .with_context(|| format!("open data directory {}", config.data_dir.display()))?;
+
+    let stop = CancellationToken::new();
+    let grpc_stop = stop.clone();
+    let grpc_task = tokio::spawn(serve_grpc(broker.clone(), grpc, async move {
+        grpc_stop.cancelled().await
+    }));
+    let http_stop = stop.clone();
+    let app = http::router(broker.clone());
+    let http_task = tokio::spawn(async move {
+        axum::serve(http, app)
+            .with_graceful_shutdown(async move { http_stop.cancelled().await })
+            .await
+    });
+
+    write_listeners(
+        &config.data_dir,
+        &Listeners {
+            node_id: config.node_id,
+            grpc: grpc_addr,
+            http: http_addr,
+        },
+    )?;
+    info!(grpc = %grpc_addr, http = %http_addr, data_dir = %config.data_dir.display(), "fjord is serving");
+
+    let mut grpc_task = grpc_task;
+    let early = tokio::select! {
+        _ = shutdown_signal() => {
+            info!("shutdown requested");
+            None
+        }
+        done = &mut grpc_task => Some(done),
+    };
+    if let Some(done) = early {
+        broker.shutdown().await;
+        return match done {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e).context("gRPC listener failed"),
+            Err(e) => Err(e).context("gRPC task failed"),
+        };
+    }
+    // Stop taking requests, then flush.
+    let _ = std::fs::remove_file(config.data_dir.join("listeners.json"));
+    broker.shutdown().await;
+    stop.cancel();
+    match grpc_task.await {
+        Ok(Err(e)) => warn!("gRPC listener: {e}"),
+        Err(e) => warn!("gRPC task: {e}"),
+        Ok(Ok(())) => {}
+    }
+    match http_task.await {
+        Ok(Err(e)) => warn!("HTTP listener: {e}"),
+        Err(e) => warn!("HTTP task: {e}"),
+        Ok(Ok(())) => {}
+    }
+    info!("fjord stopped");
+    Ok(())
+}
