@@ -22,6 +22,8 @@ use crate::http;
 /// The bound addresses, as written to `listeners.json`.
 #[derive(Debug, Serialize)]
 struct Listeners {
+    /// The server's process id, so a reader can tell a stale file.
+    pid: u32,
     node_id: u32,
     grpc: SocketAddr,
     http: SocketAddr,
@@ -102,6 +104,7 @@ pub(crate) async fn run(config: ServerConfig) -> Result<()> {
     write_listeners(
         &config.data_dir,
         &Listeners {
+            pid: std::process::id(),
             node_id: config.node_id,
             grpc: grpc_addr,
             http: http_addr,

@@ -488,6 +488,10 @@ async fn run_group(
             } else {
                 Some(list_offset(&mut ctx.fetch, &ctx.topic, p, pb::OffsetSpec::Latest, 0).await?)
             };
+            // The position of every assigned partition is committed, read or not.
+            if let Ok(mut positions) = positions.lock() {
+                positions.insert(p, start);
+            }
             tasks.spawn(fetch_partition(
                 ctx.clone(),
                 p,
