@@ -22,6 +22,23 @@ use crate::Broker;
 /// Largest gRPC message accepted or sent (a fetch or a produce of big batches).
 const MAX_MESSAGE: usize = 64 << 20;
 
+/// Accepted connections with `TCP_NODELAY` set: the server's own
+/// `tcp_nodelay` applies only to listeners it binds itself, and without it
+/// small responses (a long-poll fetch waking up) wait for Nagle's timer.
+fn incoming(
+    listener: tokio::net::TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use futures::StreamExt;
+    TcpListenerStream::new(listener).map(|conn| {
+        if let Ok(stream) = &conn
+            && let Err(e) = stream.set_nodelay(true)
+        {
+            tracing::debug!("cannot set TCP_NODELAY: {e}");
+        }
+        conn
+    })
+}
+
 /// Serves the gRPC API of `fjord-proto` for `broker` on an already-bound
 /// listener until `shutdown` completes.
 ///
@@ -50,6 +67,6 @@ pub async fn serve_grpc(
         )
         .add_service(GroupServiceServer::new(groups::Groups(broker.clone())))
         .add_service(HealthServiceServer::new(health::Health(broker)))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming(listener), shutdown)
         .await
 }
