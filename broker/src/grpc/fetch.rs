@@ -15,6 +15,10 @@ use crate::{Broker, Error, FetchRequest, FetchResult, OffsetSpec};
 
 pub(crate) struct Fetch(pub(crate) Broker);
 
+/// Largest `max_bytes` honoured (a single larger batch is still returned
+/// whole); keeps responses well under the message size limit.
+const MAX_FETCH_BYTES: usize = 16 << 20;
+
 /// How long one step of a tail waits before checking the client is there.
 const TAIL_WAIT: Duration = Duration::from_secs(1);
 
@@ -77,7 +81,7 @@ impl FetchService for Fetch {
                 topic: r.topic,
                 partition: r.partition,
                 offset: r.offset,
-                max_bytes: r.max_bytes as usize,
+                max_bytes: (r.max_bytes as usize).min(MAX_FETCH_BYTES),
                 min_bytes: r.min_bytes as usize,
                 max_wait: Duration::from_millis(u64::from(r.max_wait_ms.min(60_000))),
             })
@@ -108,7 +112,7 @@ impl FetchService for Fetch {
                         topic: r.topic.clone(),
                         partition: r.partition,
                         offset,
-                        max_bytes: r.max_bytes as usize,
+                        max_bytes: (r.max_bytes as usize).min(MAX_FETCH_BYTES),
                         min_bytes: 1,
                         max_wait: TAIL_WAIT,
                     })

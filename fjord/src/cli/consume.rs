@@ -11,7 +11,6 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -48,7 +47,7 @@ pub(crate) struct ConsumeArgs {
     group: Option<String>,
     /// Keep waiting for new records instead of exiting at the end.
     #[arg(long)]
-    follow: bool,
+    pub(super) follow: bool,
     /// Exit after this many records.
     #[arg(long)]
     max_messages: Option<u64>,
@@ -61,19 +60,19 @@ pub(crate) struct ConsumeArgs {
 }
 
 /// A chunk of records of one partition, for the printer.
-struct Chunk {
+pub(super) struct Chunk {
     partition: u32,
     records: Vec<Record>,
 }
 
 #[derive(Clone)]
-struct Ctx {
-    fetch: FetchServiceClient<Channel>,
-    topic: String,
-    follow: bool,
+pub(super) struct Ctx {
+    pub(super) fetch: FetchServiceClient<Channel>,
+    pub(super) topic: String,
+    pub(super) follow: bool,
 }
 
-async fn list_offset(
+pub(super) async fn list_offset(
     fetch: &mut FetchServiceClient<Channel>,
     topic: &str,
     partition: u32,
@@ -94,7 +93,7 @@ async fn list_offset(
 }
 
 /// Where a partition starts without a committed offset.
-async fn start_offset(ctx: &mut Ctx, args: &ConsumeArgs, partition: u32) -> Result<i64> {
+pub(super) async fn start_offset(ctx: &mut Ctx, args: &ConsumeArgs, partition: u32) -> Result<i64> {
     if let Some(offset) = args.offset {
         return Ok(offset);
     }
@@ -131,7 +130,7 @@ async fn start_offset(ctx: &mut Ctx, args: &ConsumeArgs, partition: u32) -> Resu
 }
 
 /// Fetches one partition from `offset` to `end` (or forever) into `out`.
-async fn fetch_partition(
+pub(super) async fn fetch_partition(
     mut ctx: Ctx,
     partition: u32,
     mut offset: i64,
@@ -200,7 +199,7 @@ async fn fetch_partition(
 }
 
 /// Printed positions (next offset per partition), for commits.
-type Positions = Arc<Mutex<BTreeMap<u32, i64>>>;
+pub(super) type Positions = Arc<Mutex<BTreeMap<u32, i64>>>;
 
 fn print_chunk(
     out: &mut impl Write,
@@ -280,7 +279,7 @@ pub(crate) async fn run(client: &ClientArgs, args: ConsumeArgs) -> Result<()> {
         tokio::spawn(async move {
             let result = match &args.group {
                 Some(group) => {
-                    run_group(
+                    super::consume_group::run_group(
                         ctx,
                         &args,
                         group.clone(),
@@ -330,7 +329,7 @@ pub(crate) async fn run(client: &ClientArgs, args: ConsumeArgs) -> Result<()> {
     // Everything printed is final now: commit it and leave the group.
     if let Some(session) = finished {
         let mut groups = session.groups;
-        commit(
+        super::consume_group::commit(
             &mut groups,
             &args.topic,
             &session.group,
@@ -348,15 +347,6 @@ pub(crate) async fn run(client: &ClientArgs, args: ConsumeArgs) -> Result<()> {
             .await;
     }
     Ok(())
-}
-
-/// The group session a consume ended in, for the final commit.
-struct Finished {
-    groups: GroupServiceClient<Channel>,
-    group: String,
-    member: String,
-    generation: i32,
-    assigned: Vec<u32>,
 }
 
 async fn run_plain(
@@ -388,167 +378,4 @@ async fn run_plain(
         done.context("fetch task failed")??;
     }
     Ok(())
-}
-
-async fn commit(
-    groups: &mut GroupServiceClient<Channel>,
-    topic: &str,
-    group: &str,
-    member: &str,
-    generation: i32,
-    positions: &Positions,
-    assigned: &[u32],
-) -> Result<()> {
-    let offsets: Vec<pb::OffsetCommit> = {
-        let p = positions
-            .lock()
-            .map_err(|_| anyhow::anyhow!("positions lock poisoned"))?;
-        assigned
-            .iter()
-            .filter_map(|part| {
-                p.get(part).map(|o| pb::OffsetCommit {
-                    topic: topic.into(),
-                    partition: *part,
-                    offset: *o,
-                    metadata: String::new(),
-                })
-            })
-            .collect()
-    };
-    if offsets.is_empty() {
-        return Ok(());
-    }
-    groups
-        .commit_offsets(pb::CommitOffsetsRequest {
-            group_id: group.into(),
-            member_id: member.into(),
-            generation,
-            offsets,
-        })
-        .await
-        .map_err(status)?;
-    Ok(())
-}
-
-async fn run_group(
-    mut ctx: Ctx,
-    args: &ConsumeArgs,
-    group: String,
-    mut groups: GroupServiceClient<Channel>,
-    tx: mpsc::Sender<Chunk>,
-    stop: CancellationToken,
-    positions: Positions,
-) -> Result<Option<Finished>> {
-    let mut member = String::new();
-    loop {
-        let joined = groups
-            .join_group(pb::JoinGroupRequest {
-                group_id: group.clone(),
-                member_id: member.clone(),
-                client_id: "fjord-cli".into(),
-                topics: vec![ctx.topic.clone()],
-                session_timeout_ms: 10_000,
-                rebalance_timeout_ms: 0,
-            })
-            .await
-            .map_err(status)?
-            .into_inner();
-        member = joined.member_id.clone();
-        let assigned: Vec<u32> = joined
-            .assignment
-            .iter()
-            .filter(|tp| tp.topic == ctx.topic)
-            .flat_map(|tp| tp.partitions.clone())
-            .collect();
-        let committed = groups
-            .fetch_offsets(pb::FetchOffsetsRequest {
-                group_id: group.clone(),
-                partitions: vec![pb::TopicPartitions {
-                    topic: ctx.topic.clone(),
-                    partitions: assigned.clone(),
-                }],
-            })
-            .await
-            .map_err(status)?
-            .into_inner();
-        let session = stop.child_token();
-        let mut tasks = JoinSet::new();
-        for &p in &assigned {
-            let from_commit = committed
-                .offsets
-                .iter()
-                .find(|o| o.partition == p && o.offset >= 0)
-                .map(|o| o.offset);
-            let start = match from_commit {
-                Some(o) => o,
-                None => start_offset(&mut ctx, args, p).await?,
-            };
-            let end = if args.follow {
-                None
-            } else {
-                Some(list_offset(&mut ctx.fetch, &ctx.topic, p, pb::OffsetSpec::Latest, 0).await?)
-            };
-            // The position of every assigned partition is committed, read or not.
-            if let Ok(mut positions) = positions.lock() {
-                positions.insert(p, start);
-            }
-            tasks.spawn(fetch_partition(
-                ctx.clone(),
-                p,
-                start,
-                end,
-                tx.clone(),
-                session.clone(),
-            ));
-        }
-        let mut beat = tokio::time::interval(Duration::from_millis(u64::from(
-            joined.heartbeat_interval_ms.clamp(100, 3000),
-        )));
-        let mut rebalance = false;
-        let mut fetchers_done = assigned.is_empty() && !args.follow;
-        while !fetchers_done {
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                _ = beat.tick() => {
-                    commit(&mut groups, &ctx.topic, &group, &member, joined.generation, &positions, &assigned).await?;
-                    let hb = groups.heartbeat(pb::HeartbeatRequest { group_id: group.clone(), member_id: member.clone(), generation: joined.generation }).await;
-                    match hb {
-                        Ok(r) if r.get_ref().rebalance => { rebalance = true; break; }
-                        Ok(_) => {}
-                        Err(e) if e.code() == tonic::Code::FailedPrecondition => { rebalance = true; break; }
-                        Err(e) => return Err(status(e)),
-                    }
-                }
-                done = tasks.join_next() => match done {
-                    Some(result) => result.context("fetch task failed")??,
-                    None => fetchers_done = !args.follow,
-                },
-            }
-        }
-        session.cancel();
-        while let Some(done) = tasks.join_next().await {
-            done.context("fetch task failed")??;
-        }
-        if !rebalance {
-            return Ok(Some(Finished {
-                groups,
-                group,
-                member,
-                generation: joined.generation,
-                assigned,
-            }));
-        }
-        // Commit what was printed before rejoining (records still queued
-        // for the printer may be read again by the next owner).
-        let _ = commit(
-            &mut groups,
-            &ctx.topic,
-            &group,
-            &member,
-            joined.generation,
-            &positions,
-            &assigned,
-        )
-        .await;
-    }
 }

@@ -1,6 +1,7 @@
 //! Client subcommands: they speak the gRPC API of the node at `--server`.
 
 pub(crate) mod consume;
+mod consume_group;
 pub(crate) mod group;
 pub(crate) mod produce;
 pub(crate) mod table;
