@@ -153,12 +153,15 @@ impl Broker {
         }
     }
 
-    pub(crate) fn all_topic_partitions(&self) -> Vec<(String, Arc<Partition>)> {
-        let topics = self
-            .inner
+    fn topics_read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Topic>>> {
+        self.inner
             .topics
             .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn all_topic_partitions(&self) -> Vec<(String, Arc<Partition>)> {
+        let topics = self.topics_read();
         topics
             .values()
             .flat_map(|t| {
@@ -177,11 +180,7 @@ impl Broker {
     }
 
     pub(crate) fn topic(&self, name: &str) -> Result<Arc<Topic>> {
-        let topics = self
-            .inner
-            .topics
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let topics = self.topics_read();
         topics
             .get(name)
             .cloned()
@@ -281,20 +280,12 @@ impl Broker {
     }
 
     fn topic_metas(&self) -> Vec<TopicMeta> {
-        let topics = self
-            .inner
-            .topics
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let topics = self.topics_read();
         topics.values().map(|t| t.meta.clone()).collect()
     }
 
     pub fn list_topics(&self, include_internal: bool) -> Vec<TopicDescription> {
-        let topics = self
-            .inner
-            .topics
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let topics = self.topics_read();
         topics
             .values()
             .filter(|t| include_internal || !t.meta.internal)
@@ -356,11 +347,7 @@ impl Broker {
 
     /// Prometheus text exposition of the broker's metrics.
     pub fn render_metrics(&self) -> String {
-        let topics = self
-            .inner
-            .topics
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let topics = self.topics_read();
         let (groups, group_members) = self.inner.coordinator.counts();
         let gauges = Gauges {
             topics: topics.len(),

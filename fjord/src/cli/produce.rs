@@ -141,9 +141,15 @@ pub(crate) async fn run(client: &ClientArgs, args: ProduceArgs) -> Result<()> {
         .max_encoding_message_size(MAX_MESSAGE)
         .max_decoding_message_size(MAX_MESSAGE);
     let progress = Arc::new(Progress::default());
-    let mut senders: Vec<Option<mpsc::Sender<(Bytes, u64)>>> = vec![None; partitions as usize];
-    let mut tasks = JoinSet::new();
-    let mut pending: Vec<Option<Pending>> = (0..partitions).map(|_| None).collect();
+    let mut out = Producer {
+        client: produce,
+        topic: args.topic.clone(),
+        acks,
+        progress: Arc::clone(&progress),
+        pending: (0..partitions).map(|_| None).collect(),
+        senders: vec![None; partitions as usize],
+        tasks: JoinSet::new(),
+    };
     let mut sticky = 0u32;
     let started = Instant::now();
     let mut stdin = tokio::io::BufReader::with_capacity(1 << 20, tokio::io::stdin());
@@ -157,19 +163,7 @@ pub(crate) async fn run(client: &ClientArgs, args: ProduceArgs) -> Result<()> {
                 Ok(n) => n.context("read standard input")?,
                 Err(_) => {
                     // Quiet input: send what is waiting.
-                    for p in 0..partitions {
-                        flush(
-                            p,
-                            &mut pending,
-                            &mut senders,
-                            &mut tasks,
-                            &produce,
-                            &args.topic,
-                            acks,
-                            &progress,
-                        )
-                        .await?;
-                    }
+                    out.flush_all().await?;
                     continue;
                 }
             };
@@ -197,7 +191,7 @@ pub(crate) async fn run(client: &ClientArgs, args: ProduceArgs) -> Result<()> {
                 (None, None) => sticky,
             };
             let size = value.len() + key.as_ref().map_or(0, Bytes::len) + 16;
-            let slot = pending[partition as usize].get_or_insert_with(|| Pending {
+            let slot = out.pending[partition as usize].get_or_insert_with(|| Pending {
                 builder: BatchBuilder::new(codec),
                 bytes: 0,
             });
@@ -205,40 +199,13 @@ pub(crate) async fn run(client: &ClientArgs, args: ProduceArgs) -> Result<()> {
             slot.bytes += size;
             read += 1;
             if slot.builder.len() >= args.batch_size || slot.bytes >= MAX_BATCH_BYTES {
-                flush(
-                    partition,
-                    &mut pending,
-                    &mut senders,
-                    &mut tasks,
-                    &produce,
-                    &args.topic,
-                    acks,
-                    &progress,
-                )
-                .await?;
+                out.flush(partition).await?;
                 if args.partition.is_none() {
                     sticky = (sticky + 1) % partitions;
                 }
             }
         }
-        for p in 0..partitions {
-            flush(
-                p,
-                &mut pending,
-                &mut senders,
-                &mut tasks,
-                &produce,
-                &args.topic,
-                acks,
-                &progress,
-            )
-            .await?;
-        }
-        senders.clear();
-        while let Some(done) = tasks.join_next().await {
-            done.map_err(|e| anyhow!("sender task failed: {e}"))??;
-        }
-        Ok(())
+        out.finish().await
     }
     .await;
 
@@ -275,41 +242,64 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-/// Sends partition `p`'s pending batch to its sender task (starting it).
-#[allow(clippy::too_many_arguments)]
-async fn flush(
-    p: u32,
-    pending: &mut [Option<Pending>],
-    senders: &mut [Option<mpsc::Sender<(Bytes, u64)>>],
-    tasks: &mut JoinSet<Result<()>>,
-    produce: &ProduceServiceClient<Channel>,
-    topic: &str,
+/// Pending batches and one sender task per partition.
+struct Producer {
+    client: ProduceServiceClient<Channel>,
+    topic: String,
     acks: pb::Acks,
-    progress: &Arc<Progress>,
-) -> Result<()> {
-    let Some(batch) = pending[p as usize].take() else {
-        return Ok(());
-    };
-    let records = batch.builder.len() as u64;
-    let bytes = batch.builder.build().context("encode batch")?;
-    let sender = senders[p as usize].get_or_insert_with(|| {
-        let (tx, rx) = mpsc::channel(4);
-        tasks.spawn(sender(
-            produce.clone(),
-            topic.to_string(),
-            p,
-            acks,
-            rx,
-            Arc::clone(progress),
-        ));
-        tx
-    });
-    if sender.send((bytes, records)).await.is_err() {
-        // The task stopped: its error is the one to report.
-        while let Some(done) = tasks.join_next().await {
+    progress: Arc<Progress>,
+    pending: Vec<Option<Pending>>,
+    senders: Vec<Option<mpsc::Sender<(Bytes, u64)>>>,
+    tasks: JoinSet<Result<()>>,
+}
+
+impl Producer {
+    /// Hands partition `p`'s pending batch to its sender task (starting it).
+    async fn flush(&mut self, p: u32) -> Result<()> {
+        let Some(batch) = self.pending[p as usize].take() else {
+            return Ok(());
+        };
+        let records = batch.builder.len() as u64;
+        let bytes = batch.builder.build().context("encode batch")?;
+        let sender = self.senders[p as usize].get_or_insert_with(|| {
+            let (tx, rx) = mpsc::channel(4);
+            let task = sender(
+                self.client.clone(),
+                self.topic.clone(),
+                p,
+                self.acks,
+                rx,
+                Arc::clone(&self.progress),
+            );
+            self.tasks.spawn(task);
+            tx
+        });
+        if sender.send((bytes, records)).await.is_err() {
+            // The task stopped: its error is the one to report.
+            self.join_all().await?;
+            bail!("the sender for partition {p} stopped");
+        }
+        Ok(())
+    }
+
+    async fn flush_all(&mut self) -> Result<()> {
+        for p in 0..self.pending.len() as u32 {
+            self.flush(p).await?;
+        }
+        Ok(())
+    }
+
+    async fn join_all(&mut self) -> Result<()> {
+        while let Some(done) = self.tasks.join_next().await {
             done.map_err(|e| anyhow!("sender task failed: {e}"))??;
         }
-        bail!("the sender for partition {p} stopped");
+        Ok(())
     }
-    Ok(())
+
+    /// Sends what is pending and waits for every acknowledgement.
+    async fn finish(&mut self) -> Result<()> {
+        self.flush_all().await?;
+        self.senders.clear();
+        self.join_all().await
+    }
 }
