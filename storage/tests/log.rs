@@ -280,3 +280,27 @@ fn compaction_keeps_the_latest_record_per_key_at_its_offset() {
     let log = Log::open(dir.path(), config).unwrap();
     assert_eq!(read_all(&log), latest);
 }
+
+#[test]
+fn reads_point_into_the_segment_mapping_without_copying() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), LogConfig::default()).unwrap();
+    for i in 0..10 {
+        log.append(batch(&format!("z{i}"), 10, 1), 0, 1).unwrap();
+    }
+    log.flush().unwrap();
+    let a = log.read(0, 1 << 20, i64::MAX).unwrap();
+    let b = log.read(0, 1 << 20, i64::MAX).unwrap();
+    // Two reads share the same bytes: both are views of the mapping.
+    assert_eq!(a.data.as_ptr(), b.data.as_ptr());
+    // A read further in is the same mapping at the batch's file position.
+    let third = log.read(20, 1 << 20, i64::MAX).unwrap();
+    let first_two: usize = RecordBatch::iter_batches(a.data.clone())
+        .take(2)
+        .map(|b| b.unwrap().bytes.len())
+        .sum();
+    assert_eq!(third.data.as_ptr(), a.data[first_two..].as_ptr());
+    // The buffers outlive further appends (which may remap the segment).
+    log.append(batch("later", 1, 1), 0, 1).unwrap();
+    assert_eq!(RecordBatch::iter_batches(a.data).count(), 10);
+}
