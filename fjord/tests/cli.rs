@@ -311,3 +311,54 @@ fn garbage_segment_and_index_files_are_reported_and_the_server_starts() {
         "kept-1\nkept-2\nafter\n"
     );
 }
+
+#[test]
+fn follow_waits_for_new_records_and_produce_options_work() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    server.ok(&["topic", "create", "live", "--partitions", "2"]);
+    let mut follower = Command::new(BIN)
+        .args([
+            "consume",
+            "live",
+            "--follow",
+            "--print-key",
+            "--server",
+            &server.grpc,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(follower.stdout.take().unwrap()).lines();
+    // Records produced after the follower started reach it; it keeps running.
+    server.ok_with_input(
+        &["produce", "live", "--key", "k1", "--compression", "lz4"],
+        b"first\nsecond\n",
+    );
+    assert_eq!(lines.next().unwrap().unwrap(), "k1\tfirst");
+    assert_eq!(lines.next().unwrap().unwrap(), "k1\tsecond");
+    server.ok_with_input(
+        &["produce", "live", "--key", "k1", "--acks", "0"],
+        b"third\n",
+    );
+    assert_eq!(lines.next().unwrap().unwrap(), "k1\tthird");
+    assert!(
+        follower.try_wait().unwrap().is_none(),
+        "--follow must keep running"
+    );
+    follower.kill().unwrap();
+    follower.wait().unwrap();
+    // A fixed key sends every record to one partition.
+    let d = json(&server.ok(&["topic", "describe", "live", "--output", "json"]));
+    let ends: Vec<i64> = d["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["high_watermark"].as_i64().unwrap())
+        .collect();
+    assert!(ends.contains(&3) && ends.contains(&0), "{ends:?}");
+}
