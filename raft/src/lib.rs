@@ -1,0 +1,38 @@
+//! Fjord's metadata quorum.
+//!
+//! Owns the openraft type configuration, the metadata state machine (brokers,
+//! topics with partition placement, leaders, leader epochs and ISRs) and the
+//! durable Raft log and vote store of a node. It does not own the network
+//! between nodes nor the controller's decisions (which broker to fence, whom
+//! to elect): those drive the quorum through [`MetadataRequest`]s.
+//!
+//! # Layout
+//! - `types`: the openraft `TypeConfig` and aliases.
+//! - `metadata`: [`MetadataState`] and the pure `apply` of a
+//!   [`MetadataRequest`].
+//! - `log_store`: [`FileLogStore`], the durable Raft log and vote.
+//! - `state_machine`: [`MetadataStateMachine`], applying entries and taking
+//!   snapshots.
+//!
+//! # Example
+//! ```no_run
+//! # fn main() -> std::io::Result<()> {
+//! use fjord_raft::{FileLogStore, MetadataStateMachine};
+//! let log = FileLogStore::open("./fjord-data/raft")?;
+//! let state_machine = MetadataStateMachine::open("./fjord-data/raft")?;
+//! // Hand both to `openraft::Raft::new` with a network implementation.
+//! # let _ = (log, state_machine);
+//! # Ok(()) }
+//! ```
+
+mod log_store;
+mod metadata;
+mod state_machine;
+mod types;
+
+pub use log_store::FileLogStore;
+pub use metadata::{
+    BrokerInfo, MetadataRequest, MetadataResponse, MetadataState, PartitionState, TopicState,
+};
+pub use state_machine::MetadataStateMachine;
+pub use types::{Entry, LogId, StorageError, TypeConfig};
