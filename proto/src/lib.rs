@@ -8,6 +8,7 @@
 //! # Layout
 //! - `proto/fjord.proto`: the schema, with the error conventions at its top.
 //! - [`v1`]: the generated messages, `*_client` and `*_server` modules.
+//! - `proto/raft.proto`, [`raft::v1`]: Raft RPCs between metadata nodes.
 //!
 //! # Example
 //! ```no_run
@@ -18,6 +19,15 @@
 //! println!("{} topics", topics.topics.len());
 //! # Ok(()) }
 //! ```
+
+/// Generated code for package `fjord.raft.v1`: Raft RPCs between the
+/// metadata quorum's nodes.
+pub mod raft {
+    #[allow(unreachable_pub, clippy::all, missing_docs)]
+    pub mod v1 {
+        tonic::include_proto!("fjord.raft.v1");
+    }
+}
 
 /// Generated code for package `fjord.v1`.
 #[allow(unreachable_pub, clippy::all, missing_docs)]

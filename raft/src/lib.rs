@@ -13,6 +13,8 @@
 //! - `log_store`: [`FileLogStore`], the durable Raft log and vote.
 //! - `state_machine`: [`MetadataStateMachine`], applying entries and taking
 //!   snapshots.
+//! - `network`, `service`: Raft RPCs between nodes over gRPC
+//!   ([`GrpcNetwork`] calls, [`RaftRpcService`] answers).
 //!
 //! # Example
 //! ```no_run
@@ -27,6 +29,8 @@
 
 mod log_store;
 mod metadata;
+mod network;
+mod service;
 mod state_machine;
 mod types;
 
@@ -34,5 +38,7 @@ pub use log_store::FileLogStore;
 pub use metadata::{
     BrokerInfo, MetadataRequest, MetadataResponse, MetadataState, PartitionState, TopicState,
 };
+pub use network::{GrpcConnection, GrpcNetwork};
+pub use service::RaftRpcService;
 pub use state_machine::MetadataStateMachine;
 pub use types::{Entry, LogId, StorageError, TypeConfig};
