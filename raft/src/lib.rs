@@ -10,6 +10,8 @@
 //! - `types`: the openraft `TypeConfig` and aliases.
 //! - `metadata`: [`MetadataState`] and the pure `apply` of a
 //!   [`MetadataRequest`].
+//! - `controller`: the controller's sans-IO decisions: replica placement
+//!   ([`place_replicas`]), fencing and leader election ([`decide`]).
 //! - `log_store`: [`FileLogStore`], the durable Raft log and vote.
 //! - `state_machine`: [`MetadataStateMachine`], applying entries and taking
 //!   snapshots.
@@ -27,6 +29,7 @@
 //! # Ok(()) }
 //! ```
 
+mod controller;
 mod log_store;
 mod metadata;
 mod network;
@@ -34,6 +37,7 @@ mod service;
 mod state_machine;
 mod types;
 
+pub use controller::{UNCLEAN_ELECTION, decide, place_replicas};
 pub use log_store::FileLogStore;
 pub use metadata::{
     BrokerInfo, MetadataRequest, MetadataResponse, MetadataState, PartitionState, TopicState,

@@ -82,6 +82,12 @@ pub enum MetadataRequest {
         leader: u64,
         unclean: bool,
     },
+    /// No replica may lead (none in sync is live): the partition goes
+    /// offline with no leader, and the epoch bump fences the old leader.
+    ClearLeader {
+        topic: String,
+        partition: u32,
+    },
     /// The leader of `leader_epoch` changes the ISR.
     UpdateIsr {
         topic: String,
@@ -213,6 +219,15 @@ impl MetadataState {
                     p.isr = vec![*leader];
                 }
                 p.leader = Some(*leader);
+                p.leader_epoch += 1;
+                return Ok(MetadataResponse::LeaderEpoch(p.leader_epoch));
+            }
+            MetadataRequest::ClearLeader { topic, partition } => {
+                let p = self.partition_mut(topic, *partition)?;
+                if p.leader.is_none() {
+                    return Err(format!("{topic}-{partition} has no leader already"));
+                }
+                p.leader = None;
                 p.leader_epoch += 1;
                 return Ok(MetadataResponse::LeaderEpoch(p.leader_epoch));
             }
