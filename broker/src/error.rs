@@ -69,7 +69,8 @@ impl Error {
                 earliest: log_start,
                 latest: log_end,
             },
-            S::CorruptBatch(_)
+            S::OffsetMismatch { .. }
+            | S::CorruptBatch(_)
             | S::UnsupportedCodec(_)
             | S::BatchTooLarge { .. }
             | S::InvalidRecord(_)

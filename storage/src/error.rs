@@ -31,6 +31,9 @@ pub enum Error {
         log_start: i64,
         log_end: i64,
     },
+    /// A replicated batch does not start at the log end.
+    #[error("replicated batch starts at offset {got}, but the log ends at {expected}")]
+    OffsetMismatch { expected: i64, got: i64 },
     /// Need more bytes to decode (not a failure for streaming decoders).
     #[error("need {0} more bytes")]
     Incomplete(usize),

@@ -17,6 +17,8 @@
 //! - `checkpoint`, `recovery`: what survives a crash and how open repairs it.
 //! - `retention`, `compaction`: deleting old segments, keeping the latest
 //!   record per key, truncation.
+//! - `replica`: follower appends that keep the leader's offsets and epochs,
+//!   and the leader-epoch lookups that find where a follower diverged.
 //!
 //! # Example
 //! ```no_run
@@ -45,6 +47,7 @@ mod log;
 mod mmap;
 mod record;
 mod recovery;
+mod replica;
 mod retention;
 mod segment;
 mod varint;

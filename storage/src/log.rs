@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::{Bytes, BytesMut};
 
-use crate::batch::{RecordBatch, stamp};
+use crate::batch::{BatchHeader, RecordBatch, stamp};
 use crate::checkpoint;
 use crate::index_file::io_err;
 use crate::recovery;
@@ -209,6 +209,13 @@ impl Log {
     /// (a keyless record in a compacted log): nothing is written. `Io`: the
     /// write failed (e.g. disk full) and was undone; the log is unchanged.
     pub fn append(&mut self, batch: Bytes, leader_epoch: i32, now_ms: i64) -> Result<AppendInfo> {
+        let header = self.validate(&batch)?;
+        let base_offset = self.log_end_offset();
+        self.write_batch(&batch, header, base_offset, leader_epoch, now_ms)
+    }
+
+    /// Checks a batch against the format and this log's limits and policy.
+    pub(crate) fn validate(&self, batch: &Bytes) -> Result<BatchHeader> {
         if batch.len() > self.config.max_batch_bytes {
             return Err(Error::BatchTooLarge {
                 size: batch.len(),
@@ -229,11 +236,22 @@ impl Log {
                 "records in a compacted log need a key".into(),
             ));
         }
+        Ok(parsed.header)
+    }
+
+    /// Writes a validated batch at `base_offset` (the log end) stamped with
+    /// `leader_epoch`, recording a new epoch.
+    pub(crate) fn write_batch(
+        &mut self,
+        batch: &Bytes,
+        mut header: BatchHeader,
+        base_offset: i64,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo> {
         self.maybe_roll_for(batch.len() as u64, now_ms)?;
-        let base_offset = self.log_end_offset();
         let mut stamped = BytesMut::from(&batch[..]);
         stamp(&mut stamped, base_offset, leader_epoch);
-        let mut header = parsed.header;
         header.base_offset = base_offset;
         header.partition_leader_epoch = leader_epoch;
         self.active_mut().append(&stamped, &header, now_ms)?;
