@@ -15,6 +15,8 @@
 //!   channels, sans-IO membership core); `offsets`: committed offsets.
 //! - `partition`: one partition: log, high watermark, group commit, waits.
 //! - `topic`, `topic_config`: topic metadata on disk and topic configs.
+//! - `replication`: a partition leader's sans-IO view of its followers (high
+//!   watermark, ISR proposals, `acks=all`), for the replicated cluster.
 //! - `murmur2`: Kafka's default partitioner.
 //! - `metrics`: counters rendered as Prometheus text.
 //! - `grpc`: the services, and the one error → status mapping.
@@ -43,6 +45,7 @@ mod metrics;
 mod murmur2;
 mod offsets;
 mod partition;
+mod replication;
 mod topic;
 mod topic_config;
 
@@ -59,4 +62,5 @@ pub use groups::{GroupDescription, GroupSummary, OffsetCommit, PartitionLag};
 pub use grpc::serve_grpc;
 pub use murmur2::{murmur2, partition_for_key};
 pub use offsets::{CommittedOffset, OFFSETS_TOPIC};
+pub use replication::{AckCheck, LeaderReplication, ReplicationAction};
 pub use topic_config::TOPIC_CONFIG_KEYS;
