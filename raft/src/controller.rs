@@ -119,7 +119,6 @@ pub fn decide(state: &MetadataState, alive: impl Fn(u64) -> bool) -> Vec<Metadat
     for id in lapsed {
         propose(&mut next, MetadataRequest::FenceBroker { id });
     }
-    let live = |next: &MetadataState, id: u64| next.brokers.get(&id).is_some_and(|b| !b.fenced);
     let topics: Vec<String> = next.topics.keys().cloned().collect();
     for name in topics {
         let Some(topic) = next.topics.get(&name).cloned() else {
@@ -131,85 +130,80 @@ pub fn decide(state: &MetadataState, alive: impl Fn(u64) -> bool) -> Vec<Metadat
             .is_some_and(|v| v == "true");
         for (i, p) in topic.partitions.iter().enumerate() {
             let partition = i as u32;
-            let leader_live = p.leader.is_some_and(|l| live(&next, l));
-            if leader_live {
-                let isr: Vec<u64> = p.isr.iter().copied().filter(|b| live(&next, *b)).collect();
-                if isr.len() != p.isr.len() {
-                    let update = MetadataRequest::UpdateIsr {
-                        topic: name.clone(),
-                        partition,
-                        leader_epoch: p.leader_epoch,
-                        isr,
-                    };
-                    propose(&mut next, update);
-                }
-                continue;
-            }
-            let clean = p
-                .replicas
-                .iter()
-                .copied()
-                .find(|b| p.isr.contains(b) && live(&next, *b));
-            let choice = match clean {
-                Some(b) => Some((b, false)),
-                None if unclean => p
+            if p.leader.is_none_or(|l| !is_live(&next, l)) {
+                let clean = p
                     .replicas
                     .iter()
                     .copied()
-                    .find(|b| live(&next, *b))
-                    .map(|b| (b, true)),
-                None => None,
-            };
-            match choice {
-                Some((leader, unclean)) => {
-                    propose(
-                        &mut next,
-                        MetadataRequest::ElectLeader {
-                            topic: name.clone(),
-                            partition,
-                            leader,
-                            unclean,
-                        },
-                    );
-                    // The new leader's ISR drops the fenced members too.
-                    if let Some(after) = next
-                        .topics
-                        .get(&name)
-                        .and_then(|t| t.partitions.get(i))
-                        .cloned()
-                    {
-                        let isr: Vec<u64> = after
-                            .isr
-                            .iter()
-                            .copied()
-                            .filter(|b| live(&next, *b))
-                            .collect();
-                        if isr.len() != after.isr.len() {
-                            let update = MetadataRequest::UpdateIsr {
+                    .find(|b| p.isr.contains(b) && is_live(&next, *b));
+                let choice = match clean {
+                    Some(b) => Some((b, false)),
+                    None if unclean => p
+                        .replicas
+                        .iter()
+                        .copied()
+                        .find(|b| is_live(&next, *b))
+                        .map(|b| (b, true)),
+                    None => None,
+                };
+                match choice {
+                    Some((leader, unclean)) => {
+                        propose(
+                            &mut next,
+                            MetadataRequest::ElectLeader {
                                 topic: name.clone(),
                                 partition,
-                                leader_epoch: after.leader_epoch,
-                                isr,
-                            };
-                            propose(&mut next, update);
-                        }
+                                leader,
+                                unclean,
+                            },
+                        );
                     }
+                    None if p.leader.is_some() => {
+                        tracing::warn!(topic = %name, partition, "no live in-sync replica: the partition goes offline");
+                        propose(
+                            &mut next,
+                            MetadataRequest::ClearLeader {
+                                topic: name.clone(),
+                                partition,
+                            },
+                        );
+                        continue;
+                    }
+                    None => continue,
                 }
-                None if p.leader.is_some() => {
-                    tracing::warn!(topic = %name, partition, "no live in-sync replica: the partition goes offline");
-                    propose(
-                        &mut next,
-                        MetadataRequest::ClearLeader {
-                            topic: name.clone(),
-                            partition,
-                        },
-                    );
-                }
-                None => {}
+            }
+            // A live leader's ISR drops the fenced members.
+            if let Some(update) = live_isr_update(&next, &name, partition) {
+                propose(&mut next, update);
             }
         }
     }
     out
+}
+
+fn is_live(state: &MetadataState, id: u64) -> bool {
+    state.brokers.get(&id).is_some_and(|b| !b.fenced)
+}
+
+/// An ISR change that leaves out fenced brokers, when the ISR has any.
+fn live_isr_update(state: &MetadataState, topic: &str, partition: u32) -> Option<MetadataRequest> {
+    let p = state
+        .topics
+        .get(topic)?
+        .partitions
+        .get(partition as usize)?;
+    let isr: Vec<u64> = p
+        .isr
+        .iter()
+        .copied()
+        .filter(|b| is_live(state, *b))
+        .collect();
+    (isr.len() != p.isr.len()).then(|| MetadataRequest::UpdateIsr {
+        topic: topic.to_string(),
+        partition,
+        leader_epoch: p.leader_epoch,
+        isr,
+    })
 }
 
 #[cfg(test)]
