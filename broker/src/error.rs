@@ -18,6 +18,14 @@ pub enum Error {
         #[source]
         source: fjord_storage::Error,
     },
+    /// An idempotent producer's batch is out of sequence or fenced.
+    #[error("{topic}-{partition}: {source}")]
+    Sequence {
+        topic: String,
+        partition: u32,
+        #[source]
+        source: fjord_storage::Error,
+    },
     #[error(
         "offset {offset} out of range for {topic}-{partition}: earliest {earliest}, latest {latest}"
     )]
@@ -75,6 +83,11 @@ impl Error {
             | S::BatchTooLarge { .. }
             | S::InvalidRecord(_)
             | S::Incomplete(_) => Error::InvalidBatch {
+                topic,
+                partition,
+                source: e,
+            },
+            S::OutOfOrderSequence { .. } | S::ProducerFenced { .. } => Error::Sequence {
                 topic,
                 partition,
                 source: e,

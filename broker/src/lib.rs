@@ -17,6 +17,7 @@
 //! - `topic`, `topic_config`: topic metadata on disk and topic configs.
 //! - `replication`: a partition leader's sans-IO view of its followers (high
 //!   watermark, ISR proposals, `acks=all`), for the replicated cluster.
+//! - `producer_ids`: ids for idempotent producers.
 //! - `murmur2`: Kafka's default partitioner.
 //! - `metrics`: counters rendered as Prometheus text.
 //! - `grpc`: the services, and the one error → status mapping.
@@ -45,6 +46,7 @@ mod metrics;
 mod murmur2;
 mod offsets;
 mod partition;
+mod producer_ids;
 mod replication;
 mod topic;
 mod topic_config;

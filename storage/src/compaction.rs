@@ -155,6 +155,7 @@ impl Log {
             active.unseal(max_index)?;
         }
         self.truncate_epochs(end)?;
+        self.rebuild_producers()?;
         Ok(())
     }
 }

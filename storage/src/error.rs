@@ -31,6 +31,20 @@ pub enum Error {
         log_start: i64,
         log_end: i64,
     },
+    /// An idempotent producer skipped or reused a sequence number.
+    #[error("producer {producer_id}: expected sequence {expected}, got {got}")]
+    OutOfOrderSequence {
+        producer_id: i64,
+        expected: i32,
+        got: i32,
+    },
+    /// An idempotent producer wrote with an epoch older than the current one.
+    #[error("producer {producer_id} is fenced: epoch {epoch} is older than {current}")]
+    ProducerFenced {
+        producer_id: i64,
+        epoch: i16,
+        current: i16,
+    },
     /// A replicated batch does not start at the log end.
     #[error("replicated batch starts at offset {got}, but the log ends at {expected}")]
     OffsetMismatch { expected: i64, got: i64 },

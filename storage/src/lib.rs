@@ -17,6 +17,7 @@
 //! - `checkpoint`, `recovery`: what survives a crash and how open repairs it.
 //! - `retention`, `compaction`: deleting old segments, keeping the latest
 //!   record per key, truncation.
+//! - `producer_state`: idempotent producers (retries dropped, gaps refused).
 //! - `replica`: follower appends that keep the leader's offsets and epochs,
 //!   and the leader-epoch lookups that find where a follower diverged.
 //!
@@ -45,6 +46,7 @@ mod error;
 mod index_file;
 mod log;
 mod mmap;
+mod producer_state;
 mod record;
 mod recovery;
 mod replica;

@@ -24,6 +24,7 @@ use bytes::{Bytes, BytesMut};
 use crate::batch::{BatchHeader, RecordBatch, stamp};
 use crate::checkpoint;
 use crate::index_file::io_err;
+use crate::producer_state::{ProducerState, Verdict};
 use crate::recovery;
 use crate::segment::Segment;
 use crate::{CleanupPolicy, Error, FlushPolicy, LogConfig, Result};
@@ -105,6 +106,7 @@ pub struct Log {
     log_start_offset: i64,
     recovery_point: i64,
     leader_epochs: Vec<(i32, i64)>,
+    producers: ProducerState,
     report: RecoveryReport,
     _lock: File,
 }
@@ -147,6 +149,7 @@ impl Log {
             log_start_offset,
             recovery_point: 0,
             leader_epochs: Vec::new(),
+            producers: ProducerState::default(),
             report: recovered.report,
             _lock: lock,
         };
@@ -164,6 +167,7 @@ impl Log {
             .sync_data()
             .map_err(|e| io_err("fsync segment", log.active().log_path(), e))?;
         log.recovery_point = end;
+        log.rebuild_producers()?;
         checkpoint::write_recovery_point(&log.dir, end)?;
         Ok(log)
     }
@@ -210,6 +214,19 @@ impl Log {
     /// write failed (e.g. disk full) and was undone; the log is unchanged.
     pub fn append(&mut self, batch: Bytes, leader_epoch: i32, now_ms: i64) -> Result<AppendInfo> {
         let header = self.validate(&batch)?;
+        if let Verdict::Duplicate {
+            base_offset,
+            last_offset,
+        } = self.producers.check(&header)?
+        {
+            // A producer's retry: it is stored already, at these offsets.
+            return Ok(AppendInfo {
+                base_offset,
+                last_offset,
+                log_append_time_ms: now_ms,
+                max_timestamp_ms: header.max_timestamp,
+            });
+        }
         let base_offset = self.log_end_offset();
         self.write_batch(&batch, header, base_offset, leader_epoch, now_ms)
     }
@@ -255,6 +272,7 @@ impl Log {
         header.base_offset = base_offset;
         header.partition_leader_epoch = leader_epoch;
         self.active_mut().append(&stamped, &header, now_ms)?;
+        self.producers.record(&header);
         if self
             .leader_epochs
             .last()
@@ -447,6 +465,25 @@ impl Log {
 
     pub(crate) fn segments(&self) -> &BTreeMap<i64, Segment> {
         &self.segments
+    }
+
+    /// Rebuilds the idempotent-producer table from every batch header.
+    pub(crate) fn rebuild_producers(&mut self) -> Result<()> {
+        let mut state = ProducerState::default();
+        for segment in self.segments.values() {
+            let data = segment.data()?;
+            let mut pos = 0;
+            while pos < data.len() {
+                let Ok(header) = BatchHeader::parse(&data[pos..]) else {
+                    tracing::warn!(file = %segment.log_path().display(), pos, "producer state: unreadable batch header");
+                    break;
+                };
+                state.record(&header);
+                pos += header.total_len()?;
+            }
+        }
+        self.producers = state;
+        Ok(())
     }
 
     /// Forgets leader epochs that start at or after `end` (after truncation).

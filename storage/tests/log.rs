@@ -304,3 +304,47 @@ fn reads_point_into_the_segment_mapping_without_copying() {
     log.append(batch("later", 1, 1), 0, 1).unwrap();
     assert_eq!(RecordBatch::iter_batches(a.data).count(), 10);
 }
+
+#[test]
+fn idempotent_producer_retries_are_stored_once_even_after_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let produce = |seq: i32, epoch: i16, tag: &str| {
+        BatchBuilder::new(Compression::None)
+            .push(Record::new(None, Some(Bytes::from(format!("{tag}-a"))), 1))
+            .push(Record::new(None, Some(Bytes::from(format!("{tag}-b"))), 1))
+            .producer(42, epoch, seq)
+            .build()
+            .unwrap()
+    };
+    let mut log = Log::open(dir.path(), LogConfig::default()).unwrap();
+    let first = log.append(produce(0, 0, "one"), 0, 1).unwrap();
+    let retry = log.append(produce(0, 0, "one"), 0, 1).unwrap();
+    assert_eq!(
+        (retry.base_offset, retry.last_offset),
+        (first.base_offset, first.last_offset)
+    );
+    assert_eq!(log.log_end_offset(), 2, "the retry was not stored again");
+    log.append(produce(2, 0, "two"), 0, 1).unwrap();
+    assert!(matches!(
+        log.append(produce(9, 0, "gap"), 0, 1),
+        Err(Error::OutOfOrderSequence {
+            expected: 4,
+            got: 9,
+            ..
+        })
+    ));
+    log.append(produce(0, 1, "new-epoch"), 0, 1).unwrap();
+    assert!(matches!(
+        log.append(produce(4, 0, "zombie"), 0, 1),
+        Err(Error::ProducerFenced { .. })
+    ));
+    assert_eq!(log.log_end_offset(), 6);
+    log.flush().unwrap();
+    drop(log);
+    // The table is rebuilt from the log: a late retry is still recognised.
+    let mut log = Log::open(dir.path(), LogConfig::default()).unwrap();
+    let retry = log.append(produce(0, 1, "new-epoch"), 0, 1).unwrap();
+    assert_eq!((retry.base_offset, log.log_end_offset()), (4, 6));
+    let values: Vec<_> = read_all(&log).into_iter().map(|(_, v)| v).collect();
+    assert_eq!(values.len(), 6);
+}

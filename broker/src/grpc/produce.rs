@@ -55,6 +55,11 @@ fn result_for(
         Err(e) => {
             let code = match &e {
                 Error::Storage { .. } => pb::ErrorCode::ErrorStorage,
+                Error::Sequence {
+                    source: fjord_storage::Error::ProducerFenced { .. },
+                    ..
+                } => pb::ErrorCode::ErrorProducerFenced,
+                Error::Sequence { .. } => pb::ErrorCode::ErrorOutOfOrderSequence,
                 Error::InvalidBatch {
                     source: fjord_storage::Error::BatchTooLarge { .. },
                     ..
@@ -76,6 +81,17 @@ fn result_for(
 
 #[tonic::async_trait]
 impl ProduceService for Produce {
+    async fn init_producer_id(
+        &self,
+        _: Request<pb::InitProducerIdRequest>,
+    ) -> GrpcResult<pb::InitProducerIdResponse> {
+        let (producer_id, epoch) = self.0.init_producer_id().await.map_err(to_status)?;
+        Ok(Response::new(pb::InitProducerIdResponse {
+            producer_id,
+            producer_epoch: i32::from(epoch),
+        }))
+    }
+
     async fn produce(
         &self,
         request: Request<pb::ProduceRequest>,

@@ -14,7 +14,9 @@ pub(crate) fn to_status(e: Error) -> Status {
         Error::OffsetOutOfRange { .. } => Code::OutOfRange,
         Error::Storage { .. } if e.is_disk_full() => Code::ResourceExhausted,
         Error::Storage { .. } | Error::Metadata(_) => Code::Internal,
-        Error::UnknownMember { .. } | Error::IllegalGeneration { .. } => Code::FailedPrecondition,
+        Error::UnknownMember { .. } | Error::IllegalGeneration { .. } | Error::Sequence { .. } => {
+            Code::FailedPrecondition
+        }
         Error::ShuttingDown => Code::Unavailable,
     };
     let mut status = Status::new(code, e.to_string());

@@ -1,0 +1,43 @@
+//! Producer ids for idempotent producers, unique across restarts.
+//!
+//! # Format
+//! `<data-dir>/producer-ids`: the next id to hand out, as text, replaced
+//! atomically (temp file, fsync, rename) before the id is returned, so an id
+//! is never handed out twice even across a crash.
+
+use std::io::Write;
+
+use crate::broker::Broker;
+use crate::{Error, Result};
+
+const FILE: &str = "producer-ids";
+
+impl Broker {
+    /// A new producer id (epoch 0).
+    ///
+    /// # Errors
+    /// `Metadata` when the counter file cannot be read or written.
+    pub async fn init_producer_id(&self) -> Result<(i64, i16)> {
+        self.check_open()?;
+        let _turn = self.inner.producer_ids.lock().await;
+        let dir = self.inner.config.data_dir.clone();
+        let id = tokio::task::spawn_blocking(move || -> std::io::Result<i64> {
+            let path = dir.join(FILE);
+            let next = match std::fs::read_to_string(&path) {
+                Ok(text) => text.trim().parse::<i64>().map_err(std::io::Error::other)?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+                Err(e) => return Err(e),
+            };
+            let tmp = dir.join(format!("{FILE}.tmp"));
+            let mut file = std::fs::File::create(&tmp)?;
+            file.write_all(format!("{}\n", next + 1).as_bytes())?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, &path)?;
+            Ok(next)
+        })
+        .await
+        .map_err(|e| Error::Metadata(format!("producer id task: {e}")))?
+        .map_err(|e| Error::Metadata(format!("producer id counter in {FILE}: {e}")))?;
+        Ok((id, 0))
+    }
+}
