@@ -9,8 +9,8 @@
 //! - **lost**: an acknowledged value missing from the final log.
 //! - **moved**: an acknowledged value at another partition/offset than
 //!   acknowledged (reordering, or a rewritten log).
-//! - **duplicate**: a value stored twice (the workload never retries, so
-//!   any duplicate is the broker's).
+//! - **duplicate**: a value stored twice (the workload's producers are
+//!   idempotent, so a retry must not store a value again).
 //! - **backwards**: a consumer read offsets that went down in a partition.
 //! - **phantom read**: a consumer read a value at an offset where the final
 //!   log holds something else: it saw data above the high watermark that was
@@ -28,6 +28,8 @@ pub struct History {
     pub acked: BTreeMap<String, Position>,
     /// Values whose produce failed (they may or may not be stored).
     pub failed: Vec<String>,
+    /// Sends retried after a lost connection (idempotent retries).
+    pub retries: usize,
     /// Per consumer session and partition, what was read in order.
     pub reads: Vec<(u32, Vec<(i64, String)>)>,
     /// The log after the run: partition → offset → value.
@@ -39,6 +41,7 @@ pub struct History {
 pub struct Report {
     pub acked: usize,
     pub failed: usize,
+    pub retries: usize,
     pub read: usize,
     pub stored: usize,
     pub lost: Vec<String>,
@@ -63,6 +66,7 @@ impl Report {
         let rows = [
             ("acknowledged writes", self.acked, true),
             ("failed writes (indeterminate)", self.failed, true),
+            ("retried sends (idempotent)", self.retries, true),
             ("records read during the run", self.read, true),
             ("records in the final log", self.stored, true),
             ("lost acknowledged writes", self.lost.len(), false),
@@ -95,6 +99,7 @@ pub fn check(history: &History) -> Report {
     let mut report = Report {
         acked: history.acked.len(),
         failed: history.failed.len(),
+        retries: history.retries,
         read: history.reads.iter().map(|(_, r)| r.len()).sum(),
         stored: history.final_log.values().map(BTreeMap::len).sum(),
         ..Report::default()

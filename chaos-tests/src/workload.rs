@@ -1,15 +1,19 @@
 //! The workload: producers writing unique values with `acks=all`, and a
 //! consumer per partition reading everything, all recording what they saw.
 //!
-//! Clients follow the node across restarts (its address changes) and never
-//! retry a produce: a failed attempt is recorded as indeterminate.
+//! Clients follow the node across restarts (its address changes).
+//! Producers are idempotent and retry a failed send with the same sequence
+//! until it is acknowledged; only the send in flight when the run stops is
+//! recorded as indeterminate.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use fjord_proto::v1 as pb;
 use fjord_proto::v1::fetch_service_client::FetchServiceClient;
 use fjord_proto::v1::produce_service_client::ProduceServiceClient;
+use fjord_storage::{BatchBuilder, Compression, Record};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::history::History;
@@ -30,7 +34,9 @@ async fn connect(address: &Address) -> Option<Channel> {
         .ok()
 }
 
-/// Produces `p{id}-{n}` to partition `n % partitions` until stopped.
+/// Produces `p{id}-{n}` to partition `n % partitions` until stopped, as
+/// an idempotent producer: a send that fails is retried with the same
+/// sequence until it is acknowledged, so the log must hold it exactly once.
 pub async fn producer(
     id: usize,
     partitions: u32,
@@ -41,6 +47,10 @@ pub async fn producer(
 ) {
     let mut n = 0u64;
     let mut client: Option<ProduceServiceClient<Channel>> = None;
+    let mut producer_id: Option<i64> = None;
+    let mut sequences = vec![0i32; partitions as usize];
+    // The batch being sent (and retried): value, partition, bytes.
+    let mut pending: Option<(String, u32, Bytes)> = None;
     while !stop.stopped() {
         let Some(c) = client.as_mut() else {
             client = connect(&address).await.map(ProduceServiceClient::new);
@@ -49,16 +59,39 @@ pub async fn producer(
             }
             continue;
         };
-        let value = format!("p{id}-{n}");
-        let partition = (n % u64::from(partitions)) as u32;
-        n += 1;
+        let pid = match producer_id {
+            Some(pid) => pid,
+            None => match c.init_producer_id(pb::InitProducerIdRequest {}).await {
+                Ok(r) => *producer_id.insert(r.into_inner().producer_id),
+                Err(_) => {
+                    client = None;
+                    continue;
+                }
+            },
+        };
+        let (value, partition, bytes) = match pending.clone() {
+            Some(p) => p,
+            None => {
+                let value = format!("p{id}-{n}");
+                let partition = (n % u64::from(partitions)) as u32;
+                n += 1;
+                let sequence = sequences[partition as usize];
+                let built = BatchBuilder::new(Compression::None)
+                    .push(Record::new(None, Some(Bytes::from(value.clone())), 0))
+                    .producer(pid, 0, sequence)
+                    .build();
+                let Ok(bytes) = built else { return };
+                let p = (value, partition, bytes);
+                pending = Some(p.clone());
+                p
+            }
+        };
         let request = pb::ProduceRequest {
             topic: topic.clone(),
             acks: pb::Acks::All as i32,
-            records: vec![pb::ProduceRecord {
-                partition: Some(partition),
-                value: Some(value.clone().into()),
-                ..Default::default()
+            batches: vec![pb::PartitionBatch {
+                partition,
+                batch: bytes,
             }],
             ..Default::default()
         };
@@ -68,14 +101,27 @@ pub async fn producer(
             Ok(r) => match r.into_inner().results.first() {
                 Some(res) if res.error == pb::ErrorCode::ErrorNone as i32 => {
                     h.acked.insert(value, (partition, res.base_offset));
+                    sequences[partition as usize] += 1;
+                    pending = None;
                 }
-                _ => h.failed.push(value),
+                // Refused outright (not a lost connection): start afresh
+                // with a new producer id.
+                _ => {
+                    h.failed.push(value);
+                    pending = None;
+                    producer_id = None;
+                    sequences.iter_mut().for_each(|s| *s = 0);
+                }
             },
+            // Unknown whether it landed: retry the same batch.
             Err(_) => {
-                h.failed.push(value);
+                h.retries += 1;
                 client = None;
             }
         }
+    }
+    if let (Some((value, _, _)), Ok(mut h)) = (pending, history.lock()) {
+        h.failed.push(value);
     }
 }
 
