@@ -17,6 +17,9 @@
 //!   snapshots.
 //! - `network`, `service`: Raft RPCs between nodes over gRPC
 //!   ([`GrpcNetwork`] calls, [`RaftRpcService`] answers).
+//! - `node`: [`MetadataNode`], a node of the quorum: start, initialize,
+//!   propose from any node (followers forward to the leader), and the
+//!   services to mount; the crate's [`Error`].
 //!
 //! # Example
 //! ```no_run
@@ -33,6 +36,7 @@ mod controller;
 mod log_store;
 mod metadata;
 mod network;
+mod node;
 mod service;
 mod state_machine;
 mod types;
@@ -43,6 +47,7 @@ pub use metadata::{
     BrokerInfo, MetadataRequest, MetadataResponse, MetadataState, PartitionState, TopicState,
 };
 pub use network::{GrpcConnection, GrpcNetwork};
+pub use node::{Error, MetadataNode, ProposeService};
 pub use service::RaftRpcService;
 pub use state_machine::MetadataStateMachine;
 pub use types::{Entry, LogId, StorageError, TypeConfig};

@@ -1,0 +1,231 @@
+//! A node of the metadata quorum: its Raft, its state machine, the gRPC
+//! services to mount on the node's listener, and proposals from any node.
+//!
+//! A proposal made on a follower is forwarded to the leader over
+//! `MetadataService.Propose`; the leader only ever applies proposals
+//! locally, so a forward never loops. While there is no leader (an election
+//! is running), or the leader a follower names cannot be reached (it just
+//! died), a proposal waits and tries again, up to a bound.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fjord_proto::raft::v1::RaftPayload;
+use fjord_proto::raft::v1::metadata_service_client::MetadataServiceClient;
+use fjord_proto::raft::v1::metadata_service_server::{MetadataService, MetadataServiceServer};
+use fjord_proto::raft::v1::raft_service_server::RaftServiceServer;
+use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::{BasicNode, Config, Raft};
+use tonic::{Request, Response, Status};
+
+use crate::{
+    FileLogStore, GrpcNetwork, MetadataRequest, MetadataResponse, MetadataState,
+    MetadataStateMachine, RaftRpcService, TypeConfig,
+};
+
+/// Errors of the quorum's public API.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("metadata store in {dir}: {source}")]
+    Store {
+        dir: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("raft: {0}")]
+    Raft(String),
+    /// No leader was elected within the wait.
+    #[error("the metadata quorum has no leader (is a majority of voters up?)")]
+    NoLeader,
+    /// The leader could not be reached to forward a proposal.
+    #[error("forwarding to the leader {leader} failed: {reason}")]
+    Forward { leader: u64, reason: String },
+}
+
+/// How long a proposal waits for a leader.
+const LEADER_WAIT: Duration = Duration::from_secs(10);
+
+/// One node of the metadata quorum; cheap to clone.
+#[derive(Clone)]
+pub struct MetadataNode {
+    id: u64,
+    raft: Raft<TypeConfig>,
+    state: MetadataStateMachine,
+}
+
+impl MetadataNode {
+    /// Opens the node's log and state machine in `dir` and starts its Raft.
+    ///
+    /// # Errors
+    /// `Store` when the files cannot be opened; `Raft` when Raft refuses to
+    /// start.
+    pub async fn start(id: u64, dir: &Path, config: Config) -> Result<MetadataNode, Error> {
+        let store_err = |source| Error::Store {
+            dir: dir.display().to_string(),
+            source,
+        };
+        let log = FileLogStore::open(dir).map_err(store_err)?;
+        let state = MetadataStateMachine::open(dir).map_err(store_err)?;
+        let config = Arc::new(config.validate().map_err(|e| Error::Raft(e.to_string()))?);
+        let raft = Raft::new(id, config, GrpcNetwork, log, state.clone())
+            .await
+            .map_err(|e| Error::Raft(e.to_string()))?;
+        Ok(MetadataNode { id, raft, state })
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub fn raft(&self) -> &Raft<TypeConfig> {
+        &self.raft
+    }
+
+    /// The committed metadata as this node has applied it.
+    pub fn state(&self) -> MetadataState {
+        self.state.state()
+    }
+
+    /// The gRPC services other nodes call: Raft RPCs and forwarded proposals.
+    pub fn services(
+        &self,
+    ) -> (
+        RaftServiceServer<RaftRpcService>,
+        MetadataServiceServer<ProposeService>,
+    ) {
+        let raft = RaftServiceServer::new(RaftRpcService::new(self.raft.clone()))
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20);
+        (
+            raft,
+            MetadataServiceServer::new(ProposeService { node: self.clone() }),
+        )
+    }
+
+    /// Forms the quorum of `voters` (id → gRPC address). Done once, on one
+    /// node; a quorum that exists already is left as it is.
+    ///
+    /// # Errors
+    /// `Raft` for anything but "already initialized".
+    pub async fn initialize(&self, voters: BTreeMap<u64, String>) -> Result<(), Error> {
+        let members: BTreeMap<u64, BasicNode> = voters
+            .into_iter()
+            .map(|(id, addr)| (id, BasicNode::new(addr)))
+            .collect();
+        match self.raft.initialize(members).await {
+            Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+            Err(e) => Err(Error::Raft(e.to_string())),
+        }
+    }
+
+    /// Applies `request` through the quorum, from any node.
+    ///
+    /// # Errors
+    /// `NoLeader` when no leader appears in time; `Forward` when the leader
+    /// cannot be reached; `Raft` when Raft fails.
+    pub async fn propose(&self, request: MetadataRequest) -> Result<MetadataResponse, Error> {
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        loop {
+            match self.propose_local(request.clone()).await {
+                Ok(response) => return Ok(response),
+                Err(Some((leader, addr))) => match forward(leader, &addr, &request).await {
+                    Ok(response) => return Ok(response),
+                    // The leader may have just died: retry while an
+                    // election can still name another one.
+                    Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+                    Err(e) => {
+                        tracing::debug!("{e}; retrying");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                Err(None) if tokio::time::Instant::now() < deadline => {
+                    let _ = self
+                        .raft
+                        .wait(Some(Duration::from_millis(500)))
+                        .metrics(|m| m.current_leader.is_some(), "a leader")
+                        .await;
+                }
+                Err(None) => return Err(Error::NoLeader),
+            }
+        }
+    }
+
+    /// Writes on this node if it leads; else names the leader, if known.
+    async fn propose_local(
+        &self,
+        request: MetadataRequest,
+    ) -> Result<MetadataResponse, Option<(u64, String)>> {
+        match self.raft.client_write(request).await {
+            Ok(written) => Ok(written.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(f
+                .leader_id
+                .zip(f.leader_node)
+                .map(|(id, node)| (id, node.addr))),
+            Err(e) => {
+                tracing::warn!("metadata proposal failed: {e}");
+                Err(None)
+            }
+        }
+    }
+
+    /// Stops this node's Raft.
+    ///
+    /// # Errors
+    /// `Raft` when the shutdown fails.
+    pub async fn shutdown(&self) -> Result<(), Error> {
+        self.raft
+            .shutdown()
+            .await
+            .map_err(|e| Error::Raft(e.to_string()))
+    }
+}
+
+async fn forward(
+    leader: u64,
+    addr: &str,
+    request: &MetadataRequest,
+) -> Result<MetadataResponse, Error> {
+    let fail = |reason: String| Error::Forward { leader, reason };
+    let json = serde_json::to_vec(request).map_err(|e| fail(e.to_string()))?;
+    let mut client = MetadataServiceClient::connect(format!("http://{addr}"))
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let reply = client
+        .propose(RaftPayload { json: json.into() })
+        .await
+        .map_err(|e| fail(e.message().to_string()))?;
+    let result: Result<MetadataResponse, String> =
+        serde_json::from_slice(&reply.into_inner().json).map_err(|e| fail(e.to_string()))?;
+    result.map_err(fail)
+}
+
+/// `MetadataService`: proposals forwarded by followers.
+#[derive(Clone)]
+pub struct ProposeService {
+    node: MetadataNode,
+}
+
+#[tonic::async_trait]
+impl MetadataService for ProposeService {
+    async fn propose(
+        &self,
+        request: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        let request: MetadataRequest = serde_json::from_slice(&request.into_inner().json)
+            .map_err(|e| Status::invalid_argument(format!("not a metadata request: {e}")))?;
+        // Only local: a node that lost leadership meanwhile answers with an
+        // error, and the proposer tries again.
+        let result = self
+            .node
+            .propose_local(request)
+            .await
+            .map_err(|leader| match leader {
+                Some((id, _)) => format!("node {} is not the leader (node {id} is)", self.node.id),
+                None => format!("node {} is not the leader and knows none", self.node.id),
+            });
+        let json = serde_json::to_vec(&result).map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(RaftPayload { json: json.into() }))
+    }
+}
