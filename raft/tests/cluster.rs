@@ -106,7 +106,7 @@ async fn three_nodes_elect_replicate_and_fail_over() {
 
     let register = MetadataRequest::RegisterBroker {
         id: 1,
-        addr: "127.0.0.1:9400".into(),
+        addr: "broker-1.test:9400".into(),
         rack: None,
     };
     let written = nodes[at(leader)].raft.client_write(register).await.unwrap();
