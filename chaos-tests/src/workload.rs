@@ -19,6 +19,9 @@ use tonic::transport::{Channel, Endpoint};
 use crate::history::History;
 use crate::stop::Stop;
 
+/// Largest response accepted (a fetch carries batches and decoded records).
+const MAX_MESSAGE: usize = 64 << 20;
+
 /// The node's current gRPC address, updated by the nemesis on restarts.
 pub type Address = Arc<Mutex<String>>;
 
@@ -138,7 +141,9 @@ pub async fn consumer(
     let mut client: Option<FetchServiceClient<Channel>> = None;
     while !stop.stopped() {
         let Some(c) = client.as_mut() else {
-            client = connect(&address).await.map(FetchServiceClient::new);
+            client = connect(&address)
+                .await
+                .map(|c| FetchServiceClient::new(c).max_decoding_message_size(MAX_MESSAGE));
             if client.is_none() {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
@@ -188,7 +193,7 @@ pub async fn read_final(
     let channel = connect(address)
         .await
         .ok_or_else(|| anyhow::anyhow!("cannot reach the node for the final read"))?;
-    let mut fetch = FetchServiceClient::new(channel);
+    let mut fetch = FetchServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE);
     for partition in 0..partitions {
         let earliest = fetch
             .list_offsets(pb::ListOffsetsRequest {
@@ -207,7 +212,7 @@ pub async fn read_final(
                     topic: topic.into(),
                     partition,
                     offset,
-                    max_bytes: 4 << 20,
+                    max_bytes: 1 << 20,
                     decode: true,
                     ..Default::default()
                 })
