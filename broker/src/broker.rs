@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::cluster::Cluster;
 use crate::config::{BrokerConfig, PartitionInfo, TopicDescription, TopicSpec};
 use crate::coordinator::Coordinator;
 use crate::metrics::{Gauges, Metrics};
@@ -32,13 +33,15 @@ use crate::{Error, Result};
 pub(crate) struct Inner {
     pub(crate) config: BrokerConfig,
     pub(crate) topics: RwLock<BTreeMap<String, Arc<Topic>>>,
-    admin: tokio::sync::Mutex<()>,
+    pub(crate) admin: tokio::sync::Mutex<()>,
     pub(crate) producer_ids: tokio::sync::Mutex<()>,
     pub(crate) metrics: Metrics,
     pub(crate) coordinator: Coordinator,
     pub(crate) offsets: OffsetCache,
     pub(crate) shutdown: CancellationToken,
-    tracker: TaskTracker,
+    pub(crate) tracker: TaskTracker,
+    /// Set when the node is part of a cluster.
+    pub(crate) cluster: Option<Arc<Cluster>>,
     pub(crate) round_robin: AtomicU32,
     closed: AtomicBool,
     _lock: File,
@@ -72,10 +75,32 @@ impl Broker {
                 dir.display()
             ))
         })?;
+        let cluster = match &config.cluster {
+            Some(cluster_config) => {
+                let advertised = config.advertised_grpc.ok_or_else(|| {
+                    Error::Metadata("a clustered node needs its advertised gRPC address".into())
+                })?;
+                Some(Arc::new(
+                    Cluster::open(
+                        &dir,
+                        u64::from(config.node_id),
+                        advertised.to_string(),
+                        cluster_config.clone(),
+                    )
+                    .await?,
+                ))
+            }
+            None => None,
+        };
+        let clustered = cluster.is_some();
         let mut topics = BTreeMap::new();
         for meta in load_topics(&dir)? {
-            let log = log_config(&meta.configs, config.default_flush, meta.replication_factor)?;
-            let partitions = open_partitions(&dir, &meta, log).await?;
+            let log = log_config(
+                &meta.configs,
+                config.default_flush,
+                meta.replication_factor.max(1),
+            )?;
+            let partitions = open_partitions(&dir, &meta, log, clustered).await?;
             topics.insert(meta.name.clone(), Arc::new(Topic { meta, partitions }));
         }
         let broker = Broker {
@@ -91,10 +116,11 @@ impl Broker {
                 tracker: TaskTracker::new(),
                 round_robin: AtomicU32::new(0),
                 closed: AtomicBool::new(false),
+                cluster,
                 _lock: lock,
             }),
         };
-        if broker.topic(OFFSETS_TOPIC).is_err() {
+        if !clustered && broker.topic(OFFSETS_TOPIC).is_err() {
             let mut spec = TopicSpec::new(
                 OFFSETS_TOPIC,
                 broker.inner.config.offsets_topic_partitions.max(1),
@@ -105,7 +131,9 @@ impl Broker {
                 .insert("segment.bytes".into(), (64u64 << 20).to_string());
             broker.create(spec, true).await?;
         }
-        broker.load_offsets()?;
+        if !clustered {
+            broker.load_offsets()?;
+        }
         broker.spawn_background();
         info!(data_dir = %dir.display(), topics = broker.list_topics(true).len(), "broker open");
         Ok(broker)
@@ -155,7 +183,9 @@ impl Broker {
         }
     }
 
-    fn topics_read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Topic>>> {
+    pub(crate) fn topics_read(
+        &self,
+    ) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Topic>>> {
         self.inner
             .topics
             .read()
@@ -166,11 +196,7 @@ impl Broker {
         let topics = self.topics_read();
         topics
             .values()
-            .flat_map(|t| {
-                t.partitions
-                    .iter()
-                    .map(|p| (t.meta.name.clone(), Arc::clone(p)))
-            })
+            .flat_map(|t| t.hosted().map(|p| (t.meta.name.clone(), Arc::clone(p))))
             .collect()
     }
 
@@ -189,15 +215,42 @@ impl Broker {
             .ok_or_else(|| Error::UnknownTopic(name.to_string()))
     }
 
+    /// This node's replica of a partition.
+    ///
+    /// # Errors
+    /// `UnknownTopic`/`UnknownPartition`; in a cluster, `NotLeader` (naming
+    /// the leader) when this node holds no replica of it.
     pub(crate) fn partition(&self, topic: &str, partition: u32) -> Result<Arc<Partition>> {
-        self.topic(topic)?
-            .partitions
-            .get(partition as usize)
-            .cloned()
-            .ok_or_else(|| Error::UnknownPartition {
-                topic: topic.to_string(),
-                partition,
-            })
+        let local = self.topic(topic).ok().and_then(|t| {
+            t.partitions
+                .get(partition as usize)
+                .map(|p| p.clone().ok_or(()))
+        });
+        match local {
+            Some(Ok(p)) => Ok(p),
+            _ if self.cluster().is_some() => Err(self.not_leader(topic, partition)),
+            Some(Err(())) | None => match self.topic(topic) {
+                Ok(_) => Err(Error::UnknownPartition {
+                    topic: topic.to_string(),
+                    partition,
+                }),
+                Err(e) => Err(e),
+            },
+        }
+    }
+
+    /// The partition if this node leads it (any replica on a single node).
+    ///
+    /// # Errors
+    /// As [`Broker::partition`]; `NotLeader` when this node is not the
+    /// leader.
+    pub(crate) fn leader_partition(&self, topic: &str, partition: u32) -> Result<Arc<Partition>> {
+        let p = self.partition(topic, partition)?;
+        if self.cluster().is_some() && !matches!(&*p.role(), crate::partition::Role::Leader { .. })
+        {
+            return Err(self.not_leader(topic, partition));
+        }
+        Ok(p)
     }
 
     pub(crate) fn check_open(&self) -> Result<()> {
@@ -214,6 +267,9 @@ impl Broker {
     /// `InvalidRequest` for a bad name, partition count, replication factor
     /// or config; `TopicExists`; `Metadata`/`Storage` for disk failures.
     pub async fn create_topic(&self, spec: TopicSpec) -> Result<TopicDescription> {
+        if self.cluster().is_some() {
+            return self.create_topic_in_cluster(spec, false).await;
+        }
         if spec.name.starts_with("__") {
             return Err(Error::InvalidRequest(format!(
                 "topic names starting with \"__\" are reserved: {}",
@@ -256,6 +312,8 @@ impl Broker {
             replication_factor: spec.replication_factor,
             configs: spec.configs,
             internal,
+            id: 0,
+            hosted: None,
         };
         let dir = &self.inner.config.data_dir;
         for id in 0..meta.partitions {
@@ -270,7 +328,7 @@ impl Broker {
         let mut all = self.topic_metas();
         all.push(meta.clone());
         save_topics(dir, &all)?;
-        let partitions = open_partitions(dir, &meta, log).await?;
+        let partitions = open_partitions(dir, &meta, log, false).await?;
         let topic = Arc::new(Topic { meta, partitions });
         self.inner
             .topics
@@ -287,6 +345,9 @@ impl Broker {
     }
 
     pub fn list_topics(&self, include_internal: bool) -> Vec<TopicDescription> {
+        if self.cluster().is_some() {
+            return self.list_topics_in_cluster(include_internal);
+        }
         let topics = self.topics_read();
         topics
             .values()
@@ -298,6 +359,9 @@ impl Broker {
     /// # Errors
     /// `UnknownTopic`.
     pub fn describe_topic(&self, name: &str) -> Result<TopicDescription> {
+        if self.cluster().is_some() {
+            return self.describe_topic_in_cluster(name);
+        }
         let topic = self.topic(name)?;
         Ok(describe(&topic, self.inner.config.node_id))
     }
@@ -308,6 +372,9 @@ impl Broker {
     /// `UnknownTopic`; `InvalidRequest` for internal topics; `Metadata`.
     pub async fn delete_topic(&self, name: &str) -> Result<()> {
         self.check_open()?;
+        if self.cluster().is_some() {
+            return self.delete_topic_in_cluster(name).await;
+        }
         let _admin = self.inner.admin.lock().await;
         let topic = self.topic(name)?;
         if topic.meta.internal {
@@ -326,7 +393,7 @@ impl Broker {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(name);
-        for partition in &topic.partitions {
+        for partition in topic.hosted() {
             partition.deleted.store(true, Ordering::Release);
             let dir = partition_dir(&self.inner.config.data_dir, name, partition.id);
             if let Err(e) = std::fs::remove_dir_all(&dir) {
@@ -353,10 +420,10 @@ impl Broker {
         let (groups, group_members) = self.inner.coordinator.counts();
         let gauges = Gauges {
             topics: topics.len(),
-            partitions: topics.values().map(|t| t.partitions.len()).sum(),
+            partitions: topics.values().map(|t| t.hosted().count()).sum(),
             log_size_bytes: topics
                 .values()
-                .flat_map(|t| &t.partitions)
+                .flat_map(|t| t.hosted())
                 .map(|p| p.read_log().size_bytes())
                 .sum(),
             groups,
@@ -376,9 +443,15 @@ impl Broker {
         if self.inner.closed.swap(true, Ordering::AcqRel) {
             return;
         }
+        self.hand_off_leadership().await;
         self.inner.shutdown.cancel();
         self.inner.tracker.close();
         self.inner.tracker.wait().await;
+        if let Some(cluster) = self.cluster()
+            && let Err(e) = cluster.node.shutdown().await
+        {
+            warn!("stopping the metadata node: {e}");
+        }
         let partitions = self.all_topic_partitions();
         let flushed = tokio::task::spawn_blocking(move || {
             for (topic, partition) in partitions {
@@ -402,8 +475,7 @@ pub(crate) fn describe(topic: &Topic, node_id: u32) -> TopicDescription {
         replication_factor: topic.meta.replication_factor,
         configs: topic.meta.configs.clone(),
         partitions: topic
-            .partitions
-            .iter()
+            .hosted()
             .map(|p| {
                 let log = p.read_log();
                 PartitionInfo {
@@ -412,6 +484,7 @@ pub(crate) fn describe(topic: &Topic, node_id: u32) -> TopicDescription {
                     leader_epoch: 0,
                     replicas: vec![node_id],
                     isr: vec![node_id],
+                    leader_address: String::new(),
                     log_start_offset: log.log_start_offset(),
                     high_watermark: p.high_watermark(),
                     log_end_offset: log.log_end_offset(),

@@ -25,6 +25,8 @@ pub struct BrokerConfig {
     pub offsets_topic_partitions: u32,
     /// How often retention, compaction and time-based rolls run.
     pub retention_check_interval: Duration,
+    /// Set to run as a node of a cluster.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 impl BrokerConfig {
@@ -38,6 +40,7 @@ impl BrokerConfig {
             auto_create_topics: false,
             offsets_topic_partitions: 8,
             retention_check_interval: Duration::from_secs(60),
+            cluster: None,
         }
     }
 }
@@ -91,6 +94,8 @@ pub struct PartitionInfo {
     pub leader_epoch: i32,
     pub replicas: Vec<u32>,
     pub isr: Vec<u32>,
+    /// The leader's gRPC address (empty on a single node: this one).
+    pub leader_address: String,
     pub log_start_offset: i64,
     pub high_watermark: i64,
     pub log_end_offset: i64,

@@ -11,13 +11,34 @@ use crate::config::{
 };
 use crate::metrics::ProduceFailure;
 use crate::murmur2::partition_for_key;
-use crate::partition::Partition;
+use crate::partition::{Partition, Refusal};
 use crate::{Error, Result};
 
 impl Broker {
     /// Looks up a partition clients may produce to (auto-creating the topic
     /// when configured).
     async fn producible(&self, topic: &str, partition: u32) -> Result<std::sync::Arc<Partition>> {
+        if self.cluster().is_some() {
+            if topic.starts_with("__") {
+                return Err(Error::InvalidRequest(format!(
+                    "clients cannot produce to internal topic {topic}"
+                )));
+            }
+            return match self.leader_partition(topic, partition) {
+                Err(Error::UnknownTopic(_)) if self.inner.config.auto_create_topics => {
+                    let spec = TopicSpec::new(topic, self.inner.config.default_partitions.max(1));
+                    let mut spec = spec;
+                    spec.replication_factor = 0;
+                    match self.create_topic(spec).await {
+                        Ok(_) | Err(Error::TopicExists(_)) => {
+                            self.leader_partition(topic, partition)
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+                other => other,
+            };
+        }
         match self.topic(topic) {
             Ok(t) if t.meta.internal => Err(Error::InvalidRequest(format!(
                 "clients cannot produce to internal topic {topic}"
@@ -40,8 +61,12 @@ impl Broker {
     /// # Errors
     /// `UnknownTopic`/`UnknownPartition`; `InvalidBatch`.
     pub fn validate_batch(&self, topic: &str, partition: u32, batch: &Bytes) -> Result<()> {
-        let p = self.partition(topic, partition)?;
-        let max = p.read_log().config().max_batch_bytes;
+        let max = match self.partition(topic, partition) {
+            Ok(p) => p.read_log().config().max_batch_bytes,
+            // Not hosted here: the leader checks the size.
+            Err(Error::NotLeader { .. }) => usize::MAX,
+            Err(e) => return Err(e),
+        };
         let invalid = |source| Error::InvalidBatch {
             topic: topic.to_string(),
             partition,
@@ -115,10 +140,58 @@ impl Broker {
             return Err(Error::UnknownTopic(topic.to_string()));
         }
         let len = batch.len() as u64;
-        let info = p
-            .append(batch, acks != Acks::None, &self.inner.metrics)
-            .await
-            .map_err(|e| Error::from_storage(topic, p.id, e))?;
+        let info = if let Some(cluster) = self.cluster() {
+            // Cut off from the controller, this node may be a deposed
+            // leader: only `acks=all` writes, which its in-sync followers
+            // must confirm, can still be acknowledged safely.
+            if acks != Acks::All && cluster.self_fenced() {
+                return Err(Error::NotLeader {
+                    topic: topic.to_string(),
+                    partition: p.id,
+                    leader: None,
+                });
+            }
+            let outcome = p
+                .append_as_leader(
+                    batch,
+                    acks,
+                    cluster.config.produce_timeout,
+                    &self.inner.metrics,
+                )
+                .await;
+            match outcome {
+                Ok((info, propose)) => {
+                    if let Some(isr) = propose {
+                        let cluster = std::sync::Arc::clone(cluster);
+                        let epoch = p.role().epoch();
+                        if let Ok(partition) = self.partition(topic, p.id) {
+                            self.propose_isr(&cluster, topic.to_string(), &partition, epoch, isr);
+                        }
+                    }
+                    info
+                }
+                Err(Refusal::NotLeader) => return Err(self.not_leader(topic, p.id)),
+                Err(Refusal::NotEnoughReplicas { isr, required }) => {
+                    return Err(Error::NotEnoughReplicas {
+                        topic: topic.to_string(),
+                        partition: p.id,
+                        isr,
+                        required,
+                    });
+                }
+                Err(Refusal::Timeout) => {
+                    return Err(Error::Timeout(format!(
+                        "{topic}-{}: the in-sync replicas did not confirm the write within {:?}; it may still be committed",
+                        p.id, cluster.config.produce_timeout
+                    )));
+                }
+                Err(Refusal::Storage(e)) => return Err(Error::from_storage(topic, p.id, e)),
+            }
+        } else {
+            p.append(batch, acks != Acks::None, &self.inner.metrics)
+                .await
+                .map_err(|e| Error::from_storage(topic, p.id, e))?
+        };
         self.inner
             .metrics
             .record_produce((info.last_offset - info.base_offset + 1) as u64, len);
@@ -161,10 +234,9 @@ impl Broker {
         let partition = match partition {
             Some(p) => p,
             None => {
-                let count = match self.topic(topic) {
-                    Ok(t) => t.partitions.len() as u32,
-                    Err(_) => self.inner.config.default_partitions.max(1),
-                };
+                let count = self
+                    .partition_count(topic)
+                    .unwrap_or(self.inner.config.default_partitions.max(1));
                 self.pick_partition(records[0].key.as_deref(), count)
             }
         };
@@ -195,7 +267,7 @@ impl Broker {
     /// Safe: a fetch only reads.
     pub async fn fetch(&self, request: FetchRequest) -> Result<FetchResult> {
         self.check_open()?;
-        let p = self.partition(&request.topic, request.partition)?;
+        let p = self.leader_partition(&request.topic, request.partition)?;
         let deadline = tokio::time::Instant::now() + request.max_wait;
         let max_bytes = if request.max_bytes == 0 {
             1 << 20
@@ -232,7 +304,7 @@ impl Broker {
         partition: u32,
         spec: OffsetSpec,
     ) -> Result<Option<(i64, i64)>> {
-        let p = self.partition(topic, partition)?;
+        let p = self.leader_partition(topic, partition)?;
         Ok(match spec {
             OffsetSpec::Earliest => Some((p.read_log().log_start_offset(), -1)),
             OffsetSpec::Latest => Some((p.high_watermark(), -1)),

@@ -57,6 +57,41 @@ pub enum Error {
     },
     #[error("broker is shutting down")]
     ShuttingDown,
+    /// In a cluster: this node does not lead the partition (or is fenced).
+    #[error("this node does not lead {topic}-{partition}{}", leader_hint(leader))]
+    NotLeader {
+        topic: String,
+        partition: u32,
+        /// The leader's id and address, when one is known.
+        leader: Option<(u64, String)>,
+    },
+    #[error(
+        "{topic}-{partition} has {isr} in-sync replicas, fewer than min.insync.replicas={required}"
+    )]
+    NotEnoughReplicas {
+        topic: String,
+        partition: u32,
+        isr: usize,
+        required: usize,
+    },
+    /// The request did not complete in time (an `acks=all` produce may
+    /// still be committed later).
+    #[error("{0}")]
+    Timeout(String),
+    /// The metadata quorum cannot take changes (no majority of voters).
+    #[error("{0}")]
+    NoQuorum(String),
+    /// A node-to-node request broke a cluster rule (wrong cluster id,
+    /// duplicate node id, a scaling operation that cannot be done).
+    #[error("{0}")]
+    Cluster(String),
+}
+
+fn leader_hint(leader: &Option<(u64, String)>) -> String {
+    match leader {
+        Some((id, addr)) => format!("; the leader is node {id} at {addr}"),
+        None => "; no leader is known right now".to_string(),
+    }
 }
 
 impl Error {

@@ -54,34 +54,80 @@ impl Broker {
     /// Rebuilds the committed-offset cache from `__consumer_offsets`.
     pub(crate) fn load_offsets(&self) -> Result<()> {
         let topic = self.topic(OFFSETS_TOPIC)?;
+        for p in topic.hosted() {
+            self.load_offsets_from(p)?;
+        }
+        Ok(())
+    }
+
+    /// Rebuilds the cache from one partition of `__consumer_offsets` (in a
+    /// cluster, when this node starts leading it).
+    pub(crate) fn load_offsets_partition(&self, p: &crate::partition::Partition) {
+        if let Err(e) = self.load_offsets_from(p) {
+            tracing::warn!(partition = p.id, "loading consumer offsets failed: {e}");
+        }
+    }
+
+    fn load_offsets_from(&self, p: &crate::partition::Partition) -> Result<()> {
         let mut loaded = 0usize;
-        for p in &topic.partitions {
-            let mut offset = p.read_log().log_start_offset();
-            loop {
-                let read = p
-                    .read(offset, 1 << 20)
+        let mut offset = p.read_log().log_start_offset();
+        loop {
+            let read = p
+                .read(offset, 1 << 20)
+                .map_err(|e| Error::from_storage(OFFSETS_TOPIC, p.id, e))?;
+            if read.data.is_empty() {
+                break;
+            }
+            for batch in RecordBatch::iter_batches(read.data) {
+                let records = batch
+                    .and_then(|b| b.records())
                     .map_err(|e| Error::from_storage(OFFSETS_TOPIC, p.id, e))?;
-                if read.data.is_empty() {
-                    break;
-                }
-                for batch in RecordBatch::iter_batches(read.data) {
-                    let records = batch
-                        .and_then(|b| b.records())
-                        .map_err(|e| Error::from_storage(OFFSETS_TOPIC, p.id, e))?;
-                    for r in records.into_iter().filter(|r| r.offset >= offset) {
-                        let Some(key) = r.key else { continue };
-                        if let Some((group, t, part, committed)) = decode(&key, r.value.as_deref())
-                        {
-                            self.inner.offsets.apply(group, t, part, committed);
-                            loaded += 1;
-                        }
+                for r in records.into_iter().filter(|r| r.offset >= offset) {
+                    let Some(key) = r.key else { continue };
+                    if let Some((group, t, part, committed)) = decode(&key, r.value.as_deref()) {
+                        self.inner.offsets.apply(group, t, part, committed);
+                        loaded += 1;
                     }
                 }
-                offset = read.next_offset;
+            }
+            offset = read.next_offset;
+        }
+        tracing::debug!(
+            partition = p.id,
+            records = loaded,
+            "consumer offsets loaded"
+        );
+        Ok(())
+    }
+
+    /// The `__consumer_offsets` partition of `group_id`, which this node
+    /// must lead (in a cluster; it is created on first use there).
+    ///
+    /// # Errors
+    /// `NotLeader` naming the coordinator; `NoQuorum` when the topic cannot
+    /// be created.
+    pub(crate) async fn coordinator_partition(
+        &self,
+        group_id: &str,
+    ) -> Result<std::sync::Arc<crate::partition::Partition>> {
+        if self.cluster().is_some() && self.partition_count(OFFSETS_TOPIC).is_err() {
+            let mut spec = crate::TopicSpec::new(
+                OFFSETS_TOPIC,
+                self.inner.config.offsets_topic_partitions.max(1),
+            );
+            spec.replication_factor = 0;
+            spec.configs
+                .insert("cleanup.policy".into(), "compact".into());
+            spec.configs
+                .insert("segment.bytes".into(), (64u64 << 20).to_string());
+            match self.create_topic_in_cluster(spec, true).await {
+                Ok(_) | Err(Error::TopicExists(_)) => {}
+                Err(e) => return Err(e),
             }
         }
-        tracing::debug!(records = loaded, "consumer offsets loaded");
-        Ok(())
+        let count = self.partition_count(OFFSETS_TOPIC)?;
+        let id = partition_for_key(group_id.as_bytes(), count);
+        self.leader_partition(OFFSETS_TOPIC, id)
     }
 
     /// Joins `group_id` and waits for the rebalance; returns this member's
@@ -105,9 +151,11 @@ impl Broker {
                 "a join needs a group id and at least one topic".into(),
             ));
         }
+        // In a cluster, only the group's coordinator answers.
+        self.coordinator_partition(group_id).await?;
         let mut counts = BTreeMap::new();
         for topic in topics {
-            counts.insert(topic.clone(), self.topic(topic)?.partitions.len() as u32);
+            counts.insert(topic.clone(), self.partition_count(topic)?);
         }
         self.inner
             .coordinator
@@ -159,7 +207,12 @@ impl Broker {
             .coordinator
             .check_commit(group_id, member_id, generation)?;
         for c in &commits {
-            self.partition(&c.topic, c.partition)?;
+            if c.partition >= self.partition_count(&c.topic)? {
+                return Err(Error::UnknownPartition {
+                    topic: c.topic.clone(),
+                    partition: c.partition,
+                });
+            }
             if c.offset < 0 {
                 return Err(Error::InvalidRequest(format!(
                     "offset {} for {}-{} is negative",
@@ -182,9 +235,8 @@ impl Broker {
                 timestamp_ms: now,
             });
         }
-        let topic = self.topic(OFFSETS_TOPIC)?;
-        let id = partition_for_key(group_id.as_bytes(), topic.partitions.len() as u32);
-        let p = self.partition(OFFSETS_TOPIC, id)?;
+        let p = self.coordinator_partition(group_id).await?;
+        let id = p.id;
         let batch = build_batch(records, Compression::None)
             .map_err(|e| Error::from_storage(OFFSETS_TOPIC, id, e))?;
         self.append_to(&p, OFFSETS_TOPIC, batch, Acks::All).await?;

@@ -16,7 +16,11 @@
 //! - `partition`: one partition: log, high watermark, group commit, waits.
 //! - `topic`, `topic_config`: topic metadata on disk and topic configs.
 //! - `replication`: a partition leader's sans-IO view of its followers (high
-//!   watermark, ISR proposals, `acks=all`), for the replicated cluster.
+//!   watermark, ISR proposals, `acks=all`).
+//! - `cluster`: running as a node of a cluster: forming or joining the
+//!   metadata quorum (`fjord-raft`), heartbeats and the controller loop,
+//!   applying metadata to local replicas, follower fetchers, cluster admin
+//!   and scaling operations.
 //! - `producer_ids`: ids for idempotent producers.
 //! - `murmur2`: Kafka's default partitioner.
 //! - `metrics`: counters rendered as Prometheus text.
@@ -35,6 +39,7 @@
 //! ```
 
 mod broker;
+mod cluster;
 mod config;
 mod coordinator;
 mod data;
@@ -52,6 +57,10 @@ mod topic;
 mod topic_config;
 
 pub use broker::Broker;
+pub use cluster::{
+    ClusterConfig, ClusterStatus, ControllerRedirect, Formation, JoinReply, NodeStatus,
+    UnderReplicated,
+};
 pub use config::{
     Acks, BrokerConfig, FetchRequest, FetchResult, NewRecord, OffsetSpec, PartitionInfo,
     ProduceResult, TopicDescription, TopicSpec,

@@ -7,6 +7,11 @@
 //!   other policies it is the log end (durability is left to the timer or
 //!   the OS). Readers never get a batch at or above the HW.
 //! - A produce with acks ≥ leader returns only once the HW has passed it.
+//! - In a cluster the HW is the replication's instead (see [`Role`]): the
+//!   leader's is the minimum log end over the ISR, a follower's the smaller
+//!   of the leader's HW and its own log end. Only a leader appends client
+//!   batches, stamped with its leader epoch, and only a leader serves
+//!   client reads.
 //!
 //! # Concurrency
 //! The log sits behind a `std::sync::RwLock` held only for in-memory work and
@@ -17,25 +22,95 @@
 //! batch already covered when they get the lock.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::Instant;
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use fjord_storage::{AppendInfo, FlushPolicy, Log, LogConfig, ReadResult, TimestampOffset};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::now_ms;
+use crate::config::{Acks, now_ms};
 use crate::metrics::Metrics;
+use crate::replication::{AckCheck, LeaderReplication, ReplicationAction};
 
 /// Errors below the broker's own (the broker adds topic and partition).
 pub(crate) type StorageResult<T> = std::result::Result<T, fjord_storage::Error>;
+
+/// This node's part in a partition.
+#[derive(Debug)]
+pub(crate) enum Role {
+    /// A single-node broker: the HW follows the log (see the invariants).
+    Standalone,
+    /// Leads `epoch`: appends client batches and serves reads.
+    Leader {
+        epoch: i32,
+        replication: LeaderReplication,
+        min_insync: usize,
+        replicas: Vec<u64>,
+    },
+    /// Copies `leader`'s log; a fetcher task runs until `stop`.
+    Follower {
+        epoch: i32,
+        leader: u64,
+        stop: CancellationToken,
+    },
+    /// No leader is known (at this epoch); nothing is served.
+    Offline { epoch: i32 },
+}
+
+impl Role {
+    pub(crate) fn epoch(&self) -> i32 {
+        match self {
+            Role::Standalone => 0,
+            Role::Leader { epoch, .. } | Role::Follower { epoch, .. } | Role::Offline { epoch } => {
+                *epoch
+            }
+        }
+    }
+}
+
+/// Why a cluster append was refused.
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    NotLeader,
+    NotEnoughReplicas {
+        isr: usize,
+        required: usize,
+    },
+    /// The HW did not pass the batch in time (it may still commit).
+    Timeout,
+    Storage(fjord_storage::Error),
+}
+
+impl From<fjord_storage::Error> for Refusal {
+    fn from(e: fjord_storage::Error) -> Refusal {
+        Refusal::Storage(e)
+    }
+}
+
+/// The outcome of a follower's fetch, as the leader answers it.
+#[derive(Debug)]
+pub(crate) enum ReplicaFetch {
+    Records {
+        data: Bytes,
+        high_watermark: i64,
+        log_start_offset: i64,
+    },
+    /// The follower must cut its log to this offset first.
+    Diverging { end_offset: i64 },
+    /// Not the leader of `follower_epoch` (ours differs, or we do not lead).
+    WrongEpoch { ours: Option<i32> },
+}
 
 #[derive(Debug)]
 pub(crate) struct Partition {
     pub(crate) id: u32,
     log: RwLock<Log>,
     hw: watch::Sender<i64>,
+    /// The log end, for followers waiting on new data.
+    leo: watch::Sender<i64>,
+    role: Mutex<Role>,
     flush_lock: tokio::sync::Mutex<()>,
     last_flush: std::sync::Mutex<Instant>,
     /// Set when the topic is deleted: appends and reads stop.
@@ -56,13 +131,23 @@ impl Partition {
         dir: std::path::PathBuf,
         id: u32,
         config: LogConfig,
+        clustered: bool,
     ) -> StorageResult<Partition> {
         let log = Log::open(dir, config)?;
-        let hw = visible_end(&log);
+        // A replica learns its HW from the leader; it starts at nothing
+        // known (every read waits for the leader's word).
+        let (hw, role) = if clustered {
+            (log.log_start_offset(), Role::Offline { epoch: -1 })
+        } else {
+            (visible_end(&log), Role::Standalone)
+        };
+        let leo = log.log_end_offset();
         Ok(Partition {
             id,
             log: RwLock::new(log),
             hw: watch::Sender::new(hw),
+            leo: watch::Sender::new(leo),
+            role: Mutex::new(role),
             flush_lock: tokio::sync::Mutex::new(()),
             last_flush: std::sync::Mutex::new(Instant::now()),
             deleted: AtomicBool::new(false),
@@ -85,8 +170,22 @@ impl Partition {
         *self.hw.borrow()
     }
 
+    pub(crate) fn role(&self) -> MutexGuard<'_, Role> {
+        self.role
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn publish_hw(&self, log: &Log) {
-        let hw = visible_end(log);
+        if !matches!(*self.role(), Role::Standalone) {
+            self.leo.send_replace(log.log_end_offset());
+            return;
+        }
+        self.set_hw(visible_end(log));
+    }
+
+    /// Raises the HW (never lowers it).
+    fn set_hw(&self, hw: i64) {
         self.hw.send_if_modified(|current| {
             if hw > *current {
                 *current = hw;
@@ -118,6 +217,342 @@ impl Partition {
             }
         }
         Ok(info)
+    }
+
+    /// Applies what the leader's replication state asks for; returns an ISR
+    /// to propose, if any.
+    fn act(&self, actions: Vec<ReplicationAction>) -> Option<Vec<u64>> {
+        let mut propose = None;
+        for action in actions {
+            match action {
+                ReplicationAction::AdvanceHighWatermark(hw) => self.set_hw(hw),
+                ReplicationAction::ProposeIsr(isr) => propose = Some(isr),
+            }
+        }
+        propose
+    }
+
+    /// Appends a client batch as the leader (cluster mode) and waits as
+    /// `acks` asks: `None` not at all, `Leader` for the local flush, `All`
+    /// for the HW to pass the batch (up to `timeout`).
+    pub(crate) async fn append_as_leader(
+        &self,
+        batch: Bytes,
+        acks: Acks,
+        timeout: Duration,
+        metrics: &Metrics,
+    ) -> Result<(AppendInfo, Option<Vec<u64>>), Refusal> {
+        let (info, epoch, every_batch) = {
+            let role = self.role();
+            let Role::Leader {
+                epoch,
+                replication,
+                min_insync,
+                ..
+            } = &*role
+            else {
+                return Err(Refusal::NotLeader);
+            };
+            if acks == Acks::All
+                && let AckCheck::NotEnoughReplicas { isr, required } =
+                    replication.check_acks_all(*min_insync)
+            {
+                return Err(Refusal::NotEnoughReplicas { isr, required });
+            }
+            // The role lock is held across the write so no append lands
+            // after this node stopped leading.
+            let mut log = self.write_log();
+            let info = log.append(batch, *epoch, now_ms())?;
+            self.leo.send_replace(log.log_end_offset());
+            (info, *epoch, log.flushes_every_batch())
+        };
+        if every_batch {
+            self.flush_to(info.last_offset + 1, metrics).await?;
+        }
+        let propose = self.leader_progress(epoch);
+        if acks != Acks::All {
+            return Ok((info, propose));
+        }
+        let mut hw = self.hw.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if *hw.borrow_and_update() > info.last_offset {
+                return Ok((info, propose));
+            }
+            if !matches!(&*self.role(), Role::Leader { epoch: e, .. } if *e == epoch) {
+                return Err(Refusal::NotLeader);
+            }
+            tokio::select! {
+                _ = hw.changed() => {}
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                _ = tokio::time::sleep_until(deadline) => return Err(Refusal::Timeout),
+            }
+        }
+    }
+
+    /// The leader's log end moved (an append or a flush): recompute the HW.
+    fn leader_progress(&self, epoch: i32) -> Option<Vec<u64>> {
+        let end = visible_end(&self.read_log());
+        let mut role = self.role();
+        let Role::Leader {
+            epoch: e,
+            replication,
+            ..
+        } = &mut *role
+        else {
+            return None;
+        };
+        if *e != epoch {
+            return None;
+        }
+        let actions = replication.on_append(end);
+        drop(role);
+        self.act(actions)
+    }
+
+    /// Takes the leader role for `epoch` (or, at the same epoch, takes in a
+    /// committed ISR and replica list). Returns true when the role changed.
+    pub(crate) fn become_leader(
+        &self,
+        me: u64,
+        epoch: i32,
+        replicas: &[u64],
+        isr: &[u64],
+        min_insync: usize,
+        lag_max: Duration,
+    ) -> (bool, Option<Vec<u64>>) {
+        let end = visible_end(&self.read_log());
+        let mut role = self.role();
+        if let Role::Leader {
+            epoch: e,
+            replication,
+            replicas: current,
+            min_insync: m,
+        } = &mut *role
+            && *e == epoch
+            && current.as_slice() == replicas
+        {
+            *m = min_insync;
+            let actions = replication.on_isr_committed(isr);
+            drop(role);
+            return (false, self.act(actions));
+        }
+        if let Role::Follower { stop, .. } = &*role {
+            stop.cancel();
+        }
+        let hw = self.high_watermark().min(end);
+        let mut replication =
+            LeaderReplication::new(me, replicas, isr, end, hw, lag_max, Instant::now());
+        let actions = replication.on_append(end);
+        *role = Role::Leader {
+            epoch,
+            replication,
+            min_insync,
+            replicas: replicas.to_vec(),
+        };
+        drop(role);
+        (true, self.act(actions))
+    }
+
+    /// Follows `leader` at `epoch`; returns the token the new fetcher must
+    /// stop on, or `None` when it already follows it.
+    pub(crate) fn become_follower(&self, epoch: i32, leader: u64) -> Option<CancellationToken> {
+        let mut role = self.role();
+        if let Role::Follower {
+            epoch: e,
+            leader: l,
+            ..
+        } = &*role
+            && *e == epoch
+            && *l == leader
+        {
+            return None;
+        }
+        if let Role::Follower { stop, .. } = &*role {
+            stop.cancel();
+        }
+        let stop = CancellationToken::new();
+        *role = Role::Follower {
+            epoch,
+            leader,
+            stop: stop.clone(),
+        };
+        Some(stop)
+    }
+
+    /// No leader at `epoch`: serve nothing.
+    pub(crate) fn go_offline(&self, epoch: i32) {
+        let mut role = self.role();
+        if let Role::Follower { stop, .. } = &*role {
+            stop.cancel();
+        }
+        *role = Role::Offline { epoch };
+    }
+
+    /// Stops any fetcher (the partition is closed or deleted).
+    pub(crate) fn stop_role(&self) {
+        if let Role::Follower { stop, .. } = &*self.role() {
+            stop.cancel();
+        }
+    }
+
+    /// The leader's periodic check: ISR members lagging too long.
+    pub(crate) fn leader_tick(&self) -> Option<(i32, Vec<u64>)> {
+        let mut role = self.role();
+        let Role::Leader {
+            epoch, replication, ..
+        } = &mut *role
+        else {
+            return None;
+        };
+        let epoch = *epoch;
+        let actions = replication.on_tick(Instant::now());
+        drop(role);
+        self.act(actions).map(|isr| (epoch, isr))
+    }
+
+    /// An ISR proposal failed: allow another.
+    pub(crate) fn isr_rejected(&self) {
+        if let Role::Leader { replication, .. } = &mut *self.role() {
+            replication.on_isr_rejected();
+        }
+    }
+
+    /// The leader's side of a follower's fetch: checks the epoch and the
+    /// follower's log against ours, records its progress, waits up to
+    /// `max_wait` for data past `fetch_offset`, and reads from there to our
+    /// log end. Returns also an ISR to propose.
+    pub(crate) async fn replica_fetch(
+        &self,
+        follower: u64,
+        follower_epoch: i32,
+        fetch_offset: i64,
+        last_fetched_epoch: i32,
+        max_bytes: usize,
+        max_wait: Duration,
+    ) -> StorageResult<(ReplicaFetch, Option<Vec<u64>>)> {
+        let check = || -> Option<ReplicaFetch> {
+            let role = self.role();
+            match &*role {
+                Role::Leader { epoch, .. } if *epoch == follower_epoch => None,
+                Role::Leader { epoch, .. } => Some(ReplicaFetch::WrongEpoch { ours: Some(*epoch) }),
+                _ => Some(ReplicaFetch::WrongEpoch { ours: None }),
+            }
+        };
+        if let Some(wrong) = check() {
+            return Ok((wrong, None));
+        }
+        {
+            let log = self.read_log();
+            let end = log.log_end_offset();
+            let diverging = if last_fetched_epoch >= 0 {
+                match log.end_offset_for_epoch(last_fetched_epoch) {
+                    Some((e, epoch_end))
+                        if e == last_fetched_epoch && epoch_end >= fetch_offset =>
+                    {
+                        None
+                    }
+                    Some((_, epoch_end)) => Some(epoch_end.min(fetch_offset)),
+                    None => Some(log.log_start_offset().min(fetch_offset)),
+                }
+            } else {
+                None
+            };
+            if let Some(end_offset) = diverging {
+                return Ok((ReplicaFetch::Diverging { end_offset }, None));
+            }
+            if fetch_offset > end {
+                return Ok((ReplicaFetch::Diverging { end_offset: end }, None));
+            }
+        }
+        let propose = {
+            let mut role = self.role();
+            match &mut *role {
+                Role::Leader { replication, .. } => {
+                    let actions = replication.on_fetch(follower, fetch_offset, Instant::now());
+                    drop(role);
+                    self.act(actions)
+                }
+                _ => None,
+            }
+        };
+        let mut leo = self.leo.subscribe();
+        let deadline = tokio::time::Instant::now() + max_wait;
+        loop {
+            let end = *leo.borrow_and_update();
+            if end > fetch_offset || tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            if check().is_some() {
+                break;
+            }
+            tokio::select! {
+                _ = leo.changed() => {}
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+        let log = self.read_log();
+        let start = log.log_start_offset();
+        if fetch_offset < start {
+            // Retention removed what the follower wants: it starts over
+            // from our log start.
+            return Ok((ReplicaFetch::Diverging { end_offset: start }, propose));
+        }
+        let read = log.read(fetch_offset, max_bytes, log.log_end_offset())?;
+        Ok((
+            ReplicaFetch::Records {
+                data: read.data,
+                high_watermark: self.high_watermark(),
+                log_start_offset: start,
+            },
+            propose,
+        ))
+    }
+
+    /// The follower's side: appends the leader's batches as they are.
+    pub(crate) fn append_replicated(&self, data: Bytes) -> StorageResult<()> {
+        let mut log = self.write_log();
+        for batch in fjord_storage::RecordBatch::iter_batches(data) {
+            let batch = batch?;
+            log.append_replicated(batch.bytes, now_ms())?;
+        }
+        self.leo.send_replace(log.log_end_offset());
+        Ok(())
+    }
+
+    /// The follower's side: cuts the log at `offset` (a diverged tail).
+    pub(crate) fn truncate_to(&self, offset: i64) -> StorageResult<()> {
+        let mut log = self.write_log();
+        log.truncate_to(offset)?;
+        let end = log.log_end_offset();
+        self.leo.send_replace(end);
+        drop(log);
+        self.hw.send_if_modified(|hw| {
+            if *hw > end {
+                *hw = end;
+                true
+            } else {
+                false
+            }
+        });
+        Ok(())
+    }
+
+    /// The follower's side: the leader's HW, capped by what we have.
+    pub(crate) fn follow_hw(&self, leader_hw: i64) {
+        let end = visible_end(&self.read_log());
+        self.set_hw(leader_hw.min(end));
+    }
+
+    /// The log end a follower reports (what it has durably, per policy),
+    /// and the epoch of its last batch.
+    pub(crate) fn follower_position(&self) -> (i64, i32) {
+        let log = self.read_log();
+        (
+            log.log_end_offset(),
+            log.leader_epochs().last().map_or(-1, |(e, _)| *e),
+        )
     }
 
     /// Makes everything below `target` durable (group commit).

@@ -3,7 +3,8 @@
 //! # Format
 //! `<data-dir>/producer-ids`: the next id to hand out, as text, replaced
 //! atomically (temp file, fsync, rename) before the id is returned, so an id
-//! is never handed out twice even across a crash.
+//! is never handed out twice even across a crash. In a cluster the node's
+//! id fills the high bits, so nodes never hand out the same id.
 
 use std::io::Write;
 
@@ -38,6 +39,12 @@ impl Broker {
         .await
         .map_err(|e| Error::Metadata(format!("producer id task: {e}")))?
         .map_err(|e| Error::Metadata(format!("producer id counter in {FILE}: {e}")))?;
+        // In a cluster every node hands out ids: the node id in the high
+        // bits keeps them apart.
+        let id = match self.cluster() {
+            Some(cluster) => (((cluster.id & 0x7fff) as i64) << 47) | (id & ((1 << 47) - 1)),
+            None => id,
+        };
         Ok((id, 0))
     }
 }

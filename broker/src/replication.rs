@@ -102,8 +102,12 @@ impl LeaderReplication {
     }
 
     fn recompute(&mut self, out: &mut Vec<ReplicationAction>) {
-        let min = self
-            .isr
+        // The "maximal" ISR: a follower proposed into the ISR counts at
+        // once, so the HW never passes a replica that may become a leader
+        // the moment the proposal commits.
+        let mut members = self.isr.clone();
+        members.extend(self.pending.iter().flatten().copied());
+        let min = members
             .iter()
             .map(|id| {
                 if *id == self.leader {
@@ -190,6 +194,11 @@ impl LeaderReplication {
         self.pending = None;
         self.recompute(&mut out);
         out
+    }
+
+    /// The last ISR proposal was refused or lost: allow proposing again.
+    pub fn on_isr_rejected(&mut self) {
+        self.pending = None;
     }
 
     /// May an `acks=all` batch be appended now?

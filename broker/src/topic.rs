@@ -30,6 +30,19 @@ pub(crate) struct TopicMeta {
     pub(crate) replication_factor: u32,
     pub(crate) configs: BTreeMap<String, String>,
     pub(crate) internal: bool,
+    /// In a cluster: the topic's id in the metadata (0 on a single node).
+    #[serde(default)]
+    pub(crate) id: u64,
+    /// In a cluster: the partitions this node holds a replica of (`None`:
+    /// all of them).
+    #[serde(default)]
+    pub(crate) hosted: Option<Vec<u32>>,
+}
+
+impl TopicMeta {
+    pub(crate) fn hosts(&self, partition: u32) -> bool {
+        partition < self.partitions && self.hosted.as_ref().is_none_or(|h| h.contains(&partition))
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -38,11 +51,18 @@ struct TopicsFile {
     topics: Vec<TopicMeta>,
 }
 
-/// A topic with its open partitions.
+/// A topic with its open partitions (in a cluster, `None` for those this
+/// node holds no replica of).
 #[derive(Debug)]
 pub(crate) struct Topic {
     pub(crate) meta: TopicMeta,
-    pub(crate) partitions: Vec<Arc<Partition>>,
+    pub(crate) partitions: Vec<Option<Arc<Partition>>>,
+}
+
+impl Topic {
+    pub(crate) fn hosted(&self) -> impl Iterator<Item = &Arc<Partition>> {
+        self.partitions.iter().flatten()
+    }
 }
 
 pub(crate) fn partition_dir(data_dir: &Path, topic: &str, partition: u32) -> PathBuf {
@@ -109,15 +129,39 @@ pub(crate) async fn open_partitions(
     data_dir: &Path,
     meta: &TopicMeta,
     config: LogConfig,
-) -> Result<Vec<Arc<Partition>>> {
+    clustered: bool,
+) -> Result<Vec<Option<Arc<Partition>>>> {
     let mut partitions = Vec::with_capacity(meta.partitions as usize);
     for id in 0..meta.partitions {
+        if !meta.hosts(id) {
+            partitions.push(None);
+            continue;
+        }
+        partitions.push(Some(
+            open_partition(data_dir, meta, id, config.clone(), clustered).await?,
+        ));
+    }
+    Ok(partitions)
+}
+
+/// Opens (recovering) one partition's log on a blocking thread.
+///
+/// # Errors
+/// `Storage` naming the partition.
+pub(crate) async fn open_partition(
+    data_dir: &Path,
+    meta: &TopicMeta,
+    id: u32,
+    config: LogConfig,
+    clustered: bool,
+) -> Result<Arc<Partition>> {
+    {
         let dir = partition_dir(data_dir, &meta.name, id);
-        let config = config.clone();
-        let opened = tokio::task::spawn_blocking(move || Partition::open(dir, id, config))
-            .await
-            .map_err(|e| Error::Metadata(format!("open {}-{id}: {e}", meta.name)))?
-            .map_err(|e| Error::from_storage(&meta.name, id, e))?;
+        let opened =
+            tokio::task::spawn_blocking(move || Partition::open(dir, id, config, clustered))
+                .await
+                .map_err(|e| Error::Metadata(format!("open {}-{id}: {e}", meta.name)))?
+                .map_err(|e| Error::from_storage(&meta.name, id, e))?;
         {
             let log = opened.read_log();
             let report = log.recovery_report();
@@ -128,7 +172,6 @@ pub(crate) async fn open_partitions(
                 tracing::warn!(topic = %meta.name, partition = id, "{problem}");
             }
         }
-        partitions.push(Arc::new(opened));
+        Ok(Arc::new(opened))
     }
-    Ok(partitions)
 }

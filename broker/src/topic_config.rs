@@ -11,6 +11,7 @@
 //! | `flush.ms` | flush at most this many ms after an append | node default |
 //! | `max.message.bytes` | largest batch accepted | 8388608 |
 //! | `min.insync.replicas` | replicas needed for `acks=all` (≤ replication factor) | 1 |
+//! | `unclean.leader.election.enable` | in a cluster, elect a leader outside the ISR when none in it is live (may lose acknowledged writes) | false |
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -20,7 +21,7 @@ use fjord_storage::{CleanupPolicy, FlushPolicy, LogConfig};
 use crate::{Error, Result};
 
 /// Every config key a topic may set.
-pub const TOPIC_CONFIG_KEYS: [&str; 9] = [
+pub const TOPIC_CONFIG_KEYS: [&str; 10] = [
     "cleanup.policy",
     "retention.ms",
     "retention.bytes",
@@ -30,6 +31,7 @@ pub const TOPIC_CONFIG_KEYS: [&str; 9] = [
     "flush.ms",
     "max.message.bytes",
     "min.insync.replicas",
+    "unclean.leader.election.enable",
 ];
 
 /// Kafka's topic name rules: 1..=249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
@@ -163,7 +165,24 @@ pub(crate) fn log_config(
             "min.insync.replicas {n} exceeds the replication factor {replication_factor}"
         )));
     }
+    if let Some(v) = configs.get("unclean.leader.election.enable")
+        && v != "true"
+        && v != "false"
+    {
+        return Err(Error::InvalidRequest(format!(
+            "unclean.leader.election.enable must be true or false, got {v:?}"
+        )));
+    }
     Ok(config)
+}
+
+/// `min.insync.replicas` of a topic (1 when unset or unreadable).
+pub(crate) fn min_insync(configs: &BTreeMap<String, String>) -> usize {
+    configs
+        .get("min.insync.replicas")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(1)
+        .max(1)
 }
 
 #[cfg(test)]

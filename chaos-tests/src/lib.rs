@@ -1,16 +1,17 @@
 //! Chaos tests: real `fjord` processes under faults, and a checker that
 //! judges what clients saw.
 //!
-//! A run starts a node, creates a topic, runs the workload (producers with
-//! `acks=all` writing unique values, a consumer per partition) while a
-//! seeded nemesis kills the node with SIGKILL and restarts it, or pauses it
-//! with SIGSTOP. When the time is up the faults stop, the log is read back
-//! and the history is checked (see `history.rs`). Every run prints its seed;
-//! the same seed replays the same fault schedule.
-//!
-//! Today the target is a single node (the durability of acknowledged
-//! writes across crashes); multi-node clusters and network partitions
-//! come with replication.
+//! A run starts a single node or a cluster (one node bootstraps, the others
+//! join it), creates a topic (replicated three ways in a cluster, with
+//! `min.insync.replicas=2`), runs the workload (idempotent producers with
+//! `acks=all` writing unique values, a consumer per partition, all
+//! following partition leaders) while a seeded nemesis SIGKILLs a node —
+//! the leader of partition 0, the controller or any node — and restarts it
+//! after a while, or pauses one with SIGSTOP (a node cut off from everyone,
+//! that then wakes up believing what it believed before). When the time is
+//! up the faults stop, the log is read back from the leaders and the
+//! history is checked (see `history.rs`). Every run prints its seed; the
+//! same seed replays the same fault schedule.
 //!
 //! # Layout
 //! - [`history`]: the record of a run and the checker.
@@ -29,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use fjord_proto::v1 as pb;
+use fjord_proto::v1::cluster_service_client::ClusterServiceClient;
 use fjord_proto::v1::topic_service_client::TopicServiceClient;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -45,6 +47,8 @@ pub struct RunConfig {
     pub duration: Duration,
     pub partitions: u32,
     pub producers: usize,
+    /// 1: a single node; 3 or 5: a cluster.
+    pub nodes: usize,
     /// `serve` flags for the node (e.g. a flush policy).
     pub serve_args: Vec<String>,
 }
@@ -61,19 +65,27 @@ pub struct Fault {
 /// # Errors
 /// The node cannot start or be reached after the faults stop.
 pub async fn run(binary: &Path, dir: &Path, config: &RunConfig) -> Result<(Report, Vec<Fault>)> {
-    let extra: Vec<&str> = config.serve_args.iter().map(String::as_str).collect();
-    let node = Node::start(binary, &dir.join("node"), &extra)?;
-    let address = Arc::new(Mutex::new(node.grpc.clone()));
+    let nodes = start_nodes(binary, dir, config).await?;
+    let address: workload::Address =
+        Arc::new(Mutex::new(nodes.iter().map(|n| n.grpc.clone()).collect()));
     let topic = "chaos".to_string();
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", node.grpc))?
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", nodes[0].grpc))?
         .connect()
         .await?;
+    let (replication_factor, configs) = if config.nodes >= 3 {
+        (
+            3,
+            [("min.insync.replicas".to_string(), "2".to_string())].into(),
+        )
+    } else {
+        (config.nodes as u32, Default::default())
+    };
     TopicServiceClient::new(channel)
         .create_topic(pb::CreateTopicRequest {
             name: topic.clone(),
             partitions: config.partitions,
-            replication_factor: 1,
-            configs: Default::default(),
+            replication_factor,
+            configs,
         })
         .await
         .context("create the topic")?;
@@ -101,13 +113,18 @@ pub async fn run(binary: &Path, dir: &Path, config: &RunConfig) -> Result<(Repor
         ));
     }
 
-    let (node, faults) = nemesis(node, &address, config).await?;
-    // Let the workload see the healthy node once more, then stop it.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (nodes, faults) = nemesis(nodes, &address, &topic, config).await?;
+    // Let the workload see the healthy cluster once more, then stop it.
+    tokio::time::sleep(Duration::from_millis(if config.nodes > 1 {
+        3000
+    } else {
+        300
+    }))
+    .await;
     stop.stop();
     while tasks.join_next().await.is_some() {}
     workload::read_final(config.partitions, &topic, &address, &history).await?;
-    drop(node);
+    drop(nodes);
     let history = history
         .lock()
         .map_err(|_| anyhow::anyhow!("history lock poisoned"))?
@@ -115,8 +132,148 @@ pub async fn run(binary: &Path, dir: &Path, config: &RunConfig) -> Result<(Repor
     Ok((check(&history), faults))
 }
 
-/// Injects seeded faults for `config.duration`; hands back the node, running.
+/// Starts the single node, or bootstraps node 1 and joins the others to it
+/// (waiting until every one is live).
+async fn start_nodes(binary: &Path, dir: &Path, config: &RunConfig) -> Result<Vec<Node>> {
+    let extra: Vec<String> = config.serve_args.clone();
+    if config.nodes <= 1 {
+        let refs: Vec<&str> = extra.iter().map(String::as_str).collect();
+        return Ok(vec![Node::start(binary, &dir.join("node"), &refs)?]);
+    }
+    let voters = if config.nodes >= 5 { "5" } else { "3" };
+    let mut nodes: Vec<Node> = Vec::with_capacity(config.nodes);
+    for id in 1..=config.nodes {
+        let mut args = vec!["--node-id".to_string(), id.to_string()];
+        args.extend(["--max-voters".to_string(), voters.to_string()]);
+        match nodes.first() {
+            None => args.push("--bootstrap".into()),
+            Some(first) => args.extend(["--join".to_string(), first.grpc.clone()]),
+        }
+        args.extend(extra.iter().cloned());
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut node = Node::start(binary, &dir.join(format!("node{id}")), &refs)?;
+        node.sticky = true;
+        nodes.push(node);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(s) = cluster_status(&nodes[0].grpc).await
+            && s.nodes.len() == config.nodes
+            && s.nodes.iter().all(|n| n.live)
+        {
+            return Ok(nodes);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the cluster did not form in 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn cluster_status(addr: &str) -> Option<pb::ClusterStatusResponse> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .ok()?
+        .connect_timeout(Duration::from_millis(500))
+        .timeout(Duration::from_secs(2))
+        .connect()
+        .await
+        .ok()?;
+    ClusterServiceClient::new(channel)
+        .status(pb::ClusterStatusRequest {})
+        .await
+        .ok()
+        .map(tonic::Response::into_inner)
+}
+
+/// The node (index) to hit: the leader of partition 0, the controller, or
+/// any node.
+async fn pick_victim(nodes: &[Node], topic: &str, rng: &mut StdRng) -> (usize, &'static str) {
+    let any = rng.random_range(0..nodes.len());
+    let roll: f64 = rng.random();
+    let up: Vec<&Node> = nodes.iter().filter(|n| !n.is_down()).collect();
+    let Some(asked) = up.first() else {
+        return (any, "a node");
+    };
+    if roll < 0.4 {
+        if let Ok(ch) = tonic::transport::Endpoint::from_shared(format!("http://{}", asked.grpc))
+            && let Ok(ch) = ch.connect().await
+            && let Ok(d) = TopicServiceClient::new(ch)
+                .describe_topic(pb::DescribeTopicRequest { name: topic.into() })
+                .await
+            && let Some(p) = d
+                .into_inner()
+                .topic
+                .and_then(|t| t.partitions.into_iter().next())
+            && let Some(i) = nodes.iter().position(|n| n.grpc == p.leader_address)
+        {
+            return (i, "the leader of partition 0");
+        }
+    } else if roll < 0.6
+        && let Some(s) = cluster_status(&asked.grpc).await
+        && let Some(c) = s.nodes.iter().find(|n| n.id == s.controller)
+        && let Some(i) = nodes.iter().position(|n| n.grpc == c.address)
+    {
+        return (i, "the controller");
+    }
+    (any, "a node")
+}
+
+/// Injects seeded faults for `config.duration` on a cluster: one node at a
+/// time is killed (and restarted after a while) or paused; hands back the
+/// nodes, all running.
 async fn nemesis(
+    mut nodes: Vec<Node>,
+    address: &workload::Address,
+    topic: &str,
+    config: &RunConfig,
+) -> Result<(Vec<Node>, Vec<Fault>)> {
+    if nodes.len() == 1 {
+        let node = nodes.remove(0);
+        let (node, faults) = nemesis_single(node, address, config).await?;
+        return Ok((vec![node], faults));
+    }
+    let mut rng = StdRng::seed_from_u64(config.seed);
+    let start = Instant::now();
+    let mut faults = Vec::new();
+    while start.elapsed() < config.duration {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(500..2000))).await;
+        let at = start.elapsed();
+        let (victim, role) = pick_victim(&nodes, topic, &mut rng).await;
+        let id = victim + 1;
+        if rng.random_bool(0.6) {
+            let down = Duration::from_millis(rng.random_range(200..3000));
+            faults.push(Fault {
+                at,
+                what: format!(
+                    "SIGKILL node {id} ({role}), restart after {} ms",
+                    down.as_millis()
+                ),
+            });
+            nodes[victim].kill9();
+            tokio::time::sleep(down).await;
+            let mut node = nodes.remove(victim);
+            node = tokio::task::spawn_blocking(move || node.restart().map(|()| node)).await??;
+            nodes.insert(victim, node);
+        } else {
+            let pause = Duration::from_millis(rng.random_range(200..3000));
+            faults.push(Fault {
+                at,
+                what: format!("SIGSTOP node {id} ({role}) for {} ms", pause.as_millis()),
+            });
+            nodes[victim].pause();
+            tokio::time::sleep(pause).await;
+            nodes[victim].resume();
+        }
+        if let Ok(mut a) = address.lock() {
+            *a = nodes.iter().map(|n| n.grpc.clone()).collect();
+        }
+    }
+    Ok((nodes, faults))
+}
+
+/// Injects seeded faults for `config.duration`; hands back the node, running.
+async fn nemesis_single(
     mut node: Node,
     address: &workload::Address,
     config: &RunConfig,
@@ -134,7 +291,7 @@ async fn nemesis(
             });
             node = tokio::task::spawn_blocking(move || node.restart().map(|()| node)).await??;
             if let Ok(mut a) = address.lock() {
-                a.clone_from(&node.grpc);
+                *a = vec![node.grpc.clone()];
             }
         } else {
             let pause = Duration::from_millis(rng.random_range(100..1200));

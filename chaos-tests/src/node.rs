@@ -34,8 +34,10 @@ pub struct Node {
     data: PathBuf,
     extra: Vec<String>,
     child: Option<Child>,
-    /// The current gRPC address (changes on every restart).
+    /// The current gRPC address (changes on every restart, unless sticky).
     pub grpc: String,
+    /// Restart on the same gRPC address (cluster members keep theirs).
+    pub sticky: bool,
     paused: bool,
 }
 
@@ -51,6 +53,7 @@ impl Node {
             extra: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
             grpc: String::new(),
+            sticky: false,
             paused: false,
         };
         node.restart()?;
@@ -64,11 +67,14 @@ impl Node {
     pub fn restart(&mut self) -> Result<()> {
         self.kill9();
         std::fs::create_dir_all(&self.data)?;
+        let grpc = if self.sticky && !self.grpc.is_empty() {
+            self.grpc.clone()
+        } else {
+            "127.0.0.1:0".to_string()
+        };
         let child = Command::new(&self.binary)
+            .args(["serve", "--grpc-listen", &grpc])
             .args([
-                "serve",
-                "--grpc-listen",
-                "127.0.0.1:0",
                 "--http-listen",
                 "127.0.0.1:0",
                 "--log-level",
@@ -113,6 +119,16 @@ impl Node {
                 .args([signal, &child.id().to_string()])
                 .status();
         }
+    }
+
+    /// Whether the process is down (killed and not restarted yet).
+    pub fn is_down(&self) -> bool {
+        self.child.is_none()
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// SIGKILL, and reap.

@@ -1,10 +1,11 @@
 //! The workload: producers writing unique values with `acks=all`, and a
 //! consumer per partition reading everything, all recording what they saw.
 //!
-//! Clients follow the node across restarts (its address changes).
-//! Producers are idempotent and retry a failed send with the same sequence
-//! until it is acknowledged; only the send in flight when the run stops is
-//! recorded as indeterminate.
+//! Clients follow partition leaders: they ask any node for the topic's
+//! metadata and send to the leader it names, and ask again after any
+//! failure (a node restarting, a leader moving). Producers are idempotent
+//! and retry a failed send with the same sequence until it is acknowledged;
+//! only the send in flight when the run stops is recorded as indeterminate.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,6 +14,7 @@ use bytes::Bytes;
 use fjord_proto::v1 as pb;
 use fjord_proto::v1::fetch_service_client::FetchServiceClient;
 use fjord_proto::v1::produce_service_client::ProduceServiceClient;
+use fjord_proto::v1::topic_service_client::TopicServiceClient;
 use fjord_storage::{BatchBuilder, Compression, Record};
 use tonic::transport::{Channel, Endpoint};
 
@@ -22,19 +24,62 @@ use crate::stop::Stop;
 /// Largest response accepted (a fetch carries batches and decoded records).
 const MAX_MESSAGE: usize = 64 << 20;
 
-/// The node's current gRPC address, updated by the nemesis on restarts.
-pub type Address = Arc<Mutex<String>>;
+/// The nodes' current gRPC addresses, updated by the nemesis on restarts.
+pub type Address = Arc<Mutex<Vec<String>>>;
 
-/// Connects to wherever the node is now.
-async fn connect(address: &Address) -> Option<Channel> {
-    let addr = address.lock().ok()?.clone();
+async fn connect_to(addr: &str) -> Option<Channel> {
     Endpoint::from_shared(format!("http://{addr}"))
         .ok()?
         .connect_timeout(Duration::from_millis(500))
-        .timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(5))
         .connect()
         .await
         .ok()
+}
+
+/// A channel to the leader of `topic`-`partition`, as any reachable node
+/// describes it (on a single node, the node itself).
+pub async fn leader(address: &Address, topic: &str, partition: u32) -> Option<Channel> {
+    let nodes = address.lock().ok()?.clone();
+    let start = rand::random_range(0..nodes.len().max(1));
+    for i in 0..nodes.len() {
+        let addr = &nodes[(start + i) % nodes.len()];
+        let Some(channel) = connect_to(addr).await else {
+            continue;
+        };
+        let described = TopicServiceClient::new(channel.clone())
+            .describe_topic(pb::DescribeTopicRequest {
+                name: topic.to_string(),
+            })
+            .await;
+        let Ok(described) = described else { continue };
+        let leader = described
+            .into_inner()
+            .topic
+            .and_then(|t| t.partitions.into_iter().find(|p| p.partition == partition))
+            .map(|p| p.leader_address)
+            .unwrap_or_default();
+        if leader.is_empty() {
+            // No leader right now (an election): ask again later.
+            return None;
+        }
+        if leader == *addr {
+            return Some(channel);
+        }
+        return connect_to(&leader).await;
+    }
+    None
+}
+
+/// Produce errors that say the batch was not stored, or might be: retry it.
+fn retriable(error: i32) -> bool {
+    [
+        pb::ErrorCode::ErrorNotLeader,
+        pb::ErrorCode::ErrorNotEnoughReplicas,
+        pb::ErrorCode::ErrorTimeout,
+    ]
+    .iter()
+    .any(|c| *c as i32 == error)
 }
 
 /// Produces `p{id}-{n}` to partition `n % partitions` until stopped, as
@@ -49,16 +94,21 @@ pub async fn producer(
     stop: Stop,
 ) {
     let mut n = 0u64;
-    let mut client: Option<ProduceServiceClient<Channel>> = None;
+    let mut clients: Vec<Option<ProduceServiceClient<Channel>>> = vec![None; partitions as usize];
     let mut producer_id: Option<i64> = None;
     let mut sequences = vec![0i32; partitions as usize];
     // The batch being sent (and retried): value, partition, bytes.
     let mut pending: Option<(String, u32, Bytes)> = None;
     while !stop.stopped() {
-        let Some(c) = client.as_mut() else {
-            client = connect(&address).await.map(ProduceServiceClient::new);
-            if client.is_none() {
-                tokio::time::sleep(Duration::from_millis(20)).await;
+        let next = pending
+            .as_ref()
+            .map_or((n % u64::from(partitions)) as u32, |p| p.1);
+        let Some(c) = clients[next as usize].as_mut() else {
+            clients[next as usize] = leader(&address, &topic, next)
+                .await
+                .map(ProduceServiceClient::new);
+            if clients[next as usize].is_none() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
             continue;
         };
@@ -67,7 +117,7 @@ pub async fn producer(
             None => match c.init_producer_id(pb::InitProducerIdRequest {}).await {
                 Ok(r) => *producer_id.insert(r.into_inner().producer_id),
                 Err(_) => {
-                    client = None;
+                    clients[next as usize] = None;
                     continue;
                 }
             },
@@ -99,28 +149,44 @@ pub async fn producer(
             ..Default::default()
         };
         let outcome = c.produce(request).await;
-        let Ok(mut h) = history.lock() else { return };
-        match outcome {
-            Ok(r) => match r.into_inner().results.first() {
-                Some(res) if res.error == pb::ErrorCode::ErrorNone as i32 => {
-                    h.acked.insert(value, (partition, res.base_offset));
-                    sequences[partition as usize] += 1;
-                    pending = None;
+        let backoff = {
+            let Ok(mut h) = history.lock() else { return };
+            match outcome {
+                Ok(r) => match r.into_inner().results.first() {
+                    Some(res) if res.error == pb::ErrorCode::ErrorNone as i32 => {
+                        h.acked.insert(value, (partition, res.base_offset));
+                        sequences[partition as usize] += 1;
+                        pending = None;
+                        false
+                    }
+                    // Not the leader (any more), too few in-sync replicas, or
+                    // no confirmation in time: the same batch goes again, to
+                    // the leader the metadata names then.
+                    Some(res) if retriable(res.error) => {
+                        h.retries += 1;
+                        clients[partition as usize] = None;
+                        true
+                    }
+                    // Refused outright (not a lost connection): start afresh
+                    // with a new producer id.
+                    _ => {
+                        h.failed.push(value);
+                        pending = None;
+                        producer_id = None;
+                        sequences.iter_mut().for_each(|s| *s = 0);
+                        false
+                    }
+                },
+                // Unknown whether it landed: retry the same batch.
+                Err(_) => {
+                    h.retries += 1;
+                    clients[partition as usize] = None;
+                    true
                 }
-                // Refused outright (not a lost connection): start afresh
-                // with a new producer id.
-                _ => {
-                    h.failed.push(value);
-                    pending = None;
-                    producer_id = None;
-                    sequences.iter_mut().for_each(|s| *s = 0);
-                }
-            },
-            // Unknown whether it landed: retry the same batch.
-            Err(_) => {
-                h.retries += 1;
-                client = None;
             }
+        };
+        if backoff {
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
     if let (Some((value, _, _)), Ok(mut h)) = (pending, history.lock()) {
@@ -141,11 +207,11 @@ pub async fn consumer(
     let mut client: Option<FetchServiceClient<Channel>> = None;
     while !stop.stopped() {
         let Some(c) = client.as_mut() else {
-            client = connect(&address)
+            client = leader(&address, &topic, partition)
                 .await
                 .map(|c| FetchServiceClient::new(c).max_decoding_message_size(MAX_MESSAGE));
             if client.is_none() {
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
             continue;
         };
@@ -190,11 +256,19 @@ pub async fn read_final(
     address: &Address,
     history: &Arc<Mutex<History>>,
 ) -> anyhow::Result<()> {
-    let channel = connect(address)
-        .await
-        .ok_or_else(|| anyhow::anyhow!("cannot reach the node for the final read"))?;
-    let mut fetch = FetchServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE);
     for partition in 0..partitions {
+        let mut fetch = None;
+        for _ in 0..600 {
+            fetch = leader(address, topic, partition).await;
+            if fetch.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let channel = fetch.ok_or_else(|| {
+            anyhow::anyhow!("no leader of partition {partition} for the final read")
+        })?;
+        let mut fetch = FetchServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE);
         let earliest = fetch
             .list_offsets(pb::ListOffsetsRequest {
                 topic: topic.into(),

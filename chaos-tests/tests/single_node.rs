@@ -19,6 +19,7 @@ async fn schedule(serve_args: &[&str]) {
         duration: Duration::from_secs(12),
         partitions: 3,
         producers: 2,
+        nodes: 1,
         serve_args: serve_args.iter().map(|s| s.to_string()).collect(),
     };
     let dir = tempfile::tempdir().unwrap();

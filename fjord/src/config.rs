@@ -12,22 +12,30 @@
 //! | `mqtt_listen` | `FJORD_MQTT_LISTEN` | `--mqtt-listen` | `127.0.0.1:1883` (gateway not in this build) |
 //! | `amqp_listen` | `FJORD_AMQP_LISTEN` | `--amqp-listen` | `127.0.0.1:5672` (gateway not in this build) |
 //! | `advertised_grpc` | `FJORD_ADVERTISED_GRPC` | `--advertised-grpc` | the bound gRPC address |
-//! | `peers` | `FJORD_PEERS` | `--peers` | none (clustering not in this build) |
+//! | `peers` | `FJORD_PEERS` | `--peers` | none: a fixed set of voters `ID=HOST:PORT,...` (this node included) |
+//! | `join` | `FJORD_JOIN` | `--join` | none: the gRPC address of any node of the cluster to join |
+//! | `bootstrap` | `FJORD_BOOTSTRAP` | `--bootstrap` | `false`: start a new cluster that other nodes `--join` |
+//! | `cluster_id` | `FJORD_CLUSTER_ID` | `--cluster-id` | made up (bootstrap), adopted (join), `fjord` (peers) |
+//! | `rack` | `FJORD_RACK` | `--rack` | none |
+//! | `session_timeout_ms` | `FJORD_SESSION_TIMEOUT_MS` | `--session-timeout-ms` | `1500`: a broker silent this long is fenced |
+//! | `max_voters` | `FJORD_MAX_VOTERS` | `--max-voters` | `3`: voters the quorum grows to as nodes join (1, 3 or 5); later nodes are learners |
+//! | `replica_lag_max_ms` | `FJORD_REPLICA_LAG_MAX_MS` | `--replica-lag-max-ms` | `10000`: a follower behind this long leaves the ISR |
 //! | `flush_policy` | `FJORD_FLUSH_POLICY` | `--flush-policy` | `batch` (`batch`, `interval:<ms>`, `os`) |
 //! | `default_partitions` | `FJORD_DEFAULT_PARTITIONS` | `--default-partitions` | `1` |
 //! | `auto_create_topics` | `FJORD_AUTO_CREATE_TOPICS` | `--auto-create-topics` | `false` |
 //! | `offsets_topic_partitions` | `FJORD_OFFSETS_TOPIC_PARTITIONS` | `--offsets-topic-partitions` | `8` |
 //! | `retention_check_interval_ms` | `FJORD_RETENTION_CHECK_INTERVAL_MS` | `--retention-check-interval-ms` | `60000` |
-//! | `log_level` | `FJORD_LOG_LEVEL` | `--log-level` | `info` |
+//! | `log_level` | `FJORD_LOG_LEVEL` | `--log-level` | `info,openraft=warn` |
 //! | `log_format` | `FJORD_LOG_FORMAT` | `--log-format` | `text` (`text`, `json`) |
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use fjord_broker::{BrokerConfig, FlushPolicy};
+use fjord_broker::{BrokerConfig, ClusterConfig, FlushPolicy, Formation};
 use serde::Deserialize;
 
 /// Flags of `fjord serve`; each also reads its `FJORD_*` variable.
@@ -57,9 +65,32 @@ pub(crate) struct ServeArgs {
     /// gRPC address given to clients (default: the bound address).
     #[arg(long, env = "FJORD_ADVERTISED_GRPC", value_name = "ADDR")]
     advertised_grpc: Option<SocketAddr>,
-    /// Cluster peers `ID=ADDR,...` (clustering is not part of this build yet).
+    /// A fixed set of voters `ID=HOST:PORT,...`, this node included; the
+    /// lowest id forms the cluster.
     #[arg(long, env = "FJORD_PEERS", value_name = "ID=ADDR,...")]
     peers: Option<String>,
+    /// Join the cluster of the node at this gRPC address.
+    #[arg(long, env = "FJORD_JOIN", value_name = "ADDR")]
+    join: Option<String>,
+    /// Start a new cluster (its first node); others `--join` it.
+    #[arg(long, env = "FJORD_BOOTSTRAP")]
+    bootstrap: bool,
+    /// The cluster's id (checked on every node-to-node call).
+    #[arg(long, env = "FJORD_CLUSTER_ID")]
+    cluster_id: Option<String>,
+    /// This node's rack, for replica placement.
+    #[arg(long, env = "FJORD_RACK")]
+    rack: Option<String>,
+    /// A broker whose heartbeats stop for this long is fenced, in ms.
+    #[arg(long, env = "FJORD_SESSION_TIMEOUT_MS")]
+    session_timeout_ms: Option<u64>,
+    /// A follower not caught up for this long leaves the ISR, in ms.
+    #[arg(long, env = "FJORD_REPLICA_LAG_MAX_MS")]
+    replica_lag_max_ms: Option<u64>,
+    /// Voters the metadata quorum grows to as nodes join (3 or 5); later
+    /// nodes are learners.
+    #[arg(long, env = "FJORD_MAX_VOTERS")]
+    max_voters: Option<usize>,
     /// When appends are fsync'd: `batch` (before acknowledging, group
     /// commit), `interval:<ms>`, or `os`.
     #[arg(long, env = "FJORD_FLUSH_POLICY", value_name = "POLICY")]
@@ -96,6 +127,13 @@ struct FileConfig {
     amqp_listen: Option<SocketAddr>,
     advertised_grpc: Option<SocketAddr>,
     peers: Option<String>,
+    join: Option<String>,
+    bootstrap: Option<bool>,
+    cluster_id: Option<String>,
+    rack: Option<String>,
+    session_timeout_ms: Option<u64>,
+    replica_lag_max_ms: Option<u64>,
+    max_voters: Option<usize>,
     flush_policy: Option<String>,
     default_partitions: Option<u32>,
     auto_create_topics: Option<bool>,
@@ -122,6 +160,36 @@ pub(crate) struct ServerConfig {
     pub(crate) retention_check_interval: Duration,
     pub(crate) log_level: String,
     pub(crate) json_logs: bool,
+    /// Set when the node runs in a cluster.
+    pub(crate) cluster: Option<ClusterConfig>,
+}
+
+/// Parses `ID=HOST:PORT,...`.
+pub(crate) fn parse_peers(text: &str) -> Result<BTreeMap<u64, String>> {
+    let mut peers = BTreeMap::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let Some((id, addr)) = item.split_once('=') else {
+            bail!("peer {item:?} is not ID=HOST:PORT");
+        };
+        let id: u64 = id
+            .trim()
+            .parse()
+            .with_context(|| format!("peer {item:?}: the id is not a number"))?;
+        let addr = addr.trim();
+        if id == 0 {
+            bail!("peer {item:?}: node ids start at 1");
+        }
+        if !addr.contains(':') {
+            bail!("peer {item:?}: the address needs a port");
+        }
+        if peers.insert(id, addr.to_string()).is_some() {
+            bail!("peer id {id} is listed twice");
+        }
+    }
+    if peers.is_empty() {
+        bail!("--peers lists no peers");
+    }
+    Ok(peers)
 }
 
 /// Parses `batch`, `os` or `interval:<ms>`.
@@ -157,12 +225,44 @@ impl ServeArgs {
             }
             None => FileConfig::default(),
         };
-        let peers = self.peers.or(file.peers).unwrap_or_default();
-        if !peers.trim().is_empty() {
-            bail!(
-                "--peers {peers:?}: clustering is not available in this version; run a single node without --peers"
-            );
+        let node_id = self.node_id.or(file.node_id).unwrap_or(1);
+        let formation = match (
+            self.peers.or(file.peers).filter(|p| !p.trim().is_empty()),
+            self.join.or(file.join).filter(|j| !j.trim().is_empty()),
+            self.bootstrap || file.bootstrap.unwrap_or(false),
+        ) {
+            (None, None, false) => None,
+            (Some(peers), None, false) => {
+                let peers = parse_peers(&peers)?;
+                if !peers.contains_key(&u64::from(node_id)) {
+                    bail!("--peers does not list this node's id {node_id} (set --node-id)");
+                }
+                Some(Formation::Peers(peers))
+            }
+            (None, Some(join), false) => Some(Formation::Join(join.trim().to_string())),
+            (None, None, true) => Some(Formation::Bootstrap),
+            _ => bail!("use only one of --peers, --join and --bootstrap"),
+        };
+        if formation.is_some() && node_id == 0 {
+            bail!("node ids start at 1");
         }
+        let max_voters = self.max_voters.or(file.max_voters).unwrap_or(3);
+        if ![1, 3, 5].contains(&max_voters) {
+            bail!("--max-voters must be 1, 3 or 5, got {max_voters}");
+        }
+        let cluster = formation.map(|formation| {
+            let mut c = ClusterConfig::new(formation);
+            c.cluster_id = self.cluster_id.clone().or(file.cluster_id.clone());
+            c.rack = self.rack.clone().or(file.rack.clone());
+            if let Some(ms) = self.session_timeout_ms.or(file.session_timeout_ms) {
+                c.session_timeout = Duration::from_millis(ms.max(100));
+            }
+            if let Some(ms) = self.replica_lag_max_ms.or(file.replica_lag_max_ms) {
+                c.replica_lag_max = Duration::from_millis(ms.max(100));
+            }
+            c.max_voters = max_voters;
+            c
+        });
         let flush = parse_flush_policy(
             &self
                 .flush_policy
@@ -201,7 +301,7 @@ impl ServeArgs {
                 .data_dir
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from("./fjord-data")),
-            node_id: self.node_id.or(file.node_id).unwrap_or(1),
+            node_id,
             grpc_listen: self
                 .grpc_listen
                 .or(file.grpc_listen)
@@ -224,8 +324,9 @@ impl ServeArgs {
             log_level: self
                 .log_level
                 .or(file.log_level)
-                .unwrap_or_else(|| "info".into()),
+                .unwrap_or_else(|| "info,openraft=warn".into()),
             json_logs,
+            cluster,
         })
     }
 }
@@ -241,6 +342,7 @@ impl ServerConfig {
         config.auto_create_topics = self.auto_create_topics;
         config.offsets_topic_partitions = self.offsets_topic_partitions;
         config.retention_check_interval = self.retention_check_interval;
+        config.cluster = self.cluster.clone();
         config
     }
 }
@@ -290,6 +392,26 @@ mod tests {
         }
         .resolve()
         .unwrap_err();
-        assert!(err.to_string().contains("clustering is not available"));
+        assert!(err.to_string().contains("does not list this node"), "{err}");
+        for bad in ["1", "x=a:1", "0=a:1", "1=a:1,1=b:2", "1=nohost"] {
+            assert!(parse_peers(bad).is_err(), "{bad}");
+        }
+        let err = ServeArgs {
+            join: Some("127.0.0.1:1".into()),
+            bootstrap: true,
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(err.to_string().contains("only one of"), "{err}");
+        let c = ServeArgs {
+            peers: Some("1=a:1, 2=b:2,3=c:3".into()),
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .unwrap();
+        assert!(
+            matches!(c.cluster.map(|c| c.formation), Some(Formation::Peers(p)) if p.len() == 3)
+        );
     }
 }

@@ -1,5 +1,7 @@
 //! The HTTP listener: `/metrics` (Prometheus text), `/health` (the process
-//! is up) and `/ready` (the broker is open and serving; 503 while stopping).
+//! is up) and `/ready` (the broker is open and serving; 503 while stopping
+//! and, in a cluster, while the metadata quorum has no leader this node can
+//! reach).
 
 use axum::Router;
 use axum::extract::State;
@@ -23,10 +25,15 @@ async fn health() -> &'static str {
 }
 
 async fn ready(State(broker): State<Broker>) -> (StatusCode, &'static str) {
-    if broker.is_ready() {
-        (StatusCode::OK, "ready\n")
-    } else {
+    if !broker.is_ready() {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+    } else if !broker.quorum_ok() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no metadata quorum: metadata cannot change (is a majority of voters up?)\n",
+        )
+    } else {
+        (StatusCode::OK, "ready\n")
     }
 }
 

@@ -18,8 +18,8 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{
-    ClientArgs, consume::ConsumeArgs, group::GroupCommand, produce::ProduceArgs,
-    topic::TopicCommand,
+    ClientArgs, cluster::ClusterCommand, consume::ConsumeArgs, group::GroupCommand,
+    produce::ProduceArgs, topic::TopicCommand,
 };
 use crate::config::ServeArgs;
 
@@ -34,7 +34,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a node (a single node with every listener on its defaults).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create, list, describe and delete topics.
     Topic {
         #[command(flatten)]
@@ -62,6 +62,13 @@ enum Command {
         client: ClientArgs,
         #[command(subcommand)]
         command: GroupCommand,
+    },
+    /// Cluster status and scaling operations.
+    Cluster {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: ClusterCommand,
     },
 }
 
@@ -103,6 +110,7 @@ fn main() -> ExitCode {
             Command::Produce { client, args } => cli::produce::run(&client, args).await,
             Command::Consume { client, args } => cli::consume::run(&client, args).await,
             Command::Group { client, command } => cli::group::run(&client, command).await,
+            Command::Cluster { client, command } => cli::cluster::run(&client, command).await,
         }
     });
     match result {

@@ -25,6 +25,8 @@ struct Listeners {
     /// The server's process id, so a reader can tell a stale file.
     pid: u32,
     node_id: u32,
+    /// Empty on a single node.
+    cluster_id: String,
     grpc: SocketAddr,
     http: SocketAddr,
 }
@@ -100,12 +102,19 @@ pub(crate) async fn run(config: ServerConfig) -> Result<()> {
             .with_graceful_shutdown(async move { http_stop.cancelled().await })
             .await
     });
+    // Form or join the cluster now that the Raft RPCs are served.
+    if let Err(e) = broker.start_cluster().await {
+        broker.shutdown().await;
+        stop.cancel();
+        return Err(e).context("cluster start failed");
+    }
 
     write_listeners(
         &config.data_dir,
         &Listeners {
             pid: std::process::id(),
             node_id: config.node_id,
+            cluster_id: broker.cluster_id().unwrap_or_default(),
             grpc: grpc_addr,
             http: http_addr,
         },

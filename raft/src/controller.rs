@@ -38,7 +38,11 @@ pub fn place_replicas(
     partitions: u32,
     replication_factor: u32,
 ) -> Result<Vec<Vec<u64>>, String> {
-    let live: Vec<&crate::BrokerInfo> = state.brokers.values().filter(|b| !b.fenced).collect();
+    let live: Vec<&crate::BrokerInfo> = state
+        .brokers
+        .values()
+        .filter(|b| !b.fenced && !b.draining)
+        .collect();
     if replication_factor == 0 || live.len() < replication_factor as usize {
         return Err(format!(
             "replication factor {replication_factor} needs that many live brokers; {} are live",
@@ -176,9 +180,203 @@ pub fn decide(state: &MetadataState, alive: impl Fn(u64) -> bool) -> Vec<Metadat
             if let Some(update) = live_isr_update(&next, &name, partition) {
                 propose(&mut next, update);
             }
+            let Some(p) = next
+                .topics
+                .get(&name)
+                .and_then(|t| t.partitions.get(i))
+                .cloned()
+            else {
+                continue;
+            };
+            // A reassignment whose new replicas have all caught up.
+            if let Some(target) = &p.target
+                && target.iter().all(|r| p.isr.contains(r))
+            {
+                propose(
+                    &mut next,
+                    MetadataRequest::CompleteReassign {
+                        topic: name.clone(),
+                        partition,
+                    },
+                );
+                continue;
+            }
+            // Leadership goes back to the preferred (first) replica once it
+            // is in sync, and leaves a draining broker.
+            let eligible = |b: u64| {
+                p.isr.contains(&b)
+                    && is_live(&next, b)
+                    && !next.brokers.get(&b).is_some_and(|x| x.draining)
+            };
+            if let Some(leader) = p.leader
+                && p.target.is_none()
+            {
+                let leader_draining = next.brokers.get(&leader).is_some_and(|b| b.draining);
+                let better = p
+                    .replicas
+                    .iter()
+                    .copied()
+                    .find(|b| eligible(*b))
+                    .filter(|b| *b != leader);
+                if let Some(better) = better
+                    && (leader_draining || p.replicas.first() == Some(&better))
+                {
+                    propose(
+                        &mut next,
+                        MetadataRequest::ElectLeader {
+                            topic: name.clone(),
+                            partition,
+                            leader: better,
+                            unclean: false,
+                        },
+                    );
+                }
+            }
         }
     }
     out
+}
+
+/// Reassignments that move every replica off broker `id` onto the live,
+/// non-draining brokers holding the fewest replicas (preferring racks the
+/// partition does not use).
+///
+/// # Errors
+/// When some partition has no broker left to move to.
+pub fn drain_plan(state: &MetadataState, id: u64) -> Result<Vec<MetadataRequest>, String> {
+    let mut load = replica_load(state);
+    let mut out = Vec::new();
+    for (name, topic) in &state.topics {
+        for (i, p) in topic.partitions.iter().enumerate() {
+            let current = p.target.as_ref().unwrap_or(&p.replicas);
+            if !current.contains(&id) {
+                continue;
+            }
+            let racks: BTreeSet<Option<&str>> = current
+                .iter()
+                .filter(|r| **r != id)
+                .filter_map(|r| state.brokers.get(r))
+                .map(|b| b.rack.as_deref())
+                .collect();
+            let replacement = state
+                .brokers
+                .values()
+                .filter(|b| b.id != id && !b.fenced && !b.draining && !current.contains(&b.id))
+                .min_by_key(|b| {
+                    let rack = b.rack.as_deref();
+                    (
+                        rack.is_some() && racks.contains(&rack),
+                        load.get(&b.id).copied().unwrap_or(0),
+                        b.id,
+                    )
+                })
+                .map(|b| b.id)
+                .ok_or_else(|| {
+                    format!("no live broker can take over {name}-{i} from broker {id}")
+                })?;
+            *load.entry(replacement).or_default() += 1;
+            let replicas = current
+                .iter()
+                .map(|r| if *r == id { replacement } else { *r })
+                .collect();
+            out.push(MetadataRequest::Reassign {
+                topic: name.clone(),
+                partition: i as u32,
+                replicas,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Reassignments that even out replicas and preferred leaders over the
+/// live, non-draining brokers (after a node joins): a replica moves from
+/// the most loaded broker of a partition to the least loaded broker not in
+/// it while that narrows the spread; then each partition's preferred leader
+/// (first replica) is the replica leading the fewest partitions so far.
+pub fn rebalance_plan(state: &MetadataState) -> Vec<MetadataRequest> {
+    let brokers: Vec<u64> = state
+        .brokers
+        .values()
+        .filter(|b| !b.fenced && !b.draining)
+        .map(|b| b.id)
+        .collect();
+    if brokers.is_empty() {
+        return Vec::new();
+    }
+    let mut load: BTreeMap<u64, usize> = brokers.iter().map(|b| (*b, 0)).collect();
+    let mut plans: Vec<(String, u32, Vec<u64>, Vec<u64>)> = Vec::new();
+    for (name, topic) in &state.topics {
+        for (i, p) in topic.partitions.iter().enumerate() {
+            let current = p.target.clone().unwrap_or_else(|| p.replicas.clone());
+            for r in &current {
+                *load.entry(*r).or_default() += 1;
+            }
+            plans.push((name.clone(), i as u32, current.clone(), current));
+        }
+    }
+    // Move replicas while the spread is more than one.
+    for _ in 0..plans.len() * brokers.len() {
+        let (Some((&max_b, &max_n)), Some((&min_b, &min_n))) = (
+            load.iter()
+                .max_by_key(|(b, n)| (**n, std::cmp::Reverse(**b))),
+            load.iter()
+                .filter(|(b, _)| brokers.contains(b))
+                .min_by_key(|(b, n)| (**n, **b)),
+        ) else {
+            break;
+        };
+        if max_n <= min_n + 1 {
+            break;
+        }
+        let Some(plan) = plans
+            .iter_mut()
+            .find(|(_, _, _, next)| next.contains(&max_b) && !next.contains(&min_b))
+        else {
+            break;
+        };
+        for r in plan.3.iter_mut() {
+            if *r == max_b {
+                *r = min_b;
+            }
+        }
+        *load.entry(max_b).or_default() -= 1;
+        *load.entry(min_b).or_default() += 1;
+    }
+    // Even out preferred leaders.
+    let mut leaders: BTreeMap<u64, usize> = brokers.iter().map(|b| (*b, 0)).collect();
+    let mut out = Vec::new();
+    for (topic, partition, old, mut next) in plans {
+        if let Some(pos) = next
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, b)| (leaders.get(b).copied().unwrap_or(usize::MAX), **b))
+            .map(|(pos, _)| pos)
+        {
+            next.swap(0, pos);
+            *leaders.entry(next[0]).or_default() += 1;
+        }
+        if next != old {
+            out.push(MetadataRequest::Reassign {
+                topic,
+                partition,
+                replicas: next,
+            });
+        }
+    }
+    out
+}
+
+fn replica_load(state: &MetadataState) -> BTreeMap<u64, usize> {
+    let mut load = BTreeMap::new();
+    for topic in state.topics.values() {
+        for p in &topic.partitions {
+            for r in p.target.as_ref().unwrap_or(&p.replicas) {
+                *load.entry(*r).or_default() += 1;
+            }
+        }
+    }
+    load
 }
 
 fn is_live(state: &MetadataState, id: u64) -> bool {

@@ -41,13 +41,13 @@ mod service;
 mod state_machine;
 mod types;
 
-pub use controller::{UNCLEAN_ELECTION, decide, place_replicas};
+pub use controller::{UNCLEAN_ELECTION, decide, drain_plan, place_replicas, rebalance_plan};
 pub use log_store::FileLogStore;
 pub use metadata::{
     BrokerInfo, MetadataRequest, MetadataResponse, MetadataState, PartitionState, TopicState,
 };
-pub use network::{GrpcConnection, GrpcNetwork};
-pub use node::{Error, MetadataNode, ProposeService};
-pub use service::RaftRpcService;
+pub use network::{CLUSTER_ID_HEADER, GrpcConnection, GrpcNetwork};
+pub use node::{Error, Members, MetadataNode, ProposeService};
+pub use service::{RaftRpcService, check_cluster_id};
 pub use state_machine::MetadataStateMachine;
 pub use types::{Entry, LogId, StorageError, TypeConfig};

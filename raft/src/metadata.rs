@@ -26,6 +26,9 @@ pub struct BrokerInfo {
     pub rack: Option<String>,
     /// Fenced brokers lead nothing and are left out of new ISRs.
     pub fenced: bool,
+    /// Being drained: takes no new replicas and gives up leadership.
+    #[serde(default)]
+    pub draining: bool,
 }
 
 /// Placement and leadership of one partition.
@@ -35,11 +38,20 @@ pub struct PartitionState {
     pub leader: Option<u64>,
     pub leader_epoch: i32,
     pub isr: Vec<u64>,
+    /// A reassignment in progress: the replica list to end with. Meanwhile
+    /// `replicas` holds the old and the new ones; once every target replica
+    /// is in the ISR the controller completes it.
+    #[serde(default)]
+    pub target: Option<Vec<u64>>,
 }
 
 /// A topic: configs and partitions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicState {
+    /// Unique per creation, so a node that missed a delete and a re-create
+    /// of the same name does not keep the old data.
+    #[serde(default)]
+    pub id: u64,
     pub configs: BTreeMap<String, String>,
     pub partitions: Vec<PartitionState>,
 }
@@ -49,6 +61,9 @@ pub struct TopicState {
 pub struct MetadataState {
     pub brokers: BTreeMap<u64, BrokerInfo>,
     pub topics: BTreeMap<String, TopicState>,
+    /// The id the next topic gets.
+    #[serde(default)]
+    pub next_topic_id: u64,
 }
 
 /// A change to the metadata.
@@ -95,6 +110,29 @@ pub enum MetadataRequest {
         leader_epoch: i32,
         isr: Vec<u64>,
     },
+    /// Starts moving a partition to `replicas` (first = preferred leader):
+    /// the new ones are added and catch up; [`MetadataRequest::CompleteReassign`]
+    /// drops the old ones.
+    Reassign {
+        topic: String,
+        partition: u32,
+        replicas: Vec<u64>,
+    },
+    /// Every target replica is in the ISR: drop the others, moving
+    /// leadership into the target if needed.
+    CompleteReassign {
+        topic: String,
+        partition: u32,
+    },
+    /// Marks a broker as leaving (or not).
+    SetDraining {
+        id: u64,
+        draining: bool,
+    },
+    /// Forgets a broker that holds no replicas.
+    UnregisterBroker {
+        id: u64,
+    },
 }
 
 /// What applying a request did.
@@ -132,6 +170,7 @@ impl MetadataState {
     fn try_apply(&mut self, request: &MetadataRequest) -> Result<MetadataResponse, String> {
         match request {
             MetadataRequest::RegisterBroker { id, addr, rack } => {
+                let draining = self.brokers.get(id).is_some_and(|b| b.draining);
                 self.brokers.insert(
                     *id,
                     BrokerInfo {
@@ -139,6 +178,7 @@ impl MetadataState {
                         addr: addr.clone(),
                         rack: rack.clone(),
                         fenced: false,
+                        draining,
                     },
                 );
             }
@@ -179,11 +219,14 @@ impl MetadataState {
                         leader: Some(set[0]),
                         leader_epoch: 0,
                         isr: set.clone(),
+                        target: None,
                     });
                 }
+                self.next_topic_id += 1;
                 self.topics.insert(
                     name.clone(),
                     TopicState {
+                        id: self.next_topic_id,
                         configs: configs.clone(),
                         partitions,
                     },
@@ -255,6 +298,74 @@ impl MetadataState {
                     ));
                 }
                 p.isr = isr.clone();
+            }
+            MetadataRequest::Reassign {
+                topic,
+                partition,
+                replicas,
+            } => {
+                if replicas.is_empty() {
+                    return Err("a partition needs at least one replica".into());
+                }
+                if let Some(missing) = replicas.iter().find(|b| !self.brokers.contains_key(b)) {
+                    return Err(format!("unknown broker {missing}"));
+                }
+                let mut unique = replicas.clone();
+                unique.sort_unstable();
+                unique.dedup();
+                if unique.len() != replicas.len() {
+                    return Err("the replica list names a broker twice".into());
+                }
+                let p = self.partition_mut(topic, *partition)?;
+                // The target first (preferred leader order), then the
+                // replicas being moved away, which keep serving until the
+                // new ones have caught up.
+                let mut all = replicas.clone();
+                all.extend(p.replicas.iter().filter(|r| !replicas.contains(r)));
+                p.replicas = all;
+                p.target = Some(replicas.clone());
+            }
+            MetadataRequest::CompleteReassign { topic, partition } => {
+                let p = self.partition_mut(topic, *partition)?;
+                let target = p
+                    .target
+                    .clone()
+                    .ok_or_else(|| format!("{topic}-{partition} is not being reassigned"))?;
+                if let Some(behind) = target.iter().find(|r| !p.isr.contains(r)) {
+                    return Err(format!(
+                        "broker {behind} has not caught up on {topic}-{partition}"
+                    ));
+                }
+                p.replicas = target.clone();
+                p.isr.retain(|r| target.contains(r));
+                p.target = None;
+                if p.leader.is_some_and(|l| !target.contains(&l)) {
+                    p.leader = Some(target[0]);
+                    p.leader_epoch += 1;
+                    return Ok(MetadataResponse::LeaderEpoch(p.leader_epoch));
+                }
+            }
+            MetadataRequest::SetDraining { id, draining } => {
+                let broker = self
+                    .brokers
+                    .get_mut(id)
+                    .ok_or_else(|| format!("unknown broker {id}"))?;
+                broker.draining = *draining;
+            }
+            MetadataRequest::UnregisterBroker { id } => {
+                let holds = self
+                    .topics
+                    .iter()
+                    .flat_map(|(name, t)| t.partitions.iter().map(move |p| (name, p)))
+                    .find(|(_, p)| p.replicas.contains(id));
+                if let Some((name, _)) = holds {
+                    return Err(format!(
+                        "broker {id} still holds replicas (of {name}); drain it first"
+                    ));
+                }
+                self.brokers
+                    .remove(id)
+                    .ok_or_else(|| format!("unknown broker {id}"))?;
             }
         }
         Ok(MetadataResponse::Applied)

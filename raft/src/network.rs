@@ -26,9 +26,15 @@ use crate::types::TypeConfig;
 
 type RpcResult<T, E = RaftError<u64>> = Result<T, RPCError<u64, BasicNode, E>>;
 
-/// Makes a connection per target node.
+/// The gRPC metadata key naming the sender's cluster on node-to-node calls.
+pub const CLUSTER_ID_HEADER: &str = "fjord-cluster-id";
+
+/// Makes a connection per target node; every call names `cluster_id` (when
+/// not empty) so a node of another cluster refuses it.
 #[derive(Debug, Clone, Default)]
-pub struct GrpcNetwork;
+pub struct GrpcNetwork {
+    pub cluster_id: String,
+}
 
 impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
     type Network = GrpcConnection;
@@ -38,6 +44,7 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
             target,
             node: node.clone(),
             client: None,
+            cluster_id: self.cluster_id.clone(),
         }
     }
 }
@@ -48,6 +55,7 @@ pub struct GrpcConnection {
     target: u64,
     node: BasicNode,
     client: Option<RaftServiceClient<Channel>>,
+    cluster_id: String,
 }
 
 #[derive(Clone, Copy)]
@@ -92,7 +100,10 @@ impl GrpcConnection {
         let json =
             serde_json::to_vec(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let mut client = self.client().await?;
-        let payload = RaftPayload { json: json.into() };
+        let mut payload = tonic::Request::new(RaftPayload { json: json.into() });
+        if let Ok(value) = self.cluster_id.parse() {
+            payload.metadata_mut().insert(CLUSTER_ID_HEADER, value);
+        }
         let sent = async {
             match call {
                 Call::Append => client.append_entries(payload).await,

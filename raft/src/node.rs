@@ -44,6 +44,9 @@ pub enum Error {
     Forward { leader: u64, reason: String },
 }
 
+/// A leader not acknowledged by a majority for this long has lost it.
+const QUORUM_ACK_MAX_MS: u64 = 2_000;
+
 /// How long a proposal waits for a leader.
 const LEADER_WAIT: Duration = Duration::from_secs(10);
 
@@ -53,6 +56,15 @@ pub struct MetadataNode {
     id: u64,
     raft: Raft<TypeConfig>,
     state: MetadataStateMachine,
+    cluster_id: Arc<str>,
+}
+
+/// The quorum's members as this node knows them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Members {
+    /// id → address.
+    pub voters: BTreeMap<u64, String>,
+    pub learners: BTreeMap<u64, String>,
 }
 
 impl MetadataNode {
@@ -61,7 +73,12 @@ impl MetadataNode {
     /// # Errors
     /// `Store` when the files cannot be opened; `Raft` when Raft refuses to
     /// start.
-    pub async fn start(id: u64, dir: &Path, config: Config) -> Result<MetadataNode, Error> {
+    pub async fn start(
+        id: u64,
+        dir: &Path,
+        config: Config,
+        cluster_id: &str,
+    ) -> Result<MetadataNode, Error> {
         let store_err = |source| Error::Store {
             dir: dir.display().to_string(),
             source,
@@ -69,10 +86,117 @@ impl MetadataNode {
         let log = FileLogStore::open(dir).map_err(store_err)?;
         let state = MetadataStateMachine::open(dir).map_err(store_err)?;
         let config = Arc::new(config.validate().map_err(|e| Error::Raft(e.to_string()))?);
-        let raft = Raft::new(id, config, GrpcNetwork, log, state.clone())
+        let network = GrpcNetwork {
+            cluster_id: cluster_id.to_string(),
+        };
+        let raft = Raft::new(id, config, network, log, state.clone())
             .await
             .map_err(|e| Error::Raft(e.to_string()))?;
-        Ok(MetadataNode { id, raft, state })
+        Ok(MetadataNode {
+            id,
+            raft,
+            state,
+            cluster_id: cluster_id.into(),
+        })
+    }
+
+    pub fn cluster_id(&self) -> &str {
+        &self.cluster_id
+    }
+
+    /// The current leader (the controller) and its address, if known.
+    pub fn leader(&self) -> Option<(u64, String)> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let leader = metrics.current_leader?;
+        let addr = metrics
+            .membership_config
+            .membership()
+            .get_node(&leader)?
+            .addr
+            .clone();
+        Some((leader, addr))
+    }
+
+    /// Can the quorum take changes, as far as this node can tell? A
+    /// leader needs a majority to have acknowledged it recently; a follower
+    /// needs to know a leader.
+    pub fn has_quorum(&self) -> bool {
+        let metrics = self.raft.metrics().borrow().clone();
+        match metrics.current_leader {
+            Some(leader) if leader == self.id => {
+                let voters = metrics.membership_config.membership().voter_ids().count();
+                voters <= 1
+                    || metrics
+                        .millis_since_quorum_ack
+                        .is_some_and(|ms| ms < QUORUM_ACK_MAX_MS)
+            }
+            Some(_) => true,
+            None => false,
+        }
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.id)
+    }
+
+    /// Voters and learners of the latest membership this node knows.
+    pub fn members(&self) -> Members {
+        let metrics = self.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let mut members = Members::default();
+        for (id, node) in membership.nodes() {
+            if membership.voter_ids().any(|v| v == *id) {
+                members.voters.insert(*id, node.addr.clone());
+            } else {
+                members.learners.insert(*id, node.addr.clone());
+            }
+        }
+        members
+    }
+
+    /// Wakes on every Raft state change (applies, leader changes).
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<openraft::RaftMetrics<u64, BasicNode>> {
+        self.raft.metrics()
+    }
+
+    /// Adds a node as a learner (waiting until it has caught up) and, with
+    /// `voter`, promotes it. Must run on the leader.
+    ///
+    /// # Errors
+    /// `Raft`, including "not the leader".
+    pub async fn add_node(&self, id: u64, addr: String, voter: bool) -> Result<(), Error> {
+        self.raft
+            .add_learner(id, BasicNode::new(addr), true)
+            .await
+            .map_err(|e| Error::Raft(e.to_string()))?;
+        if voter {
+            let ids: std::collections::BTreeSet<u64> = [id].into();
+            self.raft
+                .change_membership(openraft::ChangeMembers::AddVoterIds(ids), false)
+                .await
+                .map_err(|e| Error::Raft(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Removes a node from the quorum (as voter and learner). Must run on
+    /// the leader.
+    ///
+    /// # Errors
+    /// `Raft`, including "not the leader".
+    pub async fn remove_node(&self, id: u64) -> Result<(), Error> {
+        let ids: std::collections::BTreeSet<u64> = [id].into();
+        if self.members().voters.contains_key(&id) {
+            self.raft
+                .change_membership(openraft::ChangeMembers::RemoveVoters(ids.clone()), false)
+                .await
+                .map_err(|e| Error::Raft(e.to_string()))?;
+        }
+        self.raft
+            .change_membership(openraft::ChangeMembers::RemoveNodes(ids), false)
+            .await
+            .map_err(|e| Error::Raft(e.to_string()))?;
+        Ok(())
     }
 
     pub fn id(&self) -> u64 {
@@ -95,9 +219,11 @@ impl MetadataNode {
         RaftServiceServer<RaftRpcService>,
         MetadataServiceServer<ProposeService>,
     ) {
-        let raft = RaftServiceServer::new(RaftRpcService::new(self.raft.clone()))
-            .max_decoding_message_size(64 << 20)
-            .max_encoding_message_size(64 << 20);
+        let raft = RaftServiceServer::new(
+            RaftRpcService::new(self.raft.clone()).with_cluster_id(self.cluster_id.to_string()),
+        )
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20);
         (
             raft,
             MetadataServiceServer::new(ProposeService { node: self.clone() }),
@@ -130,16 +256,18 @@ impl MetadataNode {
         loop {
             match self.propose_local(request.clone()).await {
                 Ok(response) => return Ok(response),
-                Err(Some((leader, addr))) => match forward(leader, &addr, &request).await {
-                    Ok(response) => return Ok(response),
-                    // The leader may have just died: retry while an
-                    // election can still name another one.
-                    Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
-                    Err(e) => {
-                        tracing::debug!("{e}; retrying");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
+                Err(Some((leader, addr))) => {
+                    match forward(leader, &addr, &self.cluster_id, &request).await {
+                        Ok(response) => return Ok(response),
+                        // The leader may have just died: retry while an
+                        // election can still name another one.
+                        Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+                        Err(e) => {
+                            tracing::debug!("{e}; retrying");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
                     }
-                },
+                }
                 Err(None) if tokio::time::Instant::now() < deadline => {
                     let _ = self
                         .raft
@@ -185,6 +313,7 @@ impl MetadataNode {
 async fn forward(
     leader: u64,
     addr: &str,
+    cluster_id: &str,
     request: &MetadataRequest,
 ) -> Result<MetadataResponse, Error> {
     let fail = |reason: String| Error::Forward { leader, reason };
@@ -192,8 +321,13 @@ async fn forward(
     let mut client = MetadataServiceClient::connect(format!("http://{addr}"))
         .await
         .map_err(|e| fail(e.to_string()))?;
+    let mut call = Request::new(RaftPayload { json: json.into() });
+    if let Ok(value) = cluster_id.parse() {
+        call.metadata_mut()
+            .insert(crate::network::CLUSTER_ID_HEADER, value);
+    }
     let reply = client
-        .propose(RaftPayload { json: json.into() })
+        .propose(call)
         .await
         .map_err(|e| fail(e.message().to_string()))?;
     let result: Result<MetadataResponse, String> =
@@ -213,6 +347,7 @@ impl MetadataService for ProposeService {
         &self,
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
+        crate::service::check_cluster_id(&self.node.cluster_id, &request)?;
         let request: MetadataRequest = serde_json::from_slice(&request.into_inner().json)
             .map_err(|e| Status::invalid_argument(format!("not a metadata request: {e}")))?;
         // Only local: a node that lost leadership meanwhile answers with an

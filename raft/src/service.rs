@@ -13,11 +13,50 @@ use crate::types::TypeConfig;
 #[derive(Clone)]
 pub struct RaftRpcService {
     raft: Raft<TypeConfig>,
+    cluster_id: String,
 }
 
 impl RaftRpcService {
     pub fn new(raft: Raft<TypeConfig>) -> RaftRpcService {
-        RaftRpcService { raft }
+        RaftRpcService {
+            raft,
+            cluster_id: String::new(),
+        }
+    }
+
+    /// Refuses calls that name another cluster (when `cluster_id` is not
+    /// empty).
+    pub fn with_cluster_id(mut self, cluster_id: impl Into<String>) -> RaftRpcService {
+        self.cluster_id = cluster_id.into();
+        self
+    }
+
+    fn decode<T: DeserializeOwned>(&self, request: Request<RaftPayload>) -> Result<T, Status> {
+        check_cluster_id(&self.cluster_id, &request)?;
+        decode(request)
+    }
+}
+
+/// Refuses a node-to-node call whose `fjord-cluster-id` names another
+/// cluster than `ours` (an empty `ours` accepts any).
+///
+/// # Errors
+/// `FAILED_PRECONDITION` naming both ids.
+pub fn check_cluster_id<T>(ours: &str, request: &Request<T>) -> Result<(), Status> {
+    if ours.is_empty() {
+        return Ok(());
+    }
+    let theirs = request
+        .metadata()
+        .get(crate::network::CLUSTER_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if theirs == ours {
+        Ok(())
+    } else {
+        Err(Status::failed_precondition(format!(
+            "wrong cluster id: this node belongs to cluster {ours:?}, the caller to {theirs:?}"
+        )))
     }
 }
 
@@ -38,12 +77,12 @@ impl RaftService for RaftRpcService {
         &self,
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
-        let result = self.raft.append_entries(decode(request)?).await;
+        let result = self.raft.append_entries(self.decode(request)?).await;
         encode(&result)
     }
 
     async fn vote(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
-        let result = self.raft.vote(decode(request)?).await;
+        let result = self.raft.vote(self.decode(request)?).await;
         encode(&result)
     }
 
@@ -51,7 +90,7 @@ impl RaftService for RaftRpcService {
         &self,
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
-        let result = self.raft.install_snapshot(decode(request)?).await;
+        let result = self.raft.install_snapshot(self.decode(request)?).await;
         encode(&result)
     }
 }

@@ -36,7 +36,7 @@ impl Node {
         let config = Arc::new(config.validate().unwrap());
         let log = FileLogStore::open(dir).unwrap();
         let state = MetadataStateMachine::open(dir).unwrap();
-        let raft = Raft::new(id, config, GrpcNetwork, log, state.clone())
+        let raft = Raft::new(id, config, GrpcNetwork::default(), log, state.clone())
             .await
             .unwrap();
         let (tx, rx) = oneshot::channel::<()>();

@@ -23,7 +23,9 @@ async fn start(id: u64, listener: tokio::net::TcpListener, dir: &std::path::Path
         election_timeout_max: 800,
         ..Default::default()
     };
-    let node = MetadataNode::start(id, dir, config).await.unwrap();
+    let node = MetadataNode::start(id, dir, config, "test-cluster")
+        .await
+        .unwrap();
     let (raft, metadata) = node.services();
     let (tx, rx) = oneshot::channel::<()>();
     tokio::spawn(async move {

@@ -3,6 +3,7 @@
 //! One file per service; `status.rs` holds the one mapping from the broker's
 //! [`crate::Error`] to `tonic::Status`.
 
+mod cluster;
 mod fetch;
 mod groups;
 mod health;
@@ -10,10 +11,12 @@ mod produce;
 mod status;
 mod topics;
 
+use fjord_proto::v1::cluster_service_server::ClusterServiceServer;
 use fjord_proto::v1::fetch_service_server::FetchServiceServer;
 use fjord_proto::v1::group_service_server::GroupServiceServer;
 use fjord_proto::v1::health_service_server::HealthServiceServer;
 use fjord_proto::v1::produce_service_server::ProduceServiceServer;
+use fjord_proto::v1::replica_service_server::ReplicaServiceServer;
 use fjord_proto::v1::topic_service_server::TopicServiceServer;
 use tokio_stream::wrappers::TcpListenerStream;
 
@@ -49,8 +52,23 @@ pub async fn serve_grpc(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
+    let (raft, metadata) = match broker.cluster() {
+        Some(cluster) => {
+            let (raft, metadata) = cluster.node.services();
+            (Some(raft), Some(metadata))
+        }
+        None => (None, None),
+    };
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
+        .add_optional_service(raft)
+        .add_optional_service(metadata)
+        .add_service(ClusterServiceServer::new(cluster::Cluster(broker.clone())))
+        .add_service(
+            ReplicaServiceServer::new(cluster::Replica(broker.clone()))
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE),
+        )
         .add_service(
             TopicServiceServer::new(topics::Topics(broker.clone()))
                 .max_decoding_message_size(MAX_MESSAGE),

@@ -55,6 +55,9 @@ fn result_for(
         Err(e) => {
             let code = match &e {
                 Error::Storage { .. } => pb::ErrorCode::ErrorStorage,
+                Error::NotLeader { .. } => pb::ErrorCode::ErrorNotLeader,
+                Error::NotEnoughReplicas { .. } => pb::ErrorCode::ErrorNotEnoughReplicas,
+                Error::Timeout(_) => pb::ErrorCode::ErrorTimeout,
                 Error::Sequence {
                     source: fjord_storage::Error::ProducerFenced { .. },
                     ..
@@ -104,8 +107,7 @@ impl ProduceService for Produce {
                 "a produce request needs batches or records",
             ));
         }
-        let topic = broker.describe_topic(&r.topic).map_err(to_status)?;
-        let count = topic.partitions.len() as u32;
+        let count = broker.partition_count(&r.topic).map_err(to_status)?;
         // Group convenience records by partition, in order.
         let mut by_partition: BTreeMap<u32, Vec<NewRecord>> = BTreeMap::new();
         for record in r.records {

@@ -17,9 +17,27 @@ pub(crate) fn to_status(e: Error) -> Status {
         Error::UnknownMember { .. } | Error::IllegalGeneration { .. } | Error::Sequence { .. } => {
             Code::FailedPrecondition
         }
-        Error::ShuttingDown => Code::Unavailable,
+        Error::ShuttingDown
+        | Error::NotLeader { .. }
+        | Error::NotEnoughReplicas { .. }
+        | Error::NoQuorum(_) => Code::Unavailable,
+        Error::Timeout(_) => Code::DeadlineExceeded,
+        Error::Cluster(_) => Code::FailedPrecondition,
     };
     let mut status = Status::new(code, e.to_string());
+    if let Error::NotLeader {
+        leader: Some((id, addr)),
+        ..
+    } = &e
+    {
+        let md = status.metadata_mut();
+        if let Ok(v) = id.to_string().parse() {
+            md.insert("fjord-leader-id", v);
+        }
+        if let Ok(v) = addr.parse() {
+            md.insert("fjord-leader-address", v);
+        }
+    }
     if let Error::OffsetOutOfRange {
         earliest, latest, ..
     } = e

@@ -28,7 +28,11 @@ pub(crate) fn to_pb(d: TopicDescription, leader_address: &str) -> pb::TopicDescr
                 high_watermark: p.high_watermark,
                 log_end_offset: p.log_end_offset,
                 size_bytes: p.size_bytes,
-                leader_address: leader_address.to_string(),
+                leader_address: if p.leader_address.is_empty() {
+                    leader_address.to_string()
+                } else {
+                    p.leader_address
+                },
             })
             .collect(),
     }

@@ -3,7 +3,9 @@
 //!
 //! ```text
 //! cargo build -p fjord -p fjord-chaos-tests
-//! target/debug/chaos --seconds 60            # a random seed
+//! target/debug/chaos --seconds 60            # 3 nodes, a random seed
+//! target/debug/chaos --nodes 5 --seconds 60  # a five-node cluster
+//! target/debug/chaos --nodes 1               # a single node
 //! target/debug/chaos --seed 42 --long 3600   # replay a seed for an hour
 //! ```
 
@@ -30,6 +32,9 @@ struct Args {
     partitions: u32,
     #[arg(long, default_value_t = 2)]
     producers: usize,
+    /// Nodes: 1 (a single node), 3 or 5 (a cluster).
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
     /// Extra `fjord serve` flags, e.g. --serve-arg=--flush-policy --serve-arg=os.
     #[arg(long, allow_hyphen_values = true)]
     serve_arg: Vec<String>,
@@ -44,10 +49,12 @@ async fn main() -> ExitCode {
         duration: Duration::from_secs(args.long.unwrap_or(args.seconds)),
         partitions: args.partitions,
         producers: args.producers,
+        nodes: args.nodes,
         serve_args: args.serve_arg,
     };
     println!(
-        "chaos seed {seed} ({} s of faults)",
+        "chaos seed {seed} ({} nodes, {} s of faults)",
+        config.nodes,
         config.duration.as_secs()
     );
     let outcome = async {
@@ -59,6 +66,9 @@ async fn main() -> ExitCode {
     match outcome {
         Ok((report, faults)) => {
             println!("{} faults injected", faults.len());
+            for f in &faults {
+                println!("  {:>7.1} s  {}", f.at.as_secs_f64(), f.what);
+            }
             print!("{}", report.table());
             if report.ok() {
                 ExitCode::SUCCESS

@@ -67,6 +67,7 @@ pub(super) struct Chunk {
 
 #[derive(Clone)]
 pub(super) struct Ctx {
+    pub(super) server: ClientArgs,
     pub(super) fetch: FetchServiceClient<Channel>,
     pub(super) topic: String,
     pub(super) follow: bool,
@@ -92,8 +93,18 @@ pub(super) async fn list_offset(
     Ok(r.offset)
 }
 
+impl Ctx {
+    /// Aims the fetch client at the leader of `partition`.
+    pub(super) async fn aim_at_leader(&mut self, partition: u32) -> Result<()> {
+        let channel = self.server.leader(&self.topic, partition).await?;
+        self.fetch = FetchServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE);
+        Ok(())
+    }
+}
+
 /// Where a partition starts without a committed offset.
 pub(super) async fn start_offset(ctx: &mut Ctx, args: &ConsumeArgs, partition: u32) -> Result<i64> {
+    ctx.aim_at_leader(partition).await?;
     if let Some(offset) = args.offset {
         return Ok(offset);
     }
@@ -138,6 +149,8 @@ pub(super) async fn fetch_partition(
     out: mpsc::Sender<Chunk>,
     stop: CancellationToken,
 ) -> Result<()> {
+    ctx.aim_at_leader(partition).await?;
+    let mut leader_wait: Option<std::time::Instant> = None;
     loop {
         if end.is_some_and(|end| offset >= end) {
             return Ok(());
@@ -175,8 +188,19 @@ pub(super) async fn fetch_partition(
                 }
                 return Err(status(e));
             }
+            Err(e) if super::is_not_leader(&e) => {
+                // Leadership moved: find the new leader (for a while).
+                let since = *leader_wait.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() > std::time::Duration::from_secs(30) {
+                    return Err(status(e));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                let _ = ctx.aim_at_leader(partition).await;
+                continue;
+            }
             Err(e) => return Err(status(e)),
         };
+        leader_wait = None;
         let mut records = Vec::new();
         for batch in RecordBatch::iter_batches(response.records) {
             let batch =
@@ -258,6 +282,7 @@ pub(crate) async fn run(client: &ClientArgs, args: ConsumeArgs) -> Result<()> {
         );
     }
     let ctx = Ctx {
+        server: client.clone(),
         fetch: FetchServiceClient::new(channel.clone()).max_decoding_message_size(MAX_MESSAGE),
         topic: args.topic.clone(),
         follow: args.follow,

@@ -76,6 +76,7 @@ pub(super) async fn run_group(
     positions: Positions,
 ) -> Result<Option<Finished>> {
     let mut member = String::new();
+    let mut redirects = 0;
     loop {
         let joined = groups
             .join_group(pb::JoinGroupRequest {
@@ -86,9 +87,20 @@ pub(super) async fn run_group(
                 session_timeout_ms: 10_000,
                 rebalance_timeout_ms: 0,
             })
-            .await
-            .map_err(status)?
-            .into_inner();
+            .await;
+        let joined = match joined {
+            Ok(joined) => joined.into_inner(),
+            // In a cluster the group's coordinator answers: go there.
+            Err(e) if super::is_not_leader(&e) && redirects < 50 => {
+                redirects += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                if let Some(addr) = super::leader_address(&e) {
+                    groups = GroupServiceClient::new(ctx.server.at(&addr).connect().await?);
+                }
+                continue;
+            }
+            Err(e) => return Err(status(e)),
+        };
         member = joined.member_id.clone();
         let assigned: Vec<u32> = joined
             .assignment
@@ -122,6 +134,7 @@ pub(super) async fn run_group(
             let end = if args.follow {
                 None
             } else {
+                ctx.aim_at_leader(p).await?;
                 Some(list_offset(&mut ctx.fetch, &ctx.topic, p, pb::OffsetSpec::Latest, 0).await?)
             };
             // The position of every assigned partition is committed, read or not.

@@ -1,5 +1,6 @@
 //! Client subcommands: they speak the gRPC API of the node at `--server`.
 
+pub(crate) mod cluster;
 pub(crate) mod consume;
 mod consume_group;
 pub(crate) mod group;
@@ -7,8 +8,13 @@ pub(crate) mod produce;
 pub(crate) mod table;
 pub(crate) mod topic;
 
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
+use fjord_proto::v1 as pb;
+use fjord_proto::v1::topic_service_client::TopicServiceClient;
 use tonic::transport::{Channel, Endpoint};
 
 /// Options every client subcommand takes.
@@ -46,14 +52,78 @@ impl ClientArgs {
         } else {
             format!("http://{}", self.server)
         };
-        Endpoint::from_shared(url.clone())
+        if let Some(channel) = channels().get(&url) {
+            return Ok(channel.clone());
+        }
+        let channel = Endpoint::from_shared(url.clone())
             .with_context(|| format!("bad server address {}", self.server))?
             .connect_timeout(std::time::Duration::from_secs(5))
             .tcp_nodelay(true)
             .connect()
             .await
-            .with_context(|| format!("cannot reach a fjord node at {}", self.server))
+            .with_context(|| format!("cannot reach a fjord node at {}", self.server))?;
+        channels().insert(url, channel.clone());
+        Ok(channel)
     }
+
+    /// The same options aimed at another node.
+    pub(crate) fn at(&self, server: &str) -> ClientArgs {
+        ClientArgs {
+            server: server.to_string(),
+            output: self.output,
+        }
+    }
+
+    /// A channel to the leader of `topic`-`partition` (in a cluster; on a
+    /// single node, the node itself), found by describing the topic.
+    ///
+    /// # Errors
+    /// The topic is unknown or no node answers.
+    pub(crate) async fn leader(&self, topic: &str, partition: u32) -> Result<Channel> {
+        let base = self.connect().await?;
+        let described = TopicServiceClient::new(base.clone())
+            .describe_topic(pb::DescribeTopicRequest {
+                name: topic.to_string(),
+            })
+            .await
+            .map_err(status)?
+            .into_inner();
+        let addr = described
+            .topic
+            .and_then(|t| t.partitions.into_iter().find(|p| p.partition == partition))
+            .map(|p| p.leader_address)
+            .unwrap_or_default();
+        if addr.is_empty() || addr == self.server {
+            return Ok(base);
+        }
+        self.at(&addr).connect().await
+    }
+}
+
+/// Open channels by URL: a command talks to a few nodes many times.
+fn channels() -> std::sync::MutexGuard<'static, HashMap<String, Channel>> {
+    static CHANNELS: OnceLock<Mutex<HashMap<String, Channel>>> = OnceLock::new();
+    CHANNELS
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// True for the server's "send this to the leader instead" answer (and for
+/// a cluster that is electing one): the request was not carried out.
+pub(crate) fn is_not_leader(e: &tonic::Status) -> bool {
+    e.code() == tonic::Code::Unavailable
+        && (e.metadata().get("fjord-leader-id").is_some()
+            || e.message().contains("does not lead")
+            || e.message().contains("in-sync replicas"))
+}
+
+/// The address the server named as leader, if any.
+pub(crate) fn leader_address(e: &tonic::Status) -> Option<String> {
+    e.metadata()
+        .get("fjord-leader-address")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }
 
 /// Turns a gRPC status into an error that prints as the server's message.

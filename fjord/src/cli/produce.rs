@@ -75,29 +75,94 @@ struct Progress {
     batches: AtomicU64,
 }
 
+fn produce_client(channel: Channel) -> ProduceServiceClient<Channel> {
+    ProduceServiceClient::new(channel)
+        .max_encoding_message_size(MAX_MESSAGE)
+        .max_decoding_message_size(MAX_MESSAGE)
+}
+
+/// How long a batch is retried while its partition has no reachable leader.
+const LEADER_WAIT: Duration = Duration::from_secs(30);
+
+/// Sends partition `partition`'s batches to its leader, in order. A batch
+/// the server refused without storing it (not the leader, too few in-sync
+/// replicas) is sent again, to the leader the metadata names now.
 async fn sender(
-    mut client: ProduceServiceClient<Channel>,
+    server: ClientArgs,
     topic: String,
     partition: u32,
     acks: pb::Acks,
     mut batches: mpsc::Receiver<(Bytes, u64)>,
     progress: Arc<Progress>,
 ) -> Result<()> {
+    let mut client = None;
     while let Some((batch, records)) = batches.recv().await {
-        let response = client
-            .produce(pb::ProduceRequest {
+        let deadline = Instant::now() + LEADER_WAIT;
+        loop {
+            match server.leader(&topic, partition).await {
+                Ok(channel) => {
+                    client.get_or_insert_with(|| produce_client(channel));
+                    break;
+                }
+                Err(e) if Instant::now() >= deadline => return Err(e),
+                Err(_) if client.is_some() => break,
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+        let Some(client) = client.as_mut() else {
+            bail!("no leader for partition {partition}");
+        };
+        loop {
+            let request = pb::ProduceRequest {
                 topic: topic.clone(),
                 acks: acks as i32,
                 timeout_ms: 30_000,
-                batches: vec![pb::PartitionBatch { partition, batch }],
+                batches: vec![pb::PartitionBatch {
+                    partition,
+                    batch: batch.clone(),
+                }],
                 ..Default::default()
-            })
-            .await
-            .map_err(status)?
-            .into_inner();
-        for r in response.results {
-            if r.error != pb::ErrorCode::ErrorNone as i32 {
-                bail!("partition {}: {}", r.partition, r.error_message);
+            };
+            let refused = match client.produce(request).await {
+                // The producer is idempotent: a batch sent again after an
+                // unclear failure is stored once.
+                Ok(response) => {
+                    let failed = response
+                        .into_inner()
+                        .results
+                        .into_iter()
+                        .find(|r| r.error != pb::ErrorCode::ErrorNone as i32);
+                    match failed {
+                        None => break,
+                        Some(r)
+                            if r.error == pb::ErrorCode::ErrorNotLeader as i32
+                                || r.error == pb::ErrorCode::ErrorNotEnoughReplicas as i32
+                                || r.error == pb::ErrorCode::ErrorTimeout as i32 =>
+                        {
+                            format!("partition {}: {}", r.partition, r.error_message)
+                        }
+                        Some(r) => bail!("partition {}: {}", r.partition, r.error_message),
+                    }
+                }
+                Err(e)
+                    if matches!(
+                        e.code(),
+                        tonic::Code::Unavailable
+                            | tonic::Code::DeadlineExceeded
+                            | tonic::Code::Cancelled
+                            | tonic::Code::Unknown
+                    ) =>
+                {
+                    e.message().to_string()
+                }
+                Err(e) => return Err(status(e)),
+            };
+            if Instant::now() >= deadline {
+                bail!("{refused}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if let Ok(channel) = server.leader(&topic, partition).await {
+                *client = produce_client(channel);
             }
         }
         progress.acknowledged.fetch_add(records, Ordering::Relaxed);
@@ -137,12 +202,20 @@ pub(crate) async fn run(client: &ClientArgs, args: ProduceArgs) -> Result<()> {
         Codec::Zstd => Compression::Zstd,
         Codec::Lz4 => Compression::Lz4,
     };
-    let produce = ProduceServiceClient::new(channel)
-        .max_encoding_message_size(MAX_MESSAGE)
-        .max_decoding_message_size(MAX_MESSAGE);
+    let (producer_id, producer_epoch) = {
+        let r = ProduceServiceClient::new(channel.clone())
+            .init_producer_id(pb::InitProducerIdRequest {})
+            .await
+            .map_err(status)?
+            .into_inner();
+        (r.producer_id, r.producer_epoch as i16)
+    };
     let progress = Arc::new(Progress::default());
     let mut out = Producer {
-        client: produce,
+        producer_id,
+        producer_epoch,
+        sequences: vec![0; partitions as usize],
+        server: client.clone(),
         topic: args.topic.clone(),
         acks,
         progress: Arc::clone(&progress),
@@ -244,7 +317,11 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// Pending batches and one sender task per partition.
 struct Producer {
-    client: ProduceServiceClient<Channel>,
+    producer_id: i64,
+    producer_epoch: i16,
+    /// Next sequence number per partition.
+    sequences: Vec<i32>,
+    server: ClientArgs,
     topic: String,
     acks: pb::Acks,
     progress: Arc<Progress>,
@@ -260,11 +337,17 @@ impl Producer {
             return Ok(());
         };
         let records = batch.builder.len() as u64;
-        let bytes = batch.builder.build().context("encode batch")?;
+        let sequence = self.sequences[p as usize];
+        self.sequences[p as usize] = sequence.wrapping_add(records as i32);
+        let bytes = batch
+            .builder
+            .producer(self.producer_id, self.producer_epoch, sequence)
+            .build()
+            .context("encode batch")?;
         let sender = self.senders[p as usize].get_or_insert_with(|| {
             let (tx, rx) = mpsc::channel(4);
             let task = sender(
-                self.client.clone(),
+                self.server.clone(),
                 self.topic.clone(),
                 p,
                 self.acks,

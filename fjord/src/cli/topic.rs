@@ -15,7 +15,9 @@ pub(crate) enum TopicCommand {
         name: String,
         #[arg(long, default_value_t = 1)]
         partitions: u32,
-        #[arg(long, default_value_t = 1)]
+        /// Copies of each partition; 0 = the node's default (1 on a single
+        /// node, up to 3 in a cluster).
+        #[arg(long, default_value_t = 0)]
         replication_factor: u32,
         /// Topic config `key=value` (repeatable), e.g. retention.ms=60000.
         #[arg(long = "config", value_name = "KEY=VALUE")]
@@ -49,6 +51,7 @@ fn topic_json(t: &pb::TopicDescription) -> serde_json::Value {
             "high_watermark": p.high_watermark,
             "log_end_offset": p.log_end_offset,
             "size_bytes": p.size_bytes,
+            "leader_address": p.leader_address,
         })).collect::<Vec<_>>(),
     })
 }

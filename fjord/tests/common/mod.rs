@@ -26,15 +26,16 @@ impl Server {
         std::fs::create_dir_all(data).unwrap();
         let log = data.with_extension(format!("log-{}", std::process::id()));
         let log_file = std::fs::File::create(&log).unwrap();
+        // A restart may ask for its old gRPC address back.
+        let grpc = if extra.contains(&"--grpc-listen") {
+            vec![]
+        } else {
+            vec!["--grpc-listen", "127.0.0.1:0"]
+        };
         let mut child = Command::new(BIN)
-            .args([
-                "serve",
-                "--grpc-listen",
-                "127.0.0.1:0",
-                "--http-listen",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
+            .arg("serve")
+            .args(grpc)
+            .args(["--http-listen", "127.0.0.1:0", "--data-dir"])
             .arg(data)
             .args(extra)
             .env_remove("FJORD_SERVER")

@@ -1,0 +1,187 @@
+//! A follower's fetcher: one task per followed partition, pulling the
+//! leader's batches over a `ReplicaService.Fetch` stream and appending them
+//! byte for byte.
+//!
+//! Each request names the follower's log end (everything below it is
+//! durable here, per the topic's flush policy) and the epoch of its last
+//! batch; the leader answers with the batches after it and its high
+//! watermark, or with the offset to truncate to when the logs diverge. The
+//! task stops when the partition's role changes (its token is cancelled).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fjord_proto::v1 as pb;
+use fjord_proto::v1::replica_service_client::ReplicaServiceClient;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::{Cluster, with_cluster_id};
+use crate::broker::Broker;
+use crate::partition::Partition;
+
+/// How long the leader may hold a fetch that finds nothing new.
+const MAX_WAIT: Duration = Duration::from_millis(500);
+/// Largest batch run per fetch.
+const MAX_BYTES: u32 = 8 << 20;
+
+impl Broker {
+    pub(crate) fn spawn_fetcher(
+        &self,
+        cluster: &Arc<Cluster>,
+        topic: String,
+        partition: Arc<Partition>,
+        epoch: i32,
+        leader: u64,
+        stop: CancellationToken,
+    ) {
+        let broker = self.clone();
+        let cluster = Arc::clone(cluster);
+        let shutdown = self.inner.shutdown.clone();
+        self.inner.tracker.spawn(async move {
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = shutdown.cancelled() => {}
+                _ = broker.fetch_loop(&cluster, &topic, &partition, epoch, leader) => {}
+            }
+            debug!(topic = %topic, partition = partition.id, epoch, "fetcher stopped");
+        });
+    }
+
+    /// Runs until cancelled (it never returns on its own).
+    async fn fetch_loop(
+        &self,
+        cluster: &Cluster,
+        topic: &str,
+        partition: &Partition,
+        epoch: i32,
+        leader: u64,
+    ) {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let Some(addr) = cluster.broker_addr(leader) else {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            };
+            match self
+                .fetch_session(cluster, &addr, topic, partition, epoch)
+                .await
+            {
+                Ok(()) => backoff = Duration::from_millis(50),
+                Err(e) => {
+                    debug!(topic = %topic, partition = partition.id, leader, "replica fetch: {e}");
+                    cluster.drop_channel(&addr);
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+            }
+            tokio::time::sleep(backoff).await;
+        }
+    }
+
+    /// One stream to the leader; returns when the leader refuses us (our
+    /// metadata or its is stale) or the stream breaks.
+    async fn fetch_session(
+        &self,
+        cluster: &Cluster,
+        addr: &str,
+        topic: &str,
+        partition: &Partition,
+        epoch: i32,
+    ) -> Result<(), String> {
+        let channel = cluster.channel(addr).map_err(|e| e.to_string())?;
+        let mut client = ReplicaServiceClient::new(channel)
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20);
+        let (tx, rx) = tokio::sync::mpsc::channel::<pb::ReplicaFetchRequest>(1);
+        let request_for = |partition: &Partition| {
+            let (fetch_offset, last_fetched_epoch) = partition.follower_position();
+            pb::ReplicaFetchRequest {
+                topic: topic.to_string(),
+                partition: partition.id,
+                replica_id: cluster.id,
+                leader_epoch: epoch,
+                fetch_offset,
+                last_fetched_epoch,
+                max_bytes: MAX_BYTES,
+                max_wait_ms: MAX_WAIT.as_millis() as u32,
+            }
+        };
+        tx.send(request_for(partition))
+            .await
+            .map_err(|e| e.to_string())?;
+        let call = with_cluster_id(
+            &cluster.cluster_id,
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        );
+        let mut responses = tokio::time::timeout(Duration::from_secs(5), client.fetch(call))
+            .await
+            .map_err(|_| "the leader did not answer".to_string())?
+            .map_err(|s| s.message().to_string())?
+            .into_inner();
+        loop {
+            let response =
+                tokio::time::timeout(MAX_WAIT + Duration::from_secs(5), responses.message())
+                    .await
+                    .map_err(|_| "the leader stopped answering".to_string())?
+                    .map_err(|s| s.message().to_string())?
+                    .ok_or("the leader ended the stream")?;
+            match pb::ReplicaError::try_from(response.error) {
+                Ok(pb::ReplicaError::ReplicaNone) => {
+                    if !response.records.is_empty() {
+                        let end = self
+                            .follower_append(topic, partition, response.records)
+                            .await?;
+                        debug!(topic, partition = partition.id, end, "replicated");
+                    }
+                    partition.follow_hw(response.high_watermark);
+                }
+                Ok(pb::ReplicaError::ReplicaDiverging) => {
+                    let offset = response.diverging_end_offset;
+                    info!(
+                        topic,
+                        partition = partition.id,
+                        offset,
+                        "truncating a diverged tail"
+                    );
+                    self.follower_truncate(partition, offset).await?;
+                }
+                _ => {
+                    // The leader is not (yet) at our epoch: wait for the
+                    // metadata to settle, then try again.
+                    return Err(response.message);
+                }
+            }
+            tx.send(request_for(partition))
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+    }
+
+    async fn follower_append(
+        &self,
+        topic: &str,
+        partition: &Partition,
+        records: bytes::Bytes,
+    ) -> Result<i64, String> {
+        if let Err(e) = partition.append_replicated(records) {
+            warn!(
+                topic,
+                partition = partition.id,
+                "appending replicated batches failed: {e}"
+            );
+            return Err(e.to_string());
+        }
+        let end = partition.follower_position().0;
+        partition
+            .flush_to(end, &self.inner.metrics)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(end)
+    }
+
+    async fn follower_truncate(&self, partition: &Partition, offset: i64) -> Result<(), String> {
+        // Truncation rewrites the last segment; the fetcher has nothing
+        // else to do until it is done.
+        partition.truncate_to(offset).map_err(|e| e.to_string())
+    }
+}

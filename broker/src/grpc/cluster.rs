@@ -1,0 +1,276 @@
+//! `ClusterService` (status, joins, heartbeats, scaling operations) and
+//! `ReplicaService` (followers' fetch streams).
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use fjord_proto::v1 as pb;
+use fjord_proto::v1::cluster_service_server::ClusterService;
+use fjord_proto::v1::replica_service_server::ReplicaService;
+use futures::Stream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::status::{GrpcResult, to_status};
+use crate::cluster::{ControllerRedirect, JoinReply};
+use crate::partition::ReplicaFetch;
+use crate::{Broker, Error};
+
+pub(crate) struct Cluster(pub(crate) Broker);
+
+/// Refuses node-to-node calls from another cluster.
+fn check_cluster<T>(broker: &Broker, request: &Request<T>) -> Result<(), Status> {
+    match broker.cluster_id() {
+        Some(ours) => fjord_raft::check_cluster_id(&ours, request),
+        None => Err(Status::failed_precondition(
+            "this node runs as a single node, not in a cluster",
+        )),
+    }
+}
+
+fn redirect(to: ControllerRedirect) -> Status {
+    match to {
+        ControllerRedirect::Controller(addr) => {
+            let mut status = Status::unavailable(format!(
+                "this node is not the controller; the controller is at {addr}"
+            ));
+            if let Ok(v) = addr.parse() {
+                status.metadata_mut().insert("fjord-leader-address", v);
+            }
+            status
+        }
+        ControllerRedirect::Unknown => {
+            Status::unavailable("no controller is known (is a majority of voters up?)")
+        }
+    }
+}
+
+fn rack(text: String) -> Option<String> {
+    (!text.is_empty()).then_some(text)
+}
+
+#[tonic::async_trait]
+impl ClusterService for Cluster {
+    async fn status(
+        &self,
+        _: Request<pb::ClusterStatusRequest>,
+    ) -> GrpcResult<pb::ClusterStatusResponse> {
+        let Some(_) = self.0.cluster_id() else {
+            // A single node answers with an empty cluster id.
+            return Ok(Response::new(pb::ClusterStatusResponse {
+                node_id: u64::from(self.0.node_id()),
+                quorum: true,
+                ..Default::default()
+            }));
+        };
+        let s = self.0.cluster_status().map_err(to_status)?;
+        Ok(Response::new(pb::ClusterStatusResponse {
+            cluster_id: s.cluster_id,
+            controller: s.controller.unwrap_or(0),
+            quorum: s.quorum,
+            nodes: s
+                .nodes
+                .into_iter()
+                .map(|n| pb::ClusterNode {
+                    id: n.id,
+                    address: n.address,
+                    role: n.role,
+                    live: n.live,
+                    rack: n.rack.unwrap_or_default(),
+                    leaders: n.leaders,
+                    replicas: n.replicas,
+                    draining: n.draining,
+                })
+                .collect(),
+            under_replicated: s
+                .under_replicated
+                .into_iter()
+                .map(|u| pb::UnderReplicated {
+                    topic: u.topic,
+                    partition: u.partition,
+                    replicas: u.replicas,
+                    isr: u.isr,
+                    leader: u.leader.unwrap_or(0),
+                })
+                .collect(),
+            node_id: s.node_id,
+            offline_partitions: s.offline_partitions,
+            partitions: s.partitions,
+            reassigning: s.reassigning,
+        }))
+    }
+
+    async fn join(
+        &self,
+        request: Request<pb::JoinClusterRequest>,
+    ) -> GrpcResult<pb::JoinClusterResponse> {
+        let r = request.into_inner();
+        let outcome = self
+            .0
+            .handle_join(r.node_id, r.address, rack(r.rack), &r.cluster_id)
+            .await
+            .map_err(to_status)?;
+        match outcome {
+            JoinReply::Joined { voter } => Ok(Response::new(pb::JoinClusterResponse {
+                cluster_id: self.0.cluster_id().unwrap_or_default(),
+                role: if voter { "voter" } else { "learner" }.to_string(),
+            })),
+            JoinReply::Redirect(to) => Err(redirect(to)),
+        }
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<pb::BrokerHeartbeatRequest>,
+    ) -> GrpcResult<pb::BrokerHeartbeatResponse> {
+        check_cluster(&self.0, &request)?;
+        let r = request.into_inner();
+        match self
+            .0
+            .handle_heartbeat(r.node_id, r.address, rack(r.rack))
+            .map_err(to_status)?
+        {
+            Ok(fenced) => Ok(Response::new(pb::BrokerHeartbeatResponse { fenced })),
+            Err(to) => Err(redirect(to)),
+        }
+    }
+
+    async fn reassign(
+        &self,
+        request: Request<pb::ReassignRequest>,
+    ) -> GrpcResult<pb::ReassignResponse> {
+        let r = request.into_inner();
+        self.0
+            .reassign(&r.topic, r.partition, r.replicas)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ReassignResponse {}))
+    }
+
+    async fn drain_node(
+        &self,
+        request: Request<pb::DrainNodeRequest>,
+    ) -> GrpcResult<pb::DrainNodeResponse> {
+        let moved = self
+            .0
+            .drain_node(request.into_inner().node_id)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::DrainNodeResponse { moved }))
+    }
+
+    async fn remove_node(
+        &self,
+        request: Request<pb::RemoveNodeRequest>,
+    ) -> GrpcResult<pb::RemoveNodeResponse> {
+        self.0
+            .remove_node(request.into_inner().node_id)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::RemoveNodeResponse {}))
+    }
+
+    async fn rebalance(
+        &self,
+        _: Request<pb::RebalanceRequest>,
+    ) -> GrpcResult<pb::RebalanceResponse> {
+        let moved = self.0.rebalance().await.map_err(to_status)?;
+        Ok(Response::new(pb::RebalanceResponse { moved }))
+    }
+}
+
+pub(crate) struct Replica(pub(crate) Broker);
+
+type FetchStream = Pin<Box<dyn Stream<Item = Result<pb::ReplicaFetchResponse, Status>> + Send>>;
+
+fn replica_error(error: pb::ReplicaError, message: String) -> pb::ReplicaFetchResponse {
+    pb::ReplicaFetchResponse {
+        error: error as i32,
+        message,
+        ..Default::default()
+    }
+}
+
+impl Broker {
+    /// The leader's answer to one follower fetch.
+    async fn answer_replica_fetch(&self, r: pb::ReplicaFetchRequest) -> pb::ReplicaFetchResponse {
+        let partition = match self.partition(&r.topic, r.partition) {
+            Ok(p) => p,
+            Err(e) => return replica_error(pb::ReplicaError::ReplicaNotLeader, e.to_string()),
+        };
+        let max_wait = Duration::from_millis(u64::from(r.max_wait_ms.min(5_000)));
+        let max_bytes = (r.max_bytes as usize).clamp(1, 16 << 20);
+        let answer = partition
+            .replica_fetch(
+                r.replica_id,
+                r.leader_epoch,
+                r.fetch_offset,
+                r.last_fetched_epoch,
+                max_bytes,
+                max_wait,
+            )
+            .await;
+        match answer {
+            Ok((answer, propose)) => {
+                if let (Some(isr), Some(cluster)) = (propose, self.cluster()) {
+                    let cluster = std::sync::Arc::clone(cluster);
+                    self.propose_isr(&cluster, r.topic.clone(), &partition, r.leader_epoch, isr);
+                }
+                match answer {
+                    ReplicaFetch::Records {
+                        data,
+                        high_watermark,
+                        log_start_offset,
+                    } => pb::ReplicaFetchResponse {
+                        error: pb::ReplicaError::ReplicaNone as i32,
+                        message: String::new(),
+                        records: data,
+                        high_watermark,
+                        log_start_offset,
+                        diverging_end_offset: -1,
+                    },
+                    ReplicaFetch::Diverging { end_offset } => pb::ReplicaFetchResponse {
+                        diverging_end_offset: end_offset,
+                        ..replica_error(
+                            pb::ReplicaError::ReplicaDiverging,
+                            format!("truncate to {end_offset}"),
+                        )
+                    },
+                    ReplicaFetch::WrongEpoch { ours } => replica_error(
+                        pb::ReplicaError::ReplicaFencedEpoch,
+                        match ours {
+                            Some(e) => format!(
+                                "{}-{} is at leader epoch {e}, the follower asked for {}",
+                                r.topic, r.partition, r.leader_epoch
+                            ),
+                            None => format!("this node does not lead {}-{}", r.topic, r.partition),
+                        },
+                    ),
+                }
+            }
+            Err(e) => replica_error(
+                pb::ReplicaError::ReplicaNotLeader,
+                Error::from_storage(&r.topic, r.partition, e).to_string(),
+            ),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl ReplicaService for Replica {
+    type FetchStream = FetchStream;
+
+    async fn fetch(
+        &self,
+        request: Request<Streaming<pb::ReplicaFetchRequest>>,
+    ) -> GrpcResult<Self::FetchStream> {
+        check_cluster(&self.0, &request)?;
+        let mut inbound = request.into_inner();
+        let broker = self.0.clone();
+        let stream = async_stream::try_stream! {
+            while let Some(r) = inbound.message().await? {
+                yield broker.answer_replica_fetch(r).await;
+            }
+        };
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
