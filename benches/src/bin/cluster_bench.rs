@@ -1,0 +1,517 @@
+//! Cluster benchmark, all on this machine:
+//!
+//! 1. **Replicated throughput**: a 3-node cluster, RF=3, `acks=all`,
+//!    `min.insync.replicas=2`, against a single node with `acks=1`, the same
+//!    load measured in the same run (1 KiB records in batches of
+//!    `--batch-records`, `--inflight` requests in flight per partition,
+//!    `--partitions` partitions, each request sent to the partition's
+//!    leader). Prints both and their ratio.
+//! 2. **Failover**: one producer writes `acks=all` to partition 0 in a loop;
+//!    the leader of partition 0 is SIGKILLed; the time from the kill to the
+//!    first acknowledged write is recorded (the producer asks any node for
+//!    the new leader). Repeated `--failovers` times (the victim restarts
+//!    and catches up in between); prints p50, p99 and max.
+//! 3. **Rebalance**: `--rebalance-partitions` RF=3 partitions with data on
+//!    3 nodes; a 4th node joins; time from `rebalance` until every
+//!    partition has moved and is fully in sync.
+//!
+//! ```text
+//! cargo build --release -p fjord -p fjord-benches
+//! target/release/cluster_bench
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use clap::Parser;
+use fjord_benches::server::sibling_fjord;
+use fjord_benches::stats::median;
+use fjord_proto::v1 as pb;
+use fjord_proto::v1::cluster_service_client::ClusterServiceClient;
+use fjord_proto::v1::produce_service_client::ProduceServiceClient;
+use fjord_proto::v1::topic_service_client::TopicServiceClient;
+use fjord_storage::{BatchBuilder, Compression, Record};
+use tokio::task::JoinSet;
+use tonic::transport::Channel;
+
+#[derive(Parser, Debug, Clone)]
+#[command(about = "Replicated throughput, failover time and rebalance time of a Fjord cluster")]
+struct Args {
+    #[arg(long)]
+    fjord_bin: Option<PathBuf>,
+    /// Where data directories are made (a real disk).
+    #[arg(long, default_value = "target/bench-data")]
+    dir: PathBuf,
+    /// Records per throughput run.
+    #[arg(long, default_value_t = 100_000)]
+    records: u64,
+    #[arg(long, default_value_t = 1024)]
+    record_size: usize,
+    #[arg(long, default_value_t = 32)]
+    batch_records: usize,
+    #[arg(long, default_value_t = 4)]
+    inflight: usize,
+    #[arg(long, default_value_t = 3)]
+    partitions: u32,
+    /// Throughput runs per setup; medians are printed.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Leader kills for the failover figure.
+    #[arg(long, default_value_t = 10)]
+    failovers: usize,
+    #[arg(long, default_value_t = 12)]
+    rebalance_partitions: u32,
+    /// Records written to each partition before the rebalance.
+    #[arg(long, default_value_t = 5_000)]
+    rebalance_records: u64,
+}
+
+/// A `fjord serve` process with a data directory that outlives restarts.
+struct Node {
+    binary: PathBuf,
+    data: PathBuf,
+    args: Vec<String>,
+    child: Option<Child>,
+    grpc: String,
+}
+
+impl Node {
+    fn start(binary: &Path, data: PathBuf, args: Vec<String>) -> Result<Node> {
+        let mut node = Node {
+            binary: binary.to_path_buf(),
+            data,
+            args,
+            child: None,
+            grpc: String::new(),
+        };
+        node.restart()?;
+        Ok(node)
+    }
+
+    fn restart(&mut self) -> Result<()> {
+        self.kill();
+        std::fs::create_dir_all(&self.data)?;
+        let grpc = if self.grpc.is_empty() {
+            "127.0.0.1:0".to_string()
+        } else {
+            self.grpc.clone()
+        };
+        let child = Command::new(&self.binary)
+            .args([
+                "serve",
+                "--grpc-listen",
+                &grpc,
+                "--http-listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--data-dir")
+            .arg(&self.data)
+            .args(&self.args)
+            .env("FJORD_LOG_LEVEL", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("start {}", self.binary.display()))?;
+        let pid = u64::from(child.id());
+        self.child = Some(child);
+        let path = self.data.join("listeners.json");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&path)
+                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+                && v["pid"].as_u64() == Some(pid)
+                && let Some(addr) = v["grpc"].as_str()
+            {
+                self.grpc = addr.to_string();
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("fjord serve did not start in 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn channel(addr: &str) -> Result<Channel> {
+    Ok(Channel::from_shared(format!("http://{addr}"))?
+        .connect_timeout(Duration::from_millis(500))
+        .timeout(Duration::from_secs(10))
+        .connect()
+        .await?)
+}
+
+async fn status(addr: &str) -> Result<pb::ClusterStatusResponse> {
+    Ok(ClusterServiceClient::new(channel(addr).await?)
+        .status(pb::ClusterStatusRequest {})
+        .await?
+        .into_inner())
+}
+
+/// Bootstraps node 1 and joins the others; waits until all are live.
+async fn cluster(binary: &Path, dir: &Path, n: usize) -> Result<Vec<Node>> {
+    let mut nodes: Vec<Node> = Vec::new();
+    for id in 1..=n {
+        let mut args = vec!["--node-id".to_string(), id.to_string()];
+        match nodes.first() {
+            None => args.push("--bootstrap".into()),
+            Some(first) => args.extend(["--join".to_string(), first.grpc.clone()]),
+        }
+        nodes.push(Node::start(binary, dir.join(format!("node{id}")), args)?);
+    }
+    wait_until(&nodes[0].grpc, |s| {
+        s.nodes.len() == n && s.nodes.iter().all(|x| x.live)
+    })
+    .await?;
+    Ok(nodes)
+}
+
+async fn wait_until(addr: &str, ok: impl Fn(&pb::ClusterStatusResponse) -> bool) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        if let Ok(s) = status(addr).await
+            && ok(&s)
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("the cluster did not reach the expected state in 300 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn create(
+    addr: &str,
+    topic: &str,
+    partitions: u32,
+    rf: u32,
+    configs: &[(&str, &str)],
+) -> Result<()> {
+    TopicServiceClient::new(channel(addr).await?)
+        .create_topic(pb::CreateTopicRequest {
+            name: topic.into(),
+            partitions,
+            replication_factor: rf,
+            configs: configs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        })
+        .await?;
+    Ok(())
+}
+
+/// The leader address of each partition, as `addr` describes them.
+async fn leaders(addr: &str, topic: &str) -> Result<Vec<String>> {
+    let t = TopicServiceClient::new(channel(addr).await?)
+        .describe_topic(pb::DescribeTopicRequest { name: topic.into() })
+        .await?
+        .into_inner()
+        .topic
+        .context("no topic")?;
+    Ok(t.partitions
+        .into_iter()
+        .map(|p| {
+            if p.leader_address.is_empty() {
+                addr.to_string()
+            } else {
+                p.leader_address
+            }
+        })
+        .collect())
+}
+
+fn batch(records: usize, size: usize) -> Result<Bytes> {
+    let mut b = BatchBuilder::new(Compression::None);
+    let value = Bytes::from(vec![b'x'; size]);
+    for _ in 0..records {
+        b.add(Record::new(None, Some(value.clone()), 0));
+    }
+    Ok(b.build()?)
+}
+
+/// Sends `records` to `topic` as fast as the acks allow; records/s.
+async fn throughput(addrs: &[String], topic: &str, acks: pb::Acks, args: &Args) -> Result<f64> {
+    let leaders = leaders(&addrs[0], topic).await?;
+    let one = batch(args.batch_records, args.record_size)?;
+    let per_task = args.records / (u64::from(args.partitions) * args.inflight as u64);
+    let batches_per_task = per_task.div_ceil(args.batch_records as u64).max(1);
+    let started = Instant::now();
+    let mut tasks = JoinSet::new();
+    for (p, leader) in leaders.iter().enumerate() {
+        let ch = channel(leader).await?;
+        for _ in 0..args.inflight {
+            let mut client =
+                ProduceServiceClient::new(ch.clone()).max_encoding_message_size(64 << 20);
+            let (topic, one) = (topic.to_string(), one.clone());
+            tasks.spawn(async move {
+                for _ in 0..batches_per_task {
+                    let r = client
+                        .produce(pb::ProduceRequest {
+                            topic: topic.clone(),
+                            acks: acks as i32,
+                            batches: vec![pb::PartitionBatch {
+                                partition: p as u32,
+                                batch: one.clone(),
+                            }],
+                            ..Default::default()
+                        })
+                        .await?
+                        .into_inner();
+                    if let Some(e) = r.results.iter().find(|r| r.error != 0) {
+                        bail!("produce failed: {}", e.error_message);
+                    }
+                }
+                Ok::<u64, anyhow::Error>(batches_per_task)
+            });
+        }
+    }
+    let mut batches = 0;
+    while let Some(done) = tasks.join_next().await {
+        batches += done??;
+    }
+    Ok((batches * args.batch_records as u64) as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Kills the leader of partition 0 and times the first acknowledged write
+/// after it; the victim restarts and catches up afterwards.
+async fn failover(nodes: &mut [Node], topic: &str) -> Result<Duration> {
+    let addrs: Vec<String> = nodes.iter().map(|n| n.grpc.clone()).collect();
+    let leader = leaders(&addrs[0], topic).await?[0].clone();
+    let victim = nodes
+        .iter()
+        .position(|n| n.grpc == leader)
+        .context("leader is not a node")?;
+    let one = batch(1, 100)?;
+    let killed = Instant::now();
+    nodes[victim].kill();
+    let elapsed = loop {
+        let mut sent = false;
+        for (i, addr) in addrs.iter().enumerate() {
+            if i == victim {
+                continue;
+            }
+            let Ok(l) = leaders(addr, topic).await else {
+                continue;
+            };
+            if l[0] == leader {
+                continue;
+            }
+            let Ok(ch) = channel(&l[0]).await else {
+                continue;
+            };
+            let r = ProduceServiceClient::new(ch)
+                .produce(pb::ProduceRequest {
+                    topic: topic.into(),
+                    acks: pb::Acks::All as i32,
+                    batches: vec![pb::PartitionBatch {
+                        partition: 0,
+                        batch: one.clone(),
+                    }],
+                    ..Default::default()
+                })
+                .await;
+            if let Ok(r) = r
+                && r.into_inner().results.iter().all(|r| r.error == 0)
+            {
+                sent = true;
+            }
+            break;
+        }
+        if sent {
+            break killed.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    nodes[victim].restart()?;
+    wait_until(&addrs[(victim + 1) % addrs.len()], |s| {
+        s.quorum && s.under_replicated.is_empty() && s.nodes.iter().all(|n| n.live)
+    })
+    .await?;
+    Ok(elapsed)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let binary = args.fjord_bin.clone().unwrap_or_else(sibling_fjord);
+    std::fs::create_dir_all(&args.dir)?;
+    let scratch = tempfile::tempdir_in(&args.dir)?;
+    println!(
+        "{} records x {} B per run, batches of {}, {} in flight per partition, {} partitions, {} runs",
+        args.records,
+        args.record_size,
+        args.batch_records,
+        args.inflight,
+        args.partitions,
+        args.runs
+    );
+
+    // 1. Throughput: single node acks=1 vs 3 nodes RF=3 acks=all.
+    let mut single = Vec::new();
+    let mut replicated = Vec::new();
+    {
+        let node = Node::start(&binary, scratch.path().join("single"), Vec::new())?;
+        let nodes = cluster(&binary, &scratch.path().join("three"), 3).await?;
+        let addrs: Vec<String> = nodes.iter().map(|n| n.grpc.clone()).collect();
+        for run in 0..args.runs {
+            let t = format!("single-{run}");
+            create(&node.grpc, &t, args.partitions, 1, &[]).await?;
+            single.push(
+                throughput(
+                    std::slice::from_ref(&node.grpc),
+                    &t,
+                    pb::Acks::Leader,
+                    &args,
+                )
+                .await?,
+            );
+            let t = format!("replicated-{run}");
+            create(
+                &addrs[0],
+                &t,
+                args.partitions,
+                3,
+                &[("min.insync.replicas", "2")],
+            )
+            .await?;
+            replicated.push(throughput(&addrs, &t, pb::Acks::All, &args).await?);
+            println!(
+                "run {run}: single node acks=1 {:.0} records/s, 3 nodes RF=3 acks=all {:.0} records/s",
+                single[run], replicated[run]
+            );
+        }
+    }
+    let (s, r) = (median(&mut single), median(&mut replicated));
+    println!(
+        "throughput (median): single acks=1 {s:.0} records/s; 3-node RF=3 acks=all {r:.0} records/s; ratio {:.2}",
+        r / s
+    );
+
+    // 2. Failover.
+    let mut nodes = cluster(&binary, &scratch.path().join("failover"), 3).await?;
+    create(
+        &nodes[0].grpc,
+        "failover",
+        1,
+        3,
+        &[("min.insync.replicas", "2")],
+    )
+    .await?;
+    let mut times = Vec::new();
+    for i in 0..args.failovers {
+        let t = failover(&mut nodes, "failover").await?;
+        println!(
+            "failover {i}: first acks=all write {} ms after the kill",
+            t.as_millis()
+        );
+        times.push(t);
+    }
+    drop(nodes);
+    times.sort();
+    println!(
+        "failover (kill -9 of the leader → first acks=all write): p50 {} ms, p99 {} ms, max {} ms over {} kills",
+        percentile(&times, 0.5).as_millis(),
+        percentile(&times, 0.99).as_millis(),
+        times.last().map_or(0, Duration::as_millis),
+        times.len()
+    );
+
+    // 3. Rebalance onto a new node.
+    let mut nodes = cluster(&binary, &scratch.path().join("rebalance"), 3).await?;
+    let addrs: Vec<String> = nodes.iter().map(|n| n.grpc.clone()).collect();
+    create(&addrs[0], "spread", args.rebalance_partitions, 3, &[]).await?;
+    let fill = Args {
+        records: args.rebalance_records * u64::from(args.rebalance_partitions),
+        partitions: args.rebalance_partitions,
+        inflight: 1,
+        ..args.clone()
+    };
+    throughput(&addrs, "spread", pb::Acks::All, &fill).await?;
+    nodes.push(Node::start(
+        &binary,
+        scratch.path().join("rebalance/node4"),
+        vec![
+            "--node-id".into(),
+            "4".into(),
+            "--join".into(),
+            addrs[0].clone(),
+        ],
+    )?);
+    wait_until(&addrs[0], |s| {
+        s.nodes.len() == 4 && s.nodes.iter().all(|n| n.live)
+    })
+    .await?;
+    let started = Instant::now();
+    let moved = ClusterServiceClient::new(channel(&addrs[0]).await?)
+        .rebalance(pb::RebalanceRequest {})
+        .await;
+    let moved = match moved {
+        Ok(r) => r.into_inner().moved,
+        Err(e) if e.code() == tonic::Code::Unavailable => {
+            // Sent to a node that is not the controller: ask the controller.
+            let s = status(&addrs[0]).await?;
+            let c = s
+                .nodes
+                .iter()
+                .find(|n| n.id == s.controller)
+                .context("no controller")?;
+            ClusterServiceClient::new(channel(&c.address).await?)
+                .rebalance(pb::RebalanceRequest {})
+                .await?
+                .into_inner()
+                .moved
+        }
+        Err(e) => return Err(e.into()),
+    };
+    wait_until(&addrs[0], |s| {
+        s.reassigning == 0
+            && s.under_replicated.is_empty()
+            && s.nodes.iter().any(|n| n.id == 4 && n.replicas > 0)
+    })
+    .await?;
+    let took = started.elapsed();
+    let s = status(&addrs[0]).await?;
+    let share: Vec<String> = s
+        .nodes
+        .iter()
+        .map(|n| {
+            format!(
+                "node {}: {} replicas, {} leaders",
+                n.id, n.replicas, n.leaders
+            )
+        })
+        .collect();
+    println!(
+        "rebalance onto a 4th node: {moved} of {} partitions moved ({} records x {} B each) in {:.2} s; {}",
+        args.rebalance_partitions,
+        args.rebalance_records,
+        args.record_size,
+        took.as_secs_f64(),
+        share.join("; ")
+    );
+    Ok(())
+}
