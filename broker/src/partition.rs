@@ -16,6 +16,9 @@
 //! # Concurrency
 //! The log sits behind a `std::sync::RwLock` held only for in-memory work and
 //! a `write(2)` into the page cache, never across an `.await` or an fsync.
+//! The role sits behind a `std::sync::Mutex`; when both are held, the role
+//! is taken first, then the log (a leader appends under its role so no
+//! write lands after it stopped leading).
 //! Group commit: the first producer to need a flush takes `flush_lock`,
 //! grabs a `FlushTicket` covering everything appended so far, and runs the
 //! fsync on a blocking thread; producers queued behind it usually find their
@@ -111,6 +114,8 @@ pub(crate) struct Partition {
     /// The log end, for followers waiting on new data.
     leo: watch::Sender<i64>,
     role: Mutex<Role>,
+    /// In a cluster the HW is the replication's, not the log's.
+    clustered: bool,
     flush_lock: tokio::sync::Mutex<()>,
     last_flush: std::sync::Mutex<Instant>,
     /// Set when the topic is deleted: appends and reads stop.
@@ -148,6 +153,7 @@ impl Partition {
             hw: watch::Sender::new(hw),
             leo: watch::Sender::new(leo),
             role: Mutex::new(role),
+            clustered,
             flush_lock: tokio::sync::Mutex::new(()),
             last_flush: std::sync::Mutex::new(Instant::now()),
             deleted: AtomicBool::new(false),
@@ -176,8 +182,10 @@ impl Partition {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Called with the log locked: must not take the role lock (the
+    /// lock order is role, then log).
     fn publish_hw(&self, log: &Log) {
-        if !matches!(*self.role(), Role::Standalone) {
+        if self.clustered {
             self.leo.send_replace(log.log_end_offset());
             return;
         }

@@ -252,7 +252,22 @@ fn bad_configuration_is_refused_with_a_clear_message() {
         ),
         (
             vec!["serve", "--data-dir", data, "--peers", "2=127.0.0.1:9401"],
-            "clustering is not available",
+            "does not list this node",
+        ),
+        (
+            vec!["serve", "--data-dir", data, "--peers", "1=nohost"],
+            "needs a port",
+        ),
+        (
+            vec![
+                "serve",
+                "--data-dir",
+                data,
+                "--bootstrap",
+                "--join",
+                "127.0.0.1:1",
+            ],
+            "only one of",
         ),
         (
             vec!["serve", "--data-dir", data, "--flush-policy", "sometimes"],

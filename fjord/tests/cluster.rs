@@ -463,3 +463,101 @@ fn a_new_node_takes_its_share_and_a_drained_node_leaves() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("drain it first"));
 }
+
+/// Three free loopback addresses (bound, read back, released).
+fn free_addresses() -> Vec<String> {
+    let listeners: Vec<std::net::TcpListener> = (0..3)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_fixed_peer_list_forms_a_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let addrs = free_addresses();
+    let peers = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("{}={a}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    let nodes: Vec<Server> = (0..3)
+        .map(|i| {
+            let id = (i + 1).to_string();
+            Server::start_with(
+                &dir.path().join(format!("p{id}")),
+                &[
+                    "--node-id",
+                    &id,
+                    "--peers",
+                    &peers,
+                    "--cluster-id",
+                    "fixed",
+                    "--grpc-listen",
+                    &addrs[i],
+                ],
+            )
+        })
+        .collect();
+    let s = wait_for(&nodes[2], "three voters live", |s| {
+        s["quorum"] == true
+            && s["nodes"].as_array().is_some_and(|n| {
+                n.len() == 3 && n.iter().all(|x| x["live"] == true && x["role"] == "voter")
+            })
+    });
+    assert_eq!(s["cluster_id"], "fixed");
+    nodes[2].ok(&["topic", "create", "fixed", "--partitions", "2"]);
+    nodes[0].ok_with_input(&["produce", "fixed"], &lines(0..500));
+    assert_eq!(
+        consume_all(&nodes[1], "fixed"),
+        (0..500).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn sigterm_hands_leadership_away_and_groups_survive_their_coordinator() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = cluster(dir.path(), 3);
+    nodes[0].ok(&[
+        "topic",
+        "create",
+        "jobs",
+        "--partitions",
+        "1",
+        "--config",
+        "min.insync.replicas=2",
+    ]);
+    nodes[0].ok_with_input(&["produce", "jobs"], &lines(0..300));
+    // A group consumes everything through a node that is probably not its
+    // coordinator, committing its offsets.
+    let out = nodes[1].ok(&["consume", "jobs", "--group", "g1", "--from-beginning"]);
+    assert_eq!(out.lines().count(), 300);
+    nodes[0].ok_with_input(&["produce", "jobs"], &lines(300..350));
+
+    // SIGTERM the leader of jobs-0: it exits cleanly after the controller
+    // moved its leaderships.
+    let d = describe(&nodes[0], "jobs");
+    let leader = partition(&d, 0)["leader"].as_u64().unwrap() as usize - 1;
+    let mut nodes: Vec<Option<Server>> = nodes.into_iter().map(Some).collect();
+    let victim = nodes[leader].take().unwrap();
+    let logs_path = victim.log.clone();
+    assert_eq!(victim.terminate(), Some(0));
+    let logs = std::fs::read_to_string(logs_path).unwrap_or_default();
+    assert!(logs.contains("handing partition leadership away"), "{logs}");
+    let other = nodes.iter().flatten().next().unwrap();
+    let d = describe(other, "jobs");
+    assert_ne!(
+        partition(&d, 0)["leader"].as_u64(),
+        Some(leader as u64 + 1),
+        "{d}"
+    );
+    // The group resumes where it committed, whichever node coordinates it
+    // now: only the 50 new records.
+    let out = other.ok(&["consume", "jobs", "--group", "g1"]);
+    let got: Vec<u32> = out.lines().map(|l| l.parse().unwrap()).collect();
+    assert_eq!(got, (300..350).collect::<Vec<_>>());
+}
