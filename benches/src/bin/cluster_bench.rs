@@ -405,7 +405,7 @@ async fn main() -> Result<()> {
             );
         }
     }
-    let (s, r) = (median(&mut single), median(&mut replicated));
+    let (s, r) = (median(&single), median(&replicated));
     println!(
         "throughput (median): single acks=1 {s:.0} records/s; 3-node RF=3 acks=all {r:.0} records/s; ratio {:.2}",
         r / s
