@@ -8,7 +8,10 @@
 //! following partition leaders) while a seeded nemesis SIGKILLs a node —
 //! the leader of partition 0, the controller or any node — and restarts it
 //! after a while, or pauses one with SIGSTOP (a node cut off from everyone,
-//! that then wakes up believing what it believed before). When the time is
+//! that then wakes up believing what it believed before), or splits the
+//! network, cutting a node or a minority off from the rest through the
+//! proxies every node sits behind (a leader that keeps running but cannot
+//! reach the quorum). When the time is
 //! up the faults stop, the log is read back from the leaders and the
 //! history is checked (see `history.rs`). Every run prints its seed; the
 //! same seed replays the same fault schedule.
@@ -16,11 +19,14 @@
 //! # Layout
 //! - [`history`]: the record of a run and the checker.
 //! - [`node`]: a `fjord serve` process to kill, pause and restart.
+//! - [`proxy`]: the fault-injecting proxy in front of each cluster node,
+//!   for network partitions.
 //! - [`workload`]: producers and consumers that follow the node.
 //! - [`stop`]: the flag that ends the workload.
 
 pub mod history;
 pub mod node;
+pub mod proxy;
 pub mod stop;
 pub mod workload;
 
@@ -60,16 +66,34 @@ pub struct Fault {
     pub what: String,
 }
 
+/// The processes of a run and, in a cluster, the proxy in front of each.
+struct Nodes {
+    nodes: Vec<Node>,
+    proxies: Vec<proxy::Proxy>,
+}
+
+impl Nodes {
+    /// The address clients use for node `i` (its proxy's, in a cluster).
+    fn addr(&self, i: usize) -> String {
+        self.proxies
+            .get(i)
+            .map_or_else(|| self.nodes[i].grpc.clone(), |p| p.addr.clone())
+    }
+
+    fn addrs(&self) -> Vec<String> {
+        (0..self.nodes.len()).map(|i| self.addr(i)).collect()
+    }
+}
+
 /// Runs the workload under faults and checks the history.
 ///
 /// # Errors
 /// The node cannot start or be reached after the faults stop.
 pub async fn run(binary: &Path, dir: &Path, config: &RunConfig) -> Result<(Report, Vec<Fault>)> {
     let nodes = start_nodes(binary, dir, config).await?;
-    let address: workload::Address =
-        Arc::new(Mutex::new(nodes.iter().map(|n| n.grpc.clone()).collect()));
+    let address: workload::Address = Arc::new(Mutex::new(nodes.addrs()));
     let topic = "chaos".to_string();
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", nodes[0].grpc))?
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", nodes.addr(0)))?
         .connect()
         .await?;
     let (replication_factor, configs) = if config.nodes >= 3 {
@@ -132,32 +156,54 @@ pub async fn run(binary: &Path, dir: &Path, config: &RunConfig) -> Result<(Repor
     Ok((check(&history), faults))
 }
 
-/// Starts the single node, or bootstraps node 1 and joins the others to it
-/// (waiting until every one is live).
-async fn start_nodes(binary: &Path, dir: &Path, config: &RunConfig) -> Result<Vec<Node>> {
+/// Starts the single node, or bootstraps node 1 and joins the others to it,
+/// each behind its proxy (waiting until every one is live).
+async fn start_nodes(binary: &Path, dir: &Path, config: &RunConfig) -> Result<Nodes> {
     let extra: Vec<String> = config.serve_args.clone();
     if config.nodes <= 1 {
         let refs: Vec<&str> = extra.iter().map(String::as_str).collect();
-        return Ok(vec![Node::start(binary, &dir.join("node"), &refs)?]);
+        return Ok(Nodes {
+            nodes: vec![Node::start(binary, &dir.join("node"), &refs)?],
+            proxies: Vec::new(),
+        });
     }
     let voters = if config.nodes >= 5 { "5" } else { "3" };
+    let mut proxies = Vec::with_capacity(config.nodes);
+    for _ in 0..config.nodes {
+        proxies.push(proxy::Proxy::start().await?);
+    }
     let mut nodes: Vec<Node> = Vec::with_capacity(config.nodes);
     for id in 1..=config.nodes {
-        let mut args = vec!["--node-id".to_string(), id.to_string()];
-        args.extend(["--max-voters".to_string(), voters.to_string()]);
-        match nodes.first() {
-            None => args.push("--bootstrap".into()),
-            Some(first) => args.extend(["--join".to_string(), first.grpc.clone()]),
+        let mut args = vec![
+            "--node-id".to_string(),
+            id.to_string(),
+            "--max-voters".to_string(),
+            voters.to_string(),
+            "--advertised-grpc".to_string(),
+            proxies[id - 1].addr.clone(),
+            "--outbound-address".to_string(),
+            proxy::node_ip(id).to_string(),
+        ];
+        if id == 1 {
+            args.push("--bootstrap".into());
+        } else {
+            args.extend(["--join".to_string(), proxies[0].addr.clone()]);
         }
         args.extend(extra.iter().cloned());
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let mut node = Node::start(binary, &dir.join(format!("node{id}")), &refs)?;
-        node.sticky = true;
+        let data = dir.join(format!("node{id}"));
+        // The proxy must forward before the node announces itself (a
+        // joining node is called back at its advertised address), so the
+        // node gets a free port picked here, and keeps it across restarts.
+        let grpc = free_port()?;
+        proxies[id - 1].set_target(&grpc);
+        let node = Node::start_at(binary, &data, &refs, &grpc)?;
         nodes.push(node);
     }
+    let nodes = Nodes { nodes, proxies };
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if let Some(s) = cluster_status(&nodes[0].grpc).await
+        if let Some(s) = cluster_status(&nodes.addr(0)).await
             && s.nodes.len() == config.nodes
             && s.nodes.iter().all(|n| n.live)
         {
@@ -169,6 +215,12 @@ async fn start_nodes(binary: &Path, dir: &Path, config: &RunConfig) -> Result<Ve
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// A free loopback address (bound, read back, released).
+fn free_port() -> Result<String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.to_string())
 }
 
 async fn cluster_status(addr: &str) -> Option<pb::ClusterStatusResponse> {
@@ -188,15 +240,19 @@ async fn cluster_status(addr: &str) -> Option<pb::ClusterStatusResponse> {
 
 /// The node (index) to hit: the leader of partition 0, the controller, or
 /// any node.
-async fn pick_victim(nodes: &[Node], topic: &str, rng: &mut StdRng) -> (usize, &'static str) {
-    let any = rng.random_range(0..nodes.len());
+async fn pick_victim(nodes: &Nodes, topic: &str, rng: &mut StdRng) -> (usize, &'static str) {
+    let n = nodes.nodes.len();
+    let any = rng.random_range(0..n);
     let roll: f64 = rng.random();
-    let up: Vec<&Node> = nodes.iter().filter(|n| !n.is_down()).collect();
-    let Some(asked) = up.first() else {
+    let addrs = nodes.addrs();
+    let Some(asked) = (0..n)
+        .find(|i| !nodes.nodes[*i].is_down())
+        .map(|i| addrs[i].clone())
+    else {
         return (any, "a node");
     };
     if roll < 0.4 {
-        if let Ok(ch) = tonic::transport::Endpoint::from_shared(format!("http://{}", asked.grpc))
+        if let Ok(ch) = tonic::transport::Endpoint::from_shared(format!("http://{asked}"))
             && let Ok(ch) = ch.connect().await
             && let Ok(d) = TopicServiceClient::new(ch)
                 .describe_topic(pb::DescribeTopicRequest { name: topic.into() })
@@ -205,68 +261,85 @@ async fn pick_victim(nodes: &[Node], topic: &str, rng: &mut StdRng) -> (usize, &
                 .into_inner()
                 .topic
                 .and_then(|t| t.partitions.into_iter().next())
-            && let Some(i) = nodes.iter().position(|n| n.grpc == p.leader_address)
+            && let Some(i) = addrs.iter().position(|a| *a == p.leader_address)
         {
             return (i, "the leader of partition 0");
         }
     } else if roll < 0.6
-        && let Some(s) = cluster_status(&asked.grpc).await
+        && let Some(s) = cluster_status(&asked).await
         && let Some(c) = s.nodes.iter().find(|n| n.id == s.controller)
-        && let Some(i) = nodes.iter().position(|n| n.grpc == c.address)
+        && let Some(i) = addrs.iter().position(|a| *a == c.address)
     {
         return (i, "the controller");
     }
     (any, "a node")
 }
 
-/// Injects seeded faults for `config.duration` on a cluster: one node at a
-/// time is killed (and restarted after a while) or paused; hands back the
-/// nodes, all running.
+/// Injects seeded faults for `config.duration` on a cluster, one at a
+/// time: a node is killed (and restarted after a while) or paused, or the
+/// network is split (one node, or a minority, cut off from the rest, then
+/// healed). Hands back the nodes, all running and connected.
 async fn nemesis(
-    mut nodes: Vec<Node>,
+    mut nodes: Nodes,
     address: &workload::Address,
     topic: &str,
     config: &RunConfig,
-) -> Result<(Vec<Node>, Vec<Fault>)> {
-    if nodes.len() == 1 {
-        let node = nodes.remove(0);
+) -> Result<(Nodes, Vec<Fault>)> {
+    if nodes.nodes.len() == 1 {
+        let node = nodes.nodes.remove(0);
         let (node, faults) = nemesis_single(node, address, config).await?;
-        return Ok((vec![node], faults));
+        nodes.nodes.push(node);
+        return Ok((nodes, faults));
     }
     let mut rng = StdRng::seed_from_u64(config.seed);
     let start = Instant::now();
     let mut faults = Vec::new();
+    let n = nodes.nodes.len();
     while start.elapsed() < config.duration {
         tokio::time::sleep(Duration::from_millis(rng.random_range(500..2000))).await;
         let at = start.elapsed();
         let (victim, role) = pick_victim(&nodes, topic, &mut rng).await;
         let id = victim + 1;
-        if rng.random_bool(0.6) {
-            let down = Duration::from_millis(rng.random_range(200..3000));
+        let lasting = Duration::from_millis(rng.random_range(200..3000));
+        let roll: f64 = rng.random();
+        if roll < 0.4 {
             faults.push(Fault {
                 at,
                 what: format!(
                     "SIGKILL node {id} ({role}), restart after {} ms",
-                    down.as_millis()
+                    lasting.as_millis()
                 ),
             });
-            nodes[victim].kill9();
-            tokio::time::sleep(down).await;
-            let mut node = nodes.remove(victim);
+            nodes.nodes[victim].kill9();
+            tokio::time::sleep(lasting).await;
+            let mut node = nodes.nodes.remove(victim);
             node = tokio::task::spawn_blocking(move || node.restart().map(|()| node)).await??;
-            nodes.insert(victim, node);
-        } else {
-            let pause = Duration::from_millis(rng.random_range(200..3000));
+            nodes.nodes.insert(victim, node);
+        } else if roll < 0.7 {
             faults.push(Fault {
                 at,
-                what: format!("SIGSTOP node {id} ({role}) for {} ms", pause.as_millis()),
+                what: format!("SIGSTOP node {id} ({role}) for {} ms", lasting.as_millis()),
             });
-            nodes[victim].pause();
-            tokio::time::sleep(pause).await;
-            nodes[victim].resume();
-        }
-        if let Ok(mut a) = address.lock() {
-            *a = nodes.iter().map(|n| n.grpc.clone()).collect();
+            nodes.nodes[victim].pause();
+            tokio::time::sleep(lasting).await;
+            nodes.nodes[victim].resume();
+        } else {
+            // Cut off the victim, or (5 nodes) the victim and its
+            // neighbour: a minority that may hold the leader.
+            let mut side = vec![id];
+            if n >= 5 && rng.random_bool(0.5) {
+                side.push(id % n + 1);
+            }
+            faults.push(Fault {
+                at,
+                what: format!(
+                    "partition nodes {side:?} ({role}) from the rest for {} ms",
+                    lasting.as_millis()
+                ),
+            });
+            proxy::partition(&nodes.proxies, &side);
+            tokio::time::sleep(lasting).await;
+            proxy::heal(&nodes.proxies);
         }
     }
     Ok((nodes, faults))

@@ -60,6 +60,25 @@ impl Node {
         Ok(node)
     }
 
+    /// Starts a node whose gRPC listener is `grpc` now and after every
+    /// restart (a cluster member behind a proxy).
+    ///
+    /// # Errors
+    /// As [`Node::start`].
+    pub fn start_at(binary: &Path, data: &Path, extra: &[&str], grpc: &str) -> Result<Node> {
+        let mut node = Node {
+            binary: binary.to_path_buf(),
+            data: data.to_path_buf(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            child: None,
+            grpc: grpc.to_string(),
+            sticky: true,
+            paused: false,
+        };
+        node.restart()?;
+        Ok(node)
+    }
+
     /// (Re)starts the process and waits for it to announce its listeners.
     ///
     /// # Errors

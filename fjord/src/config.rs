@@ -19,6 +19,8 @@
 //! | `rack` | `FJORD_RACK` | `--rack` | none |
 //! | `session_timeout_ms` | `FJORD_SESSION_TIMEOUT_MS` | `--session-timeout-ms` | `1500`: a broker silent this long is fenced |
 //! | `max_voters` | `FJORD_MAX_VOTERS` | `--max-voters` | `3`: voters the quorum grows to as nodes join (1, 3 or 5); later nodes are learners |
+//! | `outbound_address` | `FJORD_OUTBOUND_ADDRESS` | `--outbound-address` | none: the source address of connections to other nodes |
+//! | `catch_up_throttle` | `FJORD_CATCH_UP_THROTTLE` | `--catch-up-throttle` | `0` (none): bytes/s a replica outside the ISR copies at most |
 //! | `replica_lag_max_ms` | `FJORD_REPLICA_LAG_MAX_MS` | `--replica-lag-max-ms` | `10000`: a follower behind this long leaves the ISR |
 //! | `flush_policy` | `FJORD_FLUSH_POLICY` | `--flush-policy` | `batch` (`batch`, `interval:<ms>`, `os`) |
 //! | `default_partitions` | `FJORD_DEFAULT_PARTITIONS` | `--default-partitions` | `1` |
@@ -91,6 +93,14 @@ pub(crate) struct ServeArgs {
     /// nodes are learners.
     #[arg(long, env = "FJORD_MAX_VOTERS")]
     max_voters: Option<usize>,
+    /// Source address for connections to other nodes (hosts with several
+    /// addresses).
+    #[arg(long, env = "FJORD_OUTBOUND_ADDRESS", value_name = "IP")]
+    outbound_address: Option<std::net::IpAddr>,
+    /// Bytes/s a replica outside the ISR copies at most (reassignments,
+    /// catching up); 0 = no limit.
+    #[arg(long, env = "FJORD_CATCH_UP_THROTTLE")]
+    catch_up_throttle: Option<u64>,
     /// When appends are fsync'd: `batch` (before acknowledging, group
     /// commit), `interval:<ms>`, or `os`.
     #[arg(long, env = "FJORD_FLUSH_POLICY", value_name = "POLICY")]
@@ -134,6 +144,8 @@ struct FileConfig {
     session_timeout_ms: Option<u64>,
     replica_lag_max_ms: Option<u64>,
     max_voters: Option<usize>,
+    catch_up_throttle: Option<u64>,
+    outbound_address: Option<std::net::IpAddr>,
     flush_policy: Option<String>,
     default_partitions: Option<u32>,
     auto_create_topics: Option<bool>,
@@ -261,6 +273,11 @@ impl ServeArgs {
                 c.replica_lag_max = Duration::from_millis(ms.max(100));
             }
             c.max_voters = max_voters;
+            c.outbound_address = self.outbound_address.or(file.outbound_address);
+            c.catch_up_throttle = self
+                .catch_up_throttle
+                .or(file.catch_up_throttle)
+                .filter(|r| *r > 0);
             c
         });
         let flush = parse_flush_policy(

@@ -34,6 +34,8 @@ pub const CLUSTER_ID_HEADER: &str = "fjord-cluster-id";
 #[derive(Debug, Clone, Default)]
 pub struct GrpcNetwork {
     pub cluster_id: String,
+    /// Source address of connections to other nodes (`None`: the OS picks).
+    pub local_address: Option<std::net::IpAddr>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
@@ -45,6 +47,7 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
             node: node.clone(),
             client: None,
             cluster_id: self.cluster_id.clone(),
+            local_address: self.local_address,
         }
     }
 }
@@ -56,6 +59,7 @@ pub struct GrpcConnection {
     node: BasicNode,
     client: Option<RaftServiceClient<Channel>>,
     cluster_id: String,
+    local_address: Option<std::net::IpAddr>,
 }
 
 #[derive(Clone, Copy)]
@@ -74,6 +78,7 @@ impl GrpcConnection {
         let endpoint =
             Endpoint::from_shared(url).map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
         let channel = endpoint
+            .local_address(self.local_address)
             .connect_timeout(Duration::from_secs(1))
             .tcp_nodelay(true)
             .connect()

@@ -57,6 +57,7 @@ pub struct MetadataNode {
     raft: Raft<TypeConfig>,
     state: MetadataStateMachine,
     cluster_id: Arc<str>,
+    local_address: Option<std::net::IpAddr>,
 }
 
 /// The quorum's members as this node knows them.
@@ -78,6 +79,7 @@ impl MetadataNode {
         dir: &Path,
         config: Config,
         cluster_id: &str,
+        local_address: Option<std::net::IpAddr>,
     ) -> Result<MetadataNode, Error> {
         let store_err = |source| Error::Store {
             dir: dir.display().to_string(),
@@ -88,6 +90,7 @@ impl MetadataNode {
         let config = Arc::new(config.validate().map_err(|e| Error::Raft(e.to_string()))?);
         let network = GrpcNetwork {
             cluster_id: cluster_id.to_string(),
+            local_address,
         };
         let raft = Raft::new(id, config, network, log, state.clone())
             .await
@@ -97,6 +100,7 @@ impl MetadataNode {
             raft,
             state,
             cluster_id: cluster_id.into(),
+            local_address,
         })
     }
 
@@ -257,7 +261,15 @@ impl MetadataNode {
             match self.propose_local(request.clone()).await {
                 Ok(response) => return Ok(response),
                 Err(Some((leader, addr))) => {
-                    match forward(leader, &addr, &self.cluster_id, &request).await {
+                    match forward(
+                        leader,
+                        &addr,
+                        &self.cluster_id,
+                        self.local_address,
+                        &request,
+                    )
+                    .await
+                    {
                         Ok(response) => return Ok(response),
                         // The leader may have just died: retry while an
                         // election can still name another one.
@@ -314,13 +326,19 @@ async fn forward(
     leader: u64,
     addr: &str,
     cluster_id: &str,
+    local_address: Option<std::net::IpAddr>,
     request: &MetadataRequest,
 ) -> Result<MetadataResponse, Error> {
     let fail = |reason: String| Error::Forward { leader, reason };
     let json = serde_json::to_vec(request).map_err(|e| fail(e.to_string()))?;
-    let mut client = MetadataServiceClient::connect(format!("http://{addr}"))
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| fail(e.to_string()))?
+        .local_address(local_address)
+        .connect_timeout(Duration::from_secs(1))
+        .connect()
         .await
         .map_err(|e| fail(e.to_string()))?;
+    let mut client = MetadataServiceClient::new(channel);
     let mut call = Request::new(RaftPayload { json: json.into() });
     if let Ok(value) = cluster_id.parse() {
         call.metadata_mut()

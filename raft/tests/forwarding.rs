@@ -23,7 +23,7 @@ async fn start(id: u64, listener: tokio::net::TcpListener, dir: &std::path::Path
         election_timeout_max: 800,
         ..Default::default()
     };
-    let node = MetadataNode::start(id, dir, config, "test-cluster")
+    let node = MetadataNode::start(id, dir, config, "test-cluster", None)
         .await
         .unwrap();
     let (raft, metadata) = node.services();

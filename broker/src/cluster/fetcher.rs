@@ -128,10 +128,12 @@ impl Broker {
             match pb::ReplicaError::try_from(response.error) {
                 Ok(pb::ReplicaError::ReplicaNone) => {
                     if !response.records.is_empty() {
+                        let bytes = response.records.len() as u64;
                         let end = self
                             .follower_append(topic, partition, response.records)
                             .await?;
                         debug!(topic, partition = partition.id, end, "replicated");
+                        throttle(cluster, topic, partition.id, bytes).await;
                     }
                     partition.follow_hw(response.high_watermark);
                 }
@@ -156,7 +158,27 @@ impl Broker {
                 .map_err(|e| e.to_string())?;
         }
     }
+}
 
+/// Slows a replica that is catching up (outside the ISR) to the configured
+/// rate, so moving partitions does not starve clients.
+async fn throttle(cluster: &Cluster, topic: &str, partition: u32, bytes: u64) {
+    let Some(rate) = cluster.config.catch_up_throttle.filter(|r| *r > 0) else {
+        return;
+    };
+    let in_sync = cluster
+        .node
+        .state()
+        .topics
+        .get(topic)
+        .and_then(|t| t.partitions.get(partition as usize))
+        .is_some_and(|p| p.isr.contains(&cluster.id));
+    if !in_sync {
+        tokio::time::sleep(Duration::from_secs_f64(bytes as f64 / rate as f64)).await;
+    }
+}
+
+impl Broker {
     async fn follower_append(
         &self,
         topic: &str,

@@ -72,6 +72,13 @@ pub struct ClusterConfig {
     pub produce_timeout: Duration,
     /// Voters the quorum grows to as nodes join (3 or 5).
     pub max_voters: usize,
+    /// Source address of connections to other nodes (`None`: the OS
+    /// picks), for hosts with several addresses.
+    pub outbound_address: Option<std::net::IpAddr>,
+    /// Bytes per second a replica outside the ISR (a new replica of a
+    /// reassignment, or one that fell behind) copies at most; `None`: no
+    /// limit.
+    pub catch_up_throttle: Option<u64>,
 }
 
 impl ClusterConfig {
@@ -85,6 +92,8 @@ impl ClusterConfig {
             replica_lag_max: Duration::from_secs(10),
             produce_timeout: Duration::from_secs(30),
             max_voters: 3,
+            catch_up_throttle: None,
+            outbound_address: None,
         }
     }
 }
@@ -207,7 +216,9 @@ impl Cluster {
         let cluster_id = match (&stored, &config.cluster_id, &config.formation) {
             (Some(stored), _, _) => stored.cluster_id.clone(),
             (None, Some(id), _) => id.clone(),
-            (None, None, Formation::Join(addr)) => ask_cluster_id(addr).await?,
+            (None, None, Formation::Join(addr)) => {
+                ask_cluster_id(addr, config.outbound_address).await?
+            }
             (None, None, Formation::Peers(_)) => "fjord".to_string(),
             (None, None, Formation::Bootstrap) => new_cluster_id(),
         };
@@ -215,7 +226,7 @@ impl Cluster {
             && stored.is_none()
             && config.cluster_id.is_some()
         {
-            let theirs = ask_cluster_id(addr).await?;
+            let theirs = ask_cluster_id(addr, config.outbound_address).await?;
             if theirs != cluster_id {
                 return Err(Error::Cluster(format!(
                     "wrong cluster id: the node at {addr} belongs to cluster {theirs:?}, this node was started for {cluster_id:?}"
@@ -238,9 +249,15 @@ impl Cluster {
             election_timeout_max: 1000,
             ..Default::default()
         };
-        let node = MetadataNode::start(node_id, &data_dir.join("raft"), raft_config, &cluster_id)
-            .await
-            .map_err(|e| Error::Metadata(e.to_string()))?;
+        let node = MetadataNode::start(
+            node_id,
+            &data_dir.join("raft"),
+            raft_config,
+            &cluster_id,
+            config.outbound_address,
+        )
+        .await
+        .map_err(|e| Error::Metadata(e.to_string()))?;
         info!(cluster_id = %cluster_id, node_id, "metadata node started");
         Ok(Cluster {
             node,
@@ -267,6 +284,7 @@ impl Cluster {
         }
         let channel = Endpoint::from_shared(format!("http://{addr}"))
             .map_err(|e| Error::Cluster(format!("bad node address {addr}: {e}")))?
+            .local_address(self.config.outbound_address)
             .connect_timeout(Duration::from_secs(1))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(1))
@@ -363,11 +381,16 @@ impl Cluster {
 }
 
 /// Reads the cluster id of the node at `addr`.
-async fn ask_cluster_id(addr: &str) -> Result<String> {
+async fn ask_cluster_id(addr: &str, local: Option<std::net::IpAddr>) -> Result<String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let attempt = async {
-            let mut client = ClusterServiceClient::connect(format!("http://{addr}")).await?;
+            let channel = Endpoint::from_shared(format!("http://{addr}"))?
+                .local_address(local)
+                .connect_timeout(Duration::from_secs(1))
+                .connect()
+                .await?;
+            let mut client = ClusterServiceClient::new(channel);
             let status = client.status(pb::ClusterStatusRequest {}).await?;
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(status.into_inner().cluster_id)
         };
@@ -462,8 +485,11 @@ impl Broker {
                     cluster_id: cluster.cluster_id.clone(),
                 },
             );
-            let result = match ClusterServiceClient::connect(format!("http://{target}")).await {
-                Ok(mut client) => client.join(request).await.map_err(Some),
+            let result = match cluster.channel(&target) {
+                Ok(channel) => ClusterServiceClient::new(channel)
+                    .join(request)
+                    .await
+                    .map_err(Some),
                 Err(_) => Err(None),
             };
             match result {
