@@ -155,6 +155,11 @@ impl Broker {
                     if let Err(e) = partition.flush_if_due(&broker.inner.metrics).await {
                         warn!("timed flush failed: {e}");
                     }
+                    // Followers of `flush.messages=1` topics fsync here
+                    // rather than before every fetch.
+                    if let Err(e) = partition.flush_follower(&broker.inner.metrics).await {
+                        warn!("follower flush failed: {e}");
+                    }
                 }
                 if last_maintenance.elapsed() >= broker.inner.config.retention_check_interval {
                     last_maintenance = tokio::time::Instant::now();

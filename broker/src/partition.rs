@@ -588,6 +588,26 @@ impl Partition {
         Ok(())
     }
 
+    /// A follower of an fsync-per-batch topic: flushes what it copied (on
+    /// the background tick, every 100 ms).
+    pub(crate) async fn flush_follower(&self, metrics: &Metrics) -> StorageResult<()> {
+        if !matches!(&*self.role(), Role::Follower { .. }) {
+            return Ok(());
+        }
+        let (due, end) = {
+            let log = self.read_log();
+            (
+                log.flushes_every_batch() && log.recovery_point() < log.log_end_offset(),
+                log.log_end_offset(),
+            )
+        };
+        if due {
+            self.flush_to(end, metrics).await
+        } else {
+            Ok(())
+        }
+    }
+
     /// For `flush.ms` topics: flushes when the interval has passed.
     pub(crate) async fn flush_if_due(&self, metrics: &Metrics) -> StorageResult<()> {
         let (due, end) = {

@@ -148,7 +148,10 @@ impl LeaderReplication {
         let Some(state) = self.followers.get_mut(&follower) else {
             return out;
         };
-        state.log_end = offset.min(self.leader_log_end);
+        // Kept as reported: the follower may be ahead of what the leader
+        // has flushed (it copies up to the leader's log end); the HW takes
+        // the minimum with the leader's own end anyway.
+        state.log_end = offset;
         if offset >= self.leader_log_end {
             state.last_caught_up = now;
         }

@@ -67,6 +67,9 @@ struct Args {
     /// Records written to each partition before the rebalance.
     #[arg(long, default_value_t = 5_000)]
     rebalance_records: u64,
+    /// Extra `fjord serve` flags for every node (e.g. --flush-policy os).
+    #[arg(long, allow_hyphen_values = true, num_args = 1..)]
+    serve_arg: Vec<String>,
 }
 
 /// A `fjord serve` process with a data directory that outlives restarts.
@@ -166,10 +169,11 @@ async fn status(addr: &str) -> Result<pb::ClusterStatusResponse> {
 }
 
 /// Bootstraps node 1 and joins the others; waits until all are live.
-async fn cluster(binary: &Path, dir: &Path, n: usize) -> Result<Vec<Node>> {
+async fn cluster(binary: &Path, dir: &Path, n: usize, extra: &[String]) -> Result<Vec<Node>> {
     let mut nodes: Vec<Node> = Vec::new();
     for id in 1..=n {
-        let mut args = vec!["--node-id".to_string(), id.to_string()];
+        let mut args = extra.to_vec();
+        args.extend(["--node-id".to_string(), id.to_string()]);
         match nodes.first() {
             None => args.push("--bootstrap".into()),
             Some(first) => args.extend(["--join".to_string(), first.grpc.clone()]),
@@ -263,7 +267,8 @@ async fn throughput(addrs: &[String], topic: &str, acks: pb::Acks, args: &Args) 
                 ProduceServiceClient::new(ch.clone()).max_encoding_message_size(64 << 20);
             let (topic, one) = (topic.to_string(), one.clone());
             tasks.spawn(async move {
-                for _ in 0..batches_per_task {
+                let mut sent = 0;
+                while sent < batches_per_task {
                     let r = client
                         .produce(pb::ProduceRequest {
                             topic: topic.clone(),
@@ -276,8 +281,14 @@ async fn throughput(addrs: &[String], topic: &str, acks: pb::Acks, args: &Args) 
                         })
                         .await?
                         .into_inner();
-                    if let Some(e) = r.results.iter().find(|r| r.error != 0) {
-                        bail!("produce failed: {}", e.error_message);
+                    match r.results.iter().find(|r| r.error != 0) {
+                        None => sent += 1,
+                        // A new topic's leader may not have taken up its
+                        // role yet: try again shortly.
+                        Some(e) if e.error == pb::ErrorCode::ErrorNotLeader as i32 => {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        Some(e) => bail!("produce failed: {}", e.error_message),
                     }
                 }
                 Ok::<u64, anyhow::Error>(batches_per_task)
@@ -374,8 +385,12 @@ async fn main() -> Result<()> {
     let mut single = Vec::new();
     let mut replicated = Vec::new();
     {
-        let node = Node::start(&binary, scratch.path().join("single"), Vec::new())?;
-        let nodes = cluster(&binary, &scratch.path().join("three"), 3).await?;
+        let node = Node::start(
+            &binary,
+            scratch.path().join("single"),
+            args.serve_arg.clone(),
+        )?;
+        let nodes = cluster(&binary, &scratch.path().join("three"), 3, &args.serve_arg).await?;
         let addrs: Vec<String> = nodes.iter().map(|n| n.grpc.clone()).collect();
         for run in 0..args.runs {
             let t = format!("single-{run}");
@@ -412,7 +427,13 @@ async fn main() -> Result<()> {
     );
 
     // 2. Failover.
-    let mut nodes = cluster(&binary, &scratch.path().join("failover"), 3).await?;
+    let mut nodes = cluster(
+        &binary,
+        &scratch.path().join("failover"),
+        3,
+        &args.serve_arg,
+    )
+    .await?;
     create(
         &nodes[0].grpc,
         "failover",
@@ -441,7 +462,13 @@ async fn main() -> Result<()> {
     );
 
     // 3. Rebalance onto a new node.
-    let mut nodes = cluster(&binary, &scratch.path().join("rebalance"), 3).await?;
+    let mut nodes = cluster(
+        &binary,
+        &scratch.path().join("rebalance"),
+        3,
+        &args.serve_arg,
+    )
+    .await?;
     let addrs: Vec<String> = nodes.iter().map(|n| n.grpc.clone()).collect();
     create(&addrs[0], "spread", args.rebalance_partitions, 3, &[]).await?;
     let fill = Args {
@@ -454,12 +481,16 @@ async fn main() -> Result<()> {
     nodes.push(Node::start(
         &binary,
         scratch.path().join("rebalance/node4"),
-        vec![
-            "--node-id".into(),
-            "4".into(),
-            "--join".into(),
-            addrs[0].clone(),
-        ],
+        args.serve_arg
+            .iter()
+            .cloned()
+            .chain([
+                "--node-id".into(),
+                "4".into(),
+                "--join".into(),
+                addrs[0].clone(),
+            ])
+            .collect(),
     )?);
     wait_until(&addrs[0], |s| {
         s.nodes.len() == 4 && s.nodes.iter().all(|n| n.live)

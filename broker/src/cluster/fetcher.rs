@@ -53,7 +53,7 @@ impl Broker {
         &self,
         cluster: &Cluster,
         topic: &str,
-        partition: &Partition,
+        partition: &Arc<Partition>,
         epoch: i32,
         leader: u64,
     ) {
@@ -85,7 +85,7 @@ impl Broker {
         cluster: &Cluster,
         addr: &str,
         topic: &str,
-        partition: &Partition,
+        partition: &Arc<Partition>,
         epoch: i32,
     ) -> Result<(), String> {
         let channel = cluster.channel(addr).map_err(|e| e.to_string())?;
@@ -182,7 +182,7 @@ impl Broker {
     async fn follower_append(
         &self,
         topic: &str,
-        partition: &Partition,
+        partition: &Arc<Partition>,
         records: bytes::Bytes,
     ) -> Result<i64, String> {
         if let Err(e) = partition.append_replicated(records) {
@@ -194,10 +194,11 @@ impl Broker {
             return Err(e.to_string());
         }
         let end = partition.follower_position().0;
-        partition
-            .flush_to(end, &self.inner.metrics)
-            .await
-            .map_err(|e| e.to_string())?;
+        // No fsync here: the next fetch (which tells the leader how far
+        // this copy got) goes out at once, and followers fsync on a short
+        // timer (see `Broker::spawn_background`). The leader fsyncs its own
+        // copy before it counts it, so an acknowledged write is on the
+        // leader's disk and in every in-sync replica's log.
         Ok(end)
     }
 

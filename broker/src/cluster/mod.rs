@@ -348,9 +348,13 @@ impl Cluster {
         if id == self.id {
             return true;
         }
-        // A new controller has heard nobody yet: everyone gets a session.
+        // A new controller has heard nobody yet. Live brokers find it
+        // within a few heartbeats, so that is their grace, not a whole
+        // session (which would double the failover time when the
+        // controller dies with a partition leader).
+        let grace_period = (self.config.heartbeat_interval * 4).min(self.config.session_timeout);
         let grace = lock(&self.controller_since)
-            .is_none_or(|since| now.saturating_duration_since(since) < self.config.session_timeout);
+            .is_none_or(|since| now.saturating_duration_since(since) < grace_period);
         grace
             || lock(&self.heartbeats)
                 .get(&id)
