@@ -37,6 +37,9 @@ use crate::config::{Acks, now_ms};
 use crate::metrics::Metrics;
 use crate::replication::{AckCheck, LeaderReplication, ReplicationAction};
 
+/// How often a follower of an fsync-per-batch topic fsyncs what it copied.
+pub(crate) const FOLLOWER_FLUSH_EVERY: Duration = Duration::from_millis(100);
+
 /// Errors below the broker's own (the broker adds topic and partition).
 pub(crate) type StorageResult<T> = std::result::Result<T, fjord_storage::Error>;
 
@@ -588,16 +591,23 @@ impl Partition {
         Ok(())
     }
 
-    /// A follower of an fsync-per-batch topic: flushes what it copied (on
-    /// the background tick, every 100 ms).
+    /// A follower of an fsync-per-batch topic: flushes what it copied, at
+    /// most every [`FOLLOWER_FLUSH_EVERY`] (from the background tick).
     pub(crate) async fn flush_follower(&self, metrics: &Metrics) -> StorageResult<()> {
         if !matches!(&*self.role(), Role::Follower { .. }) {
             return Ok(());
         }
+        let since = self
+            .last_flush
+            .lock()
+            .map(|t| t.elapsed())
+            .unwrap_or_default();
         let (due, end) = {
             let log = self.read_log();
             (
-                log.flushes_every_batch() && log.recovery_point() < log.log_end_offset(),
+                since >= FOLLOWER_FLUSH_EVERY
+                    && log.flushes_every_batch()
+                    && log.recovery_point() < log.log_end_offset(),
                 log.log_end_offset(),
             )
         };

@@ -267,11 +267,16 @@ impl Log {
         now_ms: i64,
     ) -> Result<AppendInfo> {
         self.maybe_roll_for(batch.len() as u64, now_ms)?;
-        let mut stamped = BytesMut::from(&batch[..]);
-        stamp(&mut stamped, base_offset, leader_epoch);
-        header.base_offset = base_offset;
-        header.partition_leader_epoch = leader_epoch;
-        self.active_mut().append(&stamped, &header, now_ms)?;
+        if header.base_offset == base_offset && header.partition_leader_epoch == leader_epoch {
+            // Already stamped (a follower's copy of the leader's batch).
+            self.active_mut().append(batch, &header, now_ms)?;
+        } else {
+            let mut stamped = BytesMut::from(&batch[..]);
+            stamp(&mut stamped, base_offset, leader_epoch);
+            header.base_offset = base_offset;
+            header.partition_leader_epoch = leader_epoch;
+            self.active_mut().append(&stamped, &header, now_ms)?;
+        }
         self.producers.record(&header);
         if self
             .leader_epochs

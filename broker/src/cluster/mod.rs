@@ -160,6 +160,9 @@ pub(crate) struct Cluster {
     heartbeats: Mutex<HashMap<u64, Instant>>,
     /// When this node last became controller (grace for heartbeats).
     controller_since: Mutex<Option<Instant>>,
+    /// The last controller this node saw before it became one: it gets no
+    /// grace (it lost the quorum, or died).
+    previous_controller: Mutex<Option<u64>>,
     /// Broker side: when the controller last answered a heartbeat.
     last_heard: Mutex<Instant>,
     channels: Mutex<HashMap<String, Channel>>,
@@ -245,8 +248,8 @@ impl Cluster {
         let raft_config = openraft::Config {
             cluster_name: cluster_id.clone(),
             heartbeat_interval: 100,
-            election_timeout_min: 500,
-            election_timeout_max: 1000,
+            election_timeout_min: 400,
+            election_timeout_max: 800,
             ..Default::default()
         };
         let node = MetadataNode::start(
@@ -267,6 +270,7 @@ impl Cluster {
             config,
             heartbeats: Mutex::new(HashMap::new()),
             controller_since: Mutex::new(None),
+            previous_controller: Mutex::new(None),
             last_heard: Mutex::new(Instant::now()),
             channels: Mutex::new(HashMap::new()),
             leaving: std::sync::atomic::AtomicBool::new(false),
@@ -354,7 +358,8 @@ impl Cluster {
         // controller dies with a partition leader).
         let grace_period = (self.config.heartbeat_interval * 4).min(self.config.session_timeout);
         let grace = lock(&self.controller_since)
-            .is_none_or(|since| now.saturating_duration_since(since) < grace_period);
+            .is_none_or(|since| now.saturating_duration_since(since) < grace_period)
+            && *lock(&self.previous_controller) != Some(id);
         grace
             || lock(&self.heartbeats)
                 .get(&id)
@@ -755,6 +760,9 @@ pub(crate) async fn register_if_needed(
 async fn controller_round(cluster: &Cluster) {
     if !cluster.node.is_leader() {
         *lock(&cluster.controller_since) = None;
+        if let Some((leader, _)) = cluster.node.leader() {
+            *lock(&cluster.previous_controller) = Some(leader);
+        }
         return;
     }
     {
