@@ -597,6 +597,28 @@ impl Partition {
         if !matches!(&*self.role(), Role::Follower { .. }) {
             return Ok(());
         }
+        self.flush_after(metrics, |log| {
+            log.flushes_every_batch().then_some(FOLLOWER_FLUSH_EVERY)
+        })
+        .await
+    }
+
+    /// For `flush.ms` topics: flushes when the interval has passed.
+    pub(crate) async fn flush_if_due(&self, metrics: &Metrics) -> StorageResult<()> {
+        self.flush_after(metrics, |log| match log.config().flush {
+            FlushPolicy::Interval(every) => Some(every),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Flushes unflushed data when the last flush is older than what
+    /// `interval` says for this log (`None`: never here).
+    async fn flush_after(
+        &self,
+        metrics: &Metrics,
+        interval: impl Fn(&Log) -> Option<std::time::Duration>,
+    ) -> StorageResult<()> {
         let since = self
             .last_flush
             .lock()
@@ -605,33 +627,8 @@ impl Partition {
         let (due, end) = {
             let log = self.read_log();
             (
-                since >= FOLLOWER_FLUSH_EVERY
-                    && log.flushes_every_batch()
+                interval(&log).is_some_and(|every| since >= every)
                     && log.recovery_point() < log.log_end_offset(),
-                log.log_end_offset(),
-            )
-        };
-        if due {
-            self.flush_to(end, metrics).await
-        } else {
-            Ok(())
-        }
-    }
-
-    /// For `flush.ms` topics: flushes when the interval has passed.
-    pub(crate) async fn flush_if_due(&self, metrics: &Metrics) -> StorageResult<()> {
-        let (due, end) = {
-            let log = self.read_log();
-            let FlushPolicy::Interval(every) = log.config().flush else {
-                return Ok(());
-            };
-            let since = self
-                .last_flush
-                .lock()
-                .map(|t| t.elapsed())
-                .unwrap_or_default();
-            (
-                since >= every && log.recovery_point() < log.log_end_offset(),
                 log.log_end_offset(),
             )
         };

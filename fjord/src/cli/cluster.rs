@@ -41,14 +41,18 @@ fn ids(list: &[u64]) -> String {
         .join(",")
 }
 
-/// A client of the controller: scaling operations are sent there.
-async fn controller(client: &ClientArgs) -> Result<ClusterServiceClient<Channel>> {
-    let mut any = ClusterServiceClient::new(client.connect().await?);
-    let s = any
+/// The cluster as the node at `--server` sees it.
+async fn fetch_status(client: &ClientArgs) -> Result<pb::ClusterStatusResponse> {
+    Ok(ClusterServiceClient::new(client.connect().await?)
         .status(pb::ClusterStatusRequest {})
         .await
         .map_err(status)?
-        .into_inner();
+        .into_inner())
+}
+
+/// A client of the controller: scaling operations are sent there.
+async fn controller(client: &ClientArgs) -> Result<ClusterServiceClient<Channel>> {
+    let s = fetch_status(client).await?;
     if s.cluster_id.is_empty() {
         bail!(
             "the node at {} runs as a single node, not in a cluster",
@@ -66,12 +70,7 @@ async fn controller(client: &ClientArgs) -> Result<ClusterServiceClient<Channel>
 pub(crate) async fn run(client: &ClientArgs, command: ClusterCommand) -> Result<()> {
     match command {
         ClusterCommand::Status => {
-            let mut c = ClusterServiceClient::new(client.connect().await?);
-            let s = c
-                .status(pb::ClusterStatusRequest {})
-                .await
-                .map_err(status)?
-                .into_inner();
+            let s = fetch_status(client).await?;
             print_status(client.output, &s);
             if s.cluster_id.is_empty() {
                 return Ok(());
@@ -83,12 +82,7 @@ pub(crate) async fn run(client: &ClientArgs, command: ClusterCommand) -> Result<
             }
         }
         ClusterCommand::AddNode { node_id } => {
-            let mut c = ClusterServiceClient::new(client.connect().await?);
-            let s = c
-                .status(pb::ClusterStatusRequest {})
-                .await
-                .map_err(status)?
-                .into_inner();
+            let s = fetch_status(client).await?;
             if s.nodes.iter().any(|n| n.id == node_id) {
                 bail!("node {node_id} is already in the cluster");
             }
