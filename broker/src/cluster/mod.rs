@@ -106,6 +106,9 @@ struct Identity {
 
 const IDENTITY_FILE: &str = "cluster.json";
 
+/// HTTP/2 flow-control window for node-to-node connections.
+pub(crate) const WINDOW: u32 = 16 << 20;
+
 /// How long a metadata change may take before it is reported as failed.
 const PROPOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -289,6 +292,10 @@ impl Cluster {
         let channel = Endpoint::from_shared(format!("http://{addr}"))
             .map_err(|e| Error::Cluster(format!("bad node address {addr}: {e}")))?
             .local_address(self.config.outbound_address)
+            // Replica fetches carry megabytes: HTTP/2's 64 KiB default
+            // window would stall each one for several round trips.
+            .initial_stream_window_size(WINDOW)
+            .initial_connection_window_size(WINDOW * 2)
             .connect_timeout(Duration::from_secs(1))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(1))

@@ -61,6 +61,10 @@ pub async fn serve_grpc(
     };
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
+        // Large produce requests and replica fetches: a 64 KiB HTTP/2
+        // window would cost round trips per request.
+        .initial_stream_window_size(crate::cluster::WINDOW)
+        .initial_connection_window_size(crate::cluster::WINDOW * 2)
         .add_optional_service(raft)
         .add_optional_service(metadata)
         .add_service(ClusterServiceServer::new(cluster::Cluster(broker.clone())))
