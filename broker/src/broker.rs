@@ -135,7 +135,7 @@ impl Broker {
             broker.load_offsets()?;
         }
         broker.spawn_background();
-        info!(data_dir = %dir.display(), topics = broker.list_topics(true).len(), "broker open");
+        info!(data_dir = %dir.display(), topics = broker.topics_read().len(), "broker open");
         Ok(broker)
     }
 
