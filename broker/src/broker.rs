@@ -244,6 +244,22 @@ impl Broker {
         }
     }
 
+    /// The partition if this node leads it and may serve reads from it.
+    ///
+    /// # Errors
+    /// As [`Broker::leader_partition`]; `LeaderNotReady` while a new
+    /// leader's high watermark catches up.
+    pub(crate) fn readable_partition(&self, topic: &str, partition: u32) -> Result<Arc<Partition>> {
+        let p = self.leader_partition(topic, partition)?;
+        if !p.serves_reads() {
+            return Err(Error::LeaderNotReady {
+                topic: topic.to_string(),
+                partition,
+            });
+        }
+        Ok(p)
+    }
+
     /// The partition if this node leads it (any replica on a single node).
     ///
     /// # Errors

@@ -267,7 +267,7 @@ impl Broker {
     /// Safe: a fetch only reads.
     pub async fn fetch(&self, request: FetchRequest) -> Result<FetchResult> {
         self.check_open()?;
-        let p = self.leader_partition(&request.topic, request.partition)?;
+        let p = self.readable_partition(&request.topic, request.partition)?;
         let deadline = tokio::time::Instant::now() + request.max_wait;
         let max_bytes = if request.max_bytes == 0 {
             1 << 20
@@ -304,7 +304,7 @@ impl Broker {
         partition: u32,
         spec: OffsetSpec,
     ) -> Result<Option<(i64, i64)>> {
-        let p = self.leader_partition(topic, partition)?;
+        let p = self.readable_partition(topic, partition)?;
         Ok(match spec {
             OffsetSpec::Earliest => Some((p.read_log().log_start_offset(), -1)),
             OffsetSpec::Latest => Some((p.high_watermark(), -1)),

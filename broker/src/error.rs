@@ -65,6 +65,10 @@ pub enum Error {
         /// The leader's id and address, when one is known.
         leader: Option<(u64, String)>,
     },
+    /// A new leader whose high watermark has not caught up with its
+    /// epoch's start yet: retry shortly.
+    #[error("{topic}-{partition}: leader not ready (its high watermark is catching up); retry")]
+    LeaderNotReady { topic: String, partition: u32 },
     #[error(
         "{topic}-{partition} has {isr} in-sync replicas, fewer than min.insync.replicas={required}"
     )]

@@ -303,6 +303,12 @@ impl Broker {
     /// # Errors
     /// `InvalidRequest` when the group is unknown.
     pub fn describe_group(&self, group_id: &str) -> Result<GroupDescription> {
+        // In a cluster only the group's coordinator knows its members.
+        if self.cluster().is_some()
+            && let Ok(count) = self.partition_count(OFFSETS_TOPIC)
+        {
+            self.leader_partition(OFFSETS_TOPIC, partition_for_key(group_id.as_bytes(), count))?;
+        }
         let membership = self.inner.coordinator.membership(group_id);
         let committed = self.inner.offsets.group(group_id);
         if membership.is_none() && committed.is_empty() {

@@ -54,6 +54,10 @@ pub(crate) enum Role {
         replication: LeaderReplication,
         min_insync: usize,
         replicas: Vec<u64>,
+        /// The log end when this epoch began: until the HW reaches it, the
+        /// HW this leader knows may be behind the one its predecessor
+        /// served, so reads wait (Kafka's KIP-207).
+        epoch_start: i64,
     },
     /// Copies `leader`'s log; a fetcher task runs until `stop`.
     Follower {
@@ -339,6 +343,7 @@ impl Partition {
             replication,
             replicas: current,
             min_insync: m,
+            ..
         } = &mut *role
             && *e == epoch
             && current.as_slice() == replicas
@@ -351,6 +356,16 @@ impl Partition {
         if let Role::Follower { stop, .. } = &*role {
             stop.cancel();
         }
+        // A new replica list at the same epoch (a reassignment) keeps the
+        // epoch's start.
+        let epoch_start = match &*role {
+            Role::Leader {
+                epoch: e,
+                epoch_start,
+                ..
+            } if *e == epoch => *epoch_start,
+            _ => end,
+        };
         let hw = self.high_watermark().min(end);
         let mut replication =
             LeaderReplication::new(me, replicas, isr, end, hw, lag_max, Instant::now());
@@ -360,9 +375,20 @@ impl Partition {
             replication,
             min_insync,
             replicas: replicas.to_vec(),
+            epoch_start,
         };
         drop(role);
         (true, self.act(actions))
+    }
+
+    /// True when clients may read: a single node, or a leader whose HW has
+    /// caught up with the start of its epoch.
+    pub(crate) fn serves_reads(&self) -> bool {
+        match &*self.role() {
+            Role::Standalone => true,
+            Role::Leader { epoch_start, .. } => self.high_watermark() >= *epoch_start,
+            _ => false,
+        }
     }
 
     /// Follows `leader` at `epoch`; returns the token the new fetcher must

@@ -257,57 +257,72 @@ pub async fn read_final(
     history: &Arc<Mutex<History>>,
 ) -> anyhow::Result<()> {
     for partition in 0..partitions {
-        let mut fetch = None;
-        for _ in 0..600 {
-            fetch = leader(address, topic, partition).await;
-            if fetch.is_some() {
-                break;
+        // A leader elected just before the end may still be catching its
+        // high watermark up: ask again for a while.
+        let mut attempt = 0;
+        let log = loop {
+            match read_partition(partition, topic, address).await {
+                Ok(log) => break log,
+                Err(e) if attempt >= 300 => {
+                    return Err(e.context(format!("final read of partition {partition}")));
+                }
+                Err(_) => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let channel = fetch.ok_or_else(|| {
-            anyhow::anyhow!("no leader of partition {partition} for the final read")
-        })?;
-        let mut fetch = FetchServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE);
-        let earliest = fetch
-            .list_offsets(pb::ListOffsetsRequest {
-                topic: topic.into(),
-                partition,
-                spec: pb::OffsetSpec::Earliest as i32,
-                timestamp_ms: 0,
-            })
-            .await?
-            .into_inner()
-            .offset;
-        let mut offset = earliest;
-        loop {
-            let r = fetch
-                .fetch(pb::FetchRequest {
-                    topic: topic.into(),
-                    partition,
-                    offset,
-                    max_bytes: 1 << 20,
-                    decode: true,
-                    ..Default::default()
-                })
-                .await?
-                .into_inner();
-            if r.decoded.is_empty() {
-                break;
-            }
-            let mut h = history
-                .lock()
-                .map_err(|_| anyhow::anyhow!("history lock poisoned"))?;
-            let log = h.final_log.entry(partition).or_default();
-            for record in r.decoded {
-                log.insert(
-                    record.offset,
-                    String::from_utf8_lossy(record.value.as_deref().unwrap_or_default())
-                        .into_owned(),
-                );
-            }
-            offset = r.next_offset;
-        }
+        };
+        history
+            .lock()
+            .map_err(|_| anyhow::anyhow!("history lock poisoned"))?
+            .final_log
+            .insert(partition, log);
     }
     Ok(())
+}
+
+/// Everything below the high watermark of one partition, from its leader.
+async fn read_partition(
+    partition: u32,
+    topic: &str,
+    address: &Address,
+) -> anyhow::Result<std::collections::BTreeMap<i64, String>> {
+    let channel = leader(address, topic, partition)
+        .await
+        .ok_or_else(|| anyhow::anyhow!("no leader of partition {partition}"))?;
+    let mut fetch = FetchServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE);
+    let mut offset = fetch
+        .list_offsets(pb::ListOffsetsRequest {
+            topic: topic.into(),
+            partition,
+            spec: pb::OffsetSpec::Earliest as i32,
+            timestamp_ms: 0,
+        })
+        .await?
+        .into_inner()
+        .offset;
+    let mut log = std::collections::BTreeMap::new();
+    loop {
+        let r = fetch
+            .fetch(pb::FetchRequest {
+                topic: topic.into(),
+                partition,
+                offset,
+                max_bytes: 1 << 20,
+                decode: true,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        if r.decoded.is_empty() {
+            return Ok(log);
+        }
+        for record in r.decoded {
+            log.insert(
+                record.offset,
+                String::from_utf8_lossy(record.value.as_deref().unwrap_or_default()).into_owned(),
+            );
+        }
+        offset = r.next_offset;
+    }
 }

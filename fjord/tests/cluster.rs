@@ -560,4 +560,11 @@ fn sigterm_hands_leadership_away_and_groups_survive_their_coordinator() {
     let out = other.ok(&["consume", "jobs", "--group", "g1"]);
     let got: Vec<u32> = out.lines().map(|l| l.parse().unwrap()).collect();
     assert_eq!(got, (300..350).collect::<Vec<_>>());
+    // Any node can describe the group (the CLI asks its coordinator).
+    for node in nodes.iter().flatten() {
+        let d: Value =
+            serde_json::from_str(&node.ok(&["group", "describe", "g1", "--output", "json"]))
+                .unwrap();
+        assert_eq!(d["offsets"][0]["committed"], 350, "{d}");
+    }
 }

@@ -19,6 +19,7 @@ pub(crate) fn to_status(e: Error) -> Status {
         }
         Error::ShuttingDown
         | Error::NotLeader { .. }
+        | Error::LeaderNotReady { .. }
         | Error::NotEnoughReplicas { .. }
         | Error::NoQuorum(_) => Code::Unavailable,
         Error::Timeout(_) => Code::DeadlineExceeded,

@@ -102,42 +102,58 @@ impl Ctx {
     }
 }
 
+impl Ctx {
+    /// `ListOffsets` at the partition's leader, following it while
+    /// leadership moves or a new leader catches up (for up to 30 s).
+    pub(super) async fn offset_at_leader(
+        &mut self,
+        partition: u32,
+        spec: pb::OffsetSpec,
+        ts: i64,
+    ) -> Result<i64> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            self.aim_at_leader(partition).await?;
+            let asked = self
+                .fetch
+                .list_offsets(pb::ListOffsetsRequest {
+                    topic: self.topic.clone(),
+                    partition,
+                    spec: spec as i32,
+                    timestamp_ms: ts,
+                })
+                .await;
+            match asked {
+                Ok(r) => return Ok(r.into_inner().offset),
+                Err(e) if super::is_not_leader(&e) && std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(status(e)),
+            }
+        }
+    }
+}
+
 /// Where a partition starts without a committed offset.
 pub(super) async fn start_offset(ctx: &mut Ctx, args: &ConsumeArgs, partition: u32) -> Result<i64> {
-    ctx.aim_at_leader(partition).await?;
     if let Some(offset) = args.offset {
+        ctx.aim_at_leader(partition).await?;
         return Ok(offset);
     }
     if let Some(ts) = args.timestamp {
-        let found = list_offset(
-            &mut ctx.fetch,
-            &ctx.topic,
-            partition,
-            pb::OffsetSpec::Timestamp,
-            ts,
-        )
-        .await?;
+        let found = ctx
+            .offset_at_leader(partition, pb::OffsetSpec::Timestamp, ts)
+            .await?;
         if found >= 0 {
             return Ok(found);
         }
     } else if args.from_beginning {
-        return list_offset(
-            &mut ctx.fetch,
-            &ctx.topic,
-            partition,
-            pb::OffsetSpec::Earliest,
-            0,
-        )
-        .await;
+        return ctx
+            .offset_at_leader(partition, pb::OffsetSpec::Earliest, 0)
+            .await;
     }
-    list_offset(
-        &mut ctx.fetch,
-        &ctx.topic,
-        partition,
-        pb::OffsetSpec::Latest,
-        0,
-    )
-    .await
+    ctx.offset_at_leader(partition, pb::OffsetSpec::Latest, 0)
+        .await
 }
 
 /// Fetches one partition from `offset` to `end` (or forever) into `out`.

@@ -12,9 +12,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
-use super::consume::{
-    Chunk, ConsumeArgs, Ctx, Positions, fetch_partition, list_offset, start_offset,
-};
+use super::consume::{Chunk, ConsumeArgs, Ctx, Positions, fetch_partition, start_offset};
 use super::status;
 
 /// The group session a consume ended in, for the final commit.
@@ -134,8 +132,7 @@ pub(super) async fn run_group(
             let end = if args.follow {
                 None
             } else {
-                ctx.aim_at_leader(p).await?;
-                Some(list_offset(&mut ctx.fetch, &ctx.topic, p, pb::OffsetSpec::Latest, 0).await?)
+                Some(ctx.offset_at_leader(p, pb::OffsetSpec::Latest, 0).await?)
             };
             // The position of every assigned partition is committed, read or not.
             if let Ok(mut positions) = positions.lock() {

@@ -59,11 +59,20 @@ pub(crate) async fn run(client: &ClientArgs, command: GroupCommand) -> Result<()
             }
         }
         GroupCommand::Describe { group } => {
-            let d = groups
-                .describe_group(pb::DescribeGroupRequest { group_id: group })
-                .await
-                .map_err(status)?
-                .into_inner();
+            let request = pb::DescribeGroupRequest { group_id: group };
+            let d = match groups.describe_group(request.clone()).await {
+                Ok(d) => d,
+                // In a cluster, the group's coordinator answers.
+                Err(e) if super::is_not_leader(&e) => match super::leader_address(&e) {
+                    Some(addr) => GroupServiceClient::new(client.at(&addr).connect().await?)
+                        .describe_group(request)
+                        .await
+                        .map_err(status)?,
+                    None => return Err(status(e)),
+                },
+                Err(e) => return Err(status(e)),
+            }
+            .into_inner();
             if client.output == Output::Json {
                 println!(
                     "{}",

@@ -115,6 +115,7 @@ pub(crate) fn is_not_leader(e: &tonic::Status) -> bool {
     e.code() == tonic::Code::Unavailable
         && (e.metadata().get("fjord-leader-id").is_some()
             || e.message().contains("does not lead")
+            || e.message().contains("leader not ready")
             || e.message().contains("in-sync replicas"))
 }
 
