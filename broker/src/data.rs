@@ -124,6 +124,7 @@ impl Broker {
         acks: Acks,
     ) -> Result<ProduceResult> {
         self.check_open()?;
+        self.await_topic(topic).await;
         let p = self.producible(topic, partition).await?;
         self.append_to(&p, topic, batch, acks).await
     }
@@ -267,6 +268,7 @@ impl Broker {
     /// Safe: a fetch only reads.
     pub async fn fetch(&self, request: FetchRequest) -> Result<FetchResult> {
         self.check_open()?;
+        self.await_topic(&request.topic).await;
         let p = self.readable_partition(&request.topic, request.partition)?;
         let deadline = tokio::time::Instant::now() + request.max_wait;
         let max_bytes = if request.max_bytes == 0 {

@@ -451,7 +451,7 @@ async fn main() -> Result<()> {
     )
     .await?;
     let mut times = Vec::new();
-    for i in 0..args.failovers {
+    for i in 0..args.failovers.max(1) {
         let t = failover(&mut nodes, "failover").await?;
         println!(
             "failover {i}: first acks=all write {} ms after the kill",

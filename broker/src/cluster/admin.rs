@@ -72,9 +72,9 @@ pub enum JoinReply {
 
 /// Waits for metadata to be applied on this node (after a proposal that
 /// another node committed).
-async fn wait_applied(cluster: &Cluster, done: impl Fn(&MetadataState) -> bool) {
+async fn wait_applied(cluster: &Cluster, wait: Duration, done: impl Fn(&MetadataState) -> bool) {
     let mut changes = cluster.node.changes();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let deadline = tokio::time::Instant::now() + wait;
     while !done(&cluster.node.state()) {
         tokio::select! {
             _ = changes.changed() => {}
@@ -118,6 +118,21 @@ impl Broker {
             topic: topic.to_string(),
             partition,
             leader,
+        }
+    }
+
+    /// A topic this node does not know yet may have just been created
+    /// through another node: give the metadata a moment to arrive before a
+    /// request calls it unknown.
+    pub(crate) async fn await_topic(&self, topic: &str) {
+        let Some(cluster) = self.cluster() else {
+            return;
+        };
+        if !cluster.node.state().topics.contains_key(topic) {
+            wait_applied(cluster, Duration::from_millis(500), |s| {
+                s.topics.contains_key(topic)
+            })
+            .await;
         }
     }
 
@@ -187,7 +202,10 @@ impl Broker {
                 other?;
             }
         }
-        wait_applied(cluster, |s| s.topics.contains_key(&spec.name)).await;
+        wait_applied(cluster, Duration::from_secs(5), |s| {
+            s.topics.contains_key(&spec.name)
+        })
+        .await;
         info!(topic = %spec.name, partitions = spec.partitions, replication_factor = spec.replication_factor, "topic created");
         self.describe_topic_in_cluster(&spec.name)
     }
@@ -213,7 +231,10 @@ impl Broker {
             }
             other => other.map(|_| ()),
         }?;
-        wait_applied(cluster, |s| !s.topics.contains_key(name)).await;
+        wait_applied(cluster, Duration::from_secs(5), |s| {
+            !s.topics.contains_key(name)
+        })
+        .await;
         info!(topic = %name, "topic deleted");
         Ok(())
     }

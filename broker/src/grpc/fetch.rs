@@ -101,6 +101,7 @@ impl FetchService for Fetch {
         let r = request.into_inner();
         let broker = self.0.clone();
         // Fail fast on a bad topic, partition or offset.
+        broker.await_topic(&r.topic).await;
         broker
             .list_offset(&r.topic, r.partition, OffsetSpec::Latest)
             .map_err(to_status)?;
@@ -149,6 +150,7 @@ impl FetchService for Fetch {
                 )));
             }
         };
+        self.0.await_topic(&r.topic).await;
         let found = self
             .0
             .list_offset(&r.topic, r.partition, spec)

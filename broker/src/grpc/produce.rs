@@ -107,6 +107,7 @@ impl ProduceService for Produce {
                 "a produce request needs batches or records",
             ));
         }
+        broker.await_topic(&r.topic).await;
         let count = broker.partition_count(&r.topic).map_err(to_status)?;
         // Group convenience records by partition, in order.
         let mut by_partition: BTreeMap<u32, Vec<NewRecord>> = BTreeMap::new();
