@@ -343,10 +343,11 @@ pub fn rebalance_plan(state: &MetadataState) -> Vec<MetadataRequest> {
         *load.entry(max_b).or_default() -= 1;
         *load.entry(min_b).or_default() += 1;
     }
-    // Even out preferred leaders.
+    // Even out preferred leaders: greedily first, then move a partition's
+    // preferred leader to another of its replicas while that narrows the
+    // spread.
     let mut leaders: BTreeMap<u64, usize> = brokers.iter().map(|b| (*b, 0)).collect();
-    let mut out = Vec::new();
-    for (topic, partition, old, mut next) in plans {
+    for (_, _, _, next) in &mut plans {
         if let Some(pos) = next
             .iter()
             .enumerate()
@@ -356,6 +357,32 @@ pub fn rebalance_plan(state: &MetadataState) -> Vec<MetadataRequest> {
             next.swap(0, pos);
             *leaders.entry(next[0]).or_default() += 1;
         }
+    }
+    let mut improved = true;
+    while improved {
+        improved = false;
+        for (_, _, _, next) in &mut plans {
+            let current = leaders.get(&next[0]).copied().unwrap_or(0);
+            let better = next
+                .iter()
+                .enumerate()
+                .skip(1)
+                .filter(|(_, b)| brokers.contains(b))
+                .min_by_key(|(_, b)| (leaders.get(b).copied().unwrap_or(0), **b))
+                .filter(|(_, b)| leaders.get(b).copied().unwrap_or(0) + 1 < current)
+                .map(|(pos, _)| pos);
+            if let Some(pos) = better {
+                if let Some(n) = leaders.get_mut(&next[0]) {
+                    *n -= 1;
+                }
+                next.swap(0, pos);
+                *leaders.entry(next[0]).or_default() += 1;
+                improved = true;
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (topic, partition, old, next) in plans {
         if next != old {
             out.push(MetadataRequest::Reassign {
                 topic,
@@ -539,5 +566,93 @@ mod tests {
         assert!(s.brokers[&1].fenced);
         let dirty = &s.topics["dirty"].partitions[0];
         assert_eq!((dirty.leader, dirty.isr.clone()), (Some(2), vec![2]));
+    }
+
+    /// Applies `requests`, then lets the controller finish what they start
+    /// (every replica catches up at once).
+    fn settle(s: &mut MetadataState, requests: Vec<MetadataRequest>) {
+        for r in requests {
+            assert!(
+                !matches!(s.apply(&r), MetadataResponse::Rejected(_)),
+                "{r:?}"
+            );
+        }
+        for _ in 0..10 {
+            // New replicas join the ISR as if they had caught up.
+            for topic in s.topics.values_mut() {
+                for p in &mut topic.partitions {
+                    if let Some(target) = &p.target {
+                        for r in target {
+                            if !p.isr.contains(r) {
+                                p.isr.push(*r);
+                            }
+                        }
+                    }
+                }
+            }
+            let more = decide(s, |_| true);
+            if more.is_empty() {
+                break;
+            }
+            for r in more {
+                s.apply(&r);
+            }
+        }
+    }
+
+    fn counts(s: &MetadataState) -> (BTreeMap<u64, usize>, BTreeMap<u64, usize>) {
+        let (mut leaders, mut replicas) = (BTreeMap::new(), BTreeMap::new());
+        for p in s.topics.values().flat_map(|t| &t.partitions) {
+            *leaders.entry(p.leader.unwrap_or(0)).or_default() += 1;
+            for r in &p.replicas {
+                *replicas.entry(*r).or_default() += 1;
+            }
+        }
+        (leaders, replicas)
+    }
+
+    #[test]
+    fn rebalance_gives_a_new_broker_its_share_and_drain_empties_one() {
+        let mut s = cluster(&[None, None, None]);
+        let placed = place_replicas(&s, 12, 3).unwrap();
+        create(&mut s, "t", placed, &[]);
+        s.apply(&MetadataRequest::RegisterBroker {
+            id: 4,
+            addr: "127.0.0.1:9404".into(),
+            rack: None,
+        });
+        let plan = rebalance_plan(&s);
+        assert!(!plan.is_empty());
+        settle(&mut s, plan);
+        let (leaders, replicas) = counts(&s);
+        assert_eq!(
+            replicas.values().copied().collect::<Vec<_>>(),
+            vec![9, 9, 9, 9]
+        );
+        assert_eq!(
+            leaders.values().copied().collect::<Vec<_>>(),
+            vec![3, 3, 3, 3]
+        );
+        assert!(
+            rebalance_plan(&s).is_empty(),
+            "a balanced cluster stays put"
+        );
+
+        // Draining broker 4 moves all its replicas and leaderships away.
+        s.apply(&MetadataRequest::SetDraining {
+            id: 4,
+            draining: true,
+        });
+        let plan = drain_plan(&s, 4).unwrap();
+        assert_eq!(plan.len(), 9);
+        settle(&mut s, plan);
+        let (leaders, replicas) = counts(&s);
+        assert!(!replicas.contains_key(&4) && !leaders.contains_key(&4));
+        assert_eq!(
+            s.apply(&MetadataRequest::UnregisterBroker { id: 4 }),
+            MetadataResponse::Applied
+        );
+        // With three brokers and RF=3 there is nowhere to drain to.
+        assert!(drain_plan(&s, 3).is_err());
     }
 }
