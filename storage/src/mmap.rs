@@ -43,5 +43,12 @@ pub(crate) fn map_write(file: &File) -> io::Result<MmapMut> {
     // SAFETY: index files are owned exclusively by this log, are set to their
     // full length before mapping and are resized only after the mapping is
     // dropped (`IndexFile::trim` and `reset` unmap first).
-    unsafe { MmapOptions::new().map_mut(file) }
+    let map = unsafe { MmapOptions::new().map_mut(file)? };
+    // Index entries are written a few bytes at a time, far apart: without
+    // this, each fault on a new page of the (sparse) file reads around it,
+    // zero-filling a large folio that memory pressure may drop again.
+    if let Err(e) = map.advise(memmap2::Advice::Random) {
+        tracing::debug!("madvise(RANDOM) on an index: {e}");
+    }
+    Ok(map)
 }
