@@ -339,6 +339,10 @@ fn follow_waits_for_new_records_and_produce_options_work() {
         .args([
             "consume",
             "live",
+            // From the beginning: whenever the follower gets going, it
+            // sees every record (starting at the end would race the
+            // producer below).
+            "--from-beginning",
             "--follow",
             "--print-key",
             "--server",
