@@ -582,7 +582,8 @@ impl Broker {
                 }
             });
         }
-        // Metadata → local partitions, on every change and periodically.
+        // Metadata → local partitions, on every applied change (not on the
+        // Raft metrics that move with each heartbeat) and periodically.
         {
             let broker = self.clone();
             let cluster = Arc::clone(cluster);
@@ -591,12 +592,25 @@ impl Broker {
                 let mut changes = cluster.node.changes();
                 let mut tick = tokio::time::interval(Duration::from_millis(500));
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let seen = |m: &openraft::RaftMetrics<u64, openraft::BasicNode>| {
+                    (m.last_applied, m.current_leader)
+                };
                 loop {
+                    let before = seen(&changes.borrow_and_update());
                     broker.reconcile(&cluster).await;
-                    tokio::select! {
-                        _ = stop.cancelled() => break,
-                        _ = changes.changed() => {}
-                        _ = tick.tick() => {}
+                    loop {
+                        tokio::select! {
+                            _ = stop.cancelled() => return,
+                            _ = tick.tick() => break,
+                            changed = changes.changed() => {
+                                if changed.is_err() {
+                                    return;
+                                }
+                                if seen(&changes.borrow_and_update()) != before {
+                                    break;
+                                }
+                            }
+                        }
                     }
                 }
             });
