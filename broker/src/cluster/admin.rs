@@ -10,7 +10,8 @@ use std::time::Duration;
 use fjord_raft::{MetadataRequest, MetadataState, drain_plan, place_replicas, rebalance_plan};
 use tracing::info;
 
-use super::{Cluster, register_if_needed};
+use super::Cluster;
+use super::loops::register_if_needed;
 use crate::broker::Broker;
 use crate::config::{PartitionInfo, TopicDescription, TopicSpec};
 use crate::topic_config::{log_config, validate_topic_name};
