@@ -397,6 +397,35 @@ fn losing_a_majority_stops_metadata_changes_but_not_intact_partitions() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("majority"), "{err}");
+    // Cut off from any controller, the node may have been deposed: it
+    // refuses acks=1 writes (fenced) rather than acknowledge on its own.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let refused = rt.block_on(async {
+        let mut c = fjord_proto::v1::produce_service_client::ProduceServiceClient::connect(
+            format!("http://{}", keep.grpc),
+        )
+        .await
+        .unwrap();
+        c.produce(fjord_proto::v1::ProduceRequest {
+            topic: "solo".into(),
+            acks: fjord_proto::v1::Acks::Leader as i32,
+            records: vec![fjord_proto::v1::ProduceRecord {
+                value: Some(b"x".to_vec().into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .results[0]
+            .clone()
+    });
+    assert_eq!(
+        refused.error,
+        fjord_proto::v1::ErrorCode::ErrorNotLeader as i32,
+        "{refused:?}"
+    );
     // The intact partition still takes acks=all writes and serves reads.
     keep.ok_with_input(&["produce", "solo", "--acks", "all"], &lines(0..100));
     assert_eq!(consume_all(&keep, "solo"), (0..100).collect::<Vec<_>>());

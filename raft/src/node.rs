@@ -125,7 +125,9 @@ impl MetadataNode {
     /// leader needs a majority to have acknowledged it recently; a follower
     /// needs to know a leader.
     pub fn has_quorum(&self) -> bool {
-        let metrics = self.raft.metrics().borrow().clone();
+        // Asked on every produce: read the metrics in place, no copy.
+        let receiver = self.raft.metrics();
+        let metrics = receiver.borrow();
         match metrics.current_leader {
             Some(leader) if leader == self.id => {
                 let voters = metrics.membership_config.membership().voter_ids().count();

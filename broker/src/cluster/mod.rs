@@ -327,13 +327,15 @@ impl Cluster {
         self.node.state().brokers.get(&id).map(|b| b.addr.clone())
     }
 
-    /// True when this node has not heard from the controller for a session
-    /// timeout: it must not acknowledge writes.
+    /// True when this node cannot be sure it still leads what it leads:
+    /// the quorum is out of its reach (a controller that lost its majority
+    /// included), or the controller has not answered it for a session
+    /// timeout. It must not acknowledge writes on its own word then.
     pub(crate) fn self_fenced(&self) -> bool {
-        if self.node.is_leader() {
-            return false;
+        if !self.node.has_quorum() {
+            return true;
         }
-        lock(&self.last_heard).elapsed() > self.config.session_timeout
+        !self.node.is_leader() && lock(&self.last_heard).elapsed() > self.config.session_timeout
     }
 
     /// Proposes through the quorum, mapping the outcome to broker errors.
