@@ -55,25 +55,38 @@ impl Broker {
     pub(crate) fn load_offsets(&self) -> Result<()> {
         let topic = self.topic(OFFSETS_TOPIC)?;
         for p in topic.hosted() {
-            self.load_offsets_from(p)?;
+            self.load_offsets_from(p, p.high_watermark())?;
         }
         Ok(())
     }
 
-    /// Rebuilds the cache from one partition of `__consumer_offsets` (in a
-    /// cluster, when this node starts leading it).
-    pub(crate) fn load_offsets_partition(&self, p: &crate::partition::Partition) {
-        if let Err(e) = self.load_offsets_from(p) {
-            tracing::warn!(partition = p.id, "loading consumer offsets failed: {e}");
+    /// Rebuilds the cache from one partition of `__consumer_offsets` when
+    /// this node starts leading it at `epoch` (in a cluster). It reads up to
+    /// the log end, not the high watermark: a new leader's log is the one
+    /// every replica converges on, and its high watermark may still lag
+    /// behind commits that were acknowledged under the previous leader.
+    /// Until the load is done the partition's groups get `LeaderNotReady`.
+    pub(crate) fn load_offsets_partition(&self, p: &crate::partition::Partition, epoch: i32) {
+        self.inner.offsets.set_loaded(p.id, None);
+        let count = self.partition_count(OFFSETS_TOPIC).unwrap_or(0);
+        self.inner
+            .offsets
+            .forget_groups(|g| count > 0 && partition_for_key(g.as_bytes(), count) == p.id);
+        let end = p.read_log().log_end_offset();
+        match self.load_offsets_from(p, end) {
+            Ok(()) => self.inner.offsets.set_loaded(p.id, Some(epoch)),
+            Err(e) => tracing::warn!(partition = p.id, "loading consumer offsets failed: {e}"),
         }
     }
 
-    fn load_offsets_from(&self, p: &crate::partition::Partition) -> Result<()> {
+    /// Applies every commit in `p` below `end`.
+    fn load_offsets_from(&self, p: &crate::partition::Partition, end: i64) -> Result<()> {
         let mut loaded = 0usize;
         let mut offset = p.read_log().log_start_offset();
-        loop {
+        while offset < end {
             let read = p
-                .read(offset, 1 << 20)
+                .read_log()
+                .read(offset, 1 << 20, end)
                 .map_err(|e| Error::from_storage(OFFSETS_TOPIC, p.id, e))?;
             if read.data.is_empty() {
                 break;
@@ -82,7 +95,10 @@ impl Broker {
                 let records = batch
                     .and_then(|b| b.records())
                     .map_err(|e| Error::from_storage(OFFSETS_TOPIC, p.id, e))?;
-                for r in records.into_iter().filter(|r| r.offset >= offset) {
+                for r in records
+                    .into_iter()
+                    .filter(|r| r.offset >= offset && r.offset < end)
+                {
                     let Some(key) = r.key else { continue };
                     if let Some((group, t, part, committed)) = decode(&key, r.value.as_deref()) {
                         self.inner.offsets.apply(group, t, part, committed);
@@ -98,6 +114,43 @@ impl Broker {
             "consumer offsets loaded"
         );
         Ok(())
+    }
+
+    /// In a cluster, checks that this node coordinates `group_id`: it leads
+    /// the group's `__consumer_offsets` partition, serves reads from it, and
+    /// has loaded its commits for the current epoch.
+    ///
+    /// # Errors
+    /// `NotLeader` naming the coordinator; `LeaderNotReady` while it loads.
+    fn check_coordinator(
+        &self,
+        p: std::sync::Arc<crate::partition::Partition>,
+    ) -> Result<std::sync::Arc<crate::partition::Partition>> {
+        if self.cluster().is_none() {
+            return Ok(p);
+        }
+        let epoch = p.role().epoch();
+        if !p.serves_reads() || self.inner.offsets.loaded_epoch(p.id) != Some(epoch) {
+            return Err(Error::LeaderNotReady {
+                topic: OFFSETS_TOPIC.to_string(),
+                partition: p.id,
+            });
+        }
+        Ok(p)
+    }
+
+    /// As [`Broker::check_coordinator`] by group id; `Ok` when the cluster
+    /// has no `__consumer_offsets` yet (nothing is committed anywhere).
+    fn coordinates(&self, group_id: &str) -> Result<()> {
+        if self.cluster().is_none() {
+            return Ok(());
+        }
+        let Ok(count) = self.partition_count(OFFSETS_TOPIC) else {
+            return Ok(());
+        };
+        let p =
+            self.leader_partition(OFFSETS_TOPIC, partition_for_key(group_id.as_bytes(), count))?;
+        self.check_coordinator(p).map(|_| ())
     }
 
     /// The `__consumer_offsets` partition of `group_id`, which this node
@@ -127,7 +180,7 @@ impl Broker {
         }
         let count = self.partition_count(OFFSETS_TOPIC)?;
         let id = partition_for_key(group_id.as_bytes(), count);
-        self.leader_partition(OFFSETS_TOPIC, id)
+        self.check_coordinator(self.leader_partition(OFFSETS_TOPIC, id)?)
     }
 
     /// Joins `group_id` and waits for the rebalance; returns this member's
@@ -255,13 +308,18 @@ impl Broker {
     }
 
     /// Committed offsets of `group_id`: of `partitions`, or all it has.
+    ///
+    /// # Errors
+    /// In a cluster, `NotLeader` naming the coordinator, or
+    /// `LeaderNotReady` while the coordinator loads the group's commits.
     pub fn fetch_offsets(
         &self,
         group_id: &str,
         partitions: Option<Vec<(String, u32)>>,
-    ) -> Vec<(String, u32, Option<CommittedOffset>)> {
+    ) -> Result<Vec<(String, u32, Option<CommittedOffset>)>> {
+        self.coordinates(group_id)?;
         let committed = self.inner.offsets.group(group_id);
-        match partitions {
+        Ok(match partitions {
             Some(wanted) => wanted
                 .into_iter()
                 .map(|(t, p)| {
@@ -273,16 +331,18 @@ impl Broker {
                 .into_iter()
                 .map(|((t, p), c)| (t, p, Some(c)))
                 .collect(),
-        }
+        })
     }
 
-    /// Every group with members or committed offsets.
+    /// Every group with members or committed offsets; in a cluster, every
+    /// such group this node coordinates (clients ask each node).
     pub fn list_groups(&self) -> Vec<GroupSummary> {
         let mut ids = self.inner.coordinator.group_ids();
         ids.extend(self.inner.offsets.group_ids());
         ids.sort();
         ids.dedup();
         ids.into_iter()
+            .filter(|id| self.coordinates(id).is_ok())
             .map(|id| {
                 let m = self.inner.coordinator.membership(&id);
                 GroupSummary {
@@ -304,11 +364,7 @@ impl Broker {
     /// `InvalidRequest` when the group is unknown.
     pub fn describe_group(&self, group_id: &str) -> Result<GroupDescription> {
         // In a cluster only the group's coordinator knows its members.
-        if self.cluster().is_some()
-            && let Ok(count) = self.partition_count(OFFSETS_TOPIC)
-        {
-            self.leader_partition(OFFSETS_TOPIC, partition_for_key(group_id.as_bytes(), count))?;
-        }
+        self.coordinates(group_id)?;
         let membership = self.inner.coordinator.membership(group_id);
         let committed = self.inner.offsets.group(group_id);
         if membership.is_none() && committed.is_empty() {

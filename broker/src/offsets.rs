@@ -68,6 +68,10 @@ type GroupOffsets = BTreeMap<(String, u32), CommittedOffset>;
 #[derive(Debug, Default)]
 pub(crate) struct OffsetCache {
     groups: Mutex<BTreeMap<String, GroupOffsets>>,
+    /// In a cluster: `__consumer_offsets` partition → the leader epoch whose
+    /// commits are loaded. A coordinator answers only once its partition is
+    /// loaded for the epoch it leads.
+    loaded: Mutex<BTreeMap<u32, i32>>,
 }
 
 impl OffsetCache {
@@ -98,6 +102,31 @@ impl OffsetCache {
                 }
             }
         }
+    }
+
+    /// Forgets the commits of every group `owned` says belongs to a
+    /// partition that is about to be reloaded.
+    pub(crate) fn forget_groups(&self, owned: impl Fn(&str) -> bool) {
+        self.lock().retain(|group, _| !owned(group));
+    }
+
+    pub(crate) fn set_loaded(&self, partition: u32, epoch: Option<i32>) {
+        let mut loaded = self
+            .loaded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match epoch {
+            Some(e) => loaded.insert(partition, e),
+            None => loaded.remove(&partition),
+        };
+    }
+
+    pub(crate) fn loaded_epoch(&self, partition: u32) -> Option<i32> {
+        self.loaded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&partition)
+            .copied()
     }
 
     pub(crate) fn group(&self, group: &str) -> GroupOffsets {

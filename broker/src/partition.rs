@@ -336,7 +336,13 @@ impl Partition {
         min_insync: usize,
         lag_max: Duration,
     ) -> (bool, Option<Vec<u64>>) {
-        let end = visible_end(&self.read_log());
+        // What this replica may count as its own (durable) log end, and the
+        // whole log end: a follower's copied tail may not be flushed yet, and
+        // records in it may have been acknowledged under the previous leader.
+        let (end, log_end) = {
+            let log = self.read_log();
+            (visible_end(&log), log.log_end_offset())
+        };
         let mut role = self.role();
         if let Role::Leader {
             epoch: e,
@@ -357,14 +363,15 @@ impl Partition {
             stop.cancel();
         }
         // A new replica list at the same epoch (a reassignment) keeps the
-        // epoch's start.
+        // epoch's start. Reads wait until the HW reaches it (KIP-207), so a
+        // consumer never sees an end offset below an acknowledged record.
         let epoch_start = match &*role {
             Role::Leader {
                 epoch: e,
                 epoch_start,
                 ..
             } if *e == epoch => *epoch_start,
-            _ => end,
+            _ => log_end,
         };
         let hw = self.high_watermark().min(end);
         let mut replication =
@@ -617,6 +624,22 @@ impl Partition {
         Ok(())
     }
 
+    /// A new leader makes the tail it copied as a follower durable, so that
+    /// it counts toward the HW (its reads wait for that). Returns an ISR
+    /// change to propose, as an append does.
+    pub(crate) async fn flush_copied_tail(
+        &self,
+        metrics: &Metrics,
+    ) -> StorageResult<Option<Vec<u64>>> {
+        let end = self.read_log().log_end_offset();
+        self.flush_to(end, metrics).await?;
+        let epoch = match &*self.role() {
+            Role::Leader { epoch, .. } => *epoch,
+            _ => return Ok(None),
+        };
+        Ok(self.leader_progress(epoch))
+    }
+
     /// A follower of an fsync-per-batch topic: flushes what it copied, at
     /// most every [`FOLLOWER_FLUSH_EVERY`] (from the background tick).
     pub(crate) async fn flush_follower(&self, metrics: &Metrics) -> StorageResult<()> {
@@ -741,3 +764,7 @@ impl Partition {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "partition_tests.rs"]
+mod tests;

@@ -578,22 +578,43 @@ fn sigterm_hands_leadership_away_and_groups_survive_their_coordinator() {
     let logs = std::fs::read_to_string(logs_path).unwrap_or_default();
     assert!(logs.contains("handing partition leadership away"), "{logs}");
     let other = nodes.iter().flatten().next().unwrap();
-    let d = describe(other, "jobs");
-    assert_ne!(
-        partition(&d, 0)["leader"].as_u64(),
-        Some(leader as u64 + 1),
-        "{d}"
-    );
+    // The other nodes apply the new leadership shortly after the victim saw
+    // it committed.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let d = describe(other, "jobs");
+        if partition(&d, 0)["leader"].as_u64() != Some(leader as u64 + 1) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "leadership did not move: {d}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // The group resumes where it committed, whichever node coordinates it
     // now: only the 50 new records.
     let out = other.ok(&["consume", "jobs", "--group", "g1"]);
     let got: Vec<u32> = out.lines().map(|l| l.parse().unwrap()).collect();
-    assert_eq!(got, (300..350).collect::<Vec<_>>());
+    assert_eq!(
+        got,
+        (300..350).collect::<Vec<_>>(),
+        "{}\n{}",
+        other.ok(&["group", "describe", "g1", "--output", "json"]),
+        describe(other, "jobs")
+    );
     // Any node can describe the group (the CLI asks its coordinator).
     for node in nodes.iter().flatten() {
         let d: Value =
             serde_json::from_str(&node.ok(&["group", "describe", "g1", "--output", "json"]))
                 .unwrap();
         assert_eq!(d["offsets"][0]["committed"], 350, "{d}");
+        // Every node coordinates some groups; the list asks them all.
+        let list: Value =
+            serde_json::from_str(&node.ok(&["group", "list", "--output", "json"])).unwrap();
+        let g1 = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|g| g["group"] == "g1")
+            .count();
+        assert_eq!(g1, 1, "{list}");
     }
 }

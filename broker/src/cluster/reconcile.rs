@@ -192,6 +192,34 @@ impl Broker {
         save_topics(&self.inner.config.data_dir, &metas)
     }
 
+    /// A new leader flushes the tail it copied as a follower at once: its
+    /// reads wait for the HW to reach that tail.
+    fn flush_copied_tail(
+        &self,
+        cluster: &Arc<Cluster>,
+        topic: String,
+        partition: &Arc<crate::partition::Partition>,
+        leader_epoch: i32,
+    ) {
+        let partition = Arc::clone(partition);
+        let cluster = Arc::clone(cluster);
+        let broker = self.clone();
+        self.inner.tracker.spawn(async move {
+            match partition.flush_copied_tail(&broker.inner.metrics).await {
+                Ok(Some(isr)) => {
+                    broker.propose_isr(&cluster, topic, &partition, leader_epoch, isr);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    warn!(
+                        partition = partition.id,
+                        "flushing a new leader's log failed: {e}"
+                    );
+                }
+            }
+        });
+    }
+
     /// Takes the role the metadata names for every local replica.
     fn apply_roles(&self, cluster: &Arc<Cluster>, state: &MetadataState) {
         let me = cluster.id;
@@ -214,8 +242,9 @@ impl Broker {
                     );
                     if became {
                         info!(topic = %name, partition = partition.id, epoch = p.leader_epoch, "leading");
+                        self.flush_copied_tail(cluster, name.clone(), &partition, p.leader_epoch);
                         if name == OFFSETS_TOPIC {
-                            self.load_offsets_partition(&partition);
+                            self.load_offsets_partition(&partition, p.leader_epoch);
                         }
                     }
                     if let Some(isr) = propose {

@@ -119,6 +119,7 @@ impl GroupService for Groups {
         let offsets = self
             .0
             .fetch_offsets(&r.group_id, wanted)
+            .map_err(to_status)?
             .into_iter()
             .map(|(topic, partition, c)| pb::CommittedOffset {
                 topic,

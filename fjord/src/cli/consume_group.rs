@@ -106,17 +106,27 @@ pub(super) async fn run_group(
             .filter(|tp| tp.topic == ctx.topic)
             .flat_map(|tp| tp.partitions.clone())
             .collect();
-        let committed = groups
-            .fetch_offsets(pb::FetchOffsetsRequest {
-                group_id: group.clone(),
-                partitions: vec![pb::TopicPartitions {
-                    topic: ctx.topic.clone(),
-                    partitions: assigned.clone(),
-                }],
-            })
-            .await
-            .map_err(status)?
-            .into_inner();
+        let request = pb::FetchOffsetsRequest {
+            group_id: group.clone(),
+            partitions: vec![pb::TopicPartitions {
+                topic: ctx.topic.clone(),
+                partitions: assigned.clone(),
+            }],
+        };
+        let committed = match groups.fetch_offsets(request).await {
+            Ok(committed) => committed.into_inner(),
+            // The coordinator moved or is still loading the group's
+            // commits: join again there.
+            Err(e) if super::is_not_leader(&e) && redirects < 50 => {
+                redirects += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                if let Some(addr) = super::leader_address(&e) {
+                    groups = GroupServiceClient::new(ctx.server.at(&addr).connect().await?);
+                }
+                continue;
+            }
+            Err(e) => return Err(status(e)),
+        };
         let session = stop.child_token();
         let mut tasks = JoinSet::new();
         for &p in &assigned {

@@ -3,6 +3,7 @@
 use anyhow::Result;
 use clap::Subcommand;
 use fjord_proto::v1 as pb;
+use fjord_proto::v1::cluster_service_client::ClusterServiceClient;
 use fjord_proto::v1::group_service_client::GroupServiceClient;
 use serde_json::json;
 
@@ -33,15 +34,44 @@ fn assignment(a: &[pb::TopicPartitions]) -> String {
         .join(" ")
 }
 
+/// Every group: on a single node, the node's list; in a cluster, each
+/// live node lists the groups it coordinates, so every node is asked.
+async fn list_everywhere(
+    client: &ClientArgs,
+    groups: &mut GroupServiceClient<tonic::transport::Channel>,
+) -> Result<pb::ListGroupsResponse> {
+    let cluster = ClusterServiceClient::new(client.connect().await?)
+        .status(pb::ClusterStatusRequest {})
+        .await
+        .map_err(status)?
+        .into_inner();
+    if cluster.cluster_id.is_empty() {
+        return Ok(groups
+            .list_groups(pb::ListGroupsRequest {})
+            .await
+            .map_err(status)?
+            .into_inner());
+    }
+    let mut all = pb::ListGroupsResponse::default();
+    for node in cluster.nodes.iter().filter(|n| n.live) {
+        let mut at = GroupServiceClient::new(client.at(&node.address).connect().await?);
+        let r = at
+            .list_groups(pb::ListGroupsRequest {})
+            .await
+            .map_err(status)?
+            .into_inner();
+        all.groups.extend(r.groups);
+    }
+    all.groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+    all.groups.dedup_by(|a, b| a.group_id == b.group_id);
+    Ok(all)
+}
+
 pub(crate) async fn run(client: &ClientArgs, command: GroupCommand) -> Result<()> {
     let mut groups = GroupServiceClient::new(client.connect().await?);
     match command {
         GroupCommand::List => {
-            let r = groups
-                .list_groups(pb::ListGroupsRequest {})
-                .await
-                .map_err(status)?
-                .into_inner();
+            let r = list_everywhere(client, &mut groups).await?;
             if client.output == Output::Json {
                 let v: Vec<_> = r
                     .groups
@@ -60,19 +90,23 @@ pub(crate) async fn run(client: &ClientArgs, command: GroupCommand) -> Result<()
         }
         GroupCommand::Describe { group } => {
             let request = pb::DescribeGroupRequest { group_id: group };
-            let d = match groups.describe_group(request.clone()).await {
-                Ok(d) => d,
-                // In a cluster, the group's coordinator answers.
-                Err(e) if super::is_not_leader(&e) => match super::leader_address(&e) {
-                    Some(addr) => GroupServiceClient::new(client.at(&addr).connect().await?)
-                        .describe_group(request)
-                        .await
-                        .map_err(status)?,
-                    None => return Err(status(e)),
-                },
-                Err(e) => return Err(status(e)),
-            }
-            .into_inner();
+            // In a cluster, the group's coordinator answers: follow it while
+            // it moves or loads the group's commits.
+            let mut tries = 0;
+            let d = loop {
+                match groups.describe_group(request.clone()).await {
+                    Ok(d) => break d.into_inner(),
+                    Err(e) if super::is_not_leader(&e) && tries < 100 => {
+                        tries += 1;
+                        if let Some(addr) = super::leader_address(&e) {
+                            groups = GroupServiceClient::new(client.at(&addr).connect().await?);
+                        } else {
+                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        }
+                    }
+                    Err(e) => return Err(status(e)),
+                }
+            };
             if client.output == Output::Json {
                 println!(
                     "{}",

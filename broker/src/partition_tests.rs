@@ -1,0 +1,49 @@
+//! Role changes of a [`Partition`] (the cluster side).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use fjord_storage::{Compression, LogConfig};
+
+use super::Partition;
+use crate::config::NewRecord;
+use crate::data::build_batch;
+use crate::metrics::Metrics;
+
+fn records(n: usize) -> Bytes {
+    let records = (0..n)
+        .map(|i| NewRecord {
+            key: None,
+            value: Some(Bytes::from(format!("v{i}"))),
+            headers: Vec::new(),
+            timestamp_ms: 0,
+        })
+        .collect();
+    build_batch(records, Compression::None).expect("a batch")
+}
+
+#[tokio::test]
+async fn a_new_leader_serves_reads_only_once_its_copied_tail_is_below_the_hw() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let p = Partition::open(dir.path().join("t-0"), 0, LogConfig::default(), true)
+        .expect("the partition opens");
+    assert!(p.become_follower(1, 2).is_some());
+    // Copied from the leader and acknowledged there, not flushed here yet.
+    p.append_replicated(records(5)).expect("the copy appends");
+    assert_eq!(p.read_log().log_end_offset(), 5);
+    assert!(p.read_log().recovery_point() < 5);
+
+    // The leader dies; this replica leads alone.
+    let (became, _) = p.become_leader(1, 2, &[1, 2], &[1], 1, Duration::from_secs(10));
+    assert!(became);
+    // Answering now would give an end offset below acknowledged records.
+    assert!(!p.serves_reads());
+
+    let propose = p
+        .flush_copied_tail(&Metrics::default())
+        .await
+        .expect("the tail flushes");
+    assert_eq!(propose, None);
+    assert_eq!(p.high_watermark(), 5);
+    assert!(p.serves_reads());
+}
