@@ -300,6 +300,26 @@ impl Broker {
         self.create(spec, false).await
     }
 
+    /// Creates an internal topic (its name starts with `__`), such as the
+    /// gateways' compacted session and retained-message topics; it is
+    /// hidden from `list_topics(false)` and cannot be deleted by clients.
+    ///
+    /// # Errors
+    /// As [`Broker::create_topic`]; `InvalidRequest` for a name that does
+    /// not start with `__`.
+    pub async fn create_internal_topic(&self, spec: TopicSpec) -> Result<TopicDescription> {
+        if !spec.name.starts_with("__") {
+            return Err(Error::InvalidRequest(format!(
+                "internal topic names start with \"__\": {}",
+                spec.name
+            )));
+        }
+        if self.cluster().is_some() {
+            return self.create_topic_in_cluster(spec, true).await;
+        }
+        self.create(spec, true).await
+    }
+
     async fn create(&self, mut spec: TopicSpec, internal: bool) -> Result<TopicDescription> {
         self.check_open()?;
         validate_topic_name(&spec.name)?;

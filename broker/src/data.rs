@@ -318,6 +318,22 @@ impl Broker {
     }
 }
 
+/// Decodes the records of fetched batches (a [`FetchResult`]'s `records`),
+/// dropping those below `from` (a fetch returns whole batches).
+///
+/// # Errors
+/// `InvalidRequest` when a batch does not decode (a corrupt copy).
+pub fn decode_records(data: Bytes, from: i64) -> Result<Vec<Record>> {
+    let mut out = Vec::new();
+    for batch in RecordBatch::iter_batches(data) {
+        let records = batch
+            .and_then(|b| b.records())
+            .map_err(|e| Error::InvalidRequest(format!("a fetched batch does not decode: {e}")))?;
+        out.extend(records.into_iter().filter(|r| r.offset >= from));
+    }
+    Ok(out)
+}
+
 /// Encodes `records` as one batch, stamping missing timestamps with now.
 pub(crate) fn build_batch(
     records: Vec<NewRecord>,

@@ -66,6 +66,7 @@ pub use config::{
     ProduceResult, TopicDescription, TopicSpec,
 };
 pub use coordinator::{MemberDescription, Membership};
+pub use data::decode_records;
 pub use error::{Error, Result};
 pub use fjord_storage::{Compression, FlushPolicy, Record, RecordHeader};
 pub use group::{Assignment, GroupState, JoinOutcome};

@@ -1,0 +1,935 @@
+//! One client connection: CONNECT and session takeover or resume, then
+//! the packet loop (publishes appended to the log in batches and
+//! acknowledged once committed, subscriptions, deliveries, keep-alive),
+//! and on close the session stored or ended and the will published.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use crate::auth::{Action, Principal};
+use crate::codec::{
+    self, Ack, ConnAck, Connect, DecodeError, Disconnect, Packet, Properties, Protocol, Publish,
+    SubAck, Subscribe, UnsubAck, Unsubscribe, reason,
+};
+use crate::gateway::{Inner, now_ms};
+use crate::message::{Message, MessageProps};
+use crate::metrics::Dropped;
+use crate::outbound::Outbound;
+use crate::registry::{Delivery, Online, Positions};
+use crate::session::{LogRef, SessionState, StoredSub};
+use crate::store;
+use crate::topic;
+use crate::trie::SubOptions;
+
+/// How a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// DISCONNECT with reason 0: no will.
+    Normal,
+    /// DISCONNECT 0x04, a lost connection, a protocol error, keep-alive.
+    WithWill,
+    TakenOver,
+    Shutdown,
+}
+
+/// A publish waiting for its batch's append.
+struct Pending {
+    qos: u8,
+    packet_id: u16,
+    /// Index into the batch's messages, or the reason it is not appended.
+    outcome: Result<usize, u8>,
+}
+
+struct Connection {
+    gw: Arc<Inner>,
+    protocol: Protocol,
+    client_id: String,
+    principal: Principal,
+    keep_alive: Option<Duration>,
+    /// Seconds the session outlives the connection; `Some(0)`: it ends with it.
+    expiry: Option<u32>,
+    subs: BTreeMap<String, SubOptions>,
+    incoming_qos2: BTreeSet<u16>,
+    inbound_aliases: HashMap<u16, String>,
+    will: Option<(Message, Duration)>,
+    outbound: Outbound,
+    /// Dispatch positions when this connection registered: what a stored
+    /// session has surely seen while online.
+    base_cursors: Positions,
+    wbuf: BytesMut,
+    out: Vec<Packet>,
+}
+
+/// Serves one client until it goes away.
+pub(crate) async fn serve<S>(gw: Arc<Inner>, io: S)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    gw.metrics.connections.fetch_add(1, Ordering::Relaxed);
+    run(Arc::clone(&gw), io).await;
+    gw.metrics.connections.fetch_sub(1, Ordering::Relaxed);
+}
+
+async fn write_raw<S: AsyncWrite + Unpin>(io: &mut S, bytes: &[u8]) {
+    let _ = io.write_all(bytes).await;
+    let _ = io.flush().await;
+}
+
+async fn write_packet<S: AsyncWrite + Unpin>(io: &mut S, p: Packet, protocol: Protocol) {
+    let mut buf = BytesMut::new();
+    if codec::encode(&p, protocol, &mut buf, usize::MAX).is_ok() {
+        write_raw(io, &buf).await;
+    }
+}
+
+/// Reads the first packet, which must be CONNECT.
+async fn read_connect<S>(gw: &Inner, io: &mut S, rbuf: &mut BytesMut) -> Option<Connect>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let deadline = tokio::time::Instant::now() + gw.config.connect_timeout;
+    loop {
+        match codec::decode(rbuf, None, gw.config.max_packet_size) {
+            Ok(Some(Packet::Connect(c))) => return Some(c),
+            Ok(Some(other)) => {
+                debug!("first packet is not CONNECT: {other:?}");
+                return None;
+            }
+            Ok(None) => {}
+            Err(DecodeError::UnsupportedProtocol { level }) => {
+                debug!(level, "unsupported protocol level");
+                // 3.1.1's "unacceptable protocol version", which every
+                // client version can read.
+                write_raw(io, &[0x20, 0x02, 0x00, reason::V3_UNACCEPTABLE_PROTOCOL]).await;
+                return None;
+            }
+            Err(DecodeError::Incomplete(_)) => {}
+            Err(e) => {
+                debug!("bad CONNECT: {e}");
+                return None;
+            }
+        }
+        let read = tokio::select! {
+            r = io.read_buf(rbuf) => r,
+            _ = tokio::time::sleep_until(deadline) => return None,
+            _ = gw.shutdown.cancelled() => return None,
+        };
+        match read {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+}
+
+fn connack(protocol: Protocol, session_present: bool, code: u8, properties: Properties) -> Packet {
+    Packet::ConnAck(ConnAck {
+        session_present,
+        reason_code: code,
+        properties: if protocol == Protocol::V5 {
+            properties
+        } else {
+            Properties::default()
+        },
+    })
+}
+
+async fn run<S>(gw: Arc<Inner>, mut io: S)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let mut rbuf = BytesMut::with_capacity(4096);
+    let Some(connect) = read_connect(&gw, &mut io, &mut rbuf).await else {
+        return;
+    };
+    let protocol = connect.protocol;
+    let refuse = |v5: u8, v3: u8| {
+        if protocol == Protocol::V5 { v5 } else { v3 }
+    };
+    // Extended authentication is not offered.
+    if connect.properties.authentication_method.is_some() {
+        gw.metrics.connects_refused.fetch_add(1, Ordering::Relaxed);
+        let code = refuse(reason::BAD_AUTHENTICATION_METHOD, reason::V3_NOT_AUTHORIZED);
+        write_packet(&mut io, connack(protocol, false, code, Properties::default()), protocol).await;
+        return;
+    }
+    let mut client_id = connect.client_id.clone();
+    let mut assigned = None;
+    if client_id.is_empty() {
+        if protocol == Protocol::V311 && !connect.clean_start {
+            gw.metrics.connects_refused.fetch_add(1, Ordering::Relaxed);
+            let p = connack(protocol, false, reason::V3_IDENTIFIER_REJECTED, Properties::default());
+            write_packet(&mut io, p, protocol).await;
+            return;
+        }
+        client_id = format!("fjord-{:x}-{}", now_ms(), gw.next_id());
+        assigned = Some(client_id.clone());
+    }
+    // Who is it?
+    let user = match &connect.username {
+        Some(name) => {
+            let password = connect.password.clone().unwrap_or_default();
+            match gw.broker.authenticate(name, &password) {
+                Some(u) => Some(u),
+                None => {
+                    gw.metrics.connects_refused.fetch_add(1, Ordering::Relaxed);
+                    let code = refuse(reason::BAD_USER_NAME_OR_PASSWORD, reason::V3_BAD_USERNAME_PASSWORD);
+                    write_packet(&mut io, connack(protocol, false, code, Properties::default()), protocol).await;
+                    return;
+                }
+            }
+        }
+        None if gw.config.allow_anonymous => None,
+        None => {
+            gw.metrics.connects_refused.fetch_add(1, Ordering::Relaxed);
+            let code = refuse(reason::NOT_AUTHORIZED, reason::V3_NOT_AUTHORIZED);
+            write_packet(&mut io, connack(protocol, false, code, Properties::default()), protocol).await;
+            return;
+        }
+    };
+    let principal = Principal {
+        client_id: client_id.clone(),
+        user,
+    };
+    if let Some(w) = &connect.will
+        && !principal.allows(Action::Publish, &w.topic)
+    {
+        gw.metrics.connects_refused.fetch_add(1, Ordering::Relaxed);
+        let code = refuse(reason::NOT_AUTHORIZED, reason::V3_NOT_AUTHORIZED);
+        write_packet(&mut io, connack(protocol, false, code, Properties::default()), protocol).await;
+        return;
+    }
+
+    // Take the session over from a connection that still has it.
+    loop {
+        let existing = gw
+            .registry()
+            .online
+            .get(&client_id)
+            .map(|o| (o.kick.clone(), o.done.clone()));
+        let Some((kick, mut done)) = existing else {
+            break;
+        };
+        kick.cancel();
+        let _ = done.wait_for(|d| *d).await;
+    }
+    gw.cancel_will(&client_id);
+
+    // Session expiry: MQTT 5 asks; 3.1.1 clean session = 0, else forever
+    // (both bounded by the configured maximum).
+    let max = gw.config.max_session_expiry.map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
+    let asked = match protocol {
+        Protocol::V5 => match connect.properties.session_expiry_interval.unwrap_or(0) {
+            u32::MAX => None,
+            secs => Some(secs),
+        },
+        Protocol::V311 if connect.clean_start => Some(0),
+        Protocol::V311 => None,
+    };
+    let expiry = match (asked, max) {
+        (Some(a), Some(m)) => Some(a.min(m)),
+        (None, Some(m)) => Some(m),
+        (a, None) => a,
+    };
+    let mut stored = gw.offline().remove(&client_id);
+    if connect.clean_start && stored.is_some() {
+        stored = None;
+        gw.forget_session(&client_id).await;
+    }
+    let session_present = stored.is_some();
+    if !session_present {
+        gw.metrics.sessions.fetch_add(1, Ordering::Relaxed);
+    }
+
+    let keep_alive = match (connect.keep_alive, gw.config.max_keep_alive) {
+        (0, _) => 0,
+        (k, m) => k.min(m),
+    };
+    let mut props = Properties {
+        receive_maximum: Some(gw.config.receive_maximum),
+        maximum_packet_size: Some(u32::try_from(gw.config.max_packet_size).unwrap_or(u32::MAX)),
+        topic_alias_maximum: Some(gw.config.topic_alias_maximum),
+        assigned_client_identifier: assigned,
+        ..Properties::default()
+    };
+    if keep_alive != connect.keep_alive {
+        props.server_keep_alive = Some(keep_alive);
+    }
+    if protocol == Protocol::V5 && expiry != asked {
+        props.session_expiry_interval = Some(expiry.unwrap_or(u32::MAX));
+    }
+
+    let (tx, rx) = mpsc::channel(gw.config.max_queued_messages.max(16));
+    let kick = CancellationToken::new();
+    let (done_tx, done_rx) = watch::channel(false);
+    let conn_id = gw.next_id();
+    let base_cursors = {
+        let mut reg = gw.registry();
+        reg.online.insert(
+            client_id.clone(),
+            Online {
+                tx,
+                kick: kick.clone(),
+                done: done_rx,
+                connection: conn_id,
+            },
+        );
+        reg.positions.clone()
+    };
+
+    let will = connect.will.as_ref().map(|w| {
+        let delay = w.properties.will_delay_interval.unwrap_or(0);
+        (
+            Message {
+                topic: w.topic.clone(),
+                payload: w.payload.clone(),
+                qos: w.qos,
+                retain: w.retain,
+                from: client_id.clone(),
+                timestamp_ms: 0,
+                props: MessageProps::from_publish(&w.properties),
+            },
+            Duration::from_secs(u64::from(delay)),
+        )
+    });
+    let mut conn = Connection {
+        outbound: Outbound::new(
+            protocol,
+            connect.properties.receive_maximum.unwrap_or(u16::MAX),
+            connect.properties.maximum_packet_size.unwrap_or(u32::MAX),
+            connect.properties.topic_alias_maximum.unwrap_or(0),
+            gw.config.max_queued_messages,
+        ),
+        gw: Arc::clone(&gw),
+        protocol,
+        client_id: client_id.clone(),
+        principal,
+        keep_alive: (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500)),
+        expiry,
+        subs: BTreeMap::new(),
+        incoming_qos2: BTreeSet::new(),
+        inbound_aliases: HashMap::new(),
+        will,
+        base_cursors: base_cursors.clone(),
+        wbuf: BytesMut::with_capacity(4096),
+        out: Vec::new(),
+    };
+    conn.out.push(connack(protocol, session_present, 0, props));
+    if let Some(s) = stored {
+        conn.resume(s.state, &base_cursors).await;
+    }
+    let mut rx = rx;
+    let end = conn.serve(&mut io, &mut rbuf, &mut rx, &kick).await;
+    let _ = io.shutdown().await;
+    drop(io);
+    conn.finish(end, conn_id, rx).await;
+    let _ = done_tx.send(true);
+}
+
+/// The subscriptions of `subs` a message matches (shared ones aside):
+/// (max QoS, retain-as-published, subscription ids).
+fn match_own(
+    subs: &BTreeMap<String, SubOptions>,
+    msg: &Message,
+    client: &str,
+) -> Option<(u8, bool, Vec<u32>)> {
+    let mut found: Option<(u8, bool, Vec<u32>)> = None;
+    for (filter, o) in subs {
+        if !matches!(topic::parse_shared(filter), Ok(None)) || !topic::matches(filter, &msg.topic) {
+            continue;
+        }
+        if o.no_local && msg.from == client {
+            continue;
+        }
+        let f = found.get_or_insert((0, false, Vec::new()));
+        f.0 = f.0.max(o.qos);
+        f.1 |= o.retain_as_published;
+        f.2.extend(o.subscription_id);
+    }
+    found
+}
+
+impl Connection {
+    fn send(&mut self, p: Packet) {
+        self.out.push(p);
+    }
+
+    /// MQTT 5: tell the client why it is being disconnected.
+    fn disconnect(&mut self, code: u8) {
+        if self.protocol == Protocol::V5 {
+            self.send(Packet::Disconnect(Disconnect {
+                reason_code: code,
+                properties: Properties::default(),
+            }));
+        }
+    }
+
+    async fn flush<S: AsyncWrite + Unpin>(&mut self, io: &mut S) -> std::io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        for p in self.out.drain(..) {
+            if let Err(e) = codec::encode(&p, self.protocol, &mut self.wbuf, usize::MAX) {
+                debug!("packet not sent: {e}");
+            }
+        }
+        io.write_all(&self.wbuf).await?;
+        self.wbuf.clear();
+        io.flush().await
+    }
+
+    /// Restores a stored session: subscriptions, QoS 2 receipts, in-flight
+    /// messages (sent again), then what it missed while offline.
+    async fn resume(&mut self, state: SessionState, positions: &Positions) {
+        for s in &state.subscriptions {
+            self.subs.insert(s.filter.clone(), s.options());
+        }
+        self.incoming_qos2 = state.incoming_qos2.iter().copied().collect();
+        let mut kept = Vec::new();
+        for o in &state.outgoing {
+            let at = &o.at;
+            let records = store::read_range(
+                &self.gw.broker,
+                &at.topic,
+                at.partition,
+                at.offset,
+                Some(at.offset + 1),
+            )
+            .await
+            .unwrap_or_default();
+            if let Some(msg) = records.first().and_then(Message::from_record) {
+                kept.push((o.clone(), Arc::new(msg)));
+            }
+        }
+        self.outbound.restore(kept);
+        let now = now_ms();
+        let metrics = &self.gw.metrics;
+        self.outbound.resend(now, metrics, &mut self.out);
+        for ((topic, partition), end) in positions {
+            let from = state.cursor(topic, *partition).unwrap_or(*end);
+            if from >= *end {
+                continue;
+            }
+            let records =
+                match store::read_range(&self.gw.broker, topic, *partition, from, Some(*end)).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        debug!(topic, partition, "missed messages not read: {e}");
+                        continue;
+                    }
+                };
+            for r in records {
+                let Some(msg) = Message::from_record(&r) else {
+                    continue;
+                };
+                let Some((qos, rap, ids)) = match_own(&self.subs, &msg, &self.client_id) else {
+                    continue;
+                };
+                let qos = qos.min(msg.qos);
+                if qos == 0 {
+                    continue;
+                }
+                let retain = rap && msg.retain;
+                let d = Delivery {
+                    msg: Arc::new(msg),
+                    at: LogRef {
+                        topic: topic.clone(),
+                        partition: *partition,
+                        offset: r.offset,
+                    },
+                    qos,
+                    retain,
+                    subscription_ids: ids,
+                };
+                self.outbound.deliver(d, now, &self.gw.metrics, &mut self.out);
+            }
+        }
+    }
+
+    /// The packet loop.
+    async fn serve<S>(
+        &mut self,
+        io: &mut S,
+        rbuf: &mut BytesMut,
+        rx: &mut mpsc::Receiver<Delivery>,
+        kick: &CancellationToken,
+    ) -> End
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let shutdown = self.gw.shutdown.clone();
+        let mut last_heard = tokio::time::Instant::now();
+        // Packets that arrived with CONNECT.
+        if !rbuf.is_empty() {
+            match self.input(rbuf).await {
+                Ok(None) => {}
+                Ok(Some(end)) => return end,
+                Err(code) => {
+                    self.disconnect(code);
+                    let _ = self.flush(io).await;
+                    return End::WithWill;
+                }
+            }
+        }
+        loop {
+            if self.flush(io).await.is_err() {
+                return End::WithWill;
+            }
+            let keep_alive = async {
+                match self.keep_alive {
+                    Some(k) => tokio::time::sleep_until(last_heard + k).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => {
+                    self.disconnect(reason::SERVER_SHUTTING_DOWN);
+                    let _ = self.flush(io).await;
+                    return End::Shutdown;
+                }
+                _ = kick.cancelled() => {
+                    self.disconnect(reason::SESSION_TAKEN_OVER);
+                    let _ = self.flush(io).await;
+                    return End::TakenOver;
+                }
+                read = io.read_buf(rbuf) => {
+                    match read {
+                        Ok(0) | Err(_) => return End::WithWill,
+                        Ok(_) => {}
+                    }
+                    match self.input(rbuf).await {
+                        Ok(None) => {}
+                        Ok(Some(end)) => {
+                            let _ = self.flush(io).await;
+                            return end;
+                        }
+                        Err(code) => {
+                            self.disconnect(code);
+                            let _ = self.flush(io).await;
+                            return End::WithWill;
+                        }
+                    }
+                    last_heard = tokio::time::Instant::now();
+                }
+                d = rx.recv() => {
+                    let now = now_ms();
+                    if let Some(d) = d {
+                        self.outbound.deliver(d, now, &self.gw.metrics, &mut self.out);
+                    }
+                    for _ in 0..1024 {
+                        match rx.try_recv() {
+                            Ok(d) => self.outbound.deliver(d, now, &self.gw.metrics, &mut self.out),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                () = keep_alive => {
+                    debug!(client = %self.client_id, "keep-alive expired");
+                    self.disconnect(reason::KEEP_ALIVE_TIMEOUT);
+                    let _ = self.flush(io).await;
+                    return End::WithWill;
+                }
+            }
+        }
+    }
+
+    /// Handles every whole packet in `rbuf`. `Ok(Some)`: the client asked
+    /// to end; `Err(code)`: a violation, to answer with DISCONNECT.
+    async fn input(&mut self, rbuf: &mut BytesMut) -> Result<Option<End>, u8> {
+        let mut packets = Vec::new();
+        let mut failed = None;
+        loop {
+            match codec::decode(rbuf, Some(self.protocol), self.gw.config.max_packet_size) {
+                Ok(Some(p)) => packets.push(p),
+                Ok(None) | Err(DecodeError::Incomplete(_)) => break,
+                Err(e) => {
+                    debug!(client = %self.client_id, "bad packet: {e}");
+                    failed = Some(e.reason_code());
+                    break;
+                }
+            }
+        }
+        let mut batch: Vec<(Publish, Pending)> = Vec::new();
+        let mut messages: Vec<Message> = Vec::new();
+        for p in packets {
+            if let Packet::Publish(publish) = p {
+                let pending = self.prepare(&publish, &mut messages, batch.len())?;
+                batch.push((publish, pending));
+                continue;
+            }
+            self.commit(std::mem::take(&mut batch), std::mem::take(&mut messages))
+                .await?;
+            if let Some(end) = self.handle(p).await? {
+                return Ok(Some(end));
+            }
+        }
+        self.commit(batch, messages).await?;
+        match failed {
+            Some(code) => Err(code),
+            None => Ok(None),
+        }
+    }
+
+    /// Checks one PUBLISH and queues its message for the batch's append.
+    fn prepare(&mut self, p: &Publish, messages: &mut Vec<Message>, queued: usize) -> Result<Pending, u8> {
+        let mut topic_name = p.topic.clone();
+        if let Some(alias) = p.properties.topic_alias {
+            if alias == 0 || alias > self.gw.config.topic_alias_maximum {
+                return Err(reason::TOPIC_ALIAS_INVALID);
+            }
+            if topic_name.is_empty() {
+                topic_name = self
+                    .inbound_aliases
+                    .get(&alias)
+                    .cloned()
+                    .ok_or(reason::PROTOCOL_ERROR)?;
+            } else {
+                self.inbound_aliases.insert(alias, topic_name.clone());
+            }
+        }
+        if topic_name.is_empty() || topic::validate_name(&topic_name).is_err() {
+            return Err(reason::TOPIC_NAME_INVALID);
+        }
+        if p.qos > 0
+            && self.protocol == Protocol::V5
+            && queued + self.incoming_qos2.len() >= usize::from(self.gw.config.receive_maximum)
+        {
+            return Err(reason::RECEIVE_MAXIMUM_EXCEEDED);
+        }
+        let pending = |outcome| Pending {
+            qos: p.qos,
+            packet_id: p.packet_id,
+            outcome,
+        };
+        if p.qos == 2 && self.incoming_qos2.contains(&p.packet_id) {
+            // A retransmission of a message already stored.
+            return Ok(pending(Err(reason::SUCCESS)));
+        }
+        if !self.principal.allows(Action::Publish, &topic_name) {
+            self.gw.metrics.dropped(Dropped::NotAuthorized);
+            return Ok(pending(Err(reason::NOT_AUTHORIZED)));
+        }
+        if p.properties.payload_format_indicator == Some(1) && std::str::from_utf8(&p.payload).is_err() {
+            if p.qos == 0 {
+                return Err(reason::PAYLOAD_FORMAT_INVALID);
+            }
+            return Ok(pending(Err(reason::PAYLOAD_FORMAT_INVALID)));
+        }
+        messages.push(Message {
+            topic: topic_name,
+            payload: p.payload.clone(),
+            qos: p.qos,
+            retain: p.retain,
+            from: self.client_id.clone(),
+            timestamp_ms: now_ms(),
+            props: MessageProps::from_publish(&p.properties),
+        });
+        Ok(pending(Ok(messages.len() - 1)))
+    }
+
+    /// Appends a batch's messages, then acknowledges each PUBLISH in order.
+    async fn commit(&mut self, batch: Vec<(Publish, Pending)>, messages: Vec<Message>) -> Result<(), u8> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let results = if messages.is_empty() {
+            Vec::new()
+        } else {
+            self.gw.publish(messages).await
+        };
+        let mut qos2_added = false;
+        for (_, pending) in batch {
+            let code = match pending.outcome {
+                Ok(i) => match results.get(i) {
+                    Some(Ok(())) => {
+                        self.gw.metrics.message_in(pending.qos);
+                        reason::SUCCESS
+                    }
+                    Some(Err(e)) => {
+                        debug!(client = %self.client_id, "publish failed: {e}");
+                        reason::UNSPECIFIED_ERROR
+                    }
+                    None => reason::UNSPECIFIED_ERROR,
+                },
+                Err(code) => code,
+            };
+            if code >= 0x80 && self.protocol == Protocol::V311 && code != reason::NOT_AUTHORIZED {
+                // 3.1.1 has no way to refuse one message: close.
+                return Err(code);
+            }
+            let ack = |reason_code| Ack {
+                packet_id: pending.packet_id,
+                reason_code,
+                properties: Properties::default(),
+            };
+            match pending.qos {
+                1 => self.send(Packet::PubAck(ack(code))),
+                2 => {
+                    if code < 0x80 {
+                        qos2_added |= self.incoming_qos2.insert(pending.packet_id);
+                    }
+                    self.send(Packet::PubRec(ack(code)));
+                }
+                _ => {}
+            }
+        }
+        if qos2_added {
+            self.save().await;
+        }
+        Ok(())
+    }
+
+    /// The session's state as it stands (cursors as of registration).
+    fn state(&self) -> SessionState {
+        SessionState {
+            expiry_secs: self.expiry,
+            subscriptions: self.subs.iter().map(|(f, o)| StoredSub::new(f, o)).collect(),
+            cursors: self
+                .base_cursors
+                .iter()
+                .map(|((t, p), o)| (t.clone(), *p, *o))
+                .collect(),
+            outgoing: self.outbound.stored(),
+            incoming_qos2: self.incoming_qos2.iter().copied().collect(),
+            disconnected_at_ms: None,
+        }
+    }
+
+    /// Stores the session durably if it outlives the connection.
+    async fn save(&self) {
+        if self.expiry == Some(0) {
+            return;
+        }
+        if let Err(e) = self.gw.save_session(&self.client_id, &self.state()).await {
+            debug!(client = %self.client_id, "session not stored: {e}");
+        }
+    }
+
+    async fn handle(&mut self, p: Packet) -> Result<Option<End>, u8> {
+        let now = now_ms();
+        match p {
+            Packet::PubAck(a) | Packet::PubComp(a) => {
+                self.outbound
+                    .acknowledged(a.packet_id, now, &self.gw.metrics, &mut self.out);
+            }
+            Packet::PubRec(a) => {
+                self.outbound
+                    .received(a.packet_id, a.reason_code, &mut self.out, now, &self.gw.metrics);
+            }
+            Packet::PubRel(a) => {
+                let known = self.incoming_qos2.remove(&a.packet_id);
+                if known {
+                    self.save().await;
+                }
+                self.send(Packet::PubComp(Ack {
+                    packet_id: a.packet_id,
+                    reason_code: if known {
+                        reason::SUCCESS
+                    } else {
+                        reason::PACKET_IDENTIFIER_NOT_FOUND
+                    },
+                    properties: Properties::default(),
+                }));
+            }
+            Packet::Subscribe(s) => self.subscribe(s).await?,
+            Packet::Unsubscribe(u) => self.unsubscribe(u).await,
+            Packet::PingReq => self.send(Packet::PingResp),
+            Packet::Disconnect(d) => {
+                if let Some(secs) = d.properties.session_expiry_interval {
+                    if self.expiry == Some(0) && secs != 0 {
+                        return Err(reason::PROTOCOL_ERROR);
+                    }
+                    self.expiry = (secs != u32::MAX).then_some(secs);
+                }
+                return Ok(Some(if d.reason_code == reason::DISCONNECT_WITH_WILL {
+                    End::WithWill
+                } else {
+                    End::Normal
+                }));
+            }
+            // A second CONNECT, AUTH without an authentication method, or
+            // a packet only a server sends.
+            _ => return Err(reason::PROTOCOL_ERROR),
+        }
+        Ok(None)
+    }
+
+    async fn subscribe(&mut self, s: Subscribe) -> Result<(), u8> {
+        let subscription_id = s.properties.subscription_identifiers.first().copied();
+        let mut codes = Vec::with_capacity(s.filters.len());
+        let mut retained: Vec<(String, u8, Option<u32>)> = Vec::new();
+        let v5 = self.protocol == Protocol::V5;
+        for f in &s.filters {
+            let shared = match topic::parse_shared(&f.filter) {
+                Ok(shared) => shared.map(|(_, inner)| inner.to_string()),
+                Err(_) => {
+                    codes.push(if v5 { reason::TOPIC_FILTER_INVALID } else { 0x80 });
+                    continue;
+                }
+            };
+            let inner = shared.clone().unwrap_or_else(|| f.filter.clone());
+            if topic::validate_filter(&inner).is_err() {
+                codes.push(if v5 { reason::TOPIC_FILTER_INVALID } else { 0x80 });
+                continue;
+            }
+            if shared.is_some() && f.no_local && v5 {
+                return Err(reason::PROTOCOL_ERROR);
+            }
+            if !self.principal.allows(Action::Subscribe, &inner) {
+                codes.push(if v5 { reason::NOT_AUTHORIZED } else { 0x80 });
+                continue;
+            }
+            let qos = f.qos.min(2);
+            let options = SubOptions {
+                qos,
+                no_local: f.no_local,
+                retain_as_published: f.retain_as_published,
+                retain_handling: f.retain_handling,
+                subscription_id,
+            };
+            let existed = {
+                let mut reg = self.gw.registry();
+                let existed = reg.trie.insert(self.client_id.clone(), &f.filter, options.clone());
+                self.gw
+                    .metrics
+                    .subscriptions
+                    .store(reg.trie.len() as i64, Ordering::Relaxed);
+                existed
+            };
+            self.subs.insert(f.filter.clone(), options);
+            if shared.is_none() && (f.retain_handling == 0 || (f.retain_handling == 1 && !existed)) {
+                retained.push((f.filter.clone(), qos, subscription_id));
+            }
+            codes.push(qos);
+        }
+        self.save().await;
+        self.send(Packet::SubAck(SubAck {
+            packet_id: s.packet_id,
+            reason_codes: codes,
+            properties: Properties::default(),
+        }));
+        // Retained messages follow the SUBACK.
+        let now = now_ms();
+        for (filter, qos, id) in retained {
+            let found: Vec<_> = self
+                .gw
+                .retained()
+                .iter()
+                .filter(|(t, _)| topic::matches(&filter, t))
+                .map(|(_, r)| r.clone())
+                .collect();
+            for r in found {
+                let d = Delivery {
+                    qos: r.msg.qos.min(qos),
+                    msg: r.msg,
+                    at: r.at,
+                    retain: true,
+                    subscription_ids: id.into_iter().collect(),
+                };
+                self.outbound.deliver(d, now, &self.gw.metrics, &mut self.out);
+            }
+        }
+        Ok(())
+    }
+
+    async fn unsubscribe(&mut self, u: Unsubscribe) {
+        let mut codes = Vec::with_capacity(u.filters.len());
+        for f in &u.filters {
+            let existed = {
+                let mut reg = self.gw.registry();
+                let existed = reg.trie.remove(&self.client_id, f);
+                self.gw
+                    .metrics
+                    .subscriptions
+                    .store(reg.trie.len() as i64, Ordering::Relaxed);
+                existed
+            };
+            self.subs.remove(f);
+            codes.push(if existed {
+                reason::SUCCESS
+            } else {
+                reason::NO_SUBSCRIPTION_EXISTED
+            });
+        }
+        self.save().await;
+        self.send(Packet::UnsubAck(UnsubAck {
+            packet_id: u.packet_id,
+            reason_codes: codes,
+            properties: Properties::default(),
+        }));
+    }
+
+    /// After the connection: store the session (or end it) and send the
+    /// will if the client went away without DISCONNECT.
+    async fn finish(mut self, end: End, conn_id: u64, mut rx: mpsc::Receiver<Delivery>) {
+        let positions = {
+            let mut reg = self.gw.registry();
+            if reg.online.get(&self.client_id).map(|o| o.connection) == Some(conn_id) {
+                reg.online.remove(&self.client_id);
+            }
+            reg.positions.clone()
+        };
+        let mut pending: Vec<Delivery> = self.outbound.queue.drain(..).collect();
+        while let Ok(d) = rx.try_recv() {
+            pending.push(d);
+        }
+        if self.expiry == Some(0) {
+            {
+                let mut reg = self.gw.registry();
+                reg.trie.remove_all(&self.client_id);
+                self.gw
+                    .metrics
+                    .subscriptions
+                    .store(reg.trie.len() as i64, Ordering::Relaxed);
+            }
+            self.gw.metrics.sessions.fetch_sub(1, Ordering::Relaxed);
+            let _ = store::put(&self.gw.broker, store::SESSIONS_TOPIC, &self.client_id, None, Vec::new()).await;
+        } else {
+            // Resume from the first message not handed to the client yet.
+            let mut cursors = positions;
+            for d in pending.iter().filter(|d| d.qos > 0) {
+                let key = (d.at.topic.clone(), d.at.partition);
+                if let Some(c) = cursors.get_mut(&key) {
+                    *c = (*c).min(d.at.offset);
+                }
+            }
+            self.base_cursors = cursors;
+            let mut state = self.state();
+            state.disconnected_at_ms = Some(now_ms());
+            if let Err(e) = self.gw.save_session(&self.client_id, &state).await {
+                debug!(client = %self.client_id, "session not stored: {e}");
+            }
+            let generation = self.gw.next_id();
+            self.gw.offline().insert(
+                self.client_id.clone(),
+                crate::gateway::Offline { state, generation },
+            );
+            if let Some(secs) = self.expiry {
+                self.gw.expire_later(
+                    self.client_id.clone(),
+                    generation,
+                    Duration::from_secs(u64::from(secs)),
+                );
+            }
+        }
+        if end == End::WithWill
+            && let Some((mut will, delay)) = self.will.take()
+        {
+            will.timestamp_ms = now_ms();
+            // The will waits at most as long as the session lives.
+            let delay = match self.expiry {
+                Some(secs) => delay.min(Duration::from_secs(u64::from(secs))),
+                None => delay,
+            };
+            self.gw.publish_will(self.client_id.clone(), will, delay);
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! Who is subscribed to what, who is online, and how far each log
+//! partition has been dispatched.
+//!
+//! # Concurrency
+//! One `std::sync::Mutex` in the gateway guards it. A dispatcher holds it
+//! while it hands one fetched batch to the subscribers' queues and moves
+//! its position; a connection holds it while it registers or unregisters.
+//! So a session that registers sees a clean cut: every record below the
+//! snapshot of positions went to the sessions online before it, every
+//! record from it on comes to it too.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::message::Message;
+use crate::session::LogRef;
+use crate::trie::SubscriptionTrie;
+
+/// One message for one session.
+#[derive(Debug, Clone)]
+pub(crate) struct Delivery {
+    pub(crate) msg: Arc<Message>,
+    pub(crate) at: LogRef,
+    /// min(published QoS, granted QoS).
+    pub(crate) qos: u8,
+    /// The RETAIN flag to send.
+    pub(crate) retain: bool,
+    pub(crate) subscription_ids: Vec<u32>,
+}
+
+/// A connected session.
+#[derive(Debug)]
+pub(crate) struct Online {
+    pub(crate) tx: mpsc::Sender<Delivery>,
+    /// Cancelled to take the session over (or on administrative close).
+    pub(crate) kick: CancellationToken,
+    /// Turns true once the connection has stored its session and left.
+    pub(crate) done: watch::Receiver<bool>,
+    pub(crate) connection: u64,
+}
+
+/// Dispatch positions: (log topic, partition) → next offset.
+pub(crate) type Positions = BTreeMap<(String, u32), i64>;
+
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    pub(crate) trie: SubscriptionTrie<String>,
+    pub(crate) online: HashMap<String, Online>,
+    pub(crate) positions: Positions,
+}

@@ -1,0 +1,201 @@
+//! The listeners: MQTT over TCP, over TLS (rustls) and over WebSocket, and
+//! the [`Gateway`] handle `fjord serve` holds.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use fjord_broker::Broker;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info, warn};
+
+use crate::config::MqttConfig;
+use crate::connection;
+use crate::gateway::{Inner, MqttListeners};
+use crate::{Error, Result};
+
+/// The running MQTT gateway.
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+    listeners: MqttListeners,
+}
+
+async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|source| Error::Io {
+        what: format!("bind the {what} listener on {addr}"),
+        source,
+    })
+}
+
+impl Gateway {
+    /// Creates the gateway's topics if needed, restores sessions and
+    /// retained messages, binds every configured listener and serves.
+    ///
+    /// # Errors
+    /// A listener cannot be bound, the TLS certificate cannot be read or
+    /// made, or the broker refuses the gateway's topics.
+    pub async fn start(broker: Broker, config: MqttConfig) -> Result<Gateway> {
+        if broker.cluster_id().is_some() {
+            warn!(
+                "the MQTT gateway serves the partitions this node leads; in a cluster, \
+                 publishes to partitions led by other nodes are refused"
+            );
+        }
+        let tcp = match config.tcp {
+            Some(a) => Some(bind("MQTT", a).await?),
+            None => None,
+        };
+        let tls = match config.tls {
+            Some(a) => Some((bind("MQTT TLS", a).await?, tls_acceptor(&config)?)),
+            None => None,
+        };
+        let ws = match config.ws {
+            Some(a) => Some(bind("MQTT WebSocket", a).await?),
+            None => None,
+        };
+        let inner = Inner::open(broker, config).await?;
+        let addr = |l: &TcpListener| l.local_addr().ok();
+        let listeners = MqttListeners {
+            tcp: tcp.as_ref().and_then(addr),
+            tls: tls.as_ref().and_then(|(l, _)| addr(l)),
+            ws: ws.as_ref().and_then(addr),
+        };
+        if let Some(l) = tcp {
+            let gw = Arc::clone(&inner);
+            inner.tracker.spawn(accept(gw, l, |gw, s| async move {
+                connection::serve(gw, s).await;
+            }));
+        }
+        if let Some((l, acceptor)) = tls {
+            let gw = Arc::clone(&inner);
+            inner.tracker.spawn(accept(gw, l, move |gw, s| {
+                let acceptor = acceptor.clone();
+                async move {
+                    match acceptor.accept(s).await {
+                        Ok(tls) => connection::serve(gw, tls).await,
+                        Err(e) => debug!("TLS handshake failed: {e}"),
+                    }
+                }
+            }));
+        }
+        if let Some(l) = ws {
+            let gw = Arc::clone(&inner);
+            inner.tracker.spawn(accept(gw, l, |gw, s| async move {
+                crate::websocket::serve(gw, s).await;
+            }));
+        }
+        info!(
+            tcp = ?listeners.tcp,
+            tls = ?listeners.tls,
+            ws = ?listeners.ws,
+            "MQTT gateway listening"
+        );
+        Ok(Gateway { inner, listeners })
+    }
+
+    /// The bound listener addresses.
+    pub fn listeners(&self) -> &MqttListeners {
+        &self.listeners
+    }
+
+    /// The gateway's metrics in Prometheus text format.
+    pub fn render_metrics(&self) -> String {
+        self.inner.metrics.render()
+    }
+
+    /// Tells clients the server is going away, then waits for their
+    /// sessions to be stored.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+        self.inner.tracker.close();
+        self.inner.tracker.wait().await;
+    }
+}
+
+async fn accept<F, Fut>(gw: Arc<Inner>, listener: TcpListener, handle: F)
+where
+    F: Fn(Arc<Inner>, TcpStream) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    loop {
+        let accepted = tokio::select! {
+            _ = gw.shutdown.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, _peer)) => {
+                let _ = stream.set_nodelay(true);
+                gw.tracker.spawn(handle(Arc::clone(&gw), stream));
+            }
+            Err(e) => {
+                warn!("MQTT accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Anything a connection can run over.
+pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+fn tls_acceptor(config: &MqttConfig) -> Result<TlsAcceptor> {
+    let (cert_path, key_path) = match (&config.tls_cert, &config.tls_key) {
+        (Some(c), Some(k)) => (c.clone(), k.clone()),
+        (None, None) => self_signed(&config.tls_dir)?,
+        _ => {
+            return Err(Error::Tls(
+                "give both a TLS certificate and its key, or neither".into(),
+            ));
+        }
+    };
+    let read = |p: &Path| {
+        std::fs::read(p).map_err(|source| Error::Io {
+            what: format!("read {}", p.display()),
+            source,
+        })
+    };
+    let certs: Vec<_> = rustls_pemfile::certs(&mut read(&cert_path)?.as_slice())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| Error::Tls(format!("{}: {e}", cert_path.display())))?;
+    if certs.is_empty() {
+        return Err(Error::Tls(format!("{}: no certificate", cert_path.display())));
+    }
+    let key = rustls_pemfile::private_key(&mut read(&key_path)?.as_slice())
+        .map_err(|e| Error::Tls(format!("{}: {e}", key_path.display())))?
+        .ok_or_else(|| Error::Tls(format!("{}: no private key", key_path.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| Error::Tls(e.to_string()))?;
+    Ok(TlsAcceptor::from(Arc::new(server)))
+}
+
+/// A development certificate for `localhost`, made once in `dir`.
+fn self_signed(dir: &Path) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
+    let cert = dir.join("mqtt-dev-cert.pem");
+    let key = dir.join("mqtt-dev-key.pem");
+    if cert.exists() && key.exists() {
+        return Ok((cert, key));
+    }
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+        .map_err(|e| Error::Tls(format!("making a development certificate: {e}")))?;
+    let write = |p: &Path, text: String| {
+        std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::write(p, text))
+            .map_err(|source| Error::Io {
+                what: format!("write {}", p.display()),
+                source,
+            })
+    };
+    write(&cert, made.cert.pem())?;
+    write(&key, made.key_pair.serialize_pem())?;
+    info!(cert = %cert.display(), "made a self-signed development certificate for MQTT over TLS");
+    Ok((cert, key))
+}
