@@ -33,6 +33,12 @@ impl ServerProcess {
                 "127.0.0.1:0",
                 "--http-listen",
                 "127.0.0.1:0",
+                "--mqtt-listen",
+                "off",
+                "--mqtt-tls-listen",
+                "off",
+                "--mqtt-ws-listen",
+                "off",
             ])
             .args(extra)
             .env("FJORD_LOG_LEVEL", "warn")

@@ -98,6 +98,12 @@ impl Node {
                 "127.0.0.1:0",
                 "--log-level",
                 "warn",
+                "--mqtt-listen",
+                "off",
+                "--mqtt-tls-listen",
+                "off",
+                "--mqtt-ws-listen",
+                "off",
                 "--data-dir",
             ])
             .arg(&self.data)

@@ -9,7 +9,17 @@
 //! | `node_id` | `FJORD_NODE_ID` | `--node-id` | `1` |
 //! | `grpc_listen` | `FJORD_GRPC_LISTEN` | `--grpc-listen` | `127.0.0.1:9400` |
 //! | `http_listen` | `FJORD_HTTP_LISTEN` | `--http-listen` | `127.0.0.1:9600` |
-//! | `mqtt_listen` | `FJORD_MQTT_LISTEN` | `--mqtt-listen` | `127.0.0.1:1883` (gateway not in this build) |
+//! | `mqtt_listen` | `FJORD_MQTT_LISTEN` | `--mqtt-listen` | `127.0.0.1:1883` (`off` disables it) |
+//! | `mqtt_tls_listen` | `FJORD_MQTT_TLS_LISTEN` | `--mqtt-tls-listen` | `127.0.0.1:8883` (`off` disables it) |
+//! | `mqtt_ws_listen` | `FJORD_MQTT_WS_LISTEN` | `--mqtt-ws-listen` | `127.0.0.1:8083` (`off` disables it) |
+//! | `mqtt_tls_cert`, `mqtt_tls_key` | `FJORD_MQTT_TLS_CERT`, `FJORD_MQTT_TLS_KEY` | `--mqtt-tls-cert`, `--mqtt-tls-key` | none: a self-signed `localhost` certificate in `<data-dir>/mqtt` |
+//! | `mqtt_allow_anonymous` | `FJORD_MQTT_ALLOW_ANONYMOUS` | `--mqtt-allow-anonymous` | `true` |
+//! | `mqtt_max_packet_size` | `FJORD_MQTT_MAX_PACKET_SIZE` | `--mqtt-max-packet-size` | `1048576` bytes |
+//! | `mqtt_max_queued_messages` | `FJORD_MQTT_MAX_QUEUED_MESSAGES` | `--mqtt-max-queued-messages` | `1000` per session (offline or beyond the client's receive maximum) |
+//! | `mqtt_max_session_expiry_secs` | `FJORD_MQTT_MAX_SESSION_EXPIRY_SECS` | `--mqtt-max-session-expiry-secs` | none (3.1.1 persistent sessions never expire) |
+//! | `mqtt_map` | `FJORD_MQTT_MAP` | `--mqtt-map` | none: `FILTER=TOPIC,...` rules, first match wins |
+//! | `mqtt_topic` | `FJORD_MQTT_TOPIC` | `--mqtt-topic` | `mqtt`: the log topic of unmapped MQTT topics |
+//! | `mqtt_partitions` | `FJORD_MQTT_PARTITIONS` | `--mqtt-partitions` | `4`: partitions of log topics the gateway creates |
 //! | `amqp_listen` | `FJORD_AMQP_LISTEN` | `--amqp-listen` | `127.0.0.1:5672` (gateway not in this build) |
 //! | `advertised_grpc` | `FJORD_ADVERTISED_GRPC` | `--advertised-grpc` | the bound gRPC address |
 //! | `peers` | `FJORD_PEERS` | `--peers` | none: a fixed set of voters `ID=HOST:PORT,...` (this node included) |
@@ -38,6 +48,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use fjord_broker::{BrokerConfig, ClusterConfig, FlushPolicy, Formation};
+use fjord_gateway_mqtt::MqttConfig;
 use serde::Deserialize;
 
 /// Flags of `fjord serve`; each also reads its `FJORD_*` variable.
@@ -58,9 +69,42 @@ pub(crate) struct ServeArgs {
     /// HTTP listener for /metrics, /health and /ready; port 0 picks one.
     #[arg(long, env = "FJORD_HTTP_LISTEN", value_name = "ADDR")]
     http_listen: Option<SocketAddr>,
-    /// MQTT listener (the MQTT gateway is not part of this build yet).
+    /// MQTT listener; port 0 picks one, `off` disables it.
     #[arg(long, env = "FJORD_MQTT_LISTEN", value_name = "ADDR")]
-    mqtt_listen: Option<SocketAddr>,
+    mqtt_listen: Option<String>,
+    /// MQTT over TLS listener; port 0 picks one, `off` disables it.
+    #[arg(long, env = "FJORD_MQTT_TLS_LISTEN", value_name = "ADDR")]
+    mqtt_tls_listen: Option<String>,
+    /// MQTT over WebSocket listener; port 0 picks one, `off` disables it.
+    #[arg(long, env = "FJORD_MQTT_WS_LISTEN", value_name = "ADDR")]
+    mqtt_ws_listen: Option<String>,
+    /// PEM certificate chain for MQTT over TLS (with --mqtt-tls-key).
+    #[arg(long, env = "FJORD_MQTT_TLS_CERT", value_name = "FILE")]
+    mqtt_tls_cert: Option<PathBuf>,
+    /// PEM private key for MQTT over TLS.
+    #[arg(long, env = "FJORD_MQTT_TLS_KEY", value_name = "FILE")]
+    mqtt_tls_key: Option<PathBuf>,
+    /// Let MQTT clients connect without a username.
+    #[arg(long, env = "FJORD_MQTT_ALLOW_ANONYMOUS")]
+    mqtt_allow_anonymous: Option<bool>,
+    /// Largest MQTT packet accepted, in bytes.
+    #[arg(long, env = "FJORD_MQTT_MAX_PACKET_SIZE")]
+    mqtt_max_packet_size: Option<usize>,
+    /// QoS 1/2 messages queued per MQTT session; more are dropped.
+    #[arg(long, env = "FJORD_MQTT_MAX_QUEUED_MESSAGES")]
+    mqtt_max_queued_messages: Option<usize>,
+    /// Upper bound on MQTT session expiry, in seconds.
+    #[arg(long, env = "FJORD_MQTT_MAX_SESSION_EXPIRY_SECS")]
+    mqtt_max_session_expiry_secs: Option<u64>,
+    /// MQTT topic filter → log topic rules, `FILTER=TOPIC,...`.
+    #[arg(long, env = "FJORD_MQTT_MAP", value_name = "FILTER=TOPIC,...")]
+    mqtt_map: Option<String>,
+    /// Log topic of MQTT topics no rule maps.
+    #[arg(long, env = "FJORD_MQTT_TOPIC")]
+    mqtt_topic: Option<String>,
+    /// Partitions of the log topics the MQTT gateway creates.
+    #[arg(long, env = "FJORD_MQTT_PARTITIONS")]
+    mqtt_partitions: Option<u32>,
     /// AMQP listener (the AMQP gateway is not part of this build yet).
     #[arg(long, env = "FJORD_AMQP_LISTEN", value_name = "ADDR")]
     amqp_listen: Option<SocketAddr>,
@@ -133,7 +177,18 @@ struct FileConfig {
     node_id: Option<u32>,
     grpc_listen: Option<SocketAddr>,
     http_listen: Option<SocketAddr>,
-    mqtt_listen: Option<SocketAddr>,
+    mqtt_listen: Option<String>,
+    mqtt_tls_listen: Option<String>,
+    mqtt_ws_listen: Option<String>,
+    mqtt_tls_cert: Option<PathBuf>,
+    mqtt_tls_key: Option<PathBuf>,
+    mqtt_allow_anonymous: Option<bool>,
+    mqtt_max_packet_size: Option<usize>,
+    mqtt_max_queued_messages: Option<usize>,
+    mqtt_max_session_expiry_secs: Option<u64>,
+    mqtt_map: Option<String>,
+    mqtt_topic: Option<String>,
+    mqtt_partitions: Option<u32>,
     amqp_listen: Option<SocketAddr>,
     advertised_grpc: Option<SocketAddr>,
     peers: Option<String>,
@@ -162,7 +217,7 @@ pub(crate) struct ServerConfig {
     pub(crate) node_id: u32,
     pub(crate) grpc_listen: SocketAddr,
     pub(crate) http_listen: SocketAddr,
-    pub(crate) mqtt_listen: Option<SocketAddr>,
+    pub(crate) mqtt: MqttConfig,
     pub(crate) amqp_listen: Option<SocketAddr>,
     pub(crate) advertised_grpc: Option<SocketAddr>,
     pub(crate) flush: FlushPolicy,
@@ -214,6 +269,36 @@ pub(crate) fn parse_flush_policy(text: &str) -> Result<FlushPolicy> {
             _ => bail!("flush policy must be batch, os or interval:<ms>, got {other:?}"),
         },
     }
+}
+
+/// A listener address, or `None` for `off`.
+fn listener(text: Option<String>, default: &str, what: &str) -> Result<Option<SocketAddr>> {
+    let text = text.unwrap_or_else(|| default.to_string());
+    if text.trim() == "off" {
+        return Ok(None);
+    }
+    text.trim()
+        .parse()
+        .map(Some)
+        .with_context(|| format!("{what}: {text:?} is not HOST:PORT or off"))
+}
+
+/// Parses `FILTER=TOPIC,...`.
+pub(crate) fn parse_mqtt_map(text: &str) -> Result<Vec<(String, String)>> {
+    let mut rules = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let Some((filter, topic)) = item.rsplit_once('=') else {
+            bail!("MQTT mapping {item:?} is not FILTER=TOPIC");
+        };
+        if fjord_gateway_mqtt::topic::validate_filter(filter).is_err() || filter.starts_with("$share/") {
+            bail!("MQTT mapping {item:?}: {filter:?} is not a topic filter");
+        }
+        if topic.is_empty() || topic.starts_with("__") {
+            bail!("MQTT mapping {item:?}: {topic:?} is not a log topic name");
+        }
+        rules.push((filter.to_string(), topic.to_string()));
+    }
+    Ok(rules)
 }
 
 fn addr(text: &str) -> SocketAddr {
@@ -313,11 +398,64 @@ impl ServeArgs {
         if retention_ms == 0 {
             bail!("retention check interval must be positive");
         }
+        let data_dir = self
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./fjord-data"));
+        let mut mqtt = MqttConfig::new(data_dir.join("mqtt"));
+        mqtt.tcp = listener(
+            self.mqtt_listen.or(file.mqtt_listen),
+            "127.0.0.1:1883",
+            "--mqtt-listen",
+        )?;
+        mqtt.tls = listener(
+            self.mqtt_tls_listen.or(file.mqtt_tls_listen),
+            "127.0.0.1:8883",
+            "--mqtt-tls-listen",
+        )?;
+        mqtt.ws = listener(
+            self.mqtt_ws_listen.or(file.mqtt_ws_listen),
+            "127.0.0.1:8083",
+            "--mqtt-ws-listen",
+        )?;
+        mqtt.tls_cert = self.mqtt_tls_cert.or(file.mqtt_tls_cert);
+        mqtt.tls_key = self.mqtt_tls_key.or(file.mqtt_tls_key);
+        if mqtt.tls_cert.is_some() != mqtt.tls_key.is_some() {
+            bail!("give both --mqtt-tls-cert and --mqtt-tls-key, or neither");
+        }
+        if let Some(v) = self.mqtt_allow_anonymous.or(file.mqtt_allow_anonymous) {
+            mqtt.allow_anonymous = v;
+        }
+        if let Some(v) = self.mqtt_max_packet_size.or(file.mqtt_max_packet_size) {
+            if !(64..=268_435_455).contains(&v) {
+                bail!("--mqtt-max-packet-size must be 64..=268435455 bytes, got {v}");
+            }
+            mqtt.max_packet_size = v;
+        }
+        if let Some(v) = self.mqtt_max_queued_messages.or(file.mqtt_max_queued_messages) {
+            mqtt.max_queued_messages = v.max(1);
+        }
+        mqtt.max_session_expiry = self
+            .mqtt_max_session_expiry_secs
+            .or(file.mqtt_max_session_expiry_secs)
+            .map(Duration::from_secs);
+        if let Some(map) = self.mqtt_map.or(file.mqtt_map) {
+            mqtt.mappings = parse_mqtt_map(&map)?;
+        }
+        if let Some(t) = self.mqtt_topic.or(file.mqtt_topic) {
+            if t.is_empty() || t.starts_with("__") {
+                bail!("--mqtt-topic {t:?} is not a log topic name");
+            }
+            mqtt.default_topic = t;
+        }
+        if let Some(p) = self.mqtt_partitions.or(file.mqtt_partitions) {
+            if p == 0 {
+                bail!("partition counts must be at least 1");
+            }
+            mqtt.partitions = p;
+        }
         Ok(ServerConfig {
-            data_dir: self
-                .data_dir
-                .or(file.data_dir)
-                .unwrap_or_else(|| PathBuf::from("./fjord-data")),
+            data_dir,
             node_id,
             grpc_listen: self
                 .grpc_listen
@@ -327,7 +465,7 @@ impl ServeArgs {
                 .http_listen
                 .or(file.http_listen)
                 .unwrap_or_else(|| addr("127.0.0.1:9600")),
-            mqtt_listen: self.mqtt_listen.or(file.mqtt_listen),
+            mqtt,
             amqp_listen: self.amqp_listen.or(file.amqp_listen),
             advertised_grpc: self.advertised_grpc.or(file.advertised_grpc),
             flush,

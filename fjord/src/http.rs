@@ -8,10 +8,23 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use fjord_broker::Broker;
+use std::sync::{Arc, OnceLock};
 
-async fn metrics(State(broker): State<Broker>) -> impl IntoResponse {
-    let mut body = broker.render_metrics();
+use fjord_broker::Broker;
+use fjord_gateway_mqtt::Gateway;
+
+/// What the routes read: the broker, and the MQTT gateway once started.
+#[derive(Clone)]
+pub(crate) struct HttpState {
+    pub(crate) broker: Broker,
+    pub(crate) mqtt: Arc<OnceLock<Gateway>>,
+}
+
+async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
+    let mut body = state.broker.render_metrics();
+    if let Some(mqtt) = state.mqtt.get() {
+        body.push_str(&mqtt.render_metrics());
+    }
     if let Some(rss) = resident_bytes() {
         body.push_str("# HELP process_resident_memory_bytes Resident memory size in bytes.\n");
         body.push_str("# TYPE process_resident_memory_bytes gauge\n");
@@ -24,7 +37,8 @@ async fn health() -> &'static str {
     "ok\n"
 }
 
-async fn ready(State(broker): State<Broker>) -> (StatusCode, &'static str) {
+async fn ready(State(state): State<HttpState>) -> (StatusCode, &'static str) {
+    let broker = &state.broker;
     if !broker.is_ready() {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
     } else if !broker.quorum_ok() {
@@ -47,11 +61,11 @@ fn resident_bytes() -> Option<u64> {
         .map(|kib| kib * 1024)
 }
 
-/// The HTTP routes over `broker`.
-pub(crate) fn router(broker: Broker) -> Router {
+/// The HTTP routes.
+pub(crate) fn router(state: HttpState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/health", get(health))
         .route("/ready", get(ready))
-        .with_state(broker)
+        .with_state(state)
 }

@@ -10,7 +10,10 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use std::sync::{Arc, OnceLock};
+
 use fjord_broker::{Broker, serve_grpc};
+use fjord_gateway_mqtt::Gateway;
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -29,6 +32,13 @@ struct Listeners {
     cluster_id: String,
     grpc: SocketAddr,
     http: SocketAddr,
+    /// MQTT listeners; absent when disabled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mqtt: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mqtt_tls: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mqtt_ws: Option<SocketAddr>,
 }
 
 async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener> {
@@ -78,9 +88,6 @@ pub(crate) async fn run(config: ServerConfig) -> Result<()> {
     let http = bind("HTTP", config.http_listen).await?;
     let grpc_addr = grpc.local_addr()?;
     let http_addr = http.local_addr()?;
-    if let Some(addr) = config.mqtt_listen {
-        warn!(%addr, "the MQTT gateway is not part of this build; --mqtt-listen is not bound");
-    }
     if let Some(addr) = config.amqp_listen {
         warn!(%addr, "the AMQP gateway is not part of this build; --amqp-listen is not bound");
     }
@@ -96,7 +103,11 @@ pub(crate) async fn run(config: ServerConfig) -> Result<()> {
         grpc_stop.cancelled().await
     }));
     let http_stop = stop.clone();
-    let app = http::router(broker.clone());
+    let mqtt_cell = Arc::new(OnceLock::new());
+    let app = http::router(http::HttpState {
+        broker: broker.clone(),
+        mqtt: Arc::clone(&mqtt_cell),
+    });
     let http_task = tokio::spawn(async move {
         axum::serve(http, app)
             .with_graceful_shutdown(async move { http_stop.cancelled().await })
@@ -109,6 +120,27 @@ pub(crate) async fn run(config: ServerConfig) -> Result<()> {
         return Err(e).context("cluster start failed");
     }
 
+    // The MQTT gateway, unless every MQTT listener is off.
+    let m = &config.mqtt;
+    let mqtt = if m.tcp.is_some() || m.tls.is_some() || m.ws.is_some() {
+        match Gateway::start(broker.clone(), config.mqtt.clone()).await {
+            Ok(g) => Some(g),
+            Err(e) => {
+                broker.shutdown().await;
+                stop.cancel();
+                return Err(e).context("MQTT gateway start failed");
+            }
+        }
+    } else {
+        None
+    };
+    let bound = mqtt
+        .as_ref()
+        .map(|g| g.listeners().clone())
+        .unwrap_or_default();
+    if let Some(g) = &mqtt {
+        let _ = mqtt_cell.set(g.clone());
+    }
     write_listeners(
         &config.data_dir,
         &Listeners {
@@ -117,6 +149,9 @@ pub(crate) async fn run(config: ServerConfig) -> Result<()> {
             cluster_id: broker.cluster_id().unwrap_or_default(),
             grpc: grpc_addr,
             http: http_addr,
+            mqtt: bound.tcp,
+            mqtt_tls: bound.tls,
+            mqtt_ws: bound.ws,
         },
     )?;
     info!(grpc = %grpc_addr, http = %http_addr, data_dir = %config.data_dir.display(), "fjord is serving");
@@ -129,6 +164,9 @@ pub(crate) async fn run(config: ServerConfig) -> Result<()> {
         }
         done = &mut grpc_task => Some(done),
     };
+    if let Some(g) = &mqtt {
+        g.shutdown().await;
+    }
     if let Some(done) = early {
         broker.shutdown().await;
         return match done {

@@ -22,7 +22,16 @@ fn join_args(node_id: u32, join: &str) -> Vec<String> {
 }
 
 fn start(dir: &std::path::Path, name: &str, args: &[String]) -> Server {
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    // These tests count topics and replicas: no MQTT gateway topics.
+    refs.extend([
+        "--mqtt-listen",
+        "off",
+        "--mqtt-tls-listen",
+        "off",
+        "--mqtt-ws-listen",
+        "off",
+    ]);
     Server::start_with(&dir.join(name), &refs)
 }
 
@@ -201,6 +210,12 @@ fn a_node_of_another_cluster_or_with_a_used_id_is_refused() {
                 "127.0.0.1:0",
                 "--http-listen",
                 "127.0.0.1:0",
+                "--mqtt-listen",
+                "off",
+                "--mqtt-tls-listen",
+                "off",
+                "--mqtt-ws-listen",
+                "off",
             ])
             .args(args)
             .output()

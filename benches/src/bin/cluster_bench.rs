@@ -109,6 +109,12 @@ impl Node {
                 &grpc,
                 "--http-listen",
                 "127.0.0.1:0",
+                "--mqtt-listen",
+                "off",
+                "--mqtt-tls-listen",
+                "off",
+                "--mqtt-ws-listen",
+                "off",
             ])
             .arg("--data-dir")
             .arg(&self.data)

@@ -13,6 +13,10 @@ pub struct Server {
     pub data: PathBuf,
     pub grpc: String,
     pub http: String,
+    /// MQTT listeners (empty when off).
+    pub mqtt: String,
+    pub mqtt_tls: String,
+    pub mqtt_ws: String,
     pub log: PathBuf,
 }
 
@@ -32,9 +36,23 @@ impl Server {
         } else {
             vec!["--grpc-listen", "127.0.0.1:0"]
         };
+        // MQTT listeners on free ports unless the caller says otherwise.
+        let mqtt = if extra.contains(&"--mqtt-listen") {
+            vec![]
+        } else {
+            vec![
+                "--mqtt-listen",
+                "127.0.0.1:0",
+                "--mqtt-tls-listen",
+                "127.0.0.1:0",
+                "--mqtt-ws-listen",
+                "127.0.0.1:0",
+            ]
+        };
         let mut child = Command::new(BIN)
             .arg("serve")
             .args(grpc)
+            .args(mqtt)
             .args(["--http-listen", "127.0.0.1:0", "--data-dir"])
             .arg(data)
             .args(extra)
@@ -54,11 +72,15 @@ impl Server {
             {
                 let grpc = v["grpc"].as_str().unwrap().to_string();
                 let http = v["http"].as_str().unwrap().to_string();
+                let addr = |k: &str| v[k].as_str().unwrap_or_default().to_string();
                 return Server {
                     child,
                     data: data.to_path_buf(),
                     grpc,
                     http,
+                    mqtt: addr("mqtt"),
+                    mqtt_tls: addr("mqtt_tls"),
+                    mqtt_ws: addr("mqtt_ws"),
                     log,
                 };
             }

@@ -29,6 +29,9 @@ use crate::store;
 use crate::topic;
 use crate::trie::SubOptions;
 
+mod resume;
+mod subscription;
+
 /// How a connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum End {
@@ -333,29 +336,6 @@ where
     let _ = done_tx.send(true);
 }
 
-/// The subscriptions of `subs` a message matches (shared ones aside):
-/// (max QoS, retain-as-published, subscription ids).
-fn match_own(
-    subs: &BTreeMap<String, SubOptions>,
-    msg: &Message,
-    client: &str,
-) -> Option<(u8, bool, Vec<u32>)> {
-    let mut found: Option<(u8, bool, Vec<u32>)> = None;
-    for (filter, o) in subs {
-        if !matches!(topic::parse_shared(filter), Ok(None)) || !topic::matches(filter, &msg.topic) {
-            continue;
-        }
-        if o.no_local && msg.from == client {
-            continue;
-        }
-        let f = found.get_or_insert((0, false, Vec::new()));
-        f.0 = f.0.max(o.qos);
-        f.1 |= o.retain_as_published;
-        f.2.extend(o.subscription_id);
-    }
-    found
-}
-
 impl Connection {
     fn send(&mut self, p: Packet) {
         self.out.push(p);
@@ -383,74 +363,6 @@ impl Connection {
         io.write_all(&self.wbuf).await?;
         self.wbuf.clear();
         io.flush().await
-    }
-
-    /// Restores a stored session: subscriptions, QoS 2 receipts, in-flight
-    /// messages (sent again), then what it missed while offline.
-    async fn resume(&mut self, state: SessionState, positions: &Positions) {
-        for s in &state.subscriptions {
-            self.subs.insert(s.filter.clone(), s.options());
-        }
-        self.incoming_qos2 = state.incoming_qos2.iter().copied().collect();
-        let mut kept = Vec::new();
-        for o in &state.outgoing {
-            let at = &o.at;
-            let records = store::read_range(
-                &self.gw.broker,
-                &at.topic,
-                at.partition,
-                at.offset,
-                Some(at.offset + 1),
-            )
-            .await
-            .unwrap_or_default();
-            if let Some(msg) = records.first().and_then(Message::from_record) {
-                kept.push((o.clone(), Arc::new(msg)));
-            }
-        }
-        self.outbound.restore(kept);
-        let now = now_ms();
-        let metrics = &self.gw.metrics;
-        self.outbound.resend(now, metrics, &mut self.out);
-        for ((topic, partition), end) in positions {
-            let from = state.cursor(topic, *partition).unwrap_or(*end);
-            if from >= *end {
-                continue;
-            }
-            let records =
-                match store::read_range(&self.gw.broker, topic, *partition, from, Some(*end)).await {
-                    Ok(r) => r,
-                    Err(e) => {
-                        debug!(topic, partition, "missed messages not read: {e}");
-                        continue;
-                    }
-                };
-            for r in records {
-                let Some(msg) = Message::from_record(&r) else {
-                    continue;
-                };
-                let Some((qos, rap, ids)) = match_own(&self.subs, &msg, &self.client_id) else {
-                    continue;
-                };
-                let qos = qos.min(msg.qos);
-                if qos == 0 {
-                    continue;
-                }
-                let retain = rap && msg.retain;
-                let d = Delivery {
-                    msg: Arc::new(msg),
-                    at: LogRef {
-                        topic: topic.clone(),
-                        partition: *partition,
-                        offset: r.offset,
-                    },
-                    qos,
-                    retain,
-                    subscription_ids: ids,
-                };
-                self.outbound.deliver(d, now, &self.gw.metrics, &mut self.out);
-            }
-        }
     }
 
     /// The packet loop.
@@ -760,111 +672,6 @@ impl Connection {
             _ => return Err(reason::PROTOCOL_ERROR),
         }
         Ok(None)
-    }
-
-    async fn subscribe(&mut self, s: Subscribe) -> Result<(), u8> {
-        let subscription_id = s.properties.subscription_identifiers.first().copied();
-        let mut codes = Vec::with_capacity(s.filters.len());
-        let mut retained: Vec<(String, u8, Option<u32>)> = Vec::new();
-        let v5 = self.protocol == Protocol::V5;
-        for f in &s.filters {
-            let shared = match topic::parse_shared(&f.filter) {
-                Ok(shared) => shared.map(|(_, inner)| inner.to_string()),
-                Err(_) => {
-                    codes.push(if v5 { reason::TOPIC_FILTER_INVALID } else { 0x80 });
-                    continue;
-                }
-            };
-            let inner = shared.clone().unwrap_or_else(|| f.filter.clone());
-            if topic::validate_filter(&inner).is_err() {
-                codes.push(if v5 { reason::TOPIC_FILTER_INVALID } else { 0x80 });
-                continue;
-            }
-            if shared.is_some() && f.no_local && v5 {
-                return Err(reason::PROTOCOL_ERROR);
-            }
-            if !self.principal.allows(Action::Subscribe, &inner) {
-                codes.push(if v5 { reason::NOT_AUTHORIZED } else { 0x80 });
-                continue;
-            }
-            let qos = f.qos.min(2);
-            let options = SubOptions {
-                qos,
-                no_local: f.no_local,
-                retain_as_published: f.retain_as_published,
-                retain_handling: f.retain_handling,
-                subscription_id,
-            };
-            let existed = {
-                let mut reg = self.gw.registry();
-                let existed = reg.trie.insert(self.client_id.clone(), &f.filter, options.clone());
-                self.gw
-                    .metrics
-                    .subscriptions
-                    .store(reg.trie.len() as i64, Ordering::Relaxed);
-                existed
-            };
-            self.subs.insert(f.filter.clone(), options);
-            if shared.is_none() && (f.retain_handling == 0 || (f.retain_handling == 1 && !existed)) {
-                retained.push((f.filter.clone(), qos, subscription_id));
-            }
-            codes.push(qos);
-        }
-        self.save().await;
-        self.send(Packet::SubAck(SubAck {
-            packet_id: s.packet_id,
-            reason_codes: codes,
-            properties: Properties::default(),
-        }));
-        // Retained messages follow the SUBACK.
-        let now = now_ms();
-        for (filter, qos, id) in retained {
-            let found: Vec<_> = self
-                .gw
-                .retained()
-                .iter()
-                .filter(|(t, _)| topic::matches(&filter, t))
-                .map(|(_, r)| r.clone())
-                .collect();
-            for r in found {
-                let d = Delivery {
-                    qos: r.msg.qos.min(qos),
-                    msg: r.msg,
-                    at: r.at,
-                    retain: true,
-                    subscription_ids: id.into_iter().collect(),
-                };
-                self.outbound.deliver(d, now, &self.gw.metrics, &mut self.out);
-            }
-        }
-        Ok(())
-    }
-
-    async fn unsubscribe(&mut self, u: Unsubscribe) {
-        let mut codes = Vec::with_capacity(u.filters.len());
-        for f in &u.filters {
-            let existed = {
-                let mut reg = self.gw.registry();
-                let existed = reg.trie.remove(&self.client_id, f);
-                self.gw
-                    .metrics
-                    .subscriptions
-                    .store(reg.trie.len() as i64, Ordering::Relaxed);
-                existed
-            };
-            self.subs.remove(f);
-            codes.push(if existed {
-                reason::SUCCESS
-            } else {
-                reason::NO_SUBSCRIPTION_EXISTED
-            });
-        }
-        self.save().await;
-        self.send(Packet::UnsubAck(UnsubAck {
-            packet_id: u.packet_id,
-            reason_codes: codes,
-            properties: Properties::default(),
-        }));
     }
 
     /// After the connection: store the session (or end it) and send the

@@ -1,0 +1,112 @@
+//! Resuming a stored session: its subscriptions and QoS 2 receipts, its
+//! in-flight messages sent again, then the QoS 1/2 messages it missed while
+//! offline, read from the log between its cursors and the dispatch
+//! positions it registered at.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tracing::debug;
+
+use super::Connection;
+use crate::gateway::now_ms;
+use crate::message::Message;
+use crate::registry::{Delivery, Positions};
+use crate::session::{LogRef, SessionState};
+use crate::store;
+use crate::topic;
+use crate::trie::SubOptions;
+
+/// The subscriptions of `subs` a message matches (shared ones aside):
+/// (max QoS, retain-as-published, subscription ids).
+fn match_own(
+    subs: &BTreeMap<String, SubOptions>,
+    msg: &Message,
+    client: &str,
+) -> Option<(u8, bool, Vec<u32>)> {
+    let mut found: Option<(u8, bool, Vec<u32>)> = None;
+    for (filter, o) in subs {
+        if !matches!(topic::parse_shared(filter), Ok(None)) || !topic::matches(filter, &msg.topic) {
+            continue;
+        }
+        if o.no_local && msg.from == client {
+            continue;
+        }
+        let f = found.get_or_insert((0, false, Vec::new()));
+        f.0 = f.0.max(o.qos);
+        f.1 |= o.retain_as_published;
+        f.2.extend(o.subscription_id);
+    }
+    found
+}
+
+impl Connection {
+    /// Restores a stored session: subscriptions, QoS 2 receipts, in-flight
+    /// messages (sent again), then what it missed while offline.
+    async fn resume(&mut self, state: SessionState, positions: &Positions) {
+        for s in &state.subscriptions {
+            self.subs.insert(s.filter.clone(), s.options());
+        }
+        self.incoming_qos2 = state.incoming_qos2.iter().copied().collect();
+        let mut kept = Vec::new();
+        for o in &state.outgoing {
+            let at = &o.at;
+            let records = store::read_range(
+                &self.gw.broker,
+                &at.topic,
+                at.partition,
+                at.offset,
+                Some(at.offset + 1),
+            )
+            .await
+            .unwrap_or_default();
+            if let Some(msg) = records.first().and_then(Message::from_record) {
+                kept.push((o.clone(), Arc::new(msg)));
+            }
+        }
+        self.outbound.restore(kept);
+        let now = now_ms();
+        let metrics = &self.gw.metrics;
+        self.outbound.resend(now, metrics, &mut self.out);
+        for ((topic, partition), end) in positions {
+            let from = state.cursor(topic, *partition).unwrap_or(*end);
+            if from >= *end {
+                continue;
+            }
+            let records =
+                match store::read_range(&self.gw.broker, topic, *partition, from, Some(*end)).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        debug!(topic, partition, "missed messages not read: {e}");
+                        continue;
+                    }
+                };
+            for r in records {
+                let Some(msg) = Message::from_record(&r) else {
+                    continue;
+                };
+                let Some((qos, rap, ids)) = match_own(&self.subs, &msg, &self.client_id) else {
+                    continue;
+                };
+                let qos = qos.min(msg.qos);
+                if qos == 0 {
+                    continue;
+                }
+                let retain = rap && msg.retain;
+                let d = Delivery {
+                    msg: Arc::new(msg),
+                    at: LogRef {
+                        topic: topic.clone(),
+                        partition: *partition,
+                        offset: r.offset,
+                    },
+                    qos,
+                    retain,
+                    subscription_ids: ids,
+                };
+                self.outbound.deliver(d, now, &self.gw.metrics, &mut self.out);
+            }
+        }
+    }
+
+}
