@@ -402,4 +402,6 @@ pub(crate) fn topic_name_error(topic: &str, may_be_empty: bool) -> Option<String
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
