@@ -1,0 +1,281 @@
+//! SUBSCRIBE: a client asks for messages on topic filters (3.1.1 §3.8,
+//! 5.0 §3.8).
+//!
+//! # Format
+//!
+//! ```text
+//!  fixed header   0x82, remaining length
+//!  packet id      two-byte integer, never 0
+//!  properties     5.0 only: Subscription Identifier (once), User Property
+//!  payload        one or more of:
+//!    topic filter   string, not empty
+//!    options        3.1.1: bits 7-2 reserved (0) | 1-0 QoS
+//!                   5.0:   bits 7-6 reserved (0) | 5-4 retain handling
+//!                          | 3 retain as published | 2 no local | 1-0 QoS
+//! ```
+//!
+//! # Invariants
+//!
+//! - No filter at all: protocol error (3.1.1 §3.8.3, 5.0 §3.8.3).
+//! - Reserved option bits, QoS 3, retain handling 3, an empty filter:
+//!   malformed.
+//! - Wildcard placement in a filter is not checked here: the server answers
+//!   a bad filter with its own reason code in the SUBACK.
+
+use bytes::{BufMut, BytesMut};
+
+use super::properties::Context;
+use super::{DecodeError, EncodeError, Properties, Protocol, Reader, put_packet_id, put_string};
+
+/// One topic filter with its subscription options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscribeFilter {
+    /// The topic filter, wildcards allowed (checked by the server).
+    pub filter: String,
+    /// Maximum QoS the client wants, 0..=2.
+    pub qos: u8,
+    /// 5.0: do not send the client its own messages; false for 3.1.1.
+    pub no_local: bool,
+    /// 5.0: keep the RETAIN flag as published; false for 3.1.1.
+    pub retain_as_published: bool,
+    /// 5.0: 0 send retained on subscribe, 1 only if new, 2 never; 0 for 3.1.1.
+    pub retain_handling: u8,
+}
+
+/// A request for subscriptions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscribe {
+    /// Echoed in the SUBACK.
+    pub packet_id: u16,
+    /// At least one.
+    pub filters: Vec<SubscribeFilter>,
+    /// SUBSCRIBE properties (5.0 §3.8.2.1); empty for 3.1.1.
+    pub properties: Properties,
+}
+
+fn malformed(what: String) -> DecodeError {
+    DecodeError::Malformed(format!("SUBSCRIBE: {what}"))
+}
+
+impl SubscribeFilter {
+    fn read(r: &mut Reader, protocol: Protocol) -> Result<Self, DecodeError> {
+        let filter = r.string("SUBSCRIBE topic filter")?;
+        if filter.is_empty() {
+            return Err(malformed("empty topic filter".into()));
+        }
+        let options = r.u8("SUBSCRIBE options")?;
+        let reserved = match protocol {
+            Protocol::V311 => 0xfc,
+            Protocol::V5 => 0xc0,
+        };
+        if options & reserved != 0 {
+            return Err(malformed(format!("reserved option bits in {options:#04x}")));
+        }
+        let qos = options & 0x03;
+        let retain_handling = (options >> 4) & 0x03;
+        if qos == 3 {
+            return Err(malformed("QoS 3".into()));
+        }
+        if retain_handling == 3 {
+            return Err(malformed("retain handling 3".into()));
+        }
+        Ok(Self {
+            filter,
+            qos,
+            no_local: options & 0x04 != 0,
+            retain_as_published: options & 0x08 != 0,
+            retain_handling,
+        })
+    }
+
+    fn options(&self, protocol: Protocol) -> Result<u8, EncodeError> {
+        if self.filter.is_empty() || self.qos > 2 || self.retain_handling > 2 {
+            let what = format!("SUBSCRIBE filter {self:?}");
+            return Err(EncodeError::Invalid(what));
+        }
+        Ok(match protocol {
+            Protocol::V311 => self.qos,
+            Protocol::V5 => {
+                self.qos
+                    | (u8::from(self.no_local) << 2)
+                    | (u8::from(self.retain_as_published) << 3)
+                    | (self.retain_handling << 4)
+            }
+        })
+    }
+}
+
+impl Subscribe {
+    pub(crate) fn read(mut r: Reader, protocol: Protocol) -> Result<Self, DecodeError> {
+        let packet_id = r.packet_id("SUBSCRIBE")?;
+        let properties = match protocol {
+            Protocol::V5 => Properties::read(&mut r, Context::Subscribe)?,
+            Protocol::V311 => Properties::default(),
+        };
+        let mut filters = Vec::new();
+        while !r.is_empty() {
+            filters.push(SubscribeFilter::read(&mut r, protocol)?);
+        }
+        if filters.is_empty() {
+            return Err(DecodeError::Protocol(
+                "SUBSCRIBE without topic filters".into(),
+            ));
+        }
+        Ok(Self {
+            packet_id,
+            filters,
+            properties,
+        })
+    }
+
+    pub(crate) fn body_len(&self, protocol: Protocol) -> usize {
+        let properties = match protocol {
+            Protocol::V5 => self.properties.encoded_len(),
+            Protocol::V311 => 0,
+        };
+        let filters: usize = self.filters.iter().map(|f| 3 + f.filter.len()).sum();
+        2 + properties + filters
+    }
+
+    pub(crate) fn write_body(
+        &self,
+        protocol: Protocol,
+        out: &mut BytesMut,
+    ) -> Result<(), EncodeError> {
+        if self.filters.is_empty() {
+            return Err(EncodeError::Invalid(
+                "SUBSCRIBE without topic filters".into(),
+            ));
+        }
+        put_packet_id(out, self.packet_id, "SUBSCRIBE")?;
+        if protocol == Protocol::V5 {
+            self.properties.write(Context::Subscribe, out)?;
+        }
+        for f in &self.filters {
+            let options = f.options(protocol)?;
+            put_string(out, &f.filter, "SUBSCRIBE topic filter")?;
+            out.put_u8(options);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Packet;
+    use super::super::tests::{decode_all, decode_err, encode_all, encode_err};
+    use super::*;
+
+    fn filter(filter: &str, qos: u8) -> SubscribeFilter {
+        let filter = filter.into();
+        SubscribeFilter {
+            filter,
+            qos,
+            no_local: false,
+            retain_as_published: false,
+            retain_handling: 0,
+        }
+    }
+
+    #[test]
+    fn v3_subscribe_round_trips() {
+        let bytes = [
+            0x82, 0x0c, 0x00, 0x0a, // packet id 10
+            0x00, 0x03, b'a', b'/', b'+', 0x01, // "a/+" QoS 1
+            0x00, 0x01, b'#', 0x02, // "#" QoS 2
+        ];
+        let packet = Packet::Subscribe(Subscribe {
+            packet_id: 10,
+            filters: vec![filter("a/+", 1), filter("#", 2)],
+            properties: Properties::default(),
+        });
+        assert_eq!(decode_all(&bytes, Some(Protocol::V311)), packet);
+        assert_eq!(encode_all(&packet, Protocol::V311), bytes);
+    }
+
+    #[test]
+    fn v5_subscribe_round_trips() {
+        let bytes = [
+            0x82, 0x09, 0x00, 0x0a, // packet id 10
+            0x02, 0x0b, 0x07, // subscription identifier 7
+            0x00, 0x01, b'a', 0x2d, // "a": retain handling 2, RAP, no local, QoS 1
+        ];
+        let packet = Packet::Subscribe(Subscribe {
+            packet_id: 10,
+            filters: vec![SubscribeFilter {
+                no_local: true,
+                retain_as_published: true,
+                retain_handling: 2,
+                ..filter("a", 1)
+            }],
+            properties: Properties {
+                subscription_identifiers: vec![7],
+                ..Properties::default()
+            },
+        });
+        assert_eq!(decode_all(&bytes, Some(Protocol::V5)), packet);
+        assert_eq!(encode_all(&packet, Protocol::V5), bytes);
+        // 3.1.1 keeps only the QoS.
+        let v3 = [0x82, 0x06, 0x00, 0x0a, 0x00, 0x01, b'a', 0x01];
+        assert_eq!(encode_all(&packet, Protocol::V311), v3);
+    }
+
+    #[test]
+    fn bad_subscribes() {
+        let v3 = Some(Protocol::V311);
+        let v5 = Some(Protocol::V5);
+        let malformed = |bytes: &[u8], p| matches!(decode_err(bytes, p), DecodeError::Malformed(_));
+        assert!(matches!(
+            decode_err(&[0x82, 0x02, 0x00, 0x01], v3),
+            DecodeError::Protocol(_)
+        ));
+        assert!(matches!(
+            decode_err(&[0x82, 0x03, 0x00, 0x01, 0x00], v5),
+            DecodeError::Protocol(_)
+        ));
+        assert!(malformed(
+            &[0x80, 0x06, 0x00, 0x01, 0x00, 0x01, b'a', 0x00],
+            v3
+        )); // flags 0000
+        assert!(malformed(
+            &[0x82, 0x06, 0x00, 0x01, 0x00, 0x01, b'a', 0x04],
+            v3
+        )); // upper bits
+        assert!(malformed(
+            &[0x82, 0x06, 0x00, 0x01, 0x00, 0x01, b'a', 0x03],
+            v3
+        )); // QoS 3
+        assert!(malformed(&[0x82, 0x05, 0x00, 0x01, 0x00, 0x00, 0x00], v3)); // empty filter
+        assert!(malformed(&[0x82, 0x05, 0x00, 0x01, 0x00, 0x01, b'a'], v3)); // no options
+        assert!(malformed(
+            &[0x82, 0x07, 0x00, 0x01, 0x00, 0x00, 0x01, b'a', 0x40],
+            v5
+        )); // bit 6
+        assert!(malformed(
+            &[0x82, 0x07, 0x00, 0x01, 0x00, 0x00, 0x01, b'a', 0x30],
+            v5
+        )); // RH 3
+        let id0 = [0x82, 0x06, 0x00, 0x00, 0x00, 0x01, b'a', 0x00];
+        assert!(matches!(decode_err(&id0, v3), DecodeError::Protocol(_)));
+        let two_ids = [
+            0x82, 0x0b, 0x00, 0x01, 0x04, 0x0b, 0x01, 0x0b, 0x02, 0x00, 0x01, b'a', 0x00,
+        ];
+        assert!(matches!(decode_err(&two_ids, v5), DecodeError::Protocol(_)));
+        let sub_id_0 = [
+            0x82, 0x09, 0x00, 0x01, 0x02, 0x0b, 0x00, 0x00, 0x01, b'a', 0x00,
+        ];
+        assert!(matches!(
+            decode_err(&sub_id_0, v5),
+            DecodeError::Protocol(_)
+        ));
+        let none = Subscribe {
+            packet_id: 1,
+            filters: vec![],
+            properties: Properties::default(),
+        };
+        assert!(matches!(
+            encode_err(&Packet::Subscribe(none), Protocol::V5),
+            EncodeError::Invalid(_)
+        ));
+    }
+}
