@@ -17,14 +17,14 @@ use tracing::debug;
 use crate::auth::{Action, Principal};
 use crate::codec::{
     self, Ack, ConnAck, Connect, DecodeError, Disconnect, Packet, Properties, Protocol, Publish,
-    SubAck, Subscribe, UnsubAck, Unsubscribe, reason,
+    reason,
 };
 use crate::gateway::{Inner, now_ms};
 use crate::message::{Message, MessageProps};
 use crate::metrics::Dropped;
 use crate::outbound::Outbound;
 use crate::registry::{Delivery, Online, Positions};
-use crate::session::{LogRef, SessionState, StoredSub};
+use crate::session::{SessionState, StoredSub};
 use crate::store;
 use crate::topic;
 use crate::trie::SubOptions;

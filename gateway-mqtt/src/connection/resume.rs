@@ -43,7 +43,7 @@ fn match_own(
 impl Connection {
     /// Restores a stored session: subscriptions, QoS 2 receipts, in-flight
     /// messages (sent again), then what it missed while offline.
-    async fn resume(&mut self, state: SessionState, positions: &Positions) {
+    pub(super) async fn resume(&mut self, state: SessionState, positions: &Positions) {
         for s in &state.subscriptions {
             self.subs.insert(s.filter.clone(), s.options());
         }

@@ -12,7 +12,7 @@ use crate::topic;
 use crate::trie::SubOptions;
 
 impl Connection {
-    async fn subscribe(&mut self, s: Subscribe) -> Result<(), u8> {
+    pub(super) async fn subscribe(&mut self, s: Subscribe) -> Result<(), u8> {
         let subscription_id = s.properties.subscription_identifiers.first().copied();
         let mut codes = Vec::with_capacity(s.filters.len());
         let mut retained: Vec<(String, u8, Option<u32>)> = Vec::new();
@@ -90,7 +90,7 @@ impl Connection {
         Ok(())
     }
 
-    async fn unsubscribe(&mut self, u: Unsubscribe) {
+    pub(super) async fn unsubscribe(&mut self, u: Unsubscribe) {
         let mut codes = Vec::with_capacity(u.filters.len());
         for f in &u.filters {
             let existed = {
