@@ -27,6 +27,7 @@ use crate::offsets::{OFFSETS_TOPIC, OffsetCache};
 use crate::partition::Partition;
 use crate::topic::{Topic, TopicMeta, load_topics, open_partitions, partition_dir, save_topics};
 use crate::topic_config::{log_config, validate_topic_name};
+use crate::user_store::load_users;
 use crate::{Error, Result};
 
 #[derive(Debug)]
@@ -42,6 +43,9 @@ pub(crate) struct Inner {
     pub(crate) tracker: TaskTracker,
     /// Set when the node is part of a cluster.
     pub(crate) cluster: Option<Arc<Cluster>>,
+    /// A single node's users (`users.json`); empty in a cluster, whose
+    /// users are in the metadata.
+    pub(crate) users: RwLock<BTreeMap<String, fjord_raft::User>>,
     pub(crate) round_robin: AtomicU32,
     closed: AtomicBool,
     _lock: File,
@@ -59,7 +63,8 @@ impl Broker {
     ///
     /// # Errors
     /// `Metadata` when the directory cannot be created or locked (another
-    /// broker uses it) or `topics.json` is unreadable; `Storage` when a
+    /// broker uses it) or `topics.json` or `users.json` is unreadable;
+    /// `Storage` when a
     /// partition log cannot be opened.
     pub async fn open(config: BrokerConfig) -> Result<Broker> {
         let dir = config.data_dir.clone();
@@ -93,6 +98,11 @@ impl Broker {
             None => None,
         };
         let clustered = cluster.is_some();
+        let users = if clustered {
+            BTreeMap::new()
+        } else {
+            load_users(&dir)?
+        };
         let mut topics = BTreeMap::new();
         for meta in load_topics(&dir)? {
             let log = log_config(
@@ -117,6 +127,7 @@ impl Broker {
                 round_robin: AtomicU32::new(0),
                 closed: AtomicBool::new(false),
                 cluster,
+                users: RwLock::new(users),
                 _lock: lock,
             }),
         };

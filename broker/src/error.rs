@@ -9,6 +9,8 @@ pub enum Error {
     UnknownPartition { topic: String, partition: u32 },
     #[error("topic {0} already exists")]
     TopicExists(String),
+    #[error("unknown user {0}")]
+    UnknownUser(String),
     #[error("invalid request: {0}")]
     InvalidRequest(String),
     #[error("invalid batch for {topic}-{partition}: {source}")]

@@ -3,7 +3,8 @@
 //! Owns the partitions of one node (each partition's `fjord_storage::Log`
 //! with its high watermark and group commit), produce and fetch, topic
 //! administration, the consumer-group coordinator with offsets in the
-//! compacted internal topic `__consumer_offsets`, broker metrics, and the gRPC
+//! compacted internal topic `__consumer_offsets`, users and their ACL rules
+//! for the gateways (stored, not evaluated), broker metrics, and the gRPC
 //! services of `fjord-proto`. It does not own sockets other than the gRPC
 //! service, nor protocol gateways: those call the cloneable [`Broker`] handle.
 //!
@@ -15,6 +16,9 @@
 //!   channels, sans-IO membership core); `offsets`: committed offsets.
 //! - `partition`: one partition: log, high watermark, group commit, waits.
 //! - `topic`, `topic_config`: topic metadata on disk and topic configs.
+//! - `users`: users the gateways authenticate ([`UserSpec`], [`UserInfo`],
+//!   ACL rules), password hashing; `user_store`: a single node's
+//!   `users.json`.
 //! - `replication`: a partition leader's sans-IO view of its followers (high
 //!   watermark, ISR proposals, `acks=all`).
 //! - `cluster`: running as a node of a cluster: forming or joining the
@@ -55,6 +59,8 @@ mod producer_ids;
 mod replication;
 mod topic;
 mod topic_config;
+mod user_store;
+mod users;
 
 pub use broker::Broker;
 pub use cluster::{
@@ -68,6 +74,7 @@ pub use config::{
 pub use coordinator::{MemberDescription, Membership};
 pub use data::decode_records;
 pub use error::{Error, Result};
+pub use fjord_raft::{AclAction, AclRule};
 pub use fjord_storage::{Compression, FlushPolicy, Record, RecordHeader};
 pub use group::{Assignment, GroupState, JoinOutcome};
 pub use groups::{GroupDescription, GroupSummary, OffsetCommit, PartitionLag};
@@ -76,3 +83,4 @@ pub use murmur2::{murmur2, partition_for_key};
 pub use offsets::{CommittedOffset, OFFSETS_TOPIC};
 pub use replication::{AckCheck, LeaderReplication, ReplicationAction};
 pub use topic_config::TOPIC_CONFIG_KEYS;
+pub use users::{UserInfo, UserSpec};

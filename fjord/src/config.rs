@@ -290,7 +290,9 @@ pub(crate) fn parse_mqtt_map(text: &str) -> Result<Vec<(String, String)>> {
         let Some((filter, topic)) = item.rsplit_once('=') else {
             bail!("MQTT mapping {item:?} is not FILTER=TOPIC");
         };
-        if fjord_gateway_mqtt::topic::validate_filter(filter).is_err() || filter.starts_with("$share/") {
+        if fjord_gateway_mqtt::topic::validate_filter(filter).is_err()
+            || filter.starts_with("$share/")
+        {
             bail!("MQTT mapping {item:?}: {filter:?} is not a topic filter");
         }
         if topic.is_empty() || topic.starts_with("__") {
@@ -432,7 +434,10 @@ impl ServeArgs {
             }
             mqtt.max_packet_size = v;
         }
-        if let Some(v) = self.mqtt_max_queued_messages.or(file.mqtt_max_queued_messages) {
+        if let Some(v) = self
+            .mqtt_max_queued_messages
+            .or(file.mqtt_max_queued_messages)
+        {
             mqtt.max_queued_messages = v.max(1);
         }
         mqtt.max_session_expiry = self

@@ -4,8 +4,8 @@
 //! # Layout
 //! - `config`: server options (TOML < env < flags); `serve`: the node;
 //!   `http`: metrics, health and readiness.
-//! - `cli`: client subcommands (`topic`, `produce`, `consume`, `group`) and
-//!   their output (tables or JSON).
+//! - `cli`: client subcommands (`topic`, `produce`, `consume`, `group`,
+//!   `cluster`, `user`) and their output (tables or JSON).
 
 mod cli;
 mod config;
@@ -19,7 +19,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::{
     ClientArgs, cluster::ClusterCommand, consume::ConsumeArgs, group::GroupCommand,
-    produce::ProduceArgs, topic::TopicCommand,
+    produce::ProduceArgs, topic::TopicCommand, user::UserCommand,
 };
 use crate::config::ServeArgs;
 
@@ -70,6 +70,13 @@ enum Command {
         #[command(subcommand)]
         command: ClusterCommand,
     },
+    /// Add, delete and list the users gateways authenticate (MQTT).
+    User {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: UserCommand,
+    },
 }
 
 fn init_logging(filter: &str, json: bool) {
@@ -111,6 +118,7 @@ fn main() -> ExitCode {
             Command::Consume { client, args } => cli::consume::run(&client, args).await,
             Command::Group { client, command } => cli::group::run(&client, command).await,
             Command::Cluster { client, command } => cli::cluster::run(&client, command).await,
+            Command::User { client, command } => cli::user::run(&client, command).await,
         }
     });
     match result {

@@ -9,69 +9,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::cluster::{cluster, join_args, start, status, wait_for};
 use common::{BIN, Server};
 use serde_json::Value;
-
-fn join_args(node_id: u32, join: &str) -> Vec<String> {
-    vec![
-        "--node-id".into(),
-        node_id.to_string(),
-        "--join".into(),
-        join.to_string(),
-    ]
-}
-
-fn start(dir: &std::path::Path, name: &str, args: &[String]) -> Server {
-    let mut refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    // These tests count topics and replicas: no MQTT gateway topics.
-    refs.extend([
-        "--mqtt-listen",
-        "off",
-        "--mqtt-tls-listen",
-        "off",
-        "--mqtt-ws-listen",
-        "off",
-    ]);
-    Server::start_with(&dir.join(name), &refs)
-}
-
-/// Bootstraps node 1 and joins nodes 2..=n to it.
-fn cluster(dir: &std::path::Path, n: u32) -> Vec<Server> {
-    let first = start(
-        dir,
-        "n1",
-        &["--node-id".into(), "1".into(), "--bootstrap".into()],
-    );
-    let mut nodes = vec![first];
-    for id in 2..=n {
-        let join = nodes[0].grpc.clone();
-        nodes.push(start(dir, &format!("n{id}"), &join_args(id, &join)));
-    }
-    wait_for(&nodes[0], "every node live", |s| {
-        s["nodes"]
-            .as_array()
-            .is_some_and(|x| x.len() == n as usize && x.iter().all(|x| x["live"] == true))
-    });
-    nodes
-}
-
-fn status(server: &Server) -> Value {
-    let out = server.cli(&["cluster", "status", "--output", "json"]);
-    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
-}
-
-/// Polls `fjord cluster status` on `server` until `ok` holds (bounded).
-fn wait_for(server: &Server, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let s = status(server);
-        if ok(&s) {
-            return s;
-        }
-        assert!(Instant::now() < deadline, "waited too long for {what}: {s}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 fn describe(server: &Server, topic: &str) -> Value {
     let out = server.ok(&["topic", "describe", topic, "--output", "json"]);

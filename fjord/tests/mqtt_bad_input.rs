@@ -94,9 +94,18 @@ fn expect_disconnect(server: &Server, bytes: &[u8], reasons: &[u8]) {
     let mut s = connected_v5(server);
     s.write_all(bytes).unwrap();
     let rest = read_to_close(&mut s);
-    assert!(rest.len() >= 3, "no DISCONNECT for {bytes:02x?}: {rest:02x?}");
-    assert_eq!(rest[0], 0xe0, "DISCONNECT expected for {bytes:02x?}: {rest:02x?}");
-    assert!(reasons.contains(&rest[2]), "reason for {bytes:02x?}: {rest:02x?}");
+    assert!(
+        rest.len() >= 3,
+        "no DISCONNECT for {bytes:02x?}: {rest:02x?}"
+    );
+    assert_eq!(
+        rest[0], 0xe0,
+        "DISCONNECT expected for {bytes:02x?}: {rest:02x?}"
+    );
+    assert!(
+        reasons.contains(&rest[2]),
+        "reason for {bytes:02x?}: {rest:02x?}"
+    );
 }
 
 /// A well-behaved client still gets its QoS 1 publish acknowledged.
@@ -105,8 +114,10 @@ fn healthy(server: &Server) {
     s.write_all(CONNECT_V311).unwrap();
     assert_eq!(read_packet(&mut s), (0x20, vec![0x00, 0x00]));
     // PUBLISH QoS 1 "ok" id 7 payload "fine".
-    s.write_all(&[0x32, 0x0a, 0x00, 0x02, b'o', b'k', 0x00, 0x07, b'f', b'i', b'n', b'e'])
-        .unwrap();
+    s.write_all(&[
+        0x32, 0x0a, 0x00, 0x02, b'o', b'k', 0x00, 0x07, b'f', b'i', b'n', b'e',
+    ])
+    .unwrap();
     assert_eq!(read_packet(&mut s), (0x40, vec![0x00, 0x07]));
 }
 
@@ -129,7 +140,8 @@ fn bad_input_gets_reason_codes_and_leaves_everyone_else_alone() {
 
     // PUBLISH before CONNECT: closed, nothing sent.
     let mut s = dial(&server);
-    s.write_all(&[0x30, 0x05, 0x00, 0x01, b'x', b'h', b'i']).unwrap();
+    s.write_all(&[0x30, 0x05, 0x00, 0x01, b'x', b'h', b'i'])
+        .unwrap();
     assert_eq!(read_to_close(&mut s), Vec::<u8>::new());
 
     // An unknown protocol level: "unacceptable protocol version", closed.
@@ -138,7 +150,11 @@ fn bad_input_gets_reason_codes_and_leaves_everyone_else_alone() {
         connect[8] = level;
         let mut s = dial(&server);
         s.write_all(&connect).unwrap();
-        assert_eq!(read_to_close(&mut s), vec![0x20, 0x02, 0x00, 0x01], "level {level}");
+        assert_eq!(
+            read_to_close(&mut s),
+            vec![0x20, 0x02, 0x00, 0x01],
+            "level {level}"
+        );
     }
 
     // A malformed fixed header (reserved packet type 0, PUBREL flags).
@@ -149,13 +165,29 @@ fn bad_input_gets_reason_codes_and_leaves_everyone_else_alone() {
     // Larger than the maximum packet size: refused on the header alone.
     expect_disconnect(&server, &[0x30, 0xd0, 0x0f], &[0x95]);
     // Invalid UTF-8 and a NUL in a topic.
-    expect_disconnect(&server, &[0x30, 0x05, 0x00, 0x01, 0xff, 0x00, b'x'], &[0x81]);
-    expect_disconnect(&server, &[0x30, 0x06, 0x00, 0x02, b'a', 0x00, 0x00, b'x'], &[0x81]);
+    expect_disconnect(
+        &server,
+        &[0x30, 0x05, 0x00, 0x01, 0xff, 0x00, b'x'],
+        &[0x81],
+    );
+    expect_disconnect(
+        &server,
+        &[0x30, 0x06, 0x00, 0x02, b'a', 0x00, 0x00, b'x'],
+        &[0x81],
+    );
     // Wildcards in a PUBLISH topic.
-    expect_disconnect(&server, &[0x30, 0x06, 0x00, 0x03, b'a', b'/', b'+', 0x00], &[0x90]);
+    expect_disconnect(
+        &server,
+        &[0x30, 0x06, 0x00, 0x03, b'a', b'/', b'+', 0x00],
+        &[0x90],
+    );
     expect_disconnect(&server, &[0x30, 0x04, 0x00, 0x01, b'#', 0x00], &[0x90]);
     // Packet id 0 with QoS 1.
-    expect_disconnect(&server, &[0x32, 0x07, 0x00, 0x01, b't', 0x00, 0x00, 0x00, b'x'], &[0x82]);
+    expect_disconnect(
+        &server,
+        &[0x32, 0x07, 0x00, 0x01, b't', 0x00, 0x00, 0x00, b'x'],
+        &[0x82],
+    );
     // A second CONNECT.
     expect_disconnect(&server, CONNECT_V5, &[0x82]);
     // AUTH without an authentication method.
@@ -165,7 +197,8 @@ fn bad_input_gets_reason_codes_and_leaves_everyone_else_alone() {
     let mut s = dial(&server);
     s.write_all(CONNECT_V311).unwrap();
     assert_eq!(read_packet(&mut s), (0x20, vec![0x00, 0x00]));
-    s.write_all(&[0x30, 0x06, 0x00, 0x03, b'a', b'/', b'#', b'x']).unwrap();
+    s.write_all(&[0x30, 0x06, 0x00, 0x03, b'a', b'/', b'#', b'x'])
+        .unwrap();
     assert_eq!(read_to_close(&mut s), Vec::<u8>::new());
 
     // A flood of unacknowledged QoS 2 beyond the receive maximum (1024).
@@ -197,5 +230,8 @@ fn bad_input_gets_reason_codes_and_leaves_everyone_else_alone() {
     assert!(out.lines().any(|l| l == "ok\tfine"), "{out}");
     let acked = answers.iter().filter(|(k, _)| *k == 0x50).count();
     let stored = out.lines().filter(|l| l.starts_with("q2\t")).count();
-    assert_eq!(stored, acked, "every PUBREC'd message, and only those, is stored");
+    assert_eq!(
+        stored, acked,
+        "every PUBREC'd message, and only those, is stored"
+    );
 }

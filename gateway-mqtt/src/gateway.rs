@@ -147,7 +147,9 @@ impl Inner {
                 },
             );
         }
-        self.metrics.retained.store(retained.len() as i64, Ordering::Relaxed);
+        self.metrics
+            .retained
+            .store(retained.len() as i64, Ordering::Relaxed);
         *self.retained() = retained;
         Ok(())
     }
@@ -180,7 +182,8 @@ impl Inner {
                     .store(reg.trie.len() as i64, Ordering::Relaxed);
             }
             let generation = self.next_id();
-            self.offline().insert(client.clone(), Offline { state, generation });
+            self.offline()
+                .insert(client.clone(), Offline { state, generation });
             if let Some(ms) = left {
                 self.expire_later(client, generation, Duration::from_millis(ms.max(0) as u64));
             }
@@ -327,7 +330,14 @@ impl Inner {
         }
     }
 
-    fn fan_out(&self, reg: &mut Registry, topic: &str, partition: u32, offset: i64, msg: Arc<Message>) {
+    fn fan_out(
+        &self,
+        reg: &mut Registry,
+        topic: &str,
+        partition: u32,
+        offset: i64,
+        msg: Arc<Message>,
+    ) {
         let Registry { trie, online, .. } = reg;
         let matched = trie.matches(&msg.topic, |k| online.contains_key(k));
         for m in matched {
@@ -401,7 +411,9 @@ impl Inner {
             store::put(&self.broker, RETAINED_TOPIC, &m.topic, None, Vec::new()).await?;
             let mut retained = self.retained();
             retained.remove(&m.topic);
-            self.metrics.retained.store(retained.len() as i64, Ordering::Relaxed);
+            self.metrics
+                .retained
+                .store(retained.len() as i64, Ordering::Relaxed);
             return Ok(());
         }
         let record = m.to_record();
@@ -425,7 +437,9 @@ impl Inner {
                 },
             },
         );
-        self.metrics.retained.store(retained.len() as i64, Ordering::Relaxed);
+        self.metrics
+            .retained
+            .store(retained.len() as i64, Ordering::Relaxed);
         Ok(())
     }
 

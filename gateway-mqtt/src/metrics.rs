@@ -62,18 +62,42 @@ impl Metrics {
     pub(crate) fn render(&self) -> String {
         let mut out = String::new();
         let gauges = [
-            ("fjord_mqtt_connections", "Open MQTT connections.", &self.connections),
-            ("fjord_mqtt_sessions", "MQTT sessions (online and offline).", &self.sessions),
-            ("fjord_mqtt_subscriptions", "MQTT subscriptions.", &self.subscriptions),
-            ("fjord_mqtt_retained_messages", "Retained MQTT messages.", &self.retained),
+            (
+                "fjord_mqtt_connections",
+                "Open MQTT connections.",
+                &self.connections,
+            ),
+            (
+                "fjord_mqtt_sessions",
+                "MQTT sessions (online and offline).",
+                &self.sessions,
+            ),
+            (
+                "fjord_mqtt_subscriptions",
+                "MQTT subscriptions.",
+                &self.subscriptions,
+            ),
+            (
+                "fjord_mqtt_retained_messages",
+                "Retained MQTT messages.",
+                &self.retained,
+            ),
         ];
         for (name, help, v) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
             let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));
         }
         for (name, help, counters) in [
-            ("fjord_mqtt_messages_in_total", "PUBLISH packets received, by QoS.", &self.messages_in),
-            ("fjord_mqtt_messages_out_total", "PUBLISH packets sent, by QoS.", &self.messages_out),
+            (
+                "fjord_mqtt_messages_in_total",
+                "PUBLISH packets received, by QoS.",
+                &self.messages_in,
+            ),
+            (
+                "fjord_mqtt_messages_out_total",
+                "PUBLISH packets sent, by QoS.",
+                &self.messages_out,
+            ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
             for (qos, c) in counters.iter().enumerate() {
@@ -81,13 +105,27 @@ impl Metrics {
             }
         }
         let name = "fjord_mqtt_messages_dropped_total";
-        let _ = writeln!(out, "# HELP {name} Messages not delivered, by reason.\n# TYPE {name} counter");
+        let _ = writeln!(
+            out,
+            "# HELP {name} Messages not delivered, by reason.\n# TYPE {name} counter"
+        );
         for (reason, why) in DROPPED {
-            let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {}", self.dropped_count(why));
+            let _ = writeln!(
+                out,
+                "{name}{{reason=\"{reason}\"}} {}",
+                self.dropped_count(why)
+            );
         }
         let name = "fjord_mqtt_connects_refused_total";
-        let _ = writeln!(out, "# HELP {name} CONNECTs refused.\n# TYPE {name} counter");
-        let _ = writeln!(out, "{name} {}", self.connects_refused.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "# HELP {name} CONNECTs refused.\n# TYPE {name} counter"
+        );
+        let _ = writeln!(
+            out,
+            "{name} {}",
+            self.connects_refused.load(Ordering::Relaxed)
+        );
         out
     }
 }

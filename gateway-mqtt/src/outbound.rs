@@ -68,7 +68,13 @@ impl Outbound {
         None
     }
 
-    fn publish_packet(&mut self, d: &Delivery, packet_id: u16, dup: bool, now_ms: i64) -> Option<Publish> {
+    fn publish_packet(
+        &mut self,
+        d: &Delivery,
+        packet_id: u16,
+        dup: bool,
+        now_ms: i64,
+    ) -> Option<Publish> {
         let remaining = d.msg.remaining_expiry(now_ms).ok()?;
         let mut properties = d.msg.props.to_publish(remaining);
         if self.protocol == Protocol::V311 {
@@ -107,7 +113,13 @@ impl Outbound {
     }
 
     /// A new message for the client.
-    pub(crate) fn deliver(&mut self, d: Delivery, now_ms: i64, metrics: &Metrics, out: &mut Vec<Packet>) {
+    pub(crate) fn deliver(
+        &mut self,
+        d: Delivery,
+        now_ms: i64,
+        metrics: &Metrics,
+        out: &mut Vec<Packet>,
+    ) {
         if d.msg.remaining_expiry(now_ms).is_err() {
             metrics.dropped(Dropped::Expired);
             return;
@@ -173,13 +185,26 @@ impl Outbound {
     }
 
     /// PUBACK (QoS 1) or PUBCOMP (QoS 2): done.
-    pub(crate) fn acknowledged(&mut self, packet_id: u16, now_ms: i64, metrics: &Metrics, out: &mut Vec<Packet>) {
+    pub(crate) fn acknowledged(
+        &mut self,
+        packet_id: u16,
+        now_ms: i64,
+        metrics: &Metrics,
+        out: &mut Vec<Packet>,
+    ) {
         self.in_flight.remove(&packet_id);
         self.fill(now_ms, metrics, out);
     }
 
     /// PUBREC: answer PUBREL (`0x92` when the id is unknown, MQTT 5).
-    pub(crate) fn received(&mut self, packet_id: u16, reason: u8, out: &mut Vec<Packet>, now_ms: i64, metrics: &Metrics) {
+    pub(crate) fn received(
+        &mut self,
+        packet_id: u16,
+        reason: u8,
+        out: &mut Vec<Packet>,
+        now_ms: i64,
+        metrics: &Metrics,
+    ) {
         let known = match self.in_flight.get_mut(&packet_id) {
             Some(f) if f.delivery.qos == 2 => {
                 f.released = true;
@@ -195,7 +220,11 @@ impl Outbound {
         }
         out.push(Packet::PubRel(Ack {
             packet_id,
-            reason_code: if known { 0 } else { codec::reason::PACKET_IDENTIFIER_NOT_FOUND },
+            reason_code: if known {
+                0
+            } else {
+                codec::reason::PACKET_IDENTIFIER_NOT_FOUND
+            },
             properties: codec::Properties::default(),
         }));
     }

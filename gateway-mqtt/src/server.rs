@@ -6,7 +6,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use fjord_broker::Broker;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
@@ -138,10 +137,6 @@ where
     }
 }
 
-/// Anything a connection can run over.
-pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
-
 fn tls_acceptor(config: &MqttConfig) -> Result<TlsAcceptor> {
     let (cert_path, key_path) = match (&config.tls_cert, &config.tls_key) {
         (Some(c), Some(k)) => (c.clone(), k.clone()),
@@ -162,7 +157,10 @@ fn tls_acceptor(config: &MqttConfig) -> Result<TlsAcceptor> {
         .collect::<std::result::Result<_, _>>()
         .map_err(|e| Error::Tls(format!("{}: {e}", cert_path.display())))?;
     if certs.is_empty() {
-        return Err(Error::Tls(format!("{}: no certificate", cert_path.display())));
+        return Err(Error::Tls(format!(
+            "{}: no certificate",
+            cert_path.display()
+        )));
     }
     let key = rustls_pemfile::private_key(&mut read(&key_path)?.as_slice())
         .map_err(|e| Error::Tls(format!("{}: {e}", key_path.display())))?

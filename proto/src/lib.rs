@@ -1,9 +1,10 @@
 //! Fjord's native gRPC API.
 //!
 //! Owns the `.proto` files and the tonic/prost code generated from them: the
-//! client API (topics, produce, fetch, offsets, consumer groups, health).
-//! It owns no behaviour: the services are implemented by `fjord-broker`, and
-//! clients (the `fjord` CLI, tests, benchmarks) use the generated clients.
+//! client API (topics, produce, fetch, offsets, consumer groups, health,
+//! users). It owns no behaviour: the services are implemented by
+//! `fjord-broker`, and clients (the `fjord` CLI, tests, benchmarks) use the
+//! generated clients.
 //!
 //! # Layout
 //! - `proto/fjord.proto`: the schema, with the error conventions at its top.

@@ -1,15 +1,18 @@
 //! Fjord's metadata quorum.
 //!
 //! Owns the openraft type configuration, the metadata state machine (brokers,
-//! topics with partition placement, leaders, leader epochs and ISRs) and the
-//! durable Raft log and vote store of a node. It does not own the network
-//! between nodes nor the controller's decisions (which broker to fence, whom
-//! to elect): those drive the quorum through [`MetadataRequest`]s.
+//! topics with partition placement, leaders, leader epochs and ISRs, users
+//! and their ACL rules) and the durable Raft log and vote store of a node.
+//! It does not own the network between nodes nor the controller's decisions
+//! (which broker to fence, whom to elect): those drive the quorum through
+//! [`MetadataRequest`]s. Nor does it hash passwords or evaluate ACLs: users
+//! arrive hashed, and the gateways read the rules.
 //!
 //! # Layout
 //! - `types`: the openraft `TypeConfig` and aliases.
 //! - `metadata`: [`MetadataState`] and the pure `apply` of a
 //!   [`MetadataRequest`].
+//! - `user`: [`User`]s the gateways authenticate and their [`AclRule`]s.
 //! - `controller`: the controller's sans-IO decisions: replica placement
 //!   ([`place_replicas`]), fencing and leader election ([`decide`]).
 //! - `log_store`: [`FileLogStore`], the durable Raft log and vote.
@@ -40,6 +43,7 @@ mod node;
 mod service;
 mod state_machine;
 mod types;
+mod user;
 
 pub use controller::{UNCLEAN_ELECTION, decide, drain_plan, place_replicas, rebalance_plan};
 pub use log_store::FileLogStore;
@@ -51,3 +55,4 @@ pub use node::{Error, Members, MetadataNode, ProposeService};
 pub use service::{RaftRpcService, check_cluster_id};
 pub use state_machine::MetadataStateMachine;
 pub use types::{Entry, LogId, StorageError, TypeConfig};
+pub use user::{AclAction, AclRule, User};

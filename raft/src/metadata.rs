@@ -12,10 +12,17 @@
 //!   subset of its replicas.
 //! - A partition's leader epoch grows by one with every leader change, so a
 //!   stale leader's ISR change (carrying its old epoch) is refused.
+//!
+//! # Compatibility
+//! States and requests are stored as JSON (the Raft log and snapshots).
+//! Fields added later carry `#[serde(default)]`, so data written before
+//! them still loads.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+
+use crate::user::User;
 
 /// A broker as the quorum knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +71,9 @@ pub struct MetadataState {
     /// The id the next topic gets.
     #[serde(default)]
     pub next_topic_id: u64,
+    /// Users the gateways authenticate, by name.
+    #[serde(default)]
+    pub users: BTreeMap<String, User>,
 }
 
 /// A change to the metadata.
@@ -132,6 +142,14 @@ pub enum MetadataRequest {
     /// Forgets a broker that holds no replicas.
     UnregisterBroker {
         id: u64,
+    },
+    /// Adds a user or replaces the one of that name (its password already
+    /// hashed by the proposer).
+    PutUser {
+        user: User,
+    },
+    DeleteUser {
+        name: String,
     },
 }
 
@@ -367,6 +385,8 @@ impl MetadataState {
                     .remove(id)
                     .ok_or_else(|| format!("unknown broker {id}"))?;
             }
+            MetadataRequest::PutUser { user } => return self.put_user(user),
+            MetadataRequest::DeleteUser { name } => return self.delete_user(name),
         }
         Ok(MetadataResponse::Applied)
     }

@@ -218,6 +218,12 @@ impl MetadataNode {
         self.state.state()
     }
 
+    /// Reads the applied metadata in place (no copy); `read` runs under the
+    /// state machine's lock, so it must be short and must not block.
+    pub fn read_state<R>(&self, read: impl FnOnce(&MetadataState) -> R) -> R {
+        self.state.read(read)
+    }
+
     /// The gRPC services other nodes call: Raft RPCs and forwarded proposals.
     pub fn services(
         &self,

@@ -99,6 +99,12 @@ impl MetadataStateMachine {
     pub fn state(&self) -> MetadataState {
         self.lock().applied.state.clone()
     }
+
+    /// Reads the current metadata in place, without copying it. `read`
+    /// runs under the state machine's lock: keep it short.
+    pub fn read<R>(&self, read: impl FnOnce(&MetadataState) -> R) -> R {
+        read(&self.lock().applied.state)
+    }
 }
 
 fn snapshot_of(stored: &StoredSnapshot) -> Snapshot<TypeConfig> {

@@ -71,12 +71,16 @@ pub enum JoinReply {
     Redirect(ControllerRedirect),
 }
 
-/// Waits for metadata to be applied on this node (after a proposal that
-/// another node committed).
-async fn wait_applied(cluster: &Cluster, wait: Duration, done: impl Fn(&MetadataState) -> bool) {
+/// Waits (at most `wait`) for metadata to be applied on this node (after a
+/// proposal that another node committed).
+pub(crate) async fn wait_applied(
+    cluster: &Cluster,
+    wait: Duration,
+    done: impl Fn(&MetadataState) -> bool,
+) {
     let mut changes = cluster.node.changes();
     let deadline = tokio::time::Instant::now() + wait;
-    while !done(&cluster.node.state()) {
+    while !cluster.node.read_state(&done) {
         tokio::select! {
             _ = changes.changed() => {}
             _ = tokio::time::sleep(Duration::from_millis(50)) => {}

@@ -36,6 +36,7 @@ mod formation;
 mod loops;
 mod reconcile;
 
+pub(crate) use admin::wait_applied;
 pub use admin::{ClusterStatus, ControllerRedirect, JoinReply, NodeStatus, UnderReplicated};
 
 use std::collections::{BTreeMap, HashMap};

@@ -10,6 +10,7 @@ mod health;
 mod produce;
 mod status;
 mod topics;
+mod users;
 
 use fjord_proto::v1::cluster_service_server::ClusterServiceServer;
 use fjord_proto::v1::fetch_service_server::FetchServiceServer;
@@ -18,6 +19,7 @@ use fjord_proto::v1::health_service_server::HealthServiceServer;
 use fjord_proto::v1::produce_service_server::ProduceServiceServer;
 use fjord_proto::v1::replica_service_server::ReplicaServiceServer;
 use fjord_proto::v1::topic_service_server::TopicServiceServer;
+use fjord_proto::v1::user_service_server::UserServiceServer;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::Broker;
@@ -88,6 +90,7 @@ pub async fn serve_grpc(
                 .max_encoding_message_size(MAX_MESSAGE),
         )
         .add_service(GroupServiceServer::new(groups::Groups(broker.clone())))
+        .add_service(UserServiceServer::new(users::Users(broker.clone())))
         .add_service(HealthServiceServer::new(health::Health(broker)))
         .serve_with_incoming_shutdown(incoming(listener), shutdown)
         .await

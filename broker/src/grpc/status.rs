@@ -8,7 +8,9 @@ use crate::Error;
 /// the metadata keys `fjord-earliest-offset` and `fjord-latest-offset`.
 pub(crate) fn to_status(e: Error) -> Status {
     let code = match &e {
-        Error::UnknownTopic(_) | Error::UnknownPartition { .. } => Code::NotFound,
+        Error::UnknownTopic(_) | Error::UnknownPartition { .. } | Error::UnknownUser(_) => {
+            Code::NotFound
+        }
         Error::TopicExists(_) => Code::AlreadyExists,
         Error::InvalidRequest(_) | Error::InvalidBatch { .. } => Code::InvalidArgument,
         Error::OffsetOutOfRange { .. } => Code::OutOfRange,

@@ -52,18 +52,12 @@ async fn fetch_status(client: &ClientArgs) -> Result<pb::ClusterStatusResponse> 
 
 /// A client of the controller: scaling operations are sent there.
 async fn controller(client: &ClientArgs) -> Result<ClusterServiceClient<Channel>> {
-    let s = fetch_status(client).await?;
-    if s.cluster_id.is_empty() {
+    let Some(at) = client.controller().await? else {
         bail!(
             "the node at {} runs as a single node, not in a cluster",
             client.server
         );
-    }
-    let Some(node) = s.nodes.iter().find(|n| n.id == s.controller) else {
-        bail!("the cluster has no controller right now (is a majority of voters up?)");
     };
-    let mut at = client.clone();
-    at.server = node.address.clone();
     Ok(ClusterServiceClient::new(at.connect().await?))
 }
 

@@ -7,13 +7,15 @@ pub(crate) mod group;
 pub(crate) mod produce;
 pub(crate) mod table;
 pub(crate) mod topic;
+pub(crate) mod user;
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use fjord_proto::v1 as pb;
+use fjord_proto::v1::cluster_service_client::ClusterServiceClient;
 use fjord_proto::v1::topic_service_client::TopicServiceClient;
 use tonic::transport::{Channel, Endpoint};
 
@@ -72,6 +74,27 @@ impl ClientArgs {
             server: server.to_string(),
             output: self.output,
         }
+    }
+
+    /// The node metadata changes are sent to: in a cluster the controller
+    /// (the metadata quorum's leader), found by asking `--server` for the
+    /// cluster status; `None` on a single node.
+    ///
+    /// # Errors
+    /// No node answers, or the cluster has no controller right now.
+    pub(crate) async fn controller(&self) -> Result<Option<ClientArgs>> {
+        let s = ClusterServiceClient::new(self.connect().await?)
+            .status(pb::ClusterStatusRequest {})
+            .await
+            .map_err(status)?
+            .into_inner();
+        if s.cluster_id.is_empty() {
+            return Ok(None);
+        }
+        let Some(node) = s.nodes.iter().find(|n| n.id == s.controller) else {
+            bail!("the cluster has no controller right now (is a majority of voters up?)");
+        };
+        Ok(Some(self.at(&node.address)))
     }
 
     /// A channel to the leader of `topic`-`partition` (in a cluster; on a

@@ -1,6 +1,8 @@
 //! Runs the real `fjord` binary: a server on ephemeral ports and the CLI.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
+pub mod cluster;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

@@ -160,7 +160,12 @@ where
     if connect.properties.authentication_method.is_some() {
         gw.metrics.connects_refused.fetch_add(1, Ordering::Relaxed);
         let code = refuse(reason::BAD_AUTHENTICATION_METHOD, reason::V3_NOT_AUTHORIZED);
-        write_packet(&mut io, connack(protocol, false, code, Properties::default()), protocol).await;
+        write_packet(
+            &mut io,
+            connack(protocol, false, code, Properties::default()),
+            protocol,
+        )
+        .await;
         return;
     }
     let mut client_id = connect.client_id.clone();
@@ -168,7 +173,12 @@ where
     if client_id.is_empty() {
         if protocol == Protocol::V311 && !connect.clean_start {
             gw.metrics.connects_refused.fetch_add(1, Ordering::Relaxed);
-            let p = connack(protocol, false, reason::V3_IDENTIFIER_REJECTED, Properties::default());
+            let p = connack(
+                protocol,
+                false,
+                reason::V3_IDENTIFIER_REJECTED,
+                Properties::default(),
+            );
             write_packet(&mut io, p, protocol).await;
             return;
         }
@@ -183,8 +193,16 @@ where
                 Some(u) => Some(u),
                 None => {
                     gw.metrics.connects_refused.fetch_add(1, Ordering::Relaxed);
-                    let code = refuse(reason::BAD_USER_NAME_OR_PASSWORD, reason::V3_BAD_USERNAME_PASSWORD);
-                    write_packet(&mut io, connack(protocol, false, code, Properties::default()), protocol).await;
+                    let code = refuse(
+                        reason::BAD_USER_NAME_OR_PASSWORD,
+                        reason::V3_BAD_USERNAME_PASSWORD,
+                    );
+                    write_packet(
+                        &mut io,
+                        connack(protocol, false, code, Properties::default()),
+                        protocol,
+                    )
+                    .await;
                     return;
                 }
             }
@@ -193,7 +211,12 @@ where
         None => {
             gw.metrics.connects_refused.fetch_add(1, Ordering::Relaxed);
             let code = refuse(reason::NOT_AUTHORIZED, reason::V3_NOT_AUTHORIZED);
-            write_packet(&mut io, connack(protocol, false, code, Properties::default()), protocol).await;
+            write_packet(
+                &mut io,
+                connack(protocol, false, code, Properties::default()),
+                protocol,
+            )
+            .await;
             return;
         }
     };
@@ -206,7 +229,12 @@ where
     {
         gw.metrics.connects_refused.fetch_add(1, Ordering::Relaxed);
         let code = refuse(reason::NOT_AUTHORIZED, reason::V3_NOT_AUTHORIZED);
-        write_packet(&mut io, connack(protocol, false, code, Properties::default()), protocol).await;
+        write_packet(
+            &mut io,
+            connack(protocol, false, code, Properties::default()),
+            protocol,
+        )
+        .await;
         return;
     }
 
@@ -227,7 +255,10 @@ where
 
     // Session expiry: MQTT 5 asks; 3.1.1 clean session = 0, else forever
     // (both bounded by the configured maximum).
-    let max = gw.config.max_session_expiry.map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
+    let max = gw
+        .config
+        .max_session_expiry
+        .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
     let asked = match protocol {
         Protocol::V5 => match connect.properties.session_expiry_interval.unwrap_or(0) {
             u32::MAX => None,
@@ -491,7 +522,12 @@ impl Connection {
     }
 
     /// Checks one PUBLISH and queues its message for the batch's append.
-    fn prepare(&mut self, p: &Publish, messages: &mut Vec<Message>, queued: usize) -> Result<Pending, u8> {
+    fn prepare(
+        &mut self,
+        p: &Publish,
+        messages: &mut Vec<Message>,
+        queued: usize,
+    ) -> Result<Pending, u8> {
         let mut topic_name = p.topic.clone();
         if let Some(alias) = p.properties.topic_alias {
             if alias == 0 || alias > self.gw.config.topic_alias_maximum {
@@ -529,7 +565,9 @@ impl Connection {
             self.gw.metrics.dropped(Dropped::NotAuthorized);
             return Ok(pending(Err(reason::NOT_AUTHORIZED)));
         }
-        if p.properties.payload_format_indicator == Some(1) && std::str::from_utf8(&p.payload).is_err() {
+        if p.properties.payload_format_indicator == Some(1)
+            && std::str::from_utf8(&p.payload).is_err()
+        {
             if p.qos == 0 {
                 return Err(reason::PAYLOAD_FORMAT_INVALID);
             }
@@ -548,7 +586,11 @@ impl Connection {
     }
 
     /// Appends a batch's messages, then acknowledges each PUBLISH in order.
-    async fn commit(&mut self, batch: Vec<(Publish, Pending)>, messages: Vec<Message>) -> Result<(), u8> {
+    async fn commit(
+        &mut self,
+        batch: Vec<(Publish, Pending)>,
+        messages: Vec<Message>,
+    ) -> Result<(), u8> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -603,7 +645,11 @@ impl Connection {
     fn state(&self) -> SessionState {
         SessionState {
             expiry_secs: self.expiry,
-            subscriptions: self.subs.iter().map(|(f, o)| StoredSub::new(f, o)).collect(),
+            subscriptions: self
+                .subs
+                .iter()
+                .map(|(f, o)| StoredSub::new(f, o))
+                .collect(),
             cursors: self
                 .base_cursors
                 .iter()
@@ -633,8 +679,13 @@ impl Connection {
                     .acknowledged(a.packet_id, now, &self.gw.metrics, &mut self.out);
             }
             Packet::PubRec(a) => {
-                self.outbound
-                    .received(a.packet_id, a.reason_code, &mut self.out, now, &self.gw.metrics);
+                self.outbound.received(
+                    a.packet_id,
+                    a.reason_code,
+                    &mut self.out,
+                    now,
+                    &self.gw.metrics,
+                );
             }
             Packet::PubRel(a) => {
                 let known = self.incoming_qos2.remove(&a.packet_id);
@@ -698,7 +749,14 @@ impl Connection {
                     .store(reg.trie.len() as i64, Ordering::Relaxed);
             }
             self.gw.metrics.sessions.fetch_sub(1, Ordering::Relaxed);
-            let _ = store::put(&self.gw.broker, store::SESSIONS_TOPIC, &self.client_id, None, Vec::new()).await;
+            let _ = store::put(
+                &self.gw.broker,
+                store::SESSIONS_TOPIC,
+                &self.client_id,
+                None,
+                Vec::new(),
+            )
+            .await;
         } else {
             // Resume from the first message not handed to the client yet.
             let mut cursors = positions;

@@ -74,7 +74,8 @@ impl Connection {
                 continue;
             }
             let records =
-                match store::read_range(&self.gw.broker, topic, *partition, from, Some(*end)).await {
+                match store::read_range(&self.gw.broker, topic, *partition, from, Some(*end)).await
+                {
                     Ok(r) => r,
                     Err(e) => {
                         debug!(topic, partition, "missed messages not read: {e}");
@@ -104,9 +105,9 @@ impl Connection {
                     retain,
                     subscription_ids: ids,
                 };
-                self.outbound.deliver(d, now, &self.gw.metrics, &mut self.out);
+                self.outbound
+                    .deliver(d, now, &self.gw.metrics, &mut self.out);
             }
         }
     }
-
 }

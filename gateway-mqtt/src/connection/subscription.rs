@@ -5,7 +5,9 @@ use std::sync::atomic::Ordering;
 
 use super::Connection;
 use crate::auth::Action;
-use crate::codec::{Packet, Properties, Protocol, SubAck, Subscribe, UnsubAck, Unsubscribe, reason};
+use crate::codec::{
+    Packet, Properties, Protocol, SubAck, Subscribe, UnsubAck, Unsubscribe, reason,
+};
 use crate::gateway::now_ms;
 use crate::registry::Delivery;
 use crate::topic;
@@ -21,13 +23,21 @@ impl Connection {
             let shared = match topic::parse_shared(&f.filter) {
                 Ok(shared) => shared.map(|(_, inner)| inner.to_string()),
                 Err(_) => {
-                    codes.push(if v5 { reason::TOPIC_FILTER_INVALID } else { 0x80 });
+                    codes.push(if v5 {
+                        reason::TOPIC_FILTER_INVALID
+                    } else {
+                        0x80
+                    });
                     continue;
                 }
             };
             let inner = shared.clone().unwrap_or_else(|| f.filter.clone());
             if topic::validate_filter(&inner).is_err() {
-                codes.push(if v5 { reason::TOPIC_FILTER_INVALID } else { 0x80 });
+                codes.push(if v5 {
+                    reason::TOPIC_FILTER_INVALID
+                } else {
+                    0x80
+                });
                 continue;
             }
             if shared.is_some() && f.no_local && v5 {
@@ -47,7 +57,9 @@ impl Connection {
             };
             let existed = {
                 let mut reg = self.gw.registry();
-                let existed = reg.trie.insert(self.client_id.clone(), &f.filter, options.clone());
+                let existed = reg
+                    .trie
+                    .insert(self.client_id.clone(), &f.filter, options.clone());
                 self.gw
                     .metrics
                     .subscriptions
@@ -55,7 +67,8 @@ impl Connection {
                 existed
             };
             self.subs.insert(f.filter.clone(), options);
-            if shared.is_none() && (f.retain_handling == 0 || (f.retain_handling == 1 && !existed)) {
+            if shared.is_none() && (f.retain_handling == 0 || (f.retain_handling == 1 && !existed))
+            {
                 retained.push((f.filter.clone(), qos, subscription_id));
             }
             codes.push(qos);
@@ -84,7 +97,8 @@ impl Connection {
                     retain: true,
                     subscription_ids: id.into_iter().collect(),
                 };
-                self.outbound.deliver(d, now, &self.gw.metrics, &mut self.out);
+                self.outbound
+                    .deliver(d, now, &self.gw.metrics, &mut self.out);
             }
         }
         Ok(())
@@ -116,5 +130,4 @@ impl Connection {
             properties: Properties::default(),
         }));
     }
-
 }
