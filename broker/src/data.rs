@@ -129,6 +129,40 @@ impl Broker {
         self.append_to(&p, topic, batch, acks).await
     }
 
+    /// Appends records to a partition of an internal topic (`__…`): the
+    /// gateways keep their own state (sessions, retained messages) there.
+    ///
+    /// # Errors
+    /// `InvalidRequest` for a topic that is not internal; as
+    /// [`Broker::produce`] otherwise.
+    pub async fn produce_internal(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: Vec<NewRecord>,
+        acks: Acks,
+    ) -> Result<ProduceResult> {
+        if !topic.starts_with("__") {
+            return Err(Error::InvalidRequest(format!(
+                "{topic} is not an internal topic"
+            )));
+        }
+        self.check_open()?;
+        self.await_topic(topic).await;
+        let p = if self.cluster().is_some() {
+            self.leader_partition(topic, partition)?
+        } else {
+            self.partition(topic, partition)?
+        };
+        let batch =
+            build_batch(records, Compression::None).map_err(|source| Error::InvalidBatch {
+                topic: topic.to_string(),
+                partition,
+                source,
+            })?;
+        self.append_to(&p, topic, batch, acks).await
+    }
+
     /// Appends to any partition, internal ones included.
     pub(crate) async fn append_to(
         &self,

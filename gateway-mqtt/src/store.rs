@@ -4,7 +4,7 @@
 //! with `acks=all`; a tombstone (null value) deletes a key.
 
 use bytes::Bytes;
-use fjord_broker::{Acks, Broker, Compression, FetchRequest, NewRecord, Record, TopicSpec};
+use fjord_broker::{Acks, Broker, FetchRequest, NewRecord, Record, TopicSpec};
 
 use crate::{Error, Result};
 
@@ -112,7 +112,7 @@ pub(crate) async fn put(
         timestamp_ms: 0,
     };
     let r = broker
-        .produce_records(topic, Some(0), vec![record], Compression::None, Acks::All)
+        .produce_internal(topic, 0, vec![record], Acks::All)
         .await?;
     Ok(r.base_offset)
 }
