@@ -396,10 +396,11 @@ impl Inner {
             }
         }
         for (i, m) in msgs.iter().enumerate() {
-            if m.retain && results[i].is_ok() {
-                if let Err(e) = self.retain(m).await {
-                    results[i] = Err(e);
-                }
+            if m.retain
+                && results[i].is_ok()
+                && let Err(e) = self.retain(m).await
+            {
+                results[i] = Err(e);
             }
         }
         results

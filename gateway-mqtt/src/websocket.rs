@@ -18,6 +18,8 @@ use crate::connection;
 use crate::gateway::Inner;
 
 pub(crate) async fn serve(gw: Arc<Inner>, stream: TcpStream) {
+    // The error type is tungstenite's, boxed or not.
+    #[allow(clippy::result_large_err)]
     let pick_subprotocol = |req: &Request, mut resp: Response| {
         let wants_mqtt = req
             .headers()
@@ -43,11 +45,8 @@ pub(crate) async fn serve(gw: Arc<Inner>, stream: TcpStream) {
     let inbound = async move {
         while let Some(Ok(msg)) = source.next().await {
             match msg {
-                WsMessage::Binary(data) => {
-                    if pipe_write.write_all(&data).await.is_err() {
-                        break;
-                    }
-                }
+                WsMessage::Binary(data) if pipe_write.write_all(&data).await.is_err() => break,
+                WsMessage::Binary(_) => {}
                 WsMessage::Close(_) => break,
                 _ => {}
             }
