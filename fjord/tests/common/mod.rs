@@ -10,6 +10,16 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_fjord");
 
+/// Flags for a server without the MQTT gateway (tests that count topics).
+pub const MQTT_OFF: &[&str] = &[
+    "--mqtt-listen",
+    "off",
+    "--mqtt-tls-listen",
+    "off",
+    "--mqtt-ws-listen",
+    "off",
+];
+
 pub struct Server {
     pub child: Child,
     pub data: PathBuf,
