@@ -37,12 +37,6 @@ impl Gateway {
     /// A listener cannot be bound, the TLS certificate cannot be read or
     /// made, or the broker refuses the gateway's topics.
     pub async fn start(broker: Broker, config: MqttConfig) -> Result<Gateway> {
-        if broker.cluster_id().is_some() {
-            warn!(
-                "the MQTT gateway serves the partitions this node leads; in a cluster, \
-                 publishes to partitions led by other nodes are refused"
-            );
-        }
         let tcp = match config.tcp {
             Some(a) => Some(bind("MQTT", a).await?),
             None => None,
