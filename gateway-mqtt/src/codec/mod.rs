@@ -242,6 +242,11 @@ pub fn decode(
 fn parse(first: u8, body: Bytes, protocol: Option<Protocol>) -> Result<Packet, DecodeError> {
     let (kind, flags) = (first >> 4, first & 0x0f);
     let protocol = protocol.unwrap_or(Protocol::V311);
+    if kind == 0 || (kind == 15 && protocol == Protocol::V311) {
+        return Err(DecodeError::Protocol(format!(
+            "reserved packet type {kind} in {protocol:?}"
+        )));
+    }
     let expected_flags = match kind {
         3 => flags,
         6 | 8 | 10 => 0b0010,
@@ -268,12 +273,7 @@ fn parse(first: u8, body: Bytes, protocol: Option<Protocol>) -> Result<Packet, D
         12 => r.finish("PINGREQ").map(|()| Packet::PingReq)?,
         13 => r.finish("PINGRESP").map(|()| Packet::PingResp)?,
         14 => Packet::Disconnect(Disconnect::read(r, protocol)?),
-        15 if protocol == Protocol::V5 => Packet::Auth(Auth::read(r)?),
-        _ => {
-            return Err(DecodeError::Protocol(format!(
-                "reserved packet type {kind} in {protocol:?}"
-            )));
-        }
+        _ => Packet::Auth(Auth::read(r)?), // 15 in 5.0; 0 and 3.1.1 15 refused above
     })
 }
 

@@ -6,7 +6,7 @@
 //! One byte. In 5.0, below 0x80 is success, 0x80 and above is failure; the
 //! same value may mean different things in different packets (0x00 is
 //! Success, Normal disconnection and Granted QoS 0). Which codes each packet
-//! may carry is listed beside the packet ([`valid_for`]).
+//! may carry is checked by the codec in both directions.
 
 /// Success (CONNACK, PUBACK, PUBREC, PUBREL, PUBCOMP, UNSUBACK, AUTH).
 pub const SUCCESS: u8 = 0x00;

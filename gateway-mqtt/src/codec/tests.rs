@@ -185,10 +185,18 @@ fn reserved_packet_types() {
     for protocol in [None, Some(Protocol::V311), Some(Protocol::V5)] {
         let err = decode_err(&[0x00, 0x00], protocol);
         assert!(matches!(err, DecodeError::Protocol(_)));
+        assert!(matches!(
+            decode_err(&[0x0f, 0x00], protocol),
+            DecodeError::Protocol(_)
+        ));
         assert_eq!(err.reason_code(), reason::PROTOCOL_ERROR);
     }
     assert!(matches!(
         decode_err(&[0xf0, 0x00], Some(Protocol::V311)),
+        DecodeError::Protocol(_)
+    ));
+    assert!(matches!(
+        decode_err(&[0xf3, 0x00], None),
         DecodeError::Protocol(_)
     ));
 }
