@@ -68,6 +68,9 @@ impl Connection {
         let now = now_ms();
         let metrics = &self.gw.metrics;
         self.outbound.resend(now, metrics, &mut self.out);
+        // What it missed is an offline queue: at most `max_queued_messages`
+        // of it (the oldest) is delivered; the rest is dropped and counted.
+        let mut backlog = 0usize;
         for ((topic, partition), end) in positions {
             let from = state.cursor(topic, *partition).unwrap_or(*end);
             if from >= *end {
@@ -94,6 +97,11 @@ impl Connection {
                     continue;
                 }
                 let retain = rap && msg.retain;
+                if backlog >= self.gw.config.max_queued_messages {
+                    self.gw.metrics.dropped(crate::metrics::Dropped::QueueFull);
+                    continue;
+                }
+                backlog += 1;
                 let d = Delivery {
                     msg: Arc::new(msg),
                     at: LogRef {
