@@ -657,3 +657,61 @@ async fn an_authentication_method_is_refused_with_0x8c() {
         Ok(_) => panic!("expected CONNACK 0x8C, got a session"),
     }
 }
+
+/// Waits (bounded) until the server counts `n` open MQTT connections.
+async fn connections_settle(server: &Server, n: f64) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, body) = server.http_get("/metrics");
+        if metric(&body, "fjord_mqtt_connections") == Some(n) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "connections never reached {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_delayed_will_waits_and_a_returning_client_cancels_it() {
+    use rumqttc::v5::mqttbytes::v5::{LastWill, LastWillProperties};
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&dir);
+    let mut watcher = connect(options(&server, "watcher")).await;
+    watcher.subscribe(q1("wills/#"), None).await;
+    let with_will = |id: &str, payload: &str| {
+        let mut o = persistent(&server, id, 60);
+        let props = LastWillProperties {
+            delay_interval: Some(1),
+            payload_format_indicator: None,
+            message_expiry_interval: None,
+            content_type: None,
+            response_topic: None,
+            correlation_data: None,
+            user_properties: Vec::new(),
+        };
+        o.set_last_will(LastWill::new(
+            "wills/x",
+            payload,
+            QoS::AtLeastOnce,
+            false,
+            Some(props),
+        ));
+        o
+    };
+    // A client that dies and comes back within its will delay: no will.
+    drop(connect(with_will("returns", "returned")).await);
+    connections_settle(&server, 1.0).await;
+    let back = connect(with_will("returns", "returned")).await;
+    assert!(back.connack.session_present);
+    // A client that dies and stays away: its will comes after the delay.
+    // Its will was due after the first one's, and one partition keeps
+    // the order: had the first been sent, it would come before this one.
+    drop(connect(with_will("gone", "gone")).await);
+    let got = watcher.until("gone").await;
+    let payloads: Vec<String> = got.iter().map(|p| text(p).1).collect();
+    assert_eq!(payloads, ["gone"]);
+    back.disconnect().await;
+}
