@@ -150,13 +150,8 @@ fn a_node_of_another_cluster_or_with_a_used_id_is_refused() {
                 "127.0.0.1:0",
                 "--http-listen",
                 "127.0.0.1:0",
-                "--mqtt-listen",
-                "off",
-                "--mqtt-tls-listen",
-                "off",
-                "--mqtt-ws-listen",
-                "off",
             ])
+            .args(common::MQTT_OFF)
             .args(args)
             .output()
             .unwrap()

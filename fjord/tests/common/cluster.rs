@@ -19,14 +19,7 @@ pub fn join_args(node_id: u32, join: &str) -> Vec<String> {
 pub fn start(dir: &std::path::Path, name: &str, args: &[String]) -> Server {
     let mut refs: Vec<&str> = args.iter().map(String::as_str).collect();
     // Cluster tests count topics and replicas: no MQTT gateway topics.
-    refs.extend([
-        "--mqtt-listen",
-        "off",
-        "--mqtt-tls-listen",
-        "off",
-        "--mqtt-ws-listen",
-        "off",
-    ]);
+    refs.extend(super::MQTT_OFF);
     Server::start_with(&dir.join(name), &refs)
 }
 

@@ -16,8 +16,7 @@ use tracing::debug;
 
 use crate::auth::{Action, Principal};
 use crate::codec::{
-    self, Ack, ConnAck, Connect, DecodeError, Disconnect, Packet, Properties, Protocol, Publish,
-    reason,
+    self, Ack, DecodeError, Disconnect, Packet, Properties, Protocol, Publish, reason,
 };
 use crate::gateway::{Inner, now_ms};
 use crate::message::{Message, MessageProps};
@@ -29,8 +28,11 @@ use crate::store;
 use crate::topic;
 use crate::trie::SubOptions;
 
+mod handshake;
 mod resume;
 mod subscription;
+
+use handshake::{admit, connack, read_connect, write_packet};
 
 /// How a connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,69 +83,6 @@ where
     gw.metrics.connections.fetch_sub(1, Ordering::Relaxed);
 }
 
-async fn write_raw<S: AsyncWrite + Unpin>(io: &mut S, bytes: &[u8]) {
-    let _ = io.write_all(bytes).await;
-    let _ = io.flush().await;
-}
-
-async fn write_packet<S: AsyncWrite + Unpin>(io: &mut S, p: Packet, protocol: Protocol) {
-    let mut buf = BytesMut::new();
-    if codec::encode(&p, protocol, &mut buf, usize::MAX).is_ok() {
-        write_raw(io, &buf).await;
-    }
-}
-
-/// Reads the first packet, which must be CONNECT.
-async fn read_connect<S>(gw: &Inner, io: &mut S, rbuf: &mut BytesMut) -> Option<Connect>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let deadline = tokio::time::Instant::now() + gw.config.connect_timeout;
-    loop {
-        match codec::decode(rbuf, None, gw.config.max_packet_size) {
-            Ok(Some(Packet::Connect(c))) => return Some(c),
-            Ok(Some(other)) => {
-                debug!("first packet is not CONNECT: {other:?}");
-                return None;
-            }
-            Ok(None) => {}
-            Err(DecodeError::UnsupportedProtocol { level }) => {
-                debug!(level, "unsupported protocol level");
-                // 3.1.1's "unacceptable protocol version", which every
-                // client version can read.
-                write_raw(io, &[0x20, 0x02, 0x00, reason::V3_UNACCEPTABLE_PROTOCOL]).await;
-                return None;
-            }
-            Err(DecodeError::Incomplete(_)) => {}
-            Err(e) => {
-                debug!("bad CONNECT: {e}");
-                return None;
-            }
-        }
-        let read = tokio::select! {
-            r = io.read_buf(rbuf) => r,
-            _ = tokio::time::sleep_until(deadline) => return None,
-            _ = gw.shutdown.cancelled() => return None,
-        };
-        match read {
-            Ok(0) | Err(_) => return None,
-            Ok(_) => {}
-        }
-    }
-}
-
-fn connack(protocol: Protocol, session_present: bool, code: u8, properties: Properties) -> Packet {
-    Packet::ConnAck(ConnAck {
-        session_present,
-        reason_code: code,
-        properties: if protocol == Protocol::V5 {
-            properties
-        } else {
-            Properties::default()
-        },
-    })
-}
-
 async fn run<S>(gw: Arc<Inner>, mut io: S)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
@@ -153,90 +92,15 @@ where
         return;
     };
     let protocol = connect.protocol;
-    let refuse = |v5: u8, v3: u8| {
-        if protocol == Protocol::V5 { v5 } else { v3 }
-    };
-    // Extended authentication is not offered.
-    if connect.properties.authentication_method.is_some() {
-        gw.metrics.connects_refused.fetch_add(1, Ordering::Relaxed);
-        let code = refuse(reason::BAD_AUTHENTICATION_METHOD, reason::V3_NOT_AUTHORIZED);
-        write_packet(
-            &mut io,
-            connack(protocol, false, code, Properties::default()),
-            protocol,
-        )
-        .await;
-        return;
-    }
-    let mut client_id = connect.client_id.clone();
-    let mut assigned = None;
-    if client_id.is_empty() {
-        if protocol == Protocol::V311 && !connect.clean_start {
+    let (client_id, assigned, principal) = match admit(&gw, &connect) {
+        Ok(admitted) => admitted,
+        Err(code) => {
             gw.metrics.connects_refused.fetch_add(1, Ordering::Relaxed);
-            let p = connack(
-                protocol,
-                false,
-                reason::V3_IDENTIFIER_REJECTED,
-                Properties::default(),
-            );
+            let p = connack(protocol, false, code, Properties::default());
             write_packet(&mut io, p, protocol).await;
             return;
         }
-        client_id = format!("fjord-{:x}-{}", now_ms(), gw.next_id());
-        assigned = Some(client_id.clone());
-    }
-    // Who is it?
-    let user = match &connect.username {
-        Some(name) => {
-            let password = connect.password.clone().unwrap_or_default();
-            match gw.broker.authenticate(name, &password) {
-                Some(u) => Some(u),
-                None => {
-                    gw.metrics.connects_refused.fetch_add(1, Ordering::Relaxed);
-                    let code = refuse(
-                        reason::BAD_USER_NAME_OR_PASSWORD,
-                        reason::V3_BAD_USERNAME_PASSWORD,
-                    );
-                    write_packet(
-                        &mut io,
-                        connack(protocol, false, code, Properties::default()),
-                        protocol,
-                    )
-                    .await;
-                    return;
-                }
-            }
-        }
-        None if gw.config.allow_anonymous => None,
-        None => {
-            gw.metrics.connects_refused.fetch_add(1, Ordering::Relaxed);
-            let code = refuse(reason::NOT_AUTHORIZED, reason::V3_NOT_AUTHORIZED);
-            write_packet(
-                &mut io,
-                connack(protocol, false, code, Properties::default()),
-                protocol,
-            )
-            .await;
-            return;
-        }
     };
-    let principal = Principal {
-        client_id: client_id.clone(),
-        user,
-    };
-    if let Some(w) = &connect.will
-        && !principal.allows(Action::Publish, &w.topic)
-    {
-        gw.metrics.connects_refused.fetch_add(1, Ordering::Relaxed);
-        let code = refuse(reason::NOT_AUTHORIZED, reason::V3_NOT_AUTHORIZED);
-        write_packet(
-            &mut io,
-            connack(protocol, false, code, Properties::default()),
-            protocol,
-        )
-        .await;
-        return;
-    }
 
     // Take the session over from a connection that still has it.
     loop {
