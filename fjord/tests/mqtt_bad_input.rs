@@ -189,6 +189,12 @@ fn bad_input_gets_reason_codes_and_leaves_everyone_else_alone() {
         &[0x32, 0x07, 0x00, 0x01, b't', 0x00, 0x00, 0x00, b'x'],
         &[0x82],
     );
+    // A PUBLISH from a client with a subscription identifier (0x0b = 1).
+    expect_disconnect(
+        &server,
+        &[0x30, 0x07, 0x00, 0x01, b't', 0x02, 0x0b, 0x01, b'x'],
+        &[0x82],
+    );
     // A second CONNECT.
     expect_disconnect(&server, CONNECT_V5, &[0x82]);
     // AUTH without an authentication method.

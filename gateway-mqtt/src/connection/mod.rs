@@ -392,6 +392,10 @@ impl Connection {
         messages: &mut Vec<Message>,
         queued: usize,
     ) -> Result<Pending, u8> {
+        // Subscription identifiers travel only toward clients (5.0 3.3.4).
+        if !p.properties.subscription_identifiers.is_empty() {
+            return Err(reason::PROTOCOL_ERROR);
+        }
         let mut topic_name = p.topic.clone();
         if let Some(alias) = p.properties.topic_alias {
             if alias == 0 || alias > self.gw.config.topic_alias_maximum {
