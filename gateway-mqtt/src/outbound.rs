@@ -141,6 +141,8 @@ impl Outbound {
             } else {
                 self.queue.push_back(d);
             }
+            // Keeps the order: queued messages go first, as room allows.
+            self.fill(now_ms, metrics, out);
             return;
         }
         self.send_now(d, now_ms, metrics, out);
@@ -285,5 +287,122 @@ impl Outbound {
                 released: f.released,
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::message::MessageProps;
+    use crate::session::LogRef;
+
+    fn delivery(offset: i64, qos: u8, payload: &'static [u8], expiry: Option<u32>) -> Delivery {
+        Delivery {
+            msg: Arc::new(Message {
+                topic: "t/1".into(),
+                payload: Bytes::from_static(payload),
+                qos,
+                retain: false,
+                from: "p".into(),
+                timestamp_ms: 1_000,
+                props: MessageProps {
+                    message_expiry_interval: expiry,
+                    ..MessageProps::default()
+                },
+            }),
+            at: LogRef {
+                topic: "mqtt".into(),
+                partition: 0,
+                offset,
+            },
+            qos,
+            retain: false,
+            subscription_ids: vec![3],
+        }
+    }
+
+    fn ids(out: &[Packet]) -> Vec<u16> {
+        out.iter()
+            .filter_map(|p| match p {
+                Packet::Publish(p) => Some(p.packet_id),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_receive_maximum_holds_and_acks_release_the_queue_in_order() {
+        let m = Metrics::default();
+        let mut o = Outbound::new(Protocol::V5, 2, u32::MAX, 0, 2);
+        let mut out = Vec::new();
+        for i in 0..5 {
+            o.deliver(delivery(i, 1, b"x", None), 1_000, &m, &mut out);
+        }
+        // Two in flight, two queued, one over the queue bound.
+        assert_eq!(ids(&out), [1, 2]);
+        assert_eq!(m.dropped_count(Dropped::QueueFull), 1);
+        out.clear();
+        o.acknowledged(1, 1_000, &m, &mut out);
+        assert_eq!(ids(&out), [3]);
+        let offsets: Vec<i64> = o.in_flight.values().map(|f| f.delivery.at.offset).collect();
+        assert_eq!(offsets, [1, 2]);
+        // QoS 0 is not held back by flow control.
+        out.clear();
+        o.deliver(delivery(9, 0, b"y", None), 1_000, &m, &mut out);
+        assert_eq!(ids(&out), [0]);
+    }
+
+    #[test]
+    fn expired_and_oversized_messages_are_dropped_and_expiry_counts_down() {
+        let m = Metrics::default();
+        let mut o = Outbound::new(Protocol::V5, 10, 40, 0, 10);
+        let mut out = Vec::new();
+        o.deliver(delivery(0, 1, b"x", Some(5)), 7_000, &m, &mut out);
+        assert!(out.is_empty());
+        assert_eq!(m.dropped_count(Dropped::Expired), 1);
+        o.deliver(delivery(1, 1, &[0u8; 64], None), 1_000, &m, &mut out);
+        assert!(out.is_empty());
+        assert_eq!(m.dropped_count(Dropped::TooLarge), 1);
+        assert!(
+            o.in_flight.is_empty(),
+            "no packet id is kept for a dropped message"
+        );
+        o.deliver(delivery(2, 1, b"x", Some(5)), 3_500, &m, &mut out);
+        let Some(Packet::Publish(p)) = out.first() else {
+            panic!("{out:?}");
+        };
+        assert_eq!(p.properties.message_expiry_interval, Some(3));
+        assert_eq!(p.properties.subscription_identifiers, [3]);
+    }
+
+    #[test]
+    fn topic_aliases_are_given_then_used_and_resends_carry_the_topic() {
+        let m = Metrics::default();
+        let mut o = Outbound::new(Protocol::V5, 10, u32::MAX, 1, 10);
+        let mut out = Vec::new();
+        o.deliver(delivery(0, 1, b"a", None), 1_000, &m, &mut out);
+        o.deliver(delivery(1, 1, b"b", None), 1_000, &m, &mut out);
+        let sent: Vec<(String, Option<u16>)> = out
+            .iter()
+            .filter_map(|p| match p {
+                Packet::Publish(p) => Some((p.topic.clone(), p.properties.topic_alias)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            sent,
+            [("t/1".to_string(), Some(1)), (String::new(), Some(1))]
+        );
+        out.clear();
+        o.resend(1_000, &m, &mut out);
+        let Some(Packet::Publish(p)) = out.first() else {
+            panic!("{out:?}");
+        };
+        assert!(p.dup);
+        assert_eq!(p.topic, "t/1");
     }
 }
