@@ -245,3 +245,42 @@ async fn an_offline_session_queues_at_most_the_configured_number_of_messages() {
     );
     assert_eq!(dropped, Some((20 - got.len()) as f64), "drops are counted");
 }
+
+#[tokio::test]
+async fn a_connected_subscriber_that_falls_behind_reads_the_rest_from_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    // A queue of 10 is far smaller than the bursts the publisher sends.
+    let server = start(&dir, &["--mqtt-max-queued-messages", "10"]);
+    let mut sub = connect(&server.mqtt, "slow", true).await;
+    sub.subscribe("burst/#", QoS::AtLeastOnce).await;
+    let publisher = connect(&server.mqtt, "fast", true).await;
+    let n = 2_000;
+    for i in 0..n {
+        publisher
+            .client
+            .publish("burst/t", QoS::AtLeastOnce, false, i.to_string())
+            .await
+            .unwrap();
+    }
+    let got: Vec<u32> = sub
+        .payloads(n)
+        .await
+        .iter()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert_eq!(
+        got,
+        (0..n as u32).collect::<Vec<_>>(),
+        "all, once, in order"
+    );
+    let (_, body) = server.http_get("/metrics");
+    let dropped = metric(
+        &body,
+        "fjord_mqtt_messages_dropped_total{reason=\"queue_full\"}",
+    );
+    assert_eq!(
+        dropped,
+        Some(0.0),
+        "nothing dropped for a connected session"
+    );
+}

@@ -344,9 +344,14 @@ impl Inner {
             if m.no_local && m.key == msg.from {
                 continue;
             }
-            let Some(session) = online.get(&m.key) else {
+            let Some(session) = online.get_mut(&m.key) else {
                 continue;
             };
+            let key = (topic.to_string(), partition);
+            if !m.shared && session.behind.contains_key(&key) {
+                continue;
+            }
+            let qos = msg.qos.min(m.qos);
             let d = Delivery {
                 msg: Arc::clone(&msg),
                 at: LogRef {
@@ -354,12 +359,17 @@ impl Inner {
                     partition,
                     offset,
                 },
-                qos: msg.qos.min(m.qos),
+                qos,
                 retain: m.retain_as_published && msg.retain,
                 subscription_ids: m.subscription_ids,
             };
-            if session.tx.try_send(d).is_err() {
-                self.metrics.dropped(Dropped::QueueFull);
+            match session.tx.try_send(d) {
+                Ok(()) => {}
+                Err(tokio::sync::mpsc::error::TrySendError::Full(_)) if qos > 0 && !m.shared => {
+                    session.behind.insert(key, offset);
+                    session.wake.notify_one();
+                }
+                Err(_) => self.metrics.dropped(Dropped::QueueFull),
             }
         }
     }

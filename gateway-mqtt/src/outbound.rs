@@ -176,6 +176,14 @@ impl Outbound {
         out.push(Packet::Publish(p));
     }
 
+    /// QoS 1/2 messages the client can take before its window (its receive
+    /// maximum, at most 1,000 here) is full.
+    pub(crate) fn room(&self) -> usize {
+        self.receive_maximum
+            .min(1000)
+            .saturating_sub(self.in_flight.len() + self.queue.len())
+    }
+
     /// Sends queued messages while the client has room.
     pub(crate) fn fill(&mut self, now_ms: i64, metrics: &Metrics, out: &mut Vec<Packet>) {
         while self.in_flight.len() < self.receive_maximum {

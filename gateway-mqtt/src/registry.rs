@@ -8,11 +8,16 @@
 //! So a session that registers sees a clean cut: every record below the
 //! snapshot of positions went to the sessions online before it, every
 //! record from it on comes to it too.
+//!
+//! A session whose queue is full when a QoS 1/2 message comes is not
+//! dropped from: it is marked behind on that partition and reads the rest
+//! from the log itself (the log is the queue), then goes live again under
+//! the same lock, so nothing is skipped or seen twice.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::message::Message;
@@ -40,6 +45,12 @@ pub(crate) struct Online {
     /// Turns true once the connection has stored its session and left.
     pub(crate) done: watch::Receiver<bool>,
     pub(crate) connection: u64,
+    /// Partitions this session fell behind on (its queue was full for a
+    /// QoS 1/2 message): the offset it has not seen from. Dispatchers skip
+    /// them; the connection reads them from the log until it catches up.
+    pub(crate) behind: BTreeMap<(String, u32), i64>,
+    /// Woken when `behind` gains a partition.
+    pub(crate) wake: Arc<Notify>,
 }
 
 /// Dispatch positions: (log topic, partition) → next offset.

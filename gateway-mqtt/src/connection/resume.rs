@@ -119,3 +119,94 @@ impl Connection {
         }
     }
 }
+
+/// Missed messages read per step of a catch-up, at most.
+const CATCH_UP_STEP: usize = 500;
+
+impl Connection {
+    /// One step of reading a partition this session fell behind on from
+    /// the log: as many messages as the client has room for, then back to
+    /// the packet loop (acknowledgements wake the next step). When the
+    /// session reaches the dispatcher's position, it goes live again under
+    /// the registry lock, so nothing is skipped or seen twice.
+    pub(super) async fn catch_up(&mut self) {
+        let room = self.outbound.room().min(CATCH_UP_STEP);
+        let next = {
+            let mut reg = self.gw.registry();
+            let crate::registry::Registry {
+                online, positions, ..
+            } = &mut *reg;
+            let Some(me) = online
+                .get_mut(&self.client_id)
+                .filter(|o| o.connection == self.id)
+            else {
+                return;
+            };
+            let mut found = None;
+            me.behind.retain(|key, from| {
+                let at = positions.get(key).copied().unwrap_or(*from);
+                if *from >= at {
+                    return false;
+                }
+                if found.is_none() {
+                    found = Some((key.clone(), *from, at));
+                }
+                true
+            });
+            found
+        };
+        let Some(((topic, partition), from, at)) = next else {
+            self.catching_up = false;
+            return;
+        };
+        self.catching_up = true;
+        if room == 0 {
+            return;
+        }
+        let to = at.min(from + room as i64);
+        let records =
+            match store::read_range(&self.gw.broker, &topic, partition, from, Some(to)).await {
+                Ok(r) => r,
+                Err(e) => {
+                    debug!(topic, partition, "catching up failed: {e}");
+                    return;
+                }
+            };
+        let now = now_ms();
+        for r in &records {
+            let Some(msg) = Message::from_record(r) else {
+                continue;
+            };
+            let Some((qos, rap, ids)) = match_own(&self.subs, &msg, &self.client_id) else {
+                continue;
+            };
+            let retain = rap && msg.retain;
+            let d = Delivery {
+                qos: qos.min(msg.qos),
+                msg: Arc::new(msg),
+                at: LogRef {
+                    topic: topic.clone(),
+                    partition,
+                    offset: r.offset,
+                },
+                retain,
+                subscription_ids: ids,
+            };
+            self.outbound
+                .deliver(d, now, &self.gw.metrics, &mut self.out);
+        }
+        let done_to = records.last().map_or(to, |r| r.offset + 1).max(to.min(at));
+        if let Some(me) = self
+            .gw
+            .registry()
+            .online
+            .get_mut(&self.client_id)
+            .filter(|o| o.connection == self.id)
+            && let Some(from) = me.behind.get_mut(&(topic, partition))
+        {
+            *from = done_to;
+        }
+        // Go on (or go live) at the next turn of the loop.
+        self.wake.notify_one();
+    }
+}
