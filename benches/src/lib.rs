@@ -11,6 +11,12 @@
 //!   real `fjord serve`, records/s and end-to-end latency percentiles.
 //! - [`stats`]: medians and percentiles shared by the programs.
 //! - [`server`]: starts a `fjord serve` child on ephemeral ports.
+//! - [`mqtt_server`]: starts Fjord or Mosquitto as an MQTT broker on loopback.
+//! - [`mqtt_load`]: MQTT load generator: latency, loss, duplicates, order.
+//! - [`mqtt_idle`]: memory per idle MQTT connection on a fresh server.
 
+pub mod mqtt_idle;
+pub mod mqtt_load;
+pub mod mqtt_server;
 pub mod server;
 pub mod stats;

@@ -1,4 +1,5 @@
-//! Small statistics helpers: medians of repeated runs, throughput formatting.
+//! Small statistics helpers: medians of repeated runs, throughput and
+//! number formatting.
 
 /// Median of `values` (the mean of the two middle ones for an even count).
 ///
@@ -22,14 +23,45 @@ pub fn mib_per_s(bytes: u64, seconds: f64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0) / seconds
 }
 
+/// `n` with a comma between each group of three digits: `12,345`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Microseconds as milliseconds.
+pub fn ms(us: f64) -> String {
+    format!("{:.2} ms", us / 1000.0)
+}
+
+/// Bytes as MiB.
+pub fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::median;
+    use super::{median, thousands};
 
     #[test]
     fn median_of_odd_and_even_counts() {
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
         assert!(median(&[]).is_nan());
+    }
+
+    #[test]
+    fn thousands_are_separated() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_000), "1,000");
+        assert_eq!(thousands(12_345_678), "12,345,678");
     }
 }

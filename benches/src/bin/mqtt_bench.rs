@@ -1,0 +1,532 @@
+//! MQTT benchmark: Fjord's MQTT gateway side by side with Mosquitto, both
+//! started by this program on loopback, driven by the same load generator
+//! in the same run.
+//!
+//! 1. **Throughput and latency**: for 1→1 and 4→4 at QoS 0 and QoS 1 with
+//!    100-byte payloads, publisher *i* publishes `--qos0-messages` or
+//!    `--qos1-messages` to `bench/<run>/<i>` and subscriber *i* subscribes to
+//!    that one topic, so 4→4 is four independent 1→1 streams. QoS 1
+//!    publishers keep `--inflight` messages unacknowledged at most; QoS 0
+//!    publishers send as fast as the client writes. Each payload starts
+//!    with its send time (ns since the run began, taken just before the
+//!    publish call) and a sequence number; subscribers record publish call →
+//!    receipt latency, losses, duplicates and reordering. Throughput is
+//!    messages received by all subscribers / (last receipt − first publish).
+//!    Fjord and Mosquitto alternate, `--runs` times per scenario (the first
+//!    of each pair alternates too); medians and Fjord/Mosquitto ratios are
+//!    printed, and with each run the CPU the server and the load generator
+//!    used and the messages Fjord counted as dropped (its `/metrics`).
+//! 2. **Idle connections**: `--idle-connections` raw MQTT 3.1.1 connections
+//!    (CONNECT with keep-alive 60 s, CONNACK read) to a freshly started
+//!    server of each kind; resident memory before and after gives bytes per
+//!    connection.
+//!
+//! The client is rumqttc (MQTT 3.1.1) on a multi-threaded tokio runtime.
+//! Nothing is asserted; a run that stalls ends with a message that says how
+//! far it got and shows the server's log, and the next run goes on.
+//!
+//! ```text
+//! scripts/install-mqtt-tools.sh        # Mosquitto, if missing
+//! cargo build --release -p fjord -p fjord-benches
+//! target/release/mqtt_bench
+//! ```
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use fjord_benches::mqtt_idle::{IdleFigures, idle_comparison, raise_open_file_limit};
+use fjord_benches::mqtt_load::{LoadSettings, RunFigures, Scenario, medians, run_once};
+use fjord_benches::mqtt_server::{BrokerProcess, MOSQUITTO_SETTINGS, find_mosquitto, version_line};
+use fjord_benches::server::sibling_fjord;
+use fjord_benches::stats::{median, mib, ms, thousands};
+use rumqttc::QoS;
+
+#[derive(Parser, Debug, Clone)]
+#[command(about = "Fjord's MQTT gateway against Mosquitto: messages/s, latency, idle connections")]
+struct Args {
+    /// The fjord binary (default: next to this program).
+    #[arg(long)]
+    fjord_bin: Option<PathBuf>,
+    /// The mosquitto binary (default: `mosquitto` on PATH, else /usr/sbin).
+    #[arg(long)]
+    mosquitto_bin: Option<PathBuf>,
+    /// Where Fjord's data directory and both servers' logs are made (a real
+    /// disk).
+    #[arg(long, default_value = "target/bench-data")]
+    dir: PathBuf,
+    /// Messages per publisher in a QoS 0 run.
+    #[arg(long, default_value_t = 200_000)]
+    qos0_messages: u64,
+    /// Messages per publisher in a QoS 1 run.
+    #[arg(long, default_value_t = 100_000)]
+    qos1_messages: u64,
+    /// Payload bytes (at least 16: send time and sequence number).
+    #[arg(long, default_value_t = 100)]
+    payload: usize,
+    /// Unacknowledged QoS 1 messages a publisher may have (rumqttc inflight).
+    #[arg(long, default_value_t = 100)]
+    inflight: u16,
+    /// Messages/s per publisher; 0 publishes as fast as the client takes
+    /// them (the default, a saturating load whose latency is mostly
+    /// queueing).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Publisher→subscriber pair counts to run.
+    #[arg(long, value_delimiter = ',', default_value = "1,4")]
+    pairs: Vec<usize>,
+    /// QoS levels to run (0 and/or 1).
+    #[arg(long, value_delimiter = ',', default_value = "0,1")]
+    qos: Vec<u8>,
+    /// Runs per scenario and server; medians are printed. 0 skips them.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// A run fails if no message is acknowledged or received for this long.
+    #[arg(long, default_value_t = 10)]
+    stall_secs: u64,
+    /// QoS 0: once every message is written, how long subscribers may stay
+    /// silent before the missing ones count as lost.
+    #[arg(long, default_value_t = 2_000)]
+    drain_ms: u64,
+    /// Hard limit on one run.
+    #[arg(long, default_value_t = 180)]
+    timeout_secs: u64,
+    /// Idle connections per server; 0 skips the measurement.
+    #[arg(long, default_value_t = 10_000)]
+    idle_connections: usize,
+    /// Idle connections opened concurrently.
+    #[arg(long, default_value_t = 100)]
+    idle_batch: usize,
+    /// Extra lines for mosquitto.conf, after the built-in settings (e.g.
+    /// `--mosquitto-conf "set_tcp_nodelay true"`).
+    #[arg(long)]
+    mosquitto_conf: Vec<String>,
+    /// Extra flags for `fjord serve` (e.g. --serve-arg=--flush-policy
+    /// --serve-arg=os).
+    #[arg(long, allow_hyphen_values = true)]
+    serve_arg: Vec<String>,
+    /// FJORD_LOG_LEVEL for the Fjord server.
+    #[arg(long, default_value = "warn")]
+    fjord_log_level: String,
+    /// Keep the data directory and the servers' logs.
+    #[arg(long)]
+    keep: bool,
+}
+
+impl Args {
+    /// The flags that shape the load of each run.
+    fn load_settings(&self) -> LoadSettings {
+        LoadSettings {
+            payload: self.payload,
+            inflight: self.inflight,
+            rate: self.rate,
+            stall_secs: self.stall_secs,
+            drain_ms: self.drain_ms,
+            timeout_secs: self.timeout_secs,
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    if args.payload < 16 {
+        bail!("--payload must be at least 16 bytes (send time and sequence number)");
+    }
+    if args.inflight == 0 {
+        bail!("--inflight must be at least 1");
+    }
+    let fjord_bin = args.fjord_bin.clone().unwrap_or_else(sibling_fjord);
+    let mosquitto_bin = args.mosquitto_bin.clone().unwrap_or_else(find_mosquitto);
+    let files = raise_open_file_limit();
+    std::fs::create_dir_all(&args.dir)?;
+    let scratch = tempfile::Builder::new()
+        .prefix("mqtt-bench-")
+        .tempdir_in(&args.dir)
+        .with_context(|| format!("make a directory in {}", args.dir.display()))?;
+
+    println!(
+        "command: {}",
+        std::env::args().collect::<Vec<_>>().join(" ")
+    );
+    println!("machine: {}", machine());
+    println!(
+        "fjord: {} ({}), {}, data in {} (every PUBLISH appended to the log)",
+        version_line(&fjord_bin, "--version"),
+        fjord_bin.display(),
+        fjord_settings(&args),
+        scratch.path().display()
+    );
+    println!(
+        "mosquitto: {} ({}), settings: {}",
+        version_line(&mosquitto_bin, "-h"),
+        mosquitto_bin.display(),
+        mosquitto_settings(&args, true)
+    );
+    match &files {
+        Ok((old, new)) => println!("open-file limit of this process: {old} → {new}"),
+        Err(e) => println!("open-file limit not raised: {e}"),
+    }
+    println!(
+        "client: rumqttc (MQTT 3.1.1, clean session), {} tokio worker threads, payload {} B, \
+         QoS 1 window {} messages per publisher; publishers send {}; publisher i → topic \
+         bench/<run>/i → subscriber i (N→N is N independent 1→1 streams); latency = publish \
+         call → receipt",
+        tokio::runtime::Handle::current().metrics().num_workers(),
+        args.payload,
+        args.inflight,
+        pace(&args)
+    );
+
+    let mut rows = Vec::new();
+    if args.runs > 0 {
+        let mut fjord = BrokerProcess::fjord(
+            &fjord_bin,
+            &scratch.path().join("fjord"),
+            &args.fjord_log_level,
+            &args.serve_arg,
+        )?;
+        let mut mosquitto = BrokerProcess::mosquitto(
+            &mosquitto_bin,
+            &scratch.path().join("mosquitto"),
+            &args.mosquitto_conf,
+        )?;
+        println!(
+            "servers: Fjord MQTT on {} (pid {}), Mosquitto on {} (pid {})",
+            fjord.addr,
+            fjord.pid(),
+            mosquitto.addr,
+            mosquitto.pid()
+        );
+        for &pairs in &args.pairs {
+            for &qos in &args.qos {
+                let (qos, messages) = match qos {
+                    0 => (QoS::AtMostOnce, args.qos0_messages),
+                    1 => (QoS::AtLeastOnce, args.qos1_messages),
+                    other => bail!("--qos {other}: only 0 and 1 are measured"),
+                };
+                let scenario = Scenario {
+                    pairs,
+                    qos,
+                    messages,
+                };
+                rows.push(scenario_runs(&args, scenario, &mut fjord, &mut mosquitto).await);
+            }
+        }
+    }
+
+    let idle = if args.idle_connections > 0 {
+        let start_fjord = || {
+            BrokerProcess::fjord(
+                &fjord_bin,
+                &scratch.path().join("fjord-idle"),
+                &args.fjord_log_level,
+                &args.serve_arg,
+            )
+        };
+        let start_mosquitto = || {
+            BrokerProcess::mosquitto(
+                &mosquitto_bin,
+                &scratch.path().join("mosquitto-idle"),
+                &args.mosquitto_conf,
+            )
+        };
+        let (count, batch) = (args.idle_connections, args.idle_batch);
+        Some(idle_comparison(count, batch, start_fjord, start_mosquitto).await?)
+    } else {
+        None
+    };
+
+    println!();
+    println!("## Summary (paste into docs/benchmarks.md)");
+    println!();
+    print_summary(&args, &rows, idle.as_ref());
+    if args.keep {
+        let kept = scratch.keep();
+        println!("\ndata and server logs kept in {}", kept.display());
+    }
+    Ok(())
+}
+
+/// One scenario's medians and ratios, for the summary.
+struct ScenarioRow {
+    scenario: Scenario,
+    fjord: Vec<RunFigures>,
+    mosquitto: Vec<RunFigures>,
+    /// Per run pair where both succeeded: (throughput ratio, p99 ratio).
+    ratios: Vec<(f64, f64)>,
+    failures: Vec<String>,
+}
+
+async fn scenario_runs(
+    args: &Args,
+    scenario: Scenario,
+    fjord: &mut BrokerProcess,
+    mosquitto: &mut BrokerProcess,
+) -> ScenarioRow {
+    let label = scenario.label();
+    let settings = args.load_settings();
+    println!(
+        "\n### {label}: {} publisher(s) × {} messages",
+        scenario.pairs,
+        thousands(scenario.messages)
+    );
+    let mut row = ScenarioRow {
+        scenario,
+        fjord: Vec::new(),
+        mosquitto: Vec::new(),
+        ratios: Vec::new(),
+        failures: Vec::new(),
+    };
+    for run in 0..args.runs {
+        let mut pair: [Option<RunFigures>; 2] = [None, None];
+        // Alternate which server goes first, so neither always runs on a
+        // warmer (or more tired) machine.
+        let order: [usize; 2] = if run % 2 == 0 { [0, 1] } else { [1, 0] };
+        for which in order {
+            let broker: &mut BrokerProcess = if which == 0 { fjord } else { mosquitto };
+            let tag = format!(
+                "{}x{}-q{}-r{run}-{}",
+                scenario.pairs,
+                scenario.pairs,
+                scenario.qos as u8,
+                broker.name.to_lowercase()
+            );
+            match run_once(&settings, broker, scenario, &tag).await {
+                Ok(f) => {
+                    println!("  run {run} {:<9}: {}", broker.name, f.describe());
+                    pair[which] = Some(f);
+                }
+                Err(e) => {
+                    println!("  run {run} {:<9}: FAILED: {e:#}", broker.name);
+                    println!("  {}'s log ({}):", broker.name, broker.log_path().display());
+                    println!("{}", broker.log_tail(20));
+                    row.failures
+                        .push(format!("{} run {run}: {e:#}", broker.name));
+                }
+            }
+        }
+        if let [Some(f), Some(m)] = &pair {
+            row.ratios.push((
+                f.msgs_per_s / m.msgs_per_s,
+                f.p99_us as f64 / m.p99_us.max(1) as f64,
+            ));
+        }
+        let [f, m] = pair;
+        row.fjord.extend(f);
+        row.mosquitto.extend(m);
+    }
+    for (name, runs) in [("Fjord", &row.fjord), ("Mosquitto", &row.mosquitto)] {
+        if let Some(m) = medians(runs) {
+            println!(
+                "  median {name:<9}: {:>9} msg/s  p50 {:>8}  p99 {:>8}  over {} runs",
+                thousands(m.0.round() as u64),
+                ms(m.1),
+                ms(m.2),
+                runs.len()
+            );
+        }
+    }
+    if !row.ratios.is_empty() {
+        let t: Vec<f64> = row.ratios.iter().map(|r| r.0).collect();
+        let p: Vec<f64> = row.ratios.iter().map(|r| r.1).collect();
+        println!(
+            "  Fjord/Mosquitto: throughput {:.2} (per run {}), p99 {:.2} (per run {})",
+            median(&t),
+            list(&t),
+            median(&p),
+            list(&p)
+        );
+    }
+    row
+}
+
+fn print_summary(args: &Args, rows: &[ScenarioRow], idle: Option<&[IdleFigures; 2]>) {
+    println!(
+        "Machine: {}. Same run, same load generator (rumqttc, MQTT 3.1.1); {} runs per \
+         scenario alternating the servers; {} B payloads; QoS 1 window {}; publishers send {}; \
+         publisher i → subscriber i on its own topic. Mosquitto: {}. Fjord: {}, every message \
+         appended to its log.{}",
+        machine(),
+        args.runs,
+        args.payload,
+        args.inflight,
+        pace(args),
+        mosquitto_settings(args, false),
+        fjord_settings(args),
+        if args.rate == 0 {
+            " QoS 0 publishers are not flow-controlled, so at this saturating load QoS 0 \
+             latency is mostly time queued in socket buffers in front of the slower side."
+        } else {
+            ""
+        }
+    );
+    println!();
+    if !rows.is_empty() {
+        println!(
+            "| scenario | Fjord msg/s | Mosquitto msg/s | throughput Fjord/Mosquitto | Fjord p50 / p99 | Mosquitto p50 / p99 | p99 Fjord/Mosquitto | target |"
+        );
+        println!("|---|---|---|---|---|---|---|---|");
+    }
+    let mut notes = Vec::new();
+    for row in rows {
+        let (f, m) = (medians(&row.fjord), medians(&row.mosquitto));
+        let t: Vec<f64> = row.ratios.iter().map(|r| r.0).collect();
+        let p: Vec<f64> = row.ratios.iter().map(|r| r.1).collect();
+        let rate = |x: Option<(f64, f64, f64)>| {
+            x.map_or("failed".into(), |x| thousands(x.0.round() as u64))
+        };
+        let lat = |x: Option<(f64, f64, f64)>| {
+            x.map_or("-".into(), |x| format!("{} / {}", ms(x.1), ms(x.2)))
+        };
+        let ratio = |v: &[f64]| {
+            if v.is_empty() {
+                "-".into()
+            } else {
+                format!("**{:.2}** ({})", median(v), list(v))
+            }
+        };
+        let target = if row.scenario.qos == QoS::AtLeastOnce && !t.is_empty() {
+            format!(
+                "≥ 1.0 {}, p99 ≤ 2x {}",
+                if median(&t) >= 1.0 { "✔" } else { "✘" },
+                if median(&p) <= 2.0 { "✔" } else { "✘" }
+            )
+        } else {
+            String::new()
+        };
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            row.scenario.label(),
+            rate(f),
+            rate(m),
+            ratio(&t),
+            lat(f),
+            lat(m),
+            ratio(&p),
+            target
+        );
+        for (name, runs) in [("Fjord", &row.fjord), ("Mosquitto", &row.mosquitto)] {
+            let lost: u64 = runs.iter().map(|r| r.expected - r.received).sum();
+            let dup: u64 = runs.iter().map(|r| r.duplicates).sum();
+            let ooo: u64 = runs.iter().map(|r| r.out_of_order).sum();
+            if lost + dup + ooo > 0 {
+                notes.push(format!(
+                    "{}, {name}: {} lost, {} duplicates, {} out of order over {} runs",
+                    row.scenario.label(),
+                    thousands(lost),
+                    thousands(dup),
+                    thousands(ooo),
+                    runs.len()
+                ));
+            }
+        }
+        notes.extend(
+            row.failures
+                .iter()
+                .map(|f| format!("{}: {f}", row.scenario.label())),
+        );
+    }
+    if let Some([f, m]) = idle {
+        println!();
+        println!("| idle connections (keep-alive 60 s) | Fjord | Mosquitto | Fjord/Mosquitto |");
+        println!("|---|---|---|---|");
+        let cell = |x: &IdleFigures| {
+            format!(
+                "{} B per connection ({} open; VmRSS {:.1} → {:.1} MiB)",
+                x.per_connection()
+                    .map_or("-".into(), |b| thousands(b.round() as u64)),
+                thousands(x.opened as u64),
+                mib(x.rss_before),
+                mib(x.rss_after)
+            )
+        };
+        let ratio = match (f.per_connection(), m.per_connection()) {
+            (Some(a), Some(b)) => format!("**{:.2}**", a / b.max(1.0)),
+            _ => "-".into(),
+        };
+        println!(
+            "| {} asked | {} | {} | {ratio} |",
+            thousands(f.asked as u64),
+            cell(f),
+            cell(m)
+        );
+        for x in [f, m] {
+            if x.opened < x.asked || x.alive < x.opened {
+                notes.push(format!(
+                    "idle connections: {} of {} opened, {} still open at the measurement{}",
+                    thousands(x.opened as u64),
+                    thousands(x.asked as u64),
+                    thousands(x.alive as u64),
+                    x.first_error
+                        .as_ref()
+                        .map(|e| format!(" (first failure: {e})"))
+                        .unwrap_or_default()
+                ));
+            }
+        }
+    }
+    if !notes.is_empty() {
+        println!();
+        for n in notes {
+            println!("- {n}");
+        }
+    }
+}
+
+/// Mosquitto's configuration lines, joined (`logging`: with the log lines).
+fn mosquitto_settings(args: &Args, logging: bool) -> String {
+    MOSQUITTO_SETTINGS
+        .iter()
+        .copied()
+        .chain(args.mosquitto_conf.iter().map(String::as_str))
+        .filter(|s| logging || !s.starts_with("log_"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn pace(args: &Args) -> String {
+    if args.rate == 0 {
+        "as fast as the client takes messages".into()
+    } else {
+        format!("{} messages/s each", thousands(args.rate))
+    }
+}
+
+fn fjord_settings(args: &Args) -> String {
+    if args.serve_arg.is_empty() {
+        "default settings".into()
+    } else {
+        format!("settings {}", args.serve_arg.join(" "))
+    }
+}
+
+fn list(v: &[f64]) -> String {
+    v.iter()
+        .map(|x| format!("{x:.2}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// CPUs, CPU model and memory, from /proc.
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map_or("unknown CPU", |(_, m)| m.trim())
+        .to_string();
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_gib = meminfo
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kib| kib.parse::<f64>().ok())
+        .map_or(String::new(), |kib| {
+            format!(", {:.0} GiB RAM", kib / (1024.0 * 1024.0))
+        });
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{cpus} CPUs ({model}){mem_gib}, Linux {}", kernel.trim())
+}
