@@ -528,5 +528,7 @@ fn machine() -> String {
             format!(", {:.0} GiB RAM", kib / (1024.0 * 1024.0))
         });
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    format!("{cpus} CPUs ({model}){mem_gib}, Linux {}", kernel.trim())
+    // The upstream version only (no build suffix).
+    let kernel = kernel.trim().split('-').next().unwrap_or_default();
+    format!("{cpus} CPUs ({model}){mem_gib}, Linux {kernel}")
 }
