@@ -365,7 +365,7 @@ impl Inner {
             };
             match session.tx.try_send(d) {
                 Ok(()) => {}
-                Err(tokio::sync::mpsc::error::TrySendError::Full(_)) if qos > 0 && !m.shared => {
+                Err(tokio::sync::mpsc::error::TrySendError::Full(_)) if !m.shared => {
                     session.behind.insert(key, offset);
                     session.wake.notify_one();
                 }

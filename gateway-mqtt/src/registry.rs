@@ -9,8 +9,8 @@
 //! snapshot of positions went to the sessions online before it, every
 //! record from it on comes to it too.
 //!
-//! A session whose queue is full when a QoS 1/2 message comes is not
-//! dropped from: it is marked behind on that partition and reads the rest
+//! A session whose queue is full when a message comes is not dropped
+//! from: it is marked behind on that partition and reads the rest
 //! from the log itself (the log is the queue), then goes live again under
 //! the same lock, so nothing is skipped or seen twice.
 
@@ -45,8 +45,8 @@ pub(crate) struct Online {
     /// Turns true once the connection has stored its session and left.
     pub(crate) done: watch::Receiver<bool>,
     pub(crate) connection: u64,
-    /// Partitions this session fell behind on (its queue was full for a
-    /// QoS 1/2 message): the offset it has not seen from. Dispatchers skip
+    /// Partitions this session fell behind on (its queue was full): the
+    /// offset it has not seen from. Dispatchers skip
     /// them; the connection reads them from the log until it catches up.
     pub(crate) behind: BTreeMap<(String, u32), i64>,
     /// Woken when `behind` gains a partition.
