@@ -253,6 +253,8 @@ async fn a_connected_subscriber_that_falls_behind_reads_the_rest_from_the_log() 
     let server = start(&dir, &["--mqtt-max-queued-messages", "10"]);
     let mut sub = connect(&server.mqtt, "slow", true).await;
     sub.subscribe("burst/#", QoS::AtLeastOnce).await;
+    let mut sub0 = connect(&server.mqtt, "slow-qos0", true).await;
+    sub0.subscribe("burst/#", QoS::AtMostOnce).await;
     let publisher = connect(&server.mqtt, "fast", true).await;
     let n = 2_000;
     for i in 0..n {
@@ -273,6 +275,13 @@ async fn a_connected_subscriber_that_falls_behind_reads_the_rest_from_the_log() 
         (0..n as u32).collect::<Vec<_>>(),
         "all, once, in order"
     );
+    let got0: Vec<u32> = sub0
+        .payloads(n)
+        .await
+        .iter()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert_eq!(got0, (0..n as u32).collect::<Vec<_>>(), "QoS 0 too");
     let (_, body) = server.http_get("/metrics");
     let dropped = metric(
         &body,
