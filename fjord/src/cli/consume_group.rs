@@ -64,6 +64,20 @@ pub(super) async fn commit(
     Ok(())
 }
 
+/// After a "not the coordinator" answer: waits a moment, then aims at the
+/// coordinator it named (or retries the same node while it loads).
+async fn follow_coordinator(
+    ctx: &Ctx,
+    groups: GroupServiceClient<Channel>,
+    e: &tonic::Status,
+) -> Result<GroupServiceClient<Channel>> {
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    Ok(match super::leader_address(e) {
+        Some(addr) => GroupServiceClient::new(ctx.server.at(&addr).connect().await?),
+        None => groups,
+    })
+}
+
 pub(super) async fn run_group(
     mut ctx: Ctx,
     args: &ConsumeArgs,
@@ -91,10 +105,7 @@ pub(super) async fn run_group(
             // In a cluster the group's coordinator answers: go there.
             Err(e) if super::is_not_leader(&e) && redirects < 50 => {
                 redirects += 1;
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                if let Some(addr) = super::leader_address(&e) {
-                    groups = GroupServiceClient::new(ctx.server.at(&addr).connect().await?);
-                }
+                groups = follow_coordinator(&ctx, groups, &e).await?;
                 continue;
             }
             Err(e) => return Err(status(e)),
@@ -119,10 +130,7 @@ pub(super) async fn run_group(
             // commits: join again there.
             Err(e) if super::is_not_leader(&e) && redirects < 50 => {
                 redirects += 1;
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                if let Some(addr) = super::leader_address(&e) {
-                    groups = GroupServiceClient::new(ctx.server.at(&addr).connect().await?);
-                }
+                groups = follow_coordinator(&ctx, groups, &e).await?;
                 continue;
             }
             Err(e) => return Err(status(e)),
