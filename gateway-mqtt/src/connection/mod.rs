@@ -66,6 +66,9 @@ struct Connection {
     wake: Arc<tokio::sync::Notify>,
     /// Reading missed messages from the log (see `catch_up`).
     catching_up: bool,
+    /// The session has a record in `__mqtt_sessions` (to delete when it
+    /// ends); a session that never outlived a connection has none.
+    stored: std::sync::atomic::AtomicBool,
     protocol: Protocol,
     client_id: String,
     principal: Principal,
@@ -224,6 +227,7 @@ where
         id: conn_id,
         wake: Arc::clone(&wake),
         catching_up: false,
+        stored: std::sync::atomic::AtomicBool::new(false),
         protocol,
         client_id: client_id.clone(),
         principal,
@@ -239,6 +243,7 @@ where
     };
     conn.out.push(connack(protocol, session_present, 0, props));
     if let Some(s) = stored {
+        conn.stored.store(true, Ordering::Relaxed);
         conn.resume(s.state, &base_cursors).await;
     }
     let mut rx = rx;
@@ -572,8 +577,9 @@ impl Connection {
         if self.expiry == Some(0) {
             return;
         }
-        if let Err(e) = self.gw.save_session(&self.client_id, &self.state()).await {
-            debug!(client = %self.client_id, "session not stored: {e}");
+        match self.gw.save_session(&self.client_id, &self.state()).await {
+            Ok(()) => self.stored.store(true, Ordering::Relaxed),
+            Err(e) => debug!(client = %self.client_id, "session not stored: {e}"),
         }
     }
 
@@ -663,14 +669,18 @@ impl Connection {
                     .store(reg.trie.len() as i64, Ordering::Relaxed);
             }
             self.gw.metrics.sessions.fetch_sub(1, Ordering::Relaxed);
-            let _ = store::put(
-                &self.gw.broker,
-                store::SESSIONS_TOPIC,
-                &self.client_id,
-                None,
-                Vec::new(),
-            )
-            .await;
+            // Only a session that was stored has a record to delete (a
+            // clean session's connect and disconnect write nothing).
+            if self.stored.load(Ordering::Relaxed) {
+                let _ = store::put(
+                    &self.gw.broker,
+                    store::SESSIONS_TOPIC,
+                    &self.client_id,
+                    None,
+                    Vec::new(),
+                )
+                .await;
+            }
         } else {
             // Resume from the first message not handed to the client yet.
             let mut cursors = positions;
