@@ -14,16 +14,13 @@ pub(crate) enum Dropped {
     TooLarge,
     /// The publisher was not authorized to publish there.
     NotAuthorized,
-    /// No subscriber matched (QoS 0 messages count here too).
-    NoSubscribers,
 }
 
-const DROPPED: [(&str, Dropped); 5] = [
+const DROPPED: [(&str, Dropped); 4] = [
     ("queue_full", Dropped::QueueFull),
     ("expired", Dropped::Expired),
     ("too_large", Dropped::TooLarge),
     ("not_authorized", Dropped::NotAuthorized),
-    ("no_subscribers", Dropped::NoSubscribers),
 ];
 
 #[derive(Debug, Default)]
@@ -34,7 +31,7 @@ pub(crate) struct Metrics {
     pub(crate) retained: AtomicI64,
     messages_in: [AtomicU64; 3],
     messages_out: [AtomicU64; 3],
-    dropped: [AtomicU64; 5],
+    dropped: [AtomicU64; 4],
     pub(crate) connects_refused: AtomicU64,
 }
 
