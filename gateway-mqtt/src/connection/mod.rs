@@ -103,7 +103,7 @@ where
 {
     // Small until the client sends more: idle connections stay cheap.
     let mut rbuf = BytesMut::with_capacity(512);
-    let Some(connect) = read_connect(&gw, &mut io, &mut rbuf).await else {
+    let Some(connect) = Box::pin(read_connect(&gw, &mut io, &mut rbuf)).await else {
         return;
     };
     let protocol = connect.protocol;
@@ -244,13 +244,15 @@ where
     conn.out.push(connack(protocol, session_present, 0, props));
     if let Some(s) = stored {
         conn.stored.store(true, Ordering::Relaxed);
-        conn.resume(s.state, &base_cursors).await;
+        Box::pin(conn.resume(s.state, &base_cursors)).await;
     }
     let mut rx = rx;
+    // The big, rare steps (handshake, resume, finish, a batch of input)
+    // are boxed: an idle connection's task holds only the loop's state.
     let end = conn.serve(&mut io, &mut rbuf, &mut rx, &kick).await;
     let _ = io.shutdown().await;
     drop(io);
-    conn.finish(end, conn_id, rx).await;
+    Box::pin(conn.finish(end, conn_id, rx)).await;
     let _ = done_tx.send(true);
 }
 
@@ -298,7 +300,7 @@ impl Connection {
         let mut last_heard = tokio::time::Instant::now();
         // Packets that arrived with CONNECT.
         if !rbuf.is_empty() {
-            match self.input(rbuf).await {
+            match Box::pin(self.input(rbuf)).await {
                 Ok(None) => {}
                 Ok(Some(end)) => return end,
                 Err(code) => {
@@ -347,7 +349,7 @@ impl Connection {
                             _ => break,
                         }
                     }
-                    match self.input(rbuf).await {
+                    match Box::pin(self.input(rbuf)).await {
                         Ok(None) => {}
                         Ok(Some(end)) => {
                             let _ = self.flush(io).await;
@@ -379,7 +381,7 @@ impl Connection {
                     while let Ok(d) = rx.try_recv() {
                         self.outbound.deliver(d, now, &self.gw.metrics, &mut self.out);
                     }
-                    self.catch_up().await;
+                    Box::pin(self.catch_up()).await;
                 }
                 () = keep_alive => {
                     debug!(client = %self.client_id, "keep-alive expired");
