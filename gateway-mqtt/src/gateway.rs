@@ -339,12 +339,12 @@ impl Inner {
         msg: Arc<Message>,
     ) {
         let Registry { trie, online, .. } = reg;
-        let matched = trie.matches(&msg.topic, |k| online.contains_key(k));
+        let matched = trie.matches(&msg.topic, |k| online.get(k).is_some_and(|o| !o.closing));
         for m in matched {
             if m.no_local && m.key == msg.from {
                 continue;
             }
-            let Some(session) = online.get_mut(&m.key) else {
+            let Some(session) = online.get_mut(&m.key).filter(|o| !o.closing) else {
                 continue;
             };
             let key = (topic.to_string(), partition);

@@ -51,6 +51,9 @@ pub(crate) struct Online {
     pub(crate) behind: BTreeMap<(String, u32), i64>,
     /// Woken when `behind` gains a partition.
     pub(crate) wake: Arc<Notify>,
+    /// The connection has ended and is storing the session: dispatchers
+    /// skip it, and a new connection with its client id waits for `done`.
+    pub(crate) closing: bool,
 }
 
 /// Dispatch positions: (log topic, partition) → next offset.

@@ -195,6 +195,7 @@ where
                 connection: conn_id,
                 behind: std::collections::BTreeMap::new(),
                 wake: Arc::clone(&wake),
+                closing: false,
             },
         );
         reg.positions.clone()
@@ -645,15 +646,19 @@ impl Connection {
     /// After the connection: store the session (or end it) and send the
     /// will if the client went away without DISCONNECT.
     async fn finish(mut self, end: End, conn_id: u64, mut rx: mpsc::Receiver<Delivery>) {
+        // Stop deliveries and take a cut of the dispatch positions; the
+        // registry entry stays (closing) until the session is stored, so a
+        // client reconnecting at once waits for it instead of missing it.
         let (positions, behind) = {
             let mut reg = self.gw.registry();
             let mut behind = std::collections::BTreeMap::new();
-            if reg.online.get(&self.client_id).map(|o| o.connection) == Some(conn_id) {
-                behind = reg
-                    .online
-                    .remove(&self.client_id)
-                    .map(|o| o.behind)
-                    .unwrap_or_default();
+            if let Some(o) = reg
+                .online
+                .get_mut(&self.client_id)
+                .filter(|o| o.connection == conn_id)
+            {
+                o.closing = true;
+                behind = std::mem::take(&mut o.behind);
             }
             (reg.positions.clone(), behind)
         };
@@ -714,6 +719,12 @@ impl Connection {
                     generation,
                     Duration::from_secs(u64::from(secs)),
                 );
+            }
+        }
+        {
+            let mut reg = self.gw.registry();
+            if reg.online.get(&self.client_id).map(|o| o.connection) == Some(conn_id) {
+                reg.online.remove(&self.client_id);
             }
         }
         if end == End::WithWill
