@@ -485,6 +485,25 @@ impl Inner {
         });
     }
 
+    /// Partitions whose committed end is ahead of their dispatcher: the
+    /// end of each (what a subscription made now must not receive).
+    pub(crate) fn undispatched(&self) -> crate::registry::Positions {
+        let positions = self.registry().positions.clone();
+        positions
+            .into_iter()
+            .filter_map(|((topic, partition), at)| {
+                let end = match self
+                    .broker
+                    .list_offset(&topic, partition, OffsetSpec::Latest)
+                {
+                    Ok(Some((end, _))) => end,
+                    _ => return None,
+                };
+                (end > at).then_some(((topic, partition), end))
+            })
+            .collect()
+    }
+
     /// Cancels a pending delayed will of `client`.
     pub(crate) fn cancel_will(&self, client: &str) {
         if let Some(w) = self.wills().remove(client) {

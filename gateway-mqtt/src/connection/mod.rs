@@ -59,6 +59,10 @@ struct Pending {
 
 struct Connection {
     gw: Arc<Inner>,
+    /// Subscriptions made while dispatch lagged behind the log: per
+    /// partition, the log end when they were made. Messages below it were
+    /// published before the subscription and are not delivered through it.
+    recent: Vec<(String, Positions)>,
     /// This connection's id in the registry.
     id: u64,
     /// Woken when the session falls behind on a partition (and after an
@@ -225,6 +229,7 @@ where
             gw.config.max_queued_messages,
         ),
         gw: Arc::clone(&gw),
+        recent: Vec::new(),
         id: conn_id,
         wake: Arc::clone(&wake),
         catching_up: false,
@@ -258,6 +263,46 @@ where
 }
 
 impl Connection {
+    /// A delivery from the dispatcher, unless it only matches subscriptions
+    /// made after it was published.
+    pub(super) fn live(&mut self, d: Delivery, now: i64) {
+        if !self.recent.is_empty() && self.before_subscribing(&d) {
+            return;
+        }
+        self.outbound
+            .deliver(d, now, &self.gw.metrics, &mut self.out);
+    }
+
+    /// True when every own subscription matching `d` was made after `d`
+    /// was in the log. Forgets cut-offs the dispatcher has passed.
+    fn before_subscribing(&mut self, d: &Delivery) -> bool {
+        let key = (d.at.topic.clone(), d.at.partition);
+        for (_, since) in &mut self.recent {
+            if since.get(&key).is_some_and(|s| *s <= d.at.offset) {
+                since.remove(&key);
+            }
+        }
+        self.recent.retain(|(_, since)| !since.is_empty());
+        let mut matched = false;
+        for (filter, o) in &self.subs {
+            if !matches!(topic::parse_shared(filter), Ok(None))
+                || !topic::matches(filter, &d.msg.topic)
+                || (o.no_local && d.msg.from == self.client_id)
+            {
+                continue;
+            }
+            matched = true;
+            let recent = self
+                .recent
+                .iter()
+                .any(|(f, since)| f == filter && since.get(&key).is_some_and(|s| *s > d.at.offset));
+            if !recent {
+                return false;
+            }
+        }
+        matched
+    }
+
     fn send(&mut self, p: Packet) {
         self.out.push(p);
     }
@@ -367,11 +412,11 @@ impl Connection {
                 d = rx.recv() => {
                     let now = now_ms();
                     if let Some(d) = d {
-                        self.outbound.deliver(d, now, &self.gw.metrics, &mut self.out);
+                        self.live(d, now);
                     }
                     for _ in 0..1024 {
                         match rx.try_recv() {
-                            Ok(d) => self.outbound.deliver(d, now, &self.gw.metrics, &mut self.out),
+                            Ok(d) => self.live(d, now),
                             Err(_) => break,
                         }
                     }
@@ -380,7 +425,7 @@ impl Connection {
                     // What the queue holds comes first, then the log.
                     let now = now_ms();
                     while let Ok(d) = rx.try_recv() {
-                        self.outbound.deliver(d, now, &self.gw.metrics, &mut self.out);
+                        self.live(d, now);
                     }
                     Box::pin(self.catch_up()).await;
                 }

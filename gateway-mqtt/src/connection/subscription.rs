@@ -67,6 +67,13 @@ impl Connection {
                 existed
             };
             self.subs.insert(f.filter.clone(), options);
+            if shared.is_none() {
+                let lag = self.gw.undispatched();
+                self.recent.retain(|(filter, _)| filter != &f.filter);
+                if !lag.is_empty() {
+                    self.recent.push((f.filter.clone(), lag));
+                }
+            }
             if shared.is_none() && (f.retain_handling == 0 || (f.retain_handling == 1 && !existed))
             {
                 retained.push((f.filter.clone(), qos, subscription_id));
