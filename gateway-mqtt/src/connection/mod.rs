@@ -24,7 +24,7 @@ use crate::message::{Message, MessageProps};
 use crate::metrics::Dropped;
 use crate::outbound::Outbound;
 use crate::registry::{Delivery, Online, Positions};
-use crate::session::{SessionState, StoredSub};
+use crate::session::{LogRef, SessionState, StoredSub};
 use crate::store;
 use crate::topic;
 use crate::trie::SubOptions;
@@ -63,6 +63,10 @@ struct Connection {
     /// partition, the log end when they were made. Messages below it were
     /// published before the subscription and are not delivered through it.
     recent: Vec<(String, Positions)>,
+    /// Per partition, the offset a resumed session read its missed
+    /// messages up to, where that was past the dispatcher: deliveries
+    /// below it were handled by the resume and are not sent again.
+    resumed_below: Positions,
     /// This connection's id in the registry.
     id: u64,
     /// Woken when the session falls behind on a partition (and after an
@@ -188,6 +192,14 @@ where
     let (done_tx, done_rx) = watch::channel(false);
     let conn_id = gw.next_id();
     let wake = Arc::new(tokio::sync::Notify::new());
+    // A resumed session counts as missed what was acknowledged before it
+    // came back, even when dispatch still lags behind it (the log ends,
+    // taken before registering).
+    let lag = if stored.is_some() {
+        gw.undispatched()
+    } else {
+        Positions::new()
+    };
     let base_cursors = {
         let mut reg = gw.registry();
         reg.online.insert(
@@ -204,6 +216,16 @@ where
         );
         reg.positions.clone()
     };
+    let mut resume_to = base_cursors.clone();
+    let mut resumed_below = Positions::new();
+    for (key, end) in lag {
+        if let Some(at) = resume_to.get_mut(&key)
+            && *at < end
+        {
+            *at = end;
+            resumed_below.insert(key, end);
+        }
+    }
 
     let will = connect.will.as_ref().map(|w| {
         let delay = w.properties.will_delay_interval.unwrap_or(0);
@@ -230,6 +252,7 @@ where
         ),
         gw: Arc::clone(&gw),
         recent: Vec::new(),
+        resumed_below,
         id: conn_id,
         wake: Arc::clone(&wake),
         catching_up: false,
@@ -250,7 +273,7 @@ where
     conn.out.push(connack(protocol, session_present, 0, props));
     if let Some(s) = stored {
         conn.stored.store(true, Ordering::Relaxed);
-        Box::pin(conn.resume(s.state, &base_cursors)).await;
+        Box::pin(conn.resume(s.state, &resume_to)).await;
     }
     let mut rx = rx;
     // The big, rare steps (handshake, resume, finish, a batch of input)
@@ -266,11 +289,31 @@ impl Connection {
     /// A delivery from the dispatcher, unless it only matches subscriptions
     /// made after it was published.
     pub(super) fn live(&mut self, d: Delivery, now: i64) {
+        if self.resumed(&d.at) {
+            return;
+        }
         if !self.recent.is_empty() && self.before_subscribing(&d) {
             return;
         }
         self.outbound
             .deliver(d, now, &self.gw.metrics, &mut self.out);
+    }
+
+    /// True when the resume already handled the message at `at`. Forgets
+    /// cut-offs the dispatcher has passed.
+    pub(super) fn resumed(&mut self, at: &LogRef) -> bool {
+        if self.resumed_below.is_empty() {
+            return false;
+        }
+        let key = (at.topic.clone(), at.partition);
+        match self.resumed_below.get(&key) {
+            Some(below) if at.offset < *below => true,
+            Some(_) => {
+                self.resumed_below.remove(&key);
+                false
+            }
+            None => false,
+        }
     }
 
     /// True when every own subscription matching `d` was made after `d`
@@ -709,7 +752,9 @@ impl Connection {
         };
         let mut pending: Vec<Delivery> = self.outbound.queue.drain(..).collect();
         while let Ok(d) = rx.try_recv() {
-            pending.push(d);
+            if !self.resumed(&d.at) {
+                pending.push(d);
+            }
         }
         if self.expiry == Some(0) {
             {
@@ -736,6 +781,11 @@ impl Connection {
         } else {
             // Resume from the first message not handed to the client yet.
             let mut cursors = positions;
+            for (key, below) in &self.resumed_below {
+                if let Some(c) = cursors.get_mut(key) {
+                    *c = (*c).max(*below);
+                }
+            }
             for (key, from) in behind {
                 if let Some(c) = cursors.get_mut(&key) {
                     *c = (*c).min(from);

@@ -174,6 +174,14 @@ impl Connection {
             };
         let now = now_ms();
         for r in &records {
+            let at = LogRef {
+                topic: topic.clone(),
+                partition,
+                offset: r.offset,
+            };
+            if self.resumed(&at) {
+                continue;
+            }
             let Some(msg) = Message::from_record(r) else {
                 continue;
             };
@@ -184,11 +192,7 @@ impl Connection {
             let d = Delivery {
                 qos: qos.min(msg.qos),
                 msg: Arc::new(msg),
-                at: LogRef {
-                    topic: topic.clone(),
-                    partition,
-                    offset: r.offset,
-                },
+                at,
                 retain,
                 subscription_ids: ids,
             };
