@@ -48,6 +48,7 @@ mod config;
 mod coordinator;
 mod data;
 mod error;
+mod forward;
 mod group;
 mod groups;
 mod grpc;

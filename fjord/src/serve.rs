@@ -120,14 +120,11 @@ pub(crate) async fn run(config: ServerConfig) -> Result<()> {
         return Err(e).context("cluster start failed");
     }
 
-    // The MQTT gateway, unless every MQTT listener is off. It does not run
-    // in a cluster yet: it reads and writes the partitions of its own node.
+    // The MQTT gateway, unless every MQTT listener is off; in a cluster it
+    // runs on every node and reaches any partition's leader.
     let m = &config.mqtt;
     let wanted = m.tcp.is_some() || m.tls.is_some() || m.ws.is_some();
-    if wanted && config.cluster.is_some() {
-        warn!("the MQTT gateway does not run on cluster nodes yet; MQTT listeners are not bound");
-    }
-    let mqtt = if wanted && config.cluster.is_none() {
+    let mqtt = if wanted {
         match Gateway::start(broker.clone(), config.mqtt.clone()).await {
             Ok(g) => Some(g),
             Err(e) => {

@@ -8,10 +8,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use fjord_broker::{Acks, Broker, Compression, FetchRequest, OffsetSpec, TopicSpec};
+use fjord_broker::{Acks, Broker, FetchRequest, OffsetSpec, TopicSpec};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::MqttConfig;
 use crate::mapping::{Mapping, partition_of};
@@ -28,6 +29,22 @@ pub(crate) struct Offline {
     pub(crate) state: SessionState,
     /// Bumped on every store, so a stale expiry timer does nothing.
     pub(crate) generation: u64,
+    /// Offset of its record in `__mqtt_sessions` (-1: not known).
+    pub(crate) offset: i64,
+}
+
+/// In a cluster: what the `__mqtt_sessions` records of a client say.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Known {
+    /// The latest record that is not stale, and its offset; `None` after
+    /// a tombstone.
+    pub(crate) offset: i64,
+    pub(crate) state: Option<SessionState>,
+    /// The offset of the latest claim.
+    pub(crate) latest_claim: i64,
+    /// The latest stale record (a connection's last state, written after
+    /// another connection claimed the client id).
+    pub(crate) stale: Option<SessionState>,
 }
 
 /// A retained message and where it is stored.
@@ -49,6 +66,17 @@ pub(crate) struct Inner {
     /// Delayed wills by client id (cancelled when the client returns).
     pub(crate) wills: Mutex<HashMap<String, CancellationToken>>,
     pub(crate) metrics: Metrics,
+    /// This node's id, and whether it is one of a cluster's: then sessions
+    /// move between nodes (see `cluster.rs`).
+    pub(crate) node: u32,
+    pub(crate) clustered: bool,
+    /// In a cluster: every client's latest session record, followed from
+    /// the log.
+    pub(crate) known: Mutex<HashMap<String, Known>>,
+    /// How far `__mqtt_retained` / `__mqtt_sessions` have been applied
+    /// (every record below).
+    pub(crate) retained_applied: watch::Sender<i64>,
+    pub(crate) sessions_applied: watch::Sender<i64>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tracker: TaskTracker,
     pub(crate) next_id: AtomicU64,
@@ -56,6 +84,30 @@ pub(crate) struct Inner {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// In a cluster, waits (a while) until every voter of the metadata quorum
+/// is live, so the gateway's topics, if this node creates them, get their
+/// full replication factor.
+async fn wait_for_peers(broker: &Broker) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while let Ok(status) = broker.cluster_status() {
+        let all_live = status
+            .nodes
+            .iter()
+            .filter(|n| n.role == "voter")
+            .all(|n| n.live);
+        if all_live && status.quorum {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            warn!(
+                "not every cluster node is live: MQTT topics created now may have fewer replicas"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -77,6 +129,10 @@ impl Inner {
         lock(&self.retained)
     }
 
+    pub(crate) fn known(&self) -> MutexGuard<'_, HashMap<String, Known>> {
+        lock(&self.known)
+    }
+
     pub(crate) fn wills(&self) -> MutexGuard<'_, HashMap<String, CancellationToken>> {
         lock(&self.wills)
     }
@@ -88,12 +144,14 @@ impl Inner {
     /// Opens the gateway's topics and state on `broker`.
     pub(crate) async fn open(broker: Broker, config: MqttConfig) -> Result<Arc<Inner>> {
         let mapping = Mapping::new(config.mappings.clone(), config.default_topic.clone());
+        wait_for_peers(&broker).await;
         let mut partitions = BTreeMap::new();
         for topic in mapping.log_topics() {
             let count = match broker.describe_topic(&topic) {
                 Ok(d) => d.partitions.len() as u32,
                 Err(_) => {
-                    let spec = TopicSpec::new(topic.clone(), config.partitions.max(1));
+                    let mut spec = TopicSpec::new(topic.clone(), config.partitions.max(1));
+                    spec.replication_factor = 0;
                     match broker.create_topic(spec).await {
                         Ok(d) => d.partitions.len() as u32,
                         Err(fjord_broker::Error::TopicExists(_)) => {
@@ -107,8 +165,15 @@ impl Inner {
         }
         store::ensure_compacted(&broker, SESSIONS_TOPIC).await?;
         store::ensure_compacted(&broker, RETAINED_TOPIC).await?;
+        let node = broker.node_id();
+        let clustered = broker.cluster_id().is_some();
         let inner = Arc::new(Inner {
             broker,
+            node,
+            clustered,
+            known: Mutex::new(HashMap::new()),
+            retained_applied: watch::Sender::new(0),
+            sessions_applied: watch::Sender::new(0),
             config,
             mapping,
             partitions,
@@ -121,49 +186,164 @@ impl Inner {
             tracker: TaskTracker::new(),
             next_id: AtomicU64::new(1),
         });
-        inner.load_retained().await?;
-        inner.load_sessions().await?;
-        inner.start_dispatchers().await?;
+        let started = async {
+            let end = inner.load_retained().await?;
+            inner.follow(RETAINED_TOPIC, end);
+            let end = inner.load_sessions().await?;
+            if inner.clustered {
+                inner.follow(SESSIONS_TOPIC, end);
+            }
+            inner.start_dispatchers().await
+        }
+        .await;
+        if let Err(e) = started {
+            // Stop what did start.
+            inner.shutdown.cancel();
+            inner.tracker.close();
+            inner.tracker.wait().await;
+            return Err(e);
+        }
         Ok(inner)
     }
 
-    async fn load_retained(&self) -> Result<()> {
-        let mut retained = BTreeMap::new();
-        for (topic, record) in store::load_latest(&self.broker, RETAINED_TOPIC).await? {
-            let Some(r) = record else { continue };
-            let Some(msg) = Message::from_record(&r) else {
-                continue;
-            };
-            let at = LogRef {
-                topic: RETAINED_TOPIC.into(),
-                partition: 0,
-                offset: r.offset,
-            };
-            retained.insert(
-                topic,
-                Retained {
-                    msg: Arc::new(msg),
-                    at,
-                },
-            );
+    /// Reads every retained message; returns where the topic ends.
+    async fn load_retained(&self) -> Result<i64> {
+        let end = store::end(&self.broker, RETAINED_TOPIC).await?;
+        for r in store::load_latest(&self.broker, RETAINED_TOPIC, end).await? {
+            self.apply_retained(&r);
+        }
+        self.retained_applied.send_replace(end);
+        Ok(end)
+    }
+
+    /// Sets or deletes one retained message from its record.
+    fn apply_retained(&self, r: &fjord_broker::Record) {
+        let Some(topic) = store::key_of(r) else {
+            return;
+        };
+        let mut retained = self.retained();
+        match r.value.as_ref().and(Message::from_record(r)) {
+            Some(msg) => {
+                let at = LogRef {
+                    topic: RETAINED_TOPIC.into(),
+                    partition: 0,
+                    offset: r.offset,
+                };
+                retained.insert(
+                    topic.to_string(),
+                    Retained {
+                        msg: Arc::new(msg),
+                        at,
+                    },
+                );
+            }
+            None => {
+                retained.remove(topic);
+            }
         }
         self.metrics
             .retained
             .store(retained.len() as i64, Ordering::Relaxed);
-        *self.retained() = retained;
-        Ok(())
     }
 
-    async fn load_sessions(self: &Arc<Self>) -> Result<()> {
+    /// Follows a one-partition internal topic from `offset`, applying each
+    /// record in log order (whichever node wrote it).
+    fn follow(self: &Arc<Self>, topic: &'static str, mut offset: i64) {
+        let inner = Arc::clone(self);
+        self.tracker.spawn(async move {
+            loop {
+                let fetched = tokio::select! {
+                    _ = inner.shutdown.cancelled() => return,
+                    r = inner.broker.fetch_anywhere(FetchRequest {
+                        topic: topic.to_string(),
+                        partition: 0,
+                        offset,
+                        max_bytes: 1 << 20,
+                        min_bytes: 1,
+                        max_wait: Duration::from_millis(500),
+                    }) => r,
+                };
+                let fetched = match fetched {
+                    Ok(f) => f,
+                    Err(fjord_broker::Error::OffsetOutOfRange { earliest, .. })
+                        if earliest > offset =>
+                    {
+                        offset = earliest;
+                        continue;
+                    }
+                    Err(e) => {
+                        debug!(topic, "following: {e}");
+                        tokio::select! {
+                            _ = inner.shutdown.cancelled() => return,
+                            _ = tokio::time::sleep(Duration::from_millis(100)) => continue,
+                        }
+                    }
+                };
+                let next = fetched.next_offset.max(offset);
+                match fjord_broker::decode_records(fetched.records, offset) {
+                    Ok(records) => {
+                        for r in &records {
+                            if topic == RETAINED_TOPIC {
+                                inner.apply_retained(r);
+                            } else {
+                                inner.apply_session(r);
+                            }
+                        }
+                    }
+                    Err(e) => warn!(topic, offset, "a batch is skipped: {e}"),
+                }
+                offset = next;
+                inner.applied(topic).send_replace(offset);
+            }
+        });
+    }
+
+    pub(crate) fn applied(&self, topic: &str) -> &watch::Sender<i64> {
+        if topic == RETAINED_TOPIC {
+            &self.retained_applied
+        } else {
+            &self.sessions_applied
+        }
+    }
+
+    /// Waits (at most `limit`) until `topic` has been applied up to `end`.
+    pub(crate) async fn await_applied(&self, topic: &str, end: i64, limit: Duration) {
+        let mut rx = self.applied(topic).subscribe();
+        let _ = tokio::time::timeout(limit, rx.wait_for(|at| *at >= end)).await;
+    }
+
+    /// Restores the sessions this node kept (in a cluster, also learns
+    /// every other node's); returns where `__mqtt_sessions` ends.
+    async fn load_sessions(self: &Arc<Self>) -> Result<i64> {
         let now = now_ms();
         let mut loaded = 0;
-        for (client, record) in store::load_latest(&self.broker, SESSIONS_TOPIC).await? {
-            let Some(state) = record
-                .and_then(|r| r.value)
-                .and_then(|v| SessionState::decode(&v))
-            else {
+        let end = store::end(&self.broker, SESSIONS_TOPIC).await?;
+        for r in store::load_latest(&self.broker, SESSIONS_TOPIC, end).await? {
+            let Some(client) = store::key_of(&r).map(str::to_string) else {
                 continue;
             };
+            let state = r.value.as_deref().and_then(SessionState::decode);
+            if self.clustered {
+                let latest_claim = state
+                    .as_ref()
+                    .map_or(-1, |s| if s.claim { r.offset } else { s.epoch });
+                self.known().insert(
+                    client.clone(),
+                    Known {
+                        offset: r.offset,
+                        state: state.clone(),
+                        latest_claim,
+                        stale: None,
+                    },
+                );
+            }
+            let Some(state) = state else {
+                continue;
+            };
+            // Another node's session, or a hand-over record.
+            if self.clustered && (state.node != self.node || client.starts_with('\0')) {
+                continue;
+            }
             let left = state.expiry_secs.map(|secs| {
                 let gone = now - state.disconnected_at_ms.unwrap_or(now);
                 i64::from(secs) * 1000 - gone
@@ -182,8 +362,14 @@ impl Inner {
                     .store(reg.trie.len() as i64, Ordering::Relaxed);
             }
             let generation = self.next_id();
-            self.offline()
-                .insert(client.clone(), Offline { state, generation });
+            self.offline().insert(
+                client.clone(),
+                Offline {
+                    state,
+                    generation,
+                    offset: r.offset,
+                },
+            );
             if let Some(ms) = left {
                 self.expire_later(client, generation, Duration::from_millis(ms.max(0) as u64));
             }
@@ -193,7 +379,8 @@ impl Inner {
         if loaded > 0 {
             info!(sessions = loaded, "MQTT sessions restored");
         }
-        Ok(())
+        self.sessions_applied.send_replace(end);
+        Ok(end)
     }
 
     /// Ends an offline session when its expiry passes (unless it came back).
@@ -219,6 +406,27 @@ impl Inner {
 
     /// Drops a session's subscriptions and its stored state.
     pub(crate) async fn forget_session(&self, client: &str) {
+        self.drop_local(client);
+        // In a cluster, only while the latest record is still this node's
+        // (the client may have come back elsewhere).
+        if self.clustered {
+            let ours = self.known().get(client).is_none_or(|k| {
+                k.state
+                    .as_ref()
+                    .is_none_or(|s| s.node == self.node && !s.online)
+            });
+            if !ours {
+                return;
+            }
+        }
+        if let Err(e) = store::put(&self.broker, SESSIONS_TOPIC, client, None, Vec::new()).await {
+            warn!(client, "could not delete an ended MQTT session: {e}");
+        }
+    }
+
+    /// Drops the subscriptions of a session kept here (not the ones of a
+    /// connection online here).
+    pub(crate) fn drop_local(&self, client: &str) {
         {
             let mut reg = self.registry();
             reg.trie.remove_all(&client.to_string());
@@ -227,13 +435,10 @@ impl Inner {
                 .store(reg.trie.len() as i64, Ordering::Relaxed);
         }
         self.metrics.sessions.fetch_sub(1, Ordering::Relaxed);
-        if let Err(e) = store::put(&self.broker, SESSIONS_TOPIC, client, None, Vec::new()).await {
-            warn!(client, "could not delete an ended MQTT session: {e}");
-        }
     }
 
-    /// Stores a session's state durably.
-    pub(crate) async fn save_session(&self, client: &str, state: &SessionState) -> Result<()> {
+    /// Stores a session's state durably; returns the record's offset.
+    pub(crate) async fn save_session(&self, client: &str, state: &SessionState) -> Result<i64> {
         store::put(
             &self.broker,
             SESSIONS_TOPIC,
@@ -242,35 +447,63 @@ impl Inner {
             Vec::new(),
         )
         .await
-        .map(|_| ())
     }
 
     /// Starts one dispatcher per partition of every mapped log topic, at
-    /// the partition's current end.
+    /// the partition's current end (wherever its leader is).
     async fn start_dispatchers(self: &Arc<Self>) -> Result<()> {
+        let mut wanted = Vec::new();
         for (topic, count) in &self.partitions {
             for partition in 0..*count {
-                let start = match self
-                    .broker
-                    .list_offset(topic, partition, OffsetSpec::Latest)
-                {
-                    Ok(Some((o, _))) => o,
-                    Ok(None) => 0,
-                    Err(e) => {
-                        warn!(topic, partition, "MQTT dispatch cannot start here: {e}");
-                        continue;
-                    }
-                };
-                self.registry()
-                    .positions
-                    .insert((topic.clone(), partition), start);
-                let inner = Arc::clone(self);
-                let topic = topic.clone();
-                self.tracker
-                    .spawn(async move { inner.dispatch(topic, partition, start).await });
+                wanted.push((topic.clone(), partition));
             }
         }
+        let found = futures::future::join_all(wanted.into_iter().map(|(topic, partition)| {
+            let inner = Arc::clone(self);
+            async move {
+                let start = inner.end_of(&topic, partition).await;
+                (topic, partition, start)
+            }
+        }))
+        .await;
+        for (topic, partition, start) in found {
+            let Some(start) = start else {
+                return Err(Error::Broker(fjord_broker::Error::ShuttingDown));
+            };
+            self.registry()
+                .positions
+                .insert((topic.clone(), partition), start);
+            let inner = Arc::clone(self);
+            self.tracker
+                .spawn(async move { inner.dispatch(topic, partition, start).await });
+        }
         Ok(())
+    }
+
+    /// The end of a partition once it has a leader (`None` on shutdown).
+    async fn end_of(&self, topic: &str, partition: u32) -> Option<i64> {
+        let mut warned = false;
+        loop {
+            match self
+                .broker
+                .list_offset_anywhere(topic, partition, OffsetSpec::Latest)
+                .await
+            {
+                Ok(found) => return Some(found.map_or(0, |(o, _)| o)),
+                Err(e) if !warned => {
+                    warn!(
+                        topic,
+                        partition, "MQTT dispatch waits for the partition: {e}"
+                    );
+                    warned = true;
+                }
+                Err(_) => {}
+            }
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return None,
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+        }
     }
 
     /// Tails one partition and hands each message to its subscribers.
@@ -278,7 +511,7 @@ impl Inner {
         loop {
             let fetched = tokio::select! {
                 _ = self.shutdown.cancelled() => return,
-                r = self.broker.fetch(FetchRequest {
+                r = self.broker.fetch_anywhere(FetchRequest {
                     topic: topic.clone(),
                     partition,
                     offset,
@@ -296,13 +529,27 @@ impl Inner {
                     continue;
                 }
                 Err(e) => {
-                    warn!(topic, partition, "MQTT dispatch: {e}");
+                    // A leader change: quiet, and soon retried.
+                    let moving = matches!(
+                        e,
+                        fjord_broker::Error::NotLeader { .. }
+                            | fjord_broker::Error::LeaderNotReady { .. }
+                    );
+                    if moving {
+                        debug!(topic, partition, "MQTT dispatch: {e}");
+                    } else {
+                        warn!(topic, partition, "MQTT dispatch: {e}");
+                    }
+                    let pause = Duration::from_millis(if moving { 100 } else { 500 });
                     tokio::select! {
                         _ = self.shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
+                        _ = tokio::time::sleep(pause) => continue,
                     }
                 }
             };
+            self.registry()
+                .ends
+                .insert((topic.clone(), partition), fetched.high_watermark);
             if fetched.records.is_empty() {
                 continue;
             }
@@ -390,7 +637,7 @@ impl Inner {
             async move {
                 let r = self
                     .broker
-                    .produce_records(&topic, Some(p), records, Compression::None, Acks::All)
+                    .append_anywhere(&topic, p, records, Acks::All)
                     .await;
                 (idx, r)
             }
@@ -418,39 +665,24 @@ impl Inner {
 
     /// Sets, replaces or (empty payload) deletes a retained message.
     async fn retain(&self, m: &Message) -> Result<()> {
-        if m.payload.is_empty() {
-            store::put(&self.broker, RETAINED_TOPIC, &m.topic, None, Vec::new()).await?;
-            let mut retained = self.retained();
-            retained.remove(&m.topic);
-            self.metrics
-                .retained
-                .store(retained.len() as i64, Ordering::Relaxed);
-            return Ok(());
-        }
-        let record = m.to_record();
-        let offset = store::put(
-            &self.broker,
-            RETAINED_TOPIC,
-            &m.topic,
-            record.value.clone(),
-            record.headers,
-        )
-        .await?;
-        let mut retained = self.retained();
-        retained.insert(
-            m.topic.clone(),
-            Retained {
-                msg: Arc::new(m.clone()),
-                at: LogRef {
-                    topic: RETAINED_TOPIC.into(),
-                    partition: 0,
-                    offset,
-                },
-            },
-        );
-        self.metrics
-            .retained
-            .store(retained.len() as i64, Ordering::Relaxed);
+        // The follower of `__mqtt_retained` applies it (on every node, in
+        // log order); wait for it here so the publisher's next SUBSCRIBE
+        // sees it.
+        let offset = if m.payload.is_empty() {
+            store::put(&self.broker, RETAINED_TOPIC, &m.topic, None, Vec::new()).await?
+        } else {
+            let record = m.to_record();
+            store::put(
+                &self.broker,
+                RETAINED_TOPIC,
+                &m.topic,
+                record.value,
+                record.headers,
+            )
+            .await?
+        };
+        self.await_applied(RETAINED_TOPIC, offset + 1, Duration::from_secs(5))
+            .await;
         Ok(())
     }
 
@@ -487,8 +719,14 @@ impl Inner {
 
     /// Partitions whose committed end is ahead of their dispatcher: the
     /// end of each (what a subscription made now must not receive).
+    ///
+    /// The end of a partition led by another node is the one the
+    /// dispatcher last heard from its leader.
     pub(crate) fn undispatched(&self) -> crate::registry::Positions {
-        let positions = self.registry().positions.clone();
+        let (positions, ends) = {
+            let reg = self.registry();
+            (reg.positions.clone(), reg.ends.clone())
+        };
         positions
             .into_iter()
             .filter_map(|((topic, partition), at)| {
@@ -497,7 +735,8 @@ impl Inner {
                     .list_offset(&topic, partition, OffsetSpec::Latest)
                 {
                     Ok(Some((end, _))) => end,
-                    _ => return None,
+                    Ok(None) => return None,
+                    Err(_) => *ends.get(&(topic.clone(), partition))?,
                 };
                 (end > at).then_some(((topic, partition), end))
             })

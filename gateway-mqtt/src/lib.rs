@@ -33,6 +33,7 @@
 //! ```
 
 mod auth;
+mod cluster;
 pub mod codec;
 mod config;
 mod connection;

@@ -54,6 +54,11 @@ pub(crate) struct Online {
     /// The connection has ended and is storing the session: dispatchers
     /// skip it, and a new connection with its client id waits for `done`.
     pub(crate) closing: bool,
+    /// In a cluster: the offset of this connection's claim (-1 on a single
+    /// node); an older claim from another node does not take it over.
+    pub(crate) claim: i64,
+    /// Set when another node's claim took the session over.
+    pub(crate) handed_to: Option<i64>,
 }
 
 /// Dispatch positions: (log topic, partition) → next offset.
@@ -64,4 +69,6 @@ pub(crate) struct Registry {
     pub(crate) trie: SubscriptionTrie<String>,
     pub(crate) online: HashMap<String, Online>,
     pub(crate) positions: Positions,
+    /// The high watermark each dispatcher last fetched.
+    pub(crate) ends: Positions,
 }

@@ -3,11 +3,13 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use fjord_broker::Broker;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::config::MqttConfig;
@@ -18,7 +20,11 @@ use crate::{Error, Result};
 /// The running MQTT gateway.
 #[derive(Clone)]
 pub struct Gateway {
-    inner: Arc<Inner>,
+    /// Set once the gateway's state is open (at once on a single node).
+    inner: Arc<OnceLock<Arc<Inner>>>,
+    /// Stops a gateway still opening.
+    opening: CancellationToken,
+    opener: TaskTracker,
     listeners: MqttListeners,
 }
 
@@ -29,64 +35,87 @@ async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener> {
     })
 }
 
+/// The bound listeners, served once the gateway is open.
+struct Bound {
+    tcp: Option<TcpListener>,
+    tls: Option<(TcpListener, TlsAcceptor)>,
+    ws: Option<TcpListener>,
+}
+
 impl Gateway {
-    /// Creates the gateway's topics if needed, restores sessions and
-    /// retained messages, binds every configured listener and serves.
+    /// Binds every configured listener, creates the gateway's topics if
+    /// needed, restores sessions and retained messages, and serves.
+    ///
+    /// On a single node all of it is done on return. In a cluster the
+    /// listeners are bound on return and the rest goes on in the
+    /// background (the gateway's topics need the cluster's quorum and
+    /// leaders); clients that connect meanwhile wait for their CONNACK.
     ///
     /// # Errors
     /// A listener cannot be bound, the TLS certificate cannot be read or
-    /// made, or the broker refuses the gateway's topics.
+    /// made, or (on a single node) the broker refuses the gateway's topics.
     pub async fn start(broker: Broker, config: MqttConfig) -> Result<Gateway> {
-        let tcp = match config.tcp {
-            Some(a) => Some(bind("MQTT", a).await?),
-            None => None,
+        let bound = Bound {
+            tcp: match config.tcp {
+                Some(a) => Some(bind("MQTT", a).await?),
+                None => None,
+            },
+            tls: match config.tls {
+                Some(a) => Some((bind("MQTT TLS", a).await?, tls_acceptor(&config)?)),
+                None => None,
+            },
+            ws: match config.ws {
+                Some(a) => Some(bind("MQTT WebSocket", a).await?),
+                None => None,
+            },
         };
-        let tls = match config.tls {
-            Some(a) => Some((bind("MQTT TLS", a).await?, tls_acceptor(&config)?)),
-            None => None,
-        };
-        let ws = match config.ws {
-            Some(a) => Some(bind("MQTT WebSocket", a).await?),
-            None => None,
-        };
-        let inner = Inner::open(broker, config).await?;
         let addr = |l: &TcpListener| l.local_addr().ok();
         let listeners = MqttListeners {
-            tcp: tcp.as_ref().and_then(addr),
-            tls: tls.as_ref().and_then(|(l, _)| addr(l)),
-            ws: ws.as_ref().and_then(addr),
+            tcp: bound.tcp.as_ref().and_then(addr),
+            tls: bound.tls.as_ref().and_then(|(l, _)| addr(l)),
+            ws: bound.ws.as_ref().and_then(addr),
         };
-        if let Some(l) = tcp {
-            let gw = Arc::clone(&inner);
-            inner.tracker.spawn(accept(gw, l, |gw, s| async move {
-                connection::serve(gw, s).await;
-            }));
-        }
-        if let Some((l, acceptor)) = tls {
-            let gw = Arc::clone(&inner);
-            inner.tracker.spawn(accept(gw, l, move |gw, s| {
-                let acceptor = acceptor.clone();
-                async move {
-                    match acceptor.accept(s).await {
-                        Ok(tls) => connection::serve(gw, tls).await,
-                        Err(e) => debug!("TLS handshake failed: {e}"),
+        let gateway = Gateway {
+            inner: Arc::new(OnceLock::new()),
+            opening: CancellationToken::new(),
+            opener: TaskTracker::new(),
+            listeners,
+        };
+        if broker.cluster_id().is_none() {
+            let inner = Inner::open(broker, config).await?;
+            serve(&inner, bound);
+            let _ = gateway.inner.set(inner);
+        } else {
+            let cell = Arc::clone(&gateway.inner);
+            let stop = gateway.opening.clone();
+            gateway.opener.spawn(async move {
+                loop {
+                    let opened = tokio::select! {
+                        _ = stop.cancelled() => return,
+                        r = Inner::open(broker.clone(), config.clone()) => r,
+                    };
+                    match opened {
+                        Ok(inner) => {
+                            serve(&inner, bound);
+                            let _ = cell.set(inner);
+                            return;
+                        }
+                        Err(e) => warn!("MQTT gateway not open yet, retrying: {e}"),
+                    }
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
                     }
                 }
-            }));
-        }
-        if let Some(l) = ws {
-            let gw = Arc::clone(&inner);
-            inner.tracker.spawn(accept(gw, l, |gw, s| async move {
-                crate::websocket::serve(gw, s).await;
-            }));
+            });
         }
         info!(
-            tcp = ?listeners.tcp,
-            tls = ?listeners.tls,
-            ws = ?listeners.ws,
+            tcp = ?gateway.listeners.tcp,
+            tls = ?gateway.listeners.tls,
+            ws = ?gateway.listeners.ws,
             "MQTT gateway listening"
         );
-        Ok(Gateway { inner, listeners })
+        Ok(gateway)
     }
 
     /// The bound listener addresses.
@@ -94,17 +123,54 @@ impl Gateway {
         &self.listeners
     }
 
-    /// The gateway's metrics in Prometheus text format.
+    /// The gateway's metrics in Prometheus text format (none while it
+    /// opens).
     pub fn render_metrics(&self) -> String {
-        self.inner.metrics.render()
+        self.inner
+            .get()
+            .map(|i| i.metrics.render())
+            .unwrap_or_default()
     }
 
     /// Tells clients the server is going away, then waits for their
     /// sessions to be stored.
     pub async fn shutdown(&self) {
-        self.inner.shutdown.cancel();
-        self.inner.tracker.close();
-        self.inner.tracker.wait().await;
+        self.opening.cancel();
+        self.opener.close();
+        self.opener.wait().await;
+        if let Some(inner) = self.inner.get() {
+            inner.shutdown.cancel();
+            inner.tracker.close();
+            inner.tracker.wait().await;
+        }
+    }
+}
+
+/// Starts accepting on every bound listener.
+fn serve(inner: &Arc<Inner>, bound: Bound) {
+    if let Some(l) = bound.tcp {
+        let gw = Arc::clone(inner);
+        inner.tracker.spawn(accept(gw, l, |gw, s| async move {
+            connection::serve(gw, s).await;
+        }));
+    }
+    if let Some((l, acceptor)) = bound.tls {
+        let gw = Arc::clone(inner);
+        inner.tracker.spawn(accept(gw, l, move |gw, s| {
+            let acceptor = acceptor.clone();
+            async move {
+                match acceptor.accept(s).await {
+                    Ok(tls) => connection::serve(gw, tls).await,
+                    Err(e) => debug!("TLS handshake failed: {e}"),
+                }
+            }
+        }));
+    }
+    if let Some(l) = bound.ws {
+        let gw = Arc::clone(inner);
+        inner.tracker.spawn(accept(gw, l, |gw, s| async move {
+            crate::websocket::serve(gw, s).await;
+        }));
     }
 }
 

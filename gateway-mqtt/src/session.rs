@@ -97,6 +97,36 @@ pub(crate) struct SessionState {
     /// When the client went away (for expiry after a restart).
     #[serde(default)]
     pub(crate) disconnected_at_ms: Option<i64>,
+    /// The node that wrote this record (0 on a single node).
+    #[serde(default)]
+    pub(crate) node: u32,
+    /// Written by that node's connection `connection` while the client was
+    /// connected (a claim or a save); false once it went away.
+    #[serde(default)]
+    pub(crate) online: bool,
+    #[serde(default)]
+    pub(crate) connection: u64,
+    /// The first record of a connection: it takes the client id over from
+    /// any older connection on another node.
+    #[serde(default)]
+    pub(crate) claim: bool,
+    /// The last state of a connection that another node took over, for
+    /// the claim at offset `for_claim` (kept under [`handover_key`]).
+    #[serde(default)]
+    pub(crate) handed_over: bool,
+    #[serde(default)]
+    pub(crate) for_claim: i64,
+    /// The offset of the claim of the connection that wrote this record
+    /// (a claim's own offset, once written): a record of a connection
+    /// older than the latest claim is stale.
+    #[serde(default)]
+    pub(crate) epoch: i64,
+}
+
+/// The key of the hand-over record for `client` (no client id starts with
+/// NUL: MQTT strings cannot hold it).
+pub(crate) fn handover_key(client: &str) -> String {
+    format!("\u{0}handover/{client}")
 }
 
 impl SessionState {
@@ -150,6 +180,13 @@ mod tests {
             }],
             incoming_qos2: vec![5],
             disconnected_at_ms: Some(1),
+            node: 2,
+            online: false,
+            connection: 12,
+            claim: false,
+            handed_over: true,
+            for_claim: 3,
+            epoch: 2,
         };
         assert_eq!(SessionState::decode(&s.encode()).unwrap(), s);
         assert_eq!(s.cursor("mqtt", 3), Some(42));

@@ -17,6 +17,8 @@ pub(crate) async fn ensure_compacted(broker: &Broker, name: &str) -> Result<()> 
         return Ok(());
     }
     let mut spec = TopicSpec::new(name, 1);
+    // The cluster's default (every node's copy counts on one node).
+    spec.replication_factor = 0;
     spec.configs
         .insert("cleanup.policy".into(), "compact".into());
     spec.configs
@@ -42,7 +44,7 @@ pub(crate) async fn read_range(
             break;
         }
         let r = broker
-            .fetch(FetchRequest {
+            .fetch_anywhere(FetchRequest {
                 topic: topic.to_string(),
                 partition,
                 offset,
@@ -77,24 +79,30 @@ pub(crate) async fn read_range(
     Ok(out)
 }
 
-/// The latest value of every key of a compacted one-partition topic.
-pub(crate) async fn load_latest(
-    broker: &Broker,
-    topic: &str,
-) -> Result<Vec<(String, Option<Record>)>> {
-    let mut latest: std::collections::BTreeMap<String, Option<Record>> = Default::default();
-    for r in read_range(broker, topic, 0, 0, None).await? {
+/// The latest record of every key of a compacted one-partition topic
+/// below `to` (a tombstone's value is `None`).
+pub(crate) async fn load_latest(broker: &Broker, topic: &str, to: i64) -> Result<Vec<Record>> {
+    let mut latest: std::collections::BTreeMap<String, Record> = Default::default();
+    for r in read_range(broker, topic, 0, 0, Some(to)).await? {
         let Some(key) = r.key.as_deref().and_then(|k| std::str::from_utf8(k).ok()) else {
             continue;
         };
-        let key = key.to_string();
-        if r.value.is_none() {
-            latest.insert(key, None);
-        } else {
-            latest.insert(key, Some(r));
-        }
+        latest.insert(key.to_string(), r);
     }
-    Ok(latest.into_iter().collect())
+    Ok(latest.into_values().collect())
+}
+
+/// The end of a one-partition internal topic (wherever its leader is).
+pub(crate) async fn end(broker: &Broker, topic: &str) -> Result<i64> {
+    Ok(broker
+        .list_offset_anywhere(topic, 0, fjord_broker::OffsetSpec::Latest)
+        .await?
+        .map_or(0, |(o, _)| o))
+}
+
+/// The key of a record of an internal topic.
+pub(crate) fn key_of(r: &Record) -> Option<&str> {
+    r.key.as_deref().and_then(|k| std::str::from_utf8(k).ok())
 }
 
 /// Writes `key` = `value` (`None`: a tombstone); returns its offset.
@@ -112,7 +120,7 @@ pub(crate) async fn put(
         timestamp_ms: 0,
     };
     let r = broker
-        .produce_internal(topic, 0, vec![record], Acks::All)
+        .append_anywhere(topic, 0, vec![record], Acks::All)
         .await?;
     Ok(r.base_offset)
 }

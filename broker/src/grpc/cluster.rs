@@ -273,4 +273,21 @@ impl ReplicaService for Replica {
         };
         Ok(Response::new(Box::pin(stream)))
     }
+
+    async fn append(
+        &self,
+        request: Request<pb::ForwardAppendRequest>,
+    ) -> GrpcResult<pb::PartitionProduceResult> {
+        check_cluster(&self.0, &request)?;
+        let r = request.into_inner();
+        let acks = super::produce::acks(r.acks)?;
+        let outcome = self
+            .0
+            .append_here(&r.topic, r.partition, r.batch, acks)
+            .await;
+        Ok(Response::new(super::produce::result_for(
+            r.partition,
+            outcome,
+        )))
+    }
 }

@@ -9,6 +9,7 @@ mod groups;
 mod health;
 mod produce;
 mod status;
+pub(crate) use status::ERROR_KIND;
 mod topics;
 mod users;
 

@@ -13,7 +13,7 @@ use crate::{Acks, Broker, Error, NewRecord};
 
 pub(crate) struct Produce(pub(crate) Broker);
 
-fn acks(value: i32) -> Result<Acks, Status> {
+pub(super) fn acks(value: i32) -> Result<Acks, Status> {
     match pb::Acks::try_from(value) {
         Ok(pb::Acks::Leader) => Ok(Acks::Leader),
         Ok(pb::Acks::None) => Ok(Acks::None),
@@ -38,7 +38,7 @@ fn compression(value: i32) -> Result<Compression, Status> {
     }
 }
 
-fn result_for(
+pub(super) fn result_for(
     partition: u32,
     outcome: Result<crate::ProduceResult, Error>,
 ) -> pb::PartitionProduceResult {

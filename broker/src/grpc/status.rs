@@ -28,6 +28,18 @@ pub(crate) fn to_status(e: Error) -> Status {
         Error::Cluster(_) => Code::FailedPrecondition,
     };
     let mut status = Status::new(code, e.to_string());
+    // Nodes forwarding a gateway's request tell these refusals (nothing
+    // was done; retry on the leader) from other unavailability.
+    let kind = match &e {
+        Error::NotLeader { .. } => Some("not-leader"),
+        Error::LeaderNotReady { .. } => Some("leader-not-ready"),
+        _ => None,
+    };
+    if let Some(kind) = kind
+        && let Ok(v) = kind.parse()
+    {
+        status.metadata_mut().insert(ERROR_KIND, v);
+    }
     if let Error::NotLeader {
         leader: Some((id, addr)),
         ..
@@ -55,5 +67,8 @@ pub(crate) fn to_status(e: Error) -> Status {
     }
     status
 }
+
+/// The metadata key naming a refusal's kind (see [`to_status`]).
+pub(crate) const ERROR_KIND: &str = "fjord-error";
 
 pub(crate) type GrpcResult<T> = Result<tonic::Response<T>, Status>;

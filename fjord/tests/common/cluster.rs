@@ -25,15 +25,39 @@ pub fn start(dir: &std::path::Path, name: &str, args: &[String]) -> Server {
 
 /// Bootstraps node 1 and joins nodes 2..=n to it.
 pub fn cluster(dir: &std::path::Path, n: u32) -> Vec<Server> {
-    let first = start(
-        dir,
+    form(dir, n, super::MQTT_OFF)
+}
+
+/// As [`cluster`], every node with its MQTT listener on a free port, plus
+/// `extra` flags.
+#[allow(dead_code)]
+pub fn cluster_with_mqtt(dir: &std::path::Path, n: u32, extra: &[&str]) -> Vec<Server> {
+    let mut flags = vec![
+        "--mqtt-listen",
+        "127.0.0.1:0",
+        "--mqtt-tls-listen",
+        "off",
+        "--mqtt-ws-listen",
+        "off",
+    ];
+    flags.extend_from_slice(extra);
+    form(dir, n, &flags)
+}
+
+fn form(dir: &std::path::Path, n: u32, flags: &[&str]) -> Vec<Server> {
+    let node = |name: &str, args: Vec<String>| {
+        let mut refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        refs.extend_from_slice(flags);
+        Server::start_with(&dir.join(name), &refs)
+    };
+    let first = node(
         "n1",
-        &["--node-id".into(), "1".into(), "--bootstrap".into()],
+        vec!["--node-id".into(), "1".into(), "--bootstrap".into()],
     );
     let mut nodes = vec![first];
     for id in 2..=n {
         let join = nodes[0].grpc.clone();
-        nodes.push(start(dir, &format!("n{id}"), &join_args(id, &join)));
+        nodes.push(node(&format!("n{id}"), join_args(id, &join)));
     }
     wait_for(&nodes[0], "every node live", |s| {
         s["nodes"]

@@ -69,6 +69,8 @@ struct Connection {
     resumed_below: Positions,
     /// This connection's id in the registry.
     id: u64,
+    /// In a cluster, the offset of its claim on the client id.
+    claim: i64,
     /// Woken when the session falls behind on a partition (and after an
     /// acknowledgement while it catches up).
     wake: Arc<tokio::sync::Notify>,
@@ -159,13 +161,49 @@ where
         (None, Some(m)) => Some(m),
         (a, None) => a,
     };
-    let mut stored = gw.offline().remove(&client_id);
-    if connect.clean_start && stored.is_some() {
+    let conn_id = gw.next_id();
+    // A session kept here, or in a cluster the latest one of any node.
+    let local = gw.offline().remove(&client_id);
+    let kept_here = local.is_some();
+    let mut stored = local.as_ref().map(|o| o.state.clone());
+    let mut claim = -1;
+    if gw.clustered {
+        match gw
+            .claim(&client_id, conn_id, connect.clean_start, expiry)
+            .await
+        {
+            Ok((offset, state)) => {
+                claim = offset;
+                stored = state;
+            }
+            Err(e) => {
+                debug!(client = %client_id, "session not claimed: {e}");
+                if let Some(o) = local {
+                    gw.offline().insert(client_id, o);
+                }
+                gw.metrics.connects_refused.fetch_add(1, Ordering::Relaxed);
+                let code = match protocol {
+                    Protocol::V5 => reason::SERVER_UNAVAILABLE,
+                    Protocol::V311 => reason::V3_SERVER_UNAVAILABLE,
+                };
+                let p = connack(protocol, false, code, Properties::default());
+                write_packet(&mut io, p, protocol).await;
+                return;
+            }
+        }
+    }
+    if connect.clean_start && kept_here {
+        // The session kept here ends (in a cluster the claim replaced its
+        // record already).
+        if gw.clustered {
+            gw.drop_local(&client_id);
+        } else {
+            gw.forget_session(&client_id).await;
+        }
         stored = None;
-        gw.forget_session(&client_id).await;
     }
     let session_present = stored.is_some();
-    if !session_present {
+    if !(kept_here && session_present) {
         gw.metrics.sessions.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -190,7 +228,6 @@ where
     let (tx, rx) = mpsc::channel(gw.config.max_queued_messages.max(16));
     let kick = CancellationToken::new();
     let (done_tx, done_rx) = watch::channel(false);
-    let conn_id = gw.next_id();
     let wake = Arc::new(tokio::sync::Notify::new());
     // A resumed session counts as missed what was acknowledged before it
     // came back, even when dispatch still lags behind it (the log ends,
@@ -212,8 +249,21 @@ where
                 behind: std::collections::BTreeMap::new(),
                 wake: Arc::clone(&wake),
                 closing: false,
+                claim,
+                handed_to: None,
             },
         );
+        // A session kept here has its subscriptions in the trie already;
+        // one from another node brings them (in the same cut as the
+        // positions, so no message falls between).
+        if let Some(state) = &stored {
+            for s in &state.subscriptions {
+                reg.trie.insert(client_id.clone(), &s.filter, s.options());
+            }
+            gw.metrics
+                .subscriptions
+                .store(reg.trie.len() as i64, Ordering::Relaxed);
+        }
         reg.positions.clone()
     };
     let mut resume_to = base_cursors.clone();
@@ -254,6 +304,7 @@ where
         recent: Vec::new(),
         resumed_below,
         id: conn_id,
+        claim,
         wake: Arc::clone(&wake),
         catching_up: false,
         stored: std::sync::atomic::AtomicBool::new(false),
@@ -271,9 +322,16 @@ where
         out: Vec::new(),
     };
     conn.out.push(connack(protocol, session_present, 0, props));
-    if let Some(s) = stored {
+    // In a cluster the claim is a record to delete when the session ends.
+    conn.stored.store(gw.clustered, Ordering::Relaxed);
+    if let Some(state) = stored {
         conn.stored.store(true, Ordering::Relaxed);
-        Box::pin(conn.resume(s.state, &resume_to)).await;
+        Box::pin(conn.resume(state, &resume_to)).await;
+        if gw.clustered {
+            // The latest record is this connection's again (the one it
+            // took the session over from may have saved after the claim).
+            conn.save().await;
+        }
     }
     let mut rx = rx;
     // The big, rare steps (handshake, resume, finish, a batch of input)
@@ -660,7 +718,30 @@ impl Connection {
             outgoing: self.outbound.stored(),
             incoming_qos2: self.incoming_qos2.iter().copied().collect(),
             disconnected_at_ms: None,
+            node: self.gw.node,
+            online: true,
+            connection: self.id,
+            claim: false,
+            handed_over: false,
+            for_claim: -1,
+            epoch: self.claim,
         }
+    }
+
+    /// In a cluster: whether a later claim on the client id came from
+    /// another connection (not applied yet when this one ended).
+    async fn claimed_elsewhere(&self) -> Option<i64> {
+        if !self.gw.clustered {
+            return None;
+        }
+        if let Ok(end) = store::end(&self.gw.broker, store::SESSIONS_TOPIC).await {
+            self.gw
+                .await_applied(store::SESSIONS_TOPIC, end, Duration::from_secs(2))
+                .await;
+        }
+        let known = self.gw.known();
+        let k = known.get(&self.client_id)?;
+        (k.latest_claim > self.claim).then_some(k.latest_claim)
     }
 
     /// Stores the session durably if it outlives the connection.
@@ -669,7 +750,7 @@ impl Connection {
             return;
         }
         match self.gw.save_session(&self.client_id, &self.state()).await {
-            Ok(()) => self.stored.store(true, Ordering::Relaxed),
+            Ok(_) => self.stored.store(true, Ordering::Relaxed),
             Err(e) => debug!(client = %self.client_id, "session not stored: {e}"),
         }
     }
@@ -737,9 +818,10 @@ impl Connection {
         // Stop deliveries and take a cut of the dispatch positions; the
         // registry entry stays (closing) until the session is stored, so a
         // client reconnecting at once waits for it instead of missing it.
-        let (positions, behind) = {
+        let (positions, behind, handed) = {
             let mut reg = self.gw.registry();
             let mut behind = std::collections::BTreeMap::new();
+            let mut handed = None;
             if let Some(o) = reg
                 .online
                 .get_mut(&self.client_id)
@@ -747,8 +829,13 @@ impl Connection {
             {
                 o.closing = true;
                 behind = std::mem::take(&mut o.behind);
+                handed = o.handed_to;
             }
-            (reg.positions.clone(), behind)
+            (reg.positions.clone(), behind, handed)
+        };
+        let handed = match handed {
+            Some(claim) => Some(claim),
+            None => self.claimed_elsewhere().await,
         };
         let mut pending: Vec<Delivery> = self.outbound.queue.drain(..).collect();
         while let Ok(d) = rx.try_recv() {
@@ -767,8 +854,9 @@ impl Connection {
             }
             self.gw.metrics.sessions.fetch_sub(1, Ordering::Relaxed);
             // Only a session that was stored has a record to delete (a
-            // clean session's connect and disconnect write nothing).
-            if self.stored.load(Ordering::Relaxed) {
+            // clean session's connect and disconnect write nothing); one
+            // another node took over has its record there.
+            if self.stored.load(Ordering::Relaxed) && handed.is_none() {
                 let _ = store::put(
                     &self.gw.broker,
                     store::SESSIONS_TOPIC,
@@ -800,15 +888,39 @@ impl Connection {
             self.base_cursors = cursors;
             let mut state = self.state();
             state.disconnected_at_ms = Some(now_ms());
-            if let Err(e) = self.gw.save_session(&self.client_id, &state).await {
-                debug!(client = %self.client_id, "session not stored: {e}");
-            }
+            state.online = false;
+            // Taken over by another node: the session goes on there, from
+            // this last state (a record of its own, which the claimant
+            // waits for).
+            let key = match handed {
+                Some(claim) => {
+                    state.handed_over = true;
+                    state.for_claim = claim;
+                    crate::session::handover_key(&self.client_id)
+                }
+                None => self.client_id.clone(),
+            };
+            let offset = match self.gw.save_session(&key, &state).await {
+                Ok(offset) => offset,
+                Err(e) => {
+                    debug!(client = %self.client_id, "session not stored: {e}");
+                    -1
+                }
+            };
             let generation = self.gw.next_id();
-            self.gw.offline().insert(
-                self.client_id.clone(),
-                crate::gateway::Offline { state, generation },
-            );
-            if let Some(secs) = self.expiry {
+            if handed.is_some() {
+                self.gw.drop_local(&self.client_id);
+            } else {
+                self.gw.offline().insert(
+                    self.client_id.clone(),
+                    crate::gateway::Offline {
+                        state,
+                        generation,
+                        offset,
+                    },
+                );
+            }
+            if let Some(secs) = self.expiry.filter(|_| handed.is_none()) {
                 self.gw.expire_later(
                     self.client_id.clone(),
                     generation,

@@ -1,0 +1,130 @@
+//! The MQTT gateway in a three-node cluster: every node serves MQTT
+//! clients over the same log. A message published on one node reaches
+//! subscribers on every node, retained messages and wills too; a
+//! persistent session moves with its client to another node, and a
+//! connection on another node takes a client id over.
+//!
+//! The cluster is formed by bootstrap and join, so the gateway's topics
+//! are led by the first node: the others forward appends and fetches to
+//! it.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::cluster::cluster_with_mqtt;
+use common::mqtt::{connect, options, text, try_connect};
+use rumqttc::{LastWill, QoS};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_retained_messages_and_wills_cross_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = cluster_with_mqtt(dir.path(), 3, &["--mqtt-partitions", "2"]);
+
+    let mut on2 = connect(&nodes[1].mqtt, "sub-2", true).await;
+    on2.subscribe("plant/#", QoS::AtLeastOnce).await;
+    let mut on3 = connect(&nodes[2].mqtt, "sub-3", true).await;
+    on3.subscribe("plant/+/temp", QoS::AtLeastOnce).await;
+
+    let mut publisher = connect(&nodes[0].mqtt, "pub-1", true).await;
+    for i in 0..20 {
+        publisher
+            .send("plant/a/temp", QoS::AtLeastOnce, false, &format!("a{i}"))
+            .await;
+    }
+    let want: Vec<String> = (0..20).map(|i| format!("a{i}")).collect();
+    assert_eq!(on2.payloads(20).await, want, "in publish order, on node 2");
+    assert_eq!(on3.payloads(20).await, want, "in publish order, on node 3");
+
+    // A publisher on node 3 reaches a subscriber on node 2.
+    let mut p3 = connect(&nodes[2].mqtt, "pub-3", true).await;
+    p3.send("plant/b/level", QoS::AtLeastOnce, false, "b").await;
+    assert_eq!(
+        text(&on2.publish().await),
+        ("plant/b/level".into(), "b".into())
+    );
+
+    // A message retained through node 1 is delivered on subscribing at
+    // node 3; deleted through node 2, it is gone everywhere.
+    publisher
+        .send("plant/a/state", QoS::AtLeastOnce, true, "running")
+        .await;
+    let mut late = connect(&nodes[2].mqtt, "late-3", true).await;
+    late.subscribe("plant/a/state", QoS::AtLeastOnce).await;
+    let p = late.publish().await;
+    assert!(p.retain);
+    assert_eq!(text(&p), ("plant/a/state".into(), "running".into()));
+    let mut p2 = connect(&nodes[1].mqtt, "pub-2", true).await;
+    p2.send("plant/a/state", QoS::AtLeastOnce, true, "").await;
+    let mut later = connect(&nodes[2].mqtt, "later-3", true).await;
+    later.subscribe("plant/#", QoS::AtLeastOnce).await;
+    p2.send("plant/a/temp", QoS::AtLeastOnce, false, "after")
+        .await;
+    assert_eq!(
+        text(&later.publish().await),
+        ("plant/a/temp".into(), "after".into()),
+        "no retained message left"
+    );
+
+    // A client dying on node 1 has its will delivered on node 2.
+    let mut o = options(&nodes[0].mqtt, "dies-1", true);
+    o.set_last_will(LastWill::new(
+        "plant/dies/status",
+        "gone",
+        QoS::AtLeastOnce,
+        false,
+    ));
+    let dying = try_connect(o).await.unwrap();
+    dying.drop_connection().await;
+    let p = on2.until("gone").await;
+    assert_eq!(
+        text(p.last().unwrap()),
+        ("plant/dies/status".into(), "gone".into())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_moves_with_its_client_to_another_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = cluster_with_mqtt(dir.path(), 3, &["--mqtt-partitions", "1"]);
+
+    // Subscribed on node 1, then away.
+    let mut c = connect(&nodes[0].mqtt, "device", false).await;
+    assert!(!c.connack.session_present);
+    c.subscribe("cmd/device/#", QoS::AtLeastOnce).await;
+    c.disconnect().await;
+    let mut publisher = connect(&nodes[2].mqtt, "ctl", true).await;
+    for i in 0..10 {
+        publisher
+            .send("cmd/device/x", QoS::AtLeastOnce, false, &format!("m{i}"))
+            .await;
+    }
+
+    // Back on node 2: the session, and what it missed.
+    let mut c = connect(&nodes[1].mqtt, "device", false).await;
+    assert!(c.connack.session_present, "the session is found on node 2");
+    publisher
+        .send("cmd/device/x", QoS::AtLeastOnce, false, "barrier")
+        .await;
+    let got: Vec<String> = c.until("barrier").await.iter().map(|p| text(p).1).collect();
+    let mut want: Vec<String> = (0..10).map(|i| format!("m{i}")).collect();
+    want.push("barrier".into());
+    assert_eq!(got, want, "missed messages, once each, in order");
+
+    // The same client id connecting to node 3 takes the session over from
+    // the connection on node 2, which the server closes.
+    let mut again = connect(&nodes[2].mqtt, "device", false).await;
+    assert!(again.connack.session_present);
+    c.closed().await;
+    publisher
+        .send("cmd/device/x", QoS::AtLeastOnce, false, "after")
+        .await;
+    assert_eq!(text(&again.publish().await).1, "after");
+
+    // A clean start on node 1 ends the session everywhere.
+    again.disconnect().await;
+    let fresh = connect(&nodes[0].mqtt, "device", true).await;
+    assert!(!fresh.connack.session_present);
+    fresh.disconnect().await;
+    let back = connect(&nodes[1].mqtt, "device", false).await;
+    assert!(!back.connack.session_present, "nothing left of it");
+}

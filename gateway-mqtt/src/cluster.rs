@@ -1,0 +1,216 @@
+//! Sessions in a cluster: a client may connect to any node, and reconnect
+//! to another one.
+//!
+//! Every node follows `__mqtt_sessions` and knows each client's latest
+//! record (`Inner::known`). A connection *claims* its client id with a
+//! record of its own (node, connection, online) before it is accepted;
+//! the log orders claims. On seeing another node's claim, a node
+//!
+//! - takes its own connection for that client over (DISCONNECT 0x8E),
+//!   unless that connection claimed later; its last state is written as a
+//!   hand-over record, which the claimant waits for (a few seconds at
+//!   most: a node that is down hands nothing over, and the claimant goes
+//!   on from the latest record it has);
+//! - forgets the session if it kept it offline (its expiry timer and a
+//!   pending delayed will with it).
+//!
+//! Delivery positions are log offsets, the same on every node: a session
+//! that moves resumes from its stored cursors wherever it lands.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fjord_broker::Record;
+
+use tracing::debug;
+
+use crate::Result;
+use crate::gateway::{Inner, Known, now_ms};
+use crate::session::{SessionState, handover_key};
+use crate::store::{self, SESSIONS_TOPIC};
+
+/// What a claimant got from the node that had the session.
+enum Handover {
+    Handed(SessionState),
+    Ended,
+    TimedOut,
+}
+
+/// How long a claimant waits for the session's previous node.
+const HANDOVER_WAIT: Duration = Duration::from_secs(5);
+
+impl Inner {
+    /// Applies one `__mqtt_sessions` record written by any node.
+    pub(crate) fn apply_session(self: &Arc<Self>, r: &Record) {
+        let Some(client) = store::key_of(r) else {
+            return;
+        };
+        let state = r.value.as_deref().and_then(SessionState::decode);
+        {
+            let mut known = self.known();
+            let k = known.entry(client.to_string()).or_insert_with(|| Known {
+                offset: -1,
+                latest_claim: -1,
+                ..Known::default()
+            });
+            match &state {
+                Some(s) if s.claim => k.latest_claim = k.latest_claim.max(r.offset),
+                // A connection's record after another one claimed the
+                // client id (it had not heard of the claim yet).
+                Some(s) if s.epoch < k.latest_claim && !client.starts_with('\0') => {
+                    k.stale = Some(s.clone());
+                    return;
+                }
+                _ => {}
+            }
+            k.offset = r.offset;
+            k.state = state.clone();
+        }
+        if client.starts_with('\0') {
+            // A hand-over record: its claimant reads it from `known`.
+            return;
+        }
+        match state {
+            // Ended (by whichever node): a copy kept here is stale.
+            None => self.drop_offline(client, r.offset),
+            Some(s) if s.node == self.node => {}
+            Some(s) => {
+                // Another node has the session now.
+                self.drop_offline(client, r.offset);
+                if s.claim {
+                    let mut reg = self.registry();
+                    if let Some(o) = reg.online.get_mut(client)
+                        && !o.closing
+                        && o.claim < r.offset
+                    {
+                        o.handed_to = Some(r.offset);
+                        o.kick.cancel();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Forgets a session kept offline here whose record is older than
+    /// `offset`, with its pending will.
+    fn drop_offline(&self, client: &str, offset: i64) {
+        let dropped = {
+            let mut offline = self.offline();
+            match offline.get(client) {
+                Some(o) if o.offset < offset => offline.remove(client).is_some(),
+                _ => false,
+            }
+        };
+        if dropped {
+            let online_here = self.registry().online.contains_key(client);
+            if !online_here {
+                self.drop_local(client);
+            }
+            self.cancel_will(client);
+        }
+    }
+
+    /// Claims `client` for connection `connection` of this node: returns
+    /// the claim's offset and the session to resume (`None` for a clean
+    /// start or a session that does not exist).
+    ///
+    /// # Errors
+    /// When the claim cannot be written (the client is refused).
+    pub(crate) async fn claim(
+        &self,
+        client: &str,
+        connection: u64,
+        clean_start: bool,
+        expiry: Option<u32>,
+    ) -> Result<(i64, Option<SessionState>)> {
+        // The latest record of the client, whichever node wrote it.
+        let end = store::end(&self.broker, SESSIONS_TOPIC).await?;
+        self.await_applied(SESSIONS_TOPIC, end, HANDOVER_WAIT).await;
+        let (previous, previous_epoch) = match self.known().get(client) {
+            Some(k) => (
+                k.state.clone().filter(|s| !expired(s)),
+                k.state
+                    .as_ref()
+                    .map_or(-1, |s| if s.claim { k.offset } else { s.epoch }),
+            ),
+            None => (None, -1),
+        };
+        let mut state = match &previous {
+            Some(s) if !clean_start => s.clone(),
+            _ => SessionState::default(),
+        };
+        state.expiry_secs = expiry;
+        state.node = self.node;
+        state.online = true;
+        state.connection = connection;
+        state.claim = true;
+        state.handed_over = false;
+        state.disconnected_at_ms = None;
+        let offset = self.save_session(client, &state).await?;
+        debug!(client, claim = offset, previous_epoch, "client id claimed");
+        let Some(previous) = previous else {
+            return Ok((offset, None));
+        };
+        // Its connection, online here or elsewhere, is taken over; if the
+        // session outlives it, wait for its last state.
+        let lives_on = previous.expiry_secs != Some(0);
+        if clean_start || !lives_on {
+            return Ok((offset, None));
+        }
+        if !previous.online {
+            return Ok((offset, Some(previous)));
+        }
+        Ok(
+            match self.await_handover(client, offset, previous_epoch).await {
+                Handover::Handed(state) => (offset, Some(state)),
+                Handover::Ended => (offset, None),
+                // Its node is down or cut off: go on from its latest save.
+                Handover::TimedOut => (offset, Some(previous)),
+            },
+        )
+    }
+
+    /// The last state of the connection of epoch `epoch`, handed to the
+    /// claim at `claim`, if it comes in time.
+    async fn await_handover(&self, client: &str, claim: i64, epoch: i64) -> Handover {
+        let mut rx = self.sessions_applied.subscribe();
+        let deadline = tokio::time::Instant::now() + HANDOVER_WAIT;
+        let key = handover_key(client);
+        loop {
+            {
+                let known = self.known();
+                if let Some(s) = known.get(&key).and_then(|k| k.state.as_ref())
+                    && s.handed_over
+                    && s.for_claim == claim
+                {
+                    return Handover::Handed(s.clone());
+                }
+                if let Some(k) = known.get(client) {
+                    // It went away before it heard of the claim.
+                    if let Some(s) = &k.stale
+                        && s.epoch == epoch
+                        && !s.online
+                    {
+                        return Handover::Handed(s.clone());
+                    }
+                    // A later claim, or the session ended.
+                    if k.offset > claim {
+                        return Handover::Ended;
+                    }
+                }
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return Handover::TimedOut,
+            }
+        }
+    }
+}
+
+/// True for an offline session whose expiry has passed.
+fn expired(s: &SessionState) -> bool {
+    match (s.online, s.expiry_secs, s.disconnected_at_ms) {
+        (false, Some(secs), Some(at)) => now_ms() - at >= i64::from(secs) * 1000,
+        _ => false,
+    }
+}
