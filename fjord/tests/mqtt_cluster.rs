@@ -12,7 +12,7 @@
 mod common;
 
 use common::cluster::cluster_with_mqtt;
-use common::mqtt::{connect, options, text, try_connect};
+use common::mqtt::{WAIT, connect, metric, options, text, try_connect};
 use rumqttc::{LastWill, QoS};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -127,4 +127,67 @@ async fn a_session_moves_with_its_client_to_another_node() {
     fresh.disconnect().await;
     let back = connect(&nodes[1].mqtt, "device", false).await;
     assert!(!back.connack.session_present, "nothing left of it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_subscription_spread_over_nodes_gets_each_message_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = cluster_with_mqtt(dir.path(), 3, &["--mqtt-partitions", "2"]);
+    let mut w2 = connect(&nodes[1].mqtt, "worker-2", true).await;
+    w2.subscribe("$share/workers/jobs/#", QoS::AtLeastOnce)
+        .await;
+    let mut w3 = connect(&nodes[2].mqtt, "worker-3", true).await;
+    w3.subscribe("$share/workers/jobs/#", QoS::AtLeastOnce)
+        .await;
+    // Each node has heard of the other's member.
+    for node in &nodes[1..] {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let (_, body) = node.http_get("/metrics");
+            if metric(&body, "fjord_mqtt_remote_shared_members") == Some(1.0) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "members not known: {body}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    let mut publisher = connect(&nodes[0].mqtt, "dispatcher", true).await;
+    let n = 60;
+    for i in 0..n {
+        publisher
+            .send(
+                &format!("jobs/{}", i % 6),
+                QoS::AtLeastOnce,
+                false,
+                &i.to_string(),
+            )
+            .await;
+    }
+    // Every job reaches exactly one worker (and both workers get some).
+    let mut got: Vec<u32> = Vec::new();
+    let (mut from2, mut from3) = (0, 0);
+    while got.len() < n as usize {
+        tokio::select! {
+            p = w2.publish() => { from2 += 1; got.push(text(&p).1.parse().unwrap()); }
+            p = w3.publish() => { from3 += 1; got.push(text(&p).1.parse().unwrap()); }
+        }
+    }
+    got.sort_unstable();
+    assert_eq!(got, (0..n).collect::<Vec<_>>(), "each job once");
+    assert!(from2 > 0 && from3 > 0, "spread: {from2} and {from3}");
+    // Nothing more comes: a barrier to each worker's own topic.
+    w2.subscribe("barrier/2", QoS::AtLeastOnce).await;
+    w3.subscribe("barrier/3", QoS::AtLeastOnce).await;
+    publisher
+        .send("barrier/2", QoS::AtLeastOnce, false, "end")
+        .await;
+    publisher
+        .send("barrier/3", QoS::AtLeastOnce, false, "end")
+        .await;
+    assert_eq!(w2.until("end").await.len(), 1, "no duplicate on node 2");
+    assert_eq!(w3.until("end").await.len(), 1, "no duplicate on node 3");
 }

@@ -17,6 +17,7 @@
 //! Delivery positions are log offsets, the same on every node: a session
 //! that moves resumes from its stored cursors wherever it lands.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,9 +26,57 @@ use fjord_broker::Record;
 use tracing::debug;
 
 use crate::Result;
-use crate::gateway::{Inner, Known, now_ms};
+use crate::gateway::{Inner, Known, lock, now_ms};
 use crate::session::{SessionState, handover_key};
 use crate::store::{self, SESSIONS_TOPIC};
+use crate::topic;
+
+/// Which other nodes have online members of each shared subscription, as
+/// their session records say.
+#[derive(Debug, Default)]
+pub(crate) struct Shares {
+    /// Client → (its node, its shared filters), while online elsewhere.
+    by_client: HashMap<String, (u32, Vec<String>)>,
+    /// Shared filter → node → online members there.
+    nodes: HashMap<String, BTreeMap<u32, usize>>,
+    /// (client, shared filter) pairs in `by_client`.
+    members: usize,
+}
+
+impl Shares {
+    /// Replaces what `client` contributes; returns the number of members.
+    fn set(&mut self, client: &str, now: Option<(u32, Vec<String>)>) -> usize {
+        if let Some((node, filters)) = self.by_client.remove(client) {
+            self.members -= filters.len();
+            for f in filters {
+                if let Some(nodes) = self.nodes.get_mut(&f) {
+                    if let Some(n) = nodes.get_mut(&node) {
+                        *n = n.saturating_sub(1);
+                        if *n == 0 {
+                            nodes.remove(&node);
+                        }
+                    }
+                    if nodes.is_empty() {
+                        self.nodes.remove(&f);
+                    }
+                }
+            }
+        }
+        if let Some((node, filters)) = now.filter(|(_, f)| !f.is_empty()) {
+            for f in &filters {
+                *self
+                    .nodes
+                    .entry(f.clone())
+                    .or_default()
+                    .entry(node)
+                    .or_default() += 1;
+            }
+            self.members += filters.len();
+            self.by_client.insert(client.to_string(), (node, filters));
+        }
+        self.members
+    }
+}
 
 /// What a claimant got from the node that had the session.
 enum Handover {
@@ -70,6 +119,7 @@ impl Inner {
             // A hand-over record: its claimant reads it from `known`.
             return;
         }
+        self.note_shares(client, state.as_ref());
         match state {
             // Ended (by whichever node): a copy kept here is stale.
             None => self.drop_offline(client, r.offset),
@@ -89,6 +139,45 @@ impl Inner {
                 }
             }
         }
+    }
+
+    /// Notes the shared subscriptions of `client` if it is online on
+    /// another node (from its latest record).
+    pub(crate) fn note_shares(&self, client: &str, state: Option<&SessionState>) {
+        let sharing = state.filter(|s| s.online && s.node != self.node).map(|s| {
+            let filters = s
+                .subscriptions
+                .iter()
+                .filter(|sub| matches!(topic::parse_shared(&sub.filter), Ok(Some(_))))
+                .map(|sub| sub.filter.clone())
+                .collect();
+            (s.node, filters)
+        });
+        let members = lock(&self.shares).set(client, sharing);
+        self.metrics.remote_shared_members.store(
+            i64::try_from(members).unwrap_or(i64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// Whether this node delivers the message at `offset` of a partition
+    /// to the shared subscription `filter`: when other nodes have online
+    /// members too, each message goes to the members of one node, chosen
+    /// by its offset, so the group gets it once.
+    pub(crate) fn delivers_share(&self, filter: &str, partition: u32, offset: i64) -> bool {
+        if !self.clustered {
+            return true;
+        }
+        let shares = lock(&self.shares);
+        let Some(others) = shares.nodes.get(filter) else {
+            return true;
+        };
+        let mut nodes: Vec<u32> = others.keys().copied().filter(|n| *n != self.node).collect();
+        nodes.push(self.node);
+        nodes.sort_unstable();
+        let spread = u64::try_from(offset).unwrap_or(0) ^ u64::from(partition).rotate_left(32);
+        let pick = usize::try_from(spread % nodes.len() as u64).unwrap_or(0);
+        nodes[pick] == self.node
     }
 
     /// Forgets a session kept offline here whose record is older than

@@ -73,6 +73,8 @@ pub(crate) struct Inner {
     /// In a cluster: every client's latest session record, followed from
     /// the log.
     pub(crate) known: Mutex<HashMap<String, Known>>,
+    /// In a cluster: shared subscriptions' members on other nodes.
+    pub(crate) shares: Mutex<crate::cluster::Shares>,
     /// How far `__mqtt_retained` / `__mqtt_sessions` have been applied
     /// (every record below).
     pub(crate) retained_applied: watch::Sender<i64>,
@@ -82,7 +84,7 @@ pub(crate) struct Inner {
     pub(crate) next_id: AtomicU64,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
@@ -172,6 +174,7 @@ impl Inner {
             node,
             clustered,
             known: Mutex::new(HashMap::new()),
+            shares: Mutex::new(crate::cluster::Shares::default()),
             retained_applied: watch::Sender::new(0),
             sessions_applied: watch::Sender::new(0),
             config,
@@ -336,6 +339,9 @@ impl Inner {
                         stale: None,
                     },
                 );
+                if !client.starts_with('\0') {
+                    self.note_shares(&client, state.as_ref());
+                }
             }
             let Some(state) = state else {
                 continue;
@@ -589,6 +595,11 @@ impl Inner {
         let matched = trie.matches(&msg.topic, |k| online.get(k).is_some_and(|o| !o.closing));
         for m in matched {
             if m.no_local && m.key == msg.from {
+                continue;
+            }
+            if let Some(share) = &m.share
+                && !self.delivers_share(share, partition, offset)
+            {
                 continue;
             }
             let Some(session) = online.get_mut(&m.key).filter(|o| !o.closing) else {

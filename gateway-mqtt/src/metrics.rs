@@ -29,6 +29,7 @@ pub(crate) struct Metrics {
     pub(crate) sessions: AtomicI64,
     pub(crate) subscriptions: AtomicI64,
     pub(crate) retained: AtomicI64,
+    pub(crate) remote_shared_members: AtomicI64,
     messages_in: [AtomicU64; 3],
     messages_out: [AtomicU64; 3],
     dropped: [AtomicU64; 4],
@@ -78,6 +79,11 @@ impl Metrics {
                 "fjord_mqtt_retained_messages",
                 "Retained MQTT messages.",
                 &self.retained,
+            ),
+            (
+                "fjord_mqtt_remote_shared_members",
+                "Members of shared subscriptions online on other cluster nodes, as this node knows them.",
+                &self.remote_shared_members,
             ),
         ];
         for (name, help, v) in gauges {

@@ -24,6 +24,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 use std::str::Split;
+use std::sync::Arc;
 
 use crate::topic;
 
@@ -57,6 +58,8 @@ pub struct Matched<K> {
     pub subscription_ids: Vec<u32>,
     /// The delivery is on behalf of a shared subscription (one member of a group).
     pub shared: bool,
+    /// That shared subscription's filter as subscribed (`$share/{group}/{filter}`).
+    pub share: Option<Arc<str>>,
 }
 
 /// A subscription index keyed by filter levels, generic over the subscriber key.
@@ -82,6 +85,8 @@ struct Node<K> {
 /// The members of one shared subscription (group and filter).
 #[derive(Debug)]
 struct Group<K> {
+    /// `$share/{group}/{filter}`.
+    filter: Arc<str>,
     /// Sorted by key, so round-robin order does not depend on insertion history.
     members: Vec<(K, SubOptions)>,
     /// The member to try first for the next message.
@@ -142,7 +147,7 @@ impl<K: Clone + Eq + Hash + Ord> SubscriptionTrie<K> {
             Some(group) => node
                 .groups
                 .entry(group.to_owned())
-                .or_insert_with(Group::new)
+                .or_insert_with(|| Group::new(filter))
                 .insert(key.clone(), options.clone()),
         };
         if !replaced {
@@ -303,8 +308,9 @@ impl<K: Clone + Eq + Hash + Ord> Node<K> {
 }
 
 impl<K: Clone + Eq + Hash + Ord> Group<K> {
-    fn new() -> Self {
+    fn new(filter: &str) -> Self {
         Self {
+            filter: Arc::from(filter),
             members: Vec::new(),
             next: 0,
         }
@@ -376,8 +382,11 @@ impl<K: Clone + Eq + Hash + Ord, P: FnMut(&K) -> bool> Found<K, P> {
                 .or_insert_with(|| Matched::new(key, options, false));
         }
         for group in node.groups.values_mut() {
+            let filter = Arc::clone(&group.filter);
             if let Some((key, options)) = group.pick(&mut self.pick) {
-                self.shared.push(Matched::new(key, options, true));
+                let mut m = Matched::new(key, options, true);
+                m.share = Some(filter);
+                self.shared.push(m);
             }
         }
     }
@@ -392,6 +401,7 @@ impl<K: Clone> Matched<K> {
             retain_as_published: options.retain_as_published,
             subscription_ids: options.subscription_id.into_iter().collect(),
             shared,
+            share: None,
         }
     }
 }
@@ -517,6 +527,7 @@ mod tests {
             retain_as_published: true,
             subscription_ids: vec![3, 7],
             shared: false,
+            share: None,
         };
         let d = Matched {
             key: "d",
@@ -525,6 +536,7 @@ mod tests {
             retain_as_published: false,
             subscription_ids: vec![],
             shared: false,
+            share: None,
         };
         assert_eq!(found, [c, d]);
         assert_eq!(t.matches("a", |_| true)[0].subscription_ids, [3]);

@@ -746,7 +746,9 @@ impl Connection {
 
     /// Stores the session durably if it outlives the connection.
     async fn save(&self) {
-        if self.expiry == Some(0) {
+        // In a cluster every session's subscriptions are written: other
+        // nodes share its shared subscriptions' messages with it.
+        if self.expiry == Some(0) && !self.gw.clustered {
             return;
         }
         match self.gw.save_session(&self.client_id, &self.state()).await {
