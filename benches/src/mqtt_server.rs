@@ -82,6 +82,8 @@ impl BrokerProcess {
                 "off",
                 "--mqtt-ws-listen",
                 "off",
+                "--amqp-listen",
+                "off",
                 "--grpc-listen",
                 "127.0.0.1:0",
                 "--http-listen",

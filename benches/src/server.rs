@@ -40,6 +40,12 @@ impl ServerProcess {
                 "--mqtt-ws-listen",
                 "off",
             ])
+            // The AMQP listener only where a benchmark asks for it.
+            .args(if extra.contains(&"--amqp-listen") {
+                &[][..]
+            } else {
+                &["--amqp-listen", "off"][..]
+            })
             .args(extra)
             .env("FJORD_LOG_LEVEL", "warn")
             .stdin(Stdio::null())

@@ -104,6 +104,8 @@ impl Node {
                 "off",
                 "--mqtt-ws-listen",
                 "off",
+                "--amqp-listen",
+                "off",
                 "--data-dir",
             ])
             .arg(&self.data)

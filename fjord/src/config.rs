@@ -20,7 +20,8 @@
 //! | `mqtt_map` | `FJORD_MQTT_MAP` | `--mqtt-map` | none: `FILTER=TOPIC,...` rules, first match wins |
 //! | `mqtt_topic` | `FJORD_MQTT_TOPIC` | `--mqtt-topic` | `mqtt`: the log topic of unmapped MQTT topics |
 //! | `mqtt_partitions` | `FJORD_MQTT_PARTITIONS` | `--mqtt-partitions` | `4`: partitions of log topics the gateway creates |
-//! | `amqp_listen` | `FJORD_AMQP_LISTEN` | `--amqp-listen` | `127.0.0.1:5672` (gateway not in this build) |
+//! | `amqp_listen` | `FJORD_AMQP_LISTEN` | `--amqp-listen` | `127.0.0.1:5672` (`off` disables it) |
+//! | `amqp_allow_guest` | `FJORD_AMQP_ALLOW_GUEST` | `--amqp-allow-guest` | `true`: `guest`/`guest` may log in |
 //! | `advertised_grpc` | `FJORD_ADVERTISED_GRPC` | `--advertised-grpc` | the bound gRPC address |
 //! | `peers` | `FJORD_PEERS` | `--peers` | none: a fixed set of voters `ID=HOST:PORT,...` (this node included) |
 //! | `join` | `FJORD_JOIN` | `--join` | none: the gRPC address of any node of the cluster to join |
@@ -48,6 +49,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use fjord_broker::{BrokerConfig, ClusterConfig, FlushPolicy, Formation};
+use fjord_gateway_amqp::AmqpConfig;
 use fjord_gateway_mqtt::MqttConfig;
 use serde::Deserialize;
 
@@ -105,9 +107,12 @@ pub(crate) struct ServeArgs {
     /// Partitions of the log topics the MQTT gateway creates.
     #[arg(long, env = "FJORD_MQTT_PARTITIONS")]
     mqtt_partitions: Option<u32>,
-    /// AMQP listener (the AMQP gateway is not part of this build yet).
-    #[arg(long, env = "FJORD_AMQP_LISTEN", value_name = "ADDR")]
-    amqp_listen: Option<SocketAddr>,
+    /// AMQP 0-9-1 listener, or `off`.
+    #[arg(long, env = "FJORD_AMQP_LISTEN", value_name = "ADDR|off")]
+    amqp_listen: Option<String>,
+    /// Whether `guest`/`guest` may log in over AMQP (as on a fresh RabbitMQ).
+    #[arg(long, env = "FJORD_AMQP_ALLOW_GUEST", value_name = "BOOL")]
+    amqp_allow_guest: Option<bool>,
     /// gRPC address given to clients (default: the bound address).
     #[arg(long, env = "FJORD_ADVERTISED_GRPC", value_name = "ADDR")]
     advertised_grpc: Option<SocketAddr>,
@@ -189,7 +194,8 @@ struct FileConfig {
     mqtt_map: Option<String>,
     mqtt_topic: Option<String>,
     mqtt_partitions: Option<u32>,
-    amqp_listen: Option<SocketAddr>,
+    amqp_listen: Option<String>,
+    amqp_allow_guest: Option<bool>,
     advertised_grpc: Option<SocketAddr>,
     peers: Option<String>,
     join: Option<String>,
@@ -218,7 +224,7 @@ pub(crate) struct ServerConfig {
     pub(crate) grpc_listen: SocketAddr,
     pub(crate) http_listen: SocketAddr,
     pub(crate) mqtt: MqttConfig,
-    pub(crate) amqp_listen: Option<SocketAddr>,
+    pub(crate) amqp: AmqpConfig,
     pub(crate) advertised_grpc: Option<SocketAddr>,
     pub(crate) flush: FlushPolicy,
     pub(crate) default_partitions: u32,
@@ -459,6 +465,15 @@ impl ServeArgs {
             }
             mqtt.partitions = p;
         }
+        let mut amqp = AmqpConfig::new();
+        amqp.tcp = listener(
+            self.amqp_listen.or(file.amqp_listen),
+            "127.0.0.1:5672",
+            "--amqp-listen",
+        )?;
+        if let Some(v) = self.amqp_allow_guest.or(file.amqp_allow_guest) {
+            amqp.allow_guest = v;
+        }
         Ok(ServerConfig {
             data_dir,
             node_id,
@@ -471,7 +486,7 @@ impl ServeArgs {
                 .or(file.http_listen)
                 .unwrap_or_else(|| addr("127.0.0.1:9600")),
             mqtt,
-            amqp_listen: self.amqp_listen.or(file.amqp_listen),
+            amqp,
             advertised_grpc: self.advertised_grpc.or(file.advertised_grpc),
             flush,
             default_partitions,

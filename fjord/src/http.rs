@@ -18,10 +18,14 @@ use fjord_gateway_mqtt::Gateway;
 pub(crate) struct HttpState {
     pub(crate) broker: Broker,
     pub(crate) mqtt: Arc<OnceLock<Gateway>>,
+    pub(crate) amqp: Arc<OnceLock<fjord_gateway_amqp::Gateway>>,
 }
 
 async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
     let mut body = state.broker.render_metrics();
+    if let Some(amqp) = state.amqp.get() {
+        body.push_str(&amqp.render_metrics().await);
+    }
     if let Some(mqtt) = state.mqtt.get() {
         body.push_str(&mqtt.render_metrics());
     }

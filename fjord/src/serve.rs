@@ -13,6 +13,7 @@ use anyhow::{Context, Result};
 use std::sync::{Arc, OnceLock};
 
 use fjord_broker::{Broker, serve_grpc};
+use fjord_gateway_amqp::Gateway as AmqpGateway;
 use fjord_gateway_mqtt::Gateway;
 use serde::Serialize;
 use tokio::net::TcpListener;
@@ -39,6 +40,9 @@ struct Listeners {
     mqtt_tls: Option<SocketAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     mqtt_ws: Option<SocketAddr>,
+    /// The AMQP listener; absent when disabled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    amqp: Option<SocketAddr>,
 }
 
 async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener> {
@@ -88,9 +92,6 @@ pub(crate) async fn run(config: ServerConfig) -> Result<()> {
     let http = bind("HTTP", config.http_listen).await?;
     let grpc_addr = grpc.local_addr()?;
     let http_addr = http.local_addr()?;
-    if let Some(addr) = config.amqp_listen {
-        warn!(%addr, "the AMQP gateway is not part of this build; --amqp-listen is not bound");
-    }
     // Remove a stale announcement before anything else: it must describe us.
     let _ = std::fs::remove_file(config.data_dir.join("listeners.json"));
     let broker = Broker::open(config.broker_config(grpc_addr))
@@ -104,9 +105,11 @@ pub(crate) async fn run(config: ServerConfig) -> Result<()> {
     }));
     let http_stop = stop.clone();
     let mqtt_cell = Arc::new(OnceLock::new());
+    let amqp_cell = Arc::new(OnceLock::new());
     let app = http::router(http::HttpState {
         broker: broker.clone(),
         mqtt: Arc::clone(&mqtt_cell),
+        amqp: Arc::clone(&amqp_cell),
     });
     let http_task = tokio::spawn(async move {
         axum::serve(http, app)
@@ -136,6 +139,29 @@ pub(crate) async fn run(config: ServerConfig) -> Result<()> {
     } else {
         None
     };
+    // The AMQP gateway: on a single node (its queues' cursors are not
+    // shared between nodes yet).
+    let amqp = match (config.amqp.tcp, config.cluster.is_some()) {
+        (Some(addr), true) => {
+            warn!(%addr, "the AMQP gateway does not run on cluster nodes yet; --amqp-listen is not bound");
+            None
+        }
+        (Some(_), false) => match AmqpGateway::start(broker.clone(), config.amqp.clone()).await {
+            Ok(g) => Some(g),
+            Err(e) => {
+                if let Some(g) = &mqtt {
+                    g.shutdown().await;
+                }
+                broker.shutdown().await;
+                stop.cancel();
+                return Err(e).context("AMQP gateway start failed");
+            }
+        },
+        (None, _) => None,
+    };
+    if let Some(g) = &amqp {
+        let _ = amqp_cell.set(g.clone());
+    }
     let bound = mqtt
         .as_ref()
         .map(|g| g.listeners().clone())
@@ -154,6 +180,7 @@ pub(crate) async fn run(config: ServerConfig) -> Result<()> {
             mqtt: bound.tcp,
             mqtt_tls: bound.tls,
             mqtt_ws: bound.ws,
+            amqp: amqp.as_ref().and_then(AmqpGateway::listener),
         },
     )?;
     info!(grpc = %grpc_addr, http = %http_addr, data_dir = %config.data_dir.display(), "fjord is serving");
@@ -167,6 +194,9 @@ pub(crate) async fn run(config: ServerConfig) -> Result<()> {
         done = &mut grpc_task => Some(done),
     };
     if let Some(g) = &mqtt {
+        g.shutdown().await;
+    }
+    if let Some(g) = &amqp {
         g.shutdown().await;
     }
     if let Some(done) = early {

@@ -115,6 +115,8 @@ impl Node {
                 "off",
                 "--mqtt-ws-listen",
                 "off",
+                "--amqp-listen",
+                "off",
             ])
             .arg("--data-dir")
             .arg(&self.data)

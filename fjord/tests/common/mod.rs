@@ -29,6 +29,8 @@ pub struct Server {
     pub mqtt: String,
     pub mqtt_tls: String,
     pub mqtt_ws: String,
+    /// The AMQP listener (empty when off).
+    pub amqp: String,
     pub log: PathBuf,
 }
 
@@ -61,10 +63,17 @@ impl Server {
                 "127.0.0.1:0",
             ]
         };
+        // The AMQP listener on a free port unless the caller says otherwise.
+        let amqp = if extra.contains(&"--amqp-listen") {
+            vec![]
+        } else {
+            vec!["--amqp-listen", "127.0.0.1:0"]
+        };
         let mut child = Command::new(BIN)
             .arg("serve")
             .args(grpc)
             .args(mqtt)
+            .args(amqp)
             .args(["--http-listen", "127.0.0.1:0", "--data-dir"])
             .arg(data)
             .args(extra)
@@ -93,6 +102,7 @@ impl Server {
                     mqtt: addr("mqtt"),
                     mqtt_tls: addr("mqtt_tls"),
                     mqtt_ws: addr("mqtt_ws"),
+                    amqp: addr("amqp"),
                     log,
                 };
             }

@@ -1,0 +1,472 @@
+//! AMQP 0-9-1 against a real `fjord serve`, with the `lapin` client:
+//! work queues with confirms and acknowledgements, fair dispatch,
+//! redelivery, exchanges, `basic.get`, returns, restarts, and the errors a
+//! client gets in AMQP's terms.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::Server;
+use futures::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions,
+    BasicQosOptions, BasicRejectOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
+    QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+fn start(dir: &tempfile::TempDir) -> Server {
+    Server::start_with(&dir.path().join("data"), &[])
+}
+
+async fn connect(server: &Server) -> Connection {
+    let uri = format!("amqp://guest:guest@{}/%2f", server.amqp);
+    tokio::time::timeout(
+        WAIT,
+        Connection::connect(&uri, ConnectionProperties::default()),
+    )
+    .await
+    .expect("connect in time")
+    .unwrap()
+}
+
+async fn channel(conn: &Connection) -> Channel {
+    conn.create_channel().await.unwrap()
+}
+
+async fn durable_queue(ch: &Channel, name: &str) {
+    ch.queue_declare(
+        name.into(),
+        QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+}
+
+/// Publishes to the default exchange with confirms; waits for each ack.
+async fn publish_confirmed(ch: &Channel, queue: &str, bodies: &[String]) {
+    for b in bodies {
+        let confirm = ch
+            .basic_publish(
+                "".into(),
+                queue.into(),
+                BasicPublishOptions::default(),
+                b.as_bytes(),
+                BasicProperties::default().with_delivery_mode(2),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        assert!(confirm.is_ack(), "confirmed: {b}");
+    }
+}
+
+fn bodies(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}{i}")).collect()
+}
+
+#[tokio::test]
+async fn a_work_queue_delivers_confirmed_messages_in_order_and_acks_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&dir);
+    let conn = connect(&server).await;
+    let ch = channel(&conn).await;
+    durable_queue(&ch, "tasks").await;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let sent = bodies("t", 50);
+    publish_confirmed(&ch, "tasks", &sent).await;
+
+    let worker = channel(&conn).await;
+    worker
+        .basic_qos(10, BasicQosOptions::default())
+        .await
+        .unwrap();
+    let mut consumer = worker
+        .basic_consume(
+            "tasks".into(),
+            "w1".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    while got.len() < sent.len() {
+        let d = tokio::time::timeout(WAIT, consumer.next())
+            .await
+            .expect("delivery in time")
+            .unwrap()
+            .unwrap();
+        assert!(!d.redelivered);
+        got.push(String::from_utf8(d.data.clone()).unwrap());
+        d.ack(BasicAckOptions::default()).await.unwrap();
+    }
+    assert_eq!(got, sent);
+    // Everything was acknowledged: a passive declare counts nothing left.
+    let q = ch
+        .queue_declare(
+            "tasks".into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(q.message_count(), 0);
+    assert_eq!(q.consumer_count(), 1);
+}
+
+#[tokio::test]
+async fn prefetch_one_dispatches_fairly_and_a_dead_workers_messages_go_to_the_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&dir);
+    let conn = connect(&server).await;
+    let ch = channel(&conn).await;
+    durable_queue(&ch, "jobs").await;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+
+    // Worker A takes one job and dies without acknowledging it.
+    let dying = connect(&server).await;
+    let a = channel(&dying).await;
+    a.basic_qos(1, BasicQosOptions::default()).await.unwrap();
+    let mut ca = a
+        .basic_consume(
+            "jobs".into(),
+            "a".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    // Worker B, prefetch 1 too.
+    let other = connect(&server).await;
+    let b = channel(&other).await;
+    b.basic_qos(1, BasicQosOptions::default()).await.unwrap();
+    let mut cb = b
+        .basic_consume(
+            "jobs".into(),
+            "b".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    publish_confirmed(&ch, "jobs", &bodies("j", 4)).await;
+
+    let first_a = tokio::time::timeout(WAIT, ca.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let held = String::from_utf8(first_a.data.clone()).unwrap();
+    // Fair dispatch: A holds one unacknowledged job, so B gets the others
+    // one at a time, acknowledging each.
+    let mut b_got = Vec::new();
+    for _ in 0..3 {
+        let d = tokio::time::timeout(WAIT, cb.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        b_got.push(String::from_utf8(d.data.clone()).unwrap());
+        d.ack(BasicAckOptions::default()).await.unwrap();
+    }
+    assert!(!b_got.contains(&held));
+    // A's connection dies: its job comes to B, marked redelivered.
+    dying.close(200, "bye".into()).await.unwrap();
+    let d = tokio::time::timeout(WAIT, cb.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(String::from_utf8(d.data.clone()).unwrap(), held);
+    assert!(d.redelivered, "marked redelivered");
+    d.ack(BasicAckOptions::default()).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_topic_exchange_routes_by_pattern_and_unroutable_mandatory_messages_return() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&dir);
+    let conn = connect(&server).await;
+    let ch = channel(&conn).await;
+    ch.exchange_declare(
+        "logs".into(),
+        ExchangeKind::Topic,
+        ExchangeDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    // The tutorial's table.
+    for (queue, keys) in [
+        ("q1", vec!["*.orange.*"]),
+        ("q2", vec!["*.*.rabbit", "lazy.#"]),
+    ] {
+        ch.queue_declare(
+            queue.into(),
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        for k in keys {
+            ch.queue_bind(
+                queue.into(),
+                "logs".into(),
+                k.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        }
+    }
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let routes = [
+        ("quick.orange.rabbit", vec!["q1", "q2"]),
+        ("lazy.orange.elephant", vec!["q1", "q2"]),
+        ("quick.orange.fox", vec!["q1"]),
+        ("lazy.brown.fox", vec!["q2"]),
+        ("lazy.pink.rabbit", vec!["q2"]),
+        ("quick.brown.fox", vec![]),
+        ("lazy", vec!["q2"]),
+    ];
+    for (key, _) in &routes {
+        let confirm = ch
+            .basic_publish(
+                "logs".into(),
+                (*key).into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                key.as_bytes(),
+                BasicProperties::default(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        assert!(confirm.is_ack());
+        let returned = confirm.take_message();
+        assert_eq!(
+            returned.is_some(),
+            *key == "quick.brown.fox",
+            "{key}: returned only when no queue took it"
+        );
+        if let Some(r) = returned {
+            assert_eq!(r.reply_code, 312);
+        }
+    }
+    for queue in ["q1", "q2"] {
+        let mut got = Vec::new();
+        while let Some(m) = ch
+            .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+        {
+            got.push(String::from_utf8(m.delivery.data.clone()).unwrap());
+        }
+        let want: Vec<&str> = routes
+            .iter()
+            .filter(|(_, qs)| qs.contains(&queue))
+            .map(|(k, _)| *k)
+            .collect();
+        assert_eq!(got, want, "{queue}");
+    }
+}
+
+#[tokio::test]
+async fn get_nack_and_reject_requeue_or_drop() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&dir);
+    let conn = connect(&server).await;
+    let ch = channel(&conn).await;
+    durable_queue(&ch, "g").await;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    assert!(
+        ch.basic_get("g".into(), BasicGetOptions::default())
+            .await
+            .unwrap()
+            .is_none(),
+        "get-empty"
+    );
+    publish_confirmed(&ch, "g", &bodies("m", 2)).await;
+    let m = ch
+        .basic_get("g".into(), BasicGetOptions::default())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&m.delivery.data[..], b"m0");
+    assert_eq!(m.message_count, 1);
+    m.delivery
+        .nack(BasicNackOptions {
+            requeue: true,
+            ..BasicNackOptions::default()
+        })
+        .await
+        .unwrap();
+    let again = ch
+        .basic_get("g".into(), BasicGetOptions::default())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&again.delivery.data[..], b"m0");
+    assert!(again.delivery.redelivered);
+    again
+        .delivery
+        .reject(BasicRejectOptions { requeue: false })
+        .await
+        .unwrap();
+    let next = ch
+        .basic_get("g".into(), BasicGetOptions::default())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&next.delivery.data[..], b"m1", "the rejected one is gone");
+    next.delivery.ack(BasicAckOptions::default()).await.unwrap();
+}
+
+#[tokio::test]
+async fn confirmed_messages_survive_a_restart_and_acknowledged_ones_stay_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&dir);
+    {
+        let conn = connect(&server).await;
+        let ch = channel(&conn).await;
+        durable_queue(&ch, "keep").await;
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        publish_confirmed(&ch, "keep", &bodies("k", 10)).await;
+        // Acknowledge the first three.
+        for _ in 0..3 {
+            let m = ch
+                .basic_get("keep".into(), BasicGetOptions::default())
+                .await
+                .unwrap()
+                .unwrap();
+            m.delivery.ack(BasicAckOptions::default()).await.unwrap();
+        }
+        // Take a fourth and leave it unacknowledged.
+        ch.basic_get("keep".into(), BasicGetOptions::default())
+            .await
+            .unwrap()
+            .unwrap();
+        // Acknowledgements have no reply: a round trip on the queue
+        // settles them before the restart.
+        ch.queue_declare(
+            "keep".into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        conn.close(200, "bye".into()).await.unwrap();
+    }
+    assert_eq!(server.terminate(), Some(0));
+    let server = start(&dir);
+    let conn = connect(&server).await;
+    let ch = channel(&conn).await;
+    let mut got = Vec::new();
+    while let Some(m) = ch
+        .basic_get("keep".into(), BasicGetOptions::default())
+        .await
+        .unwrap()
+    {
+        got.push((
+            String::from_utf8(m.delivery.data.clone()).unwrap(),
+            m.delivery.redelivered,
+        ));
+        m.delivery.ack(BasicAckOptions::default()).await.unwrap();
+    }
+    let want: Vec<(String, bool)> = (3..10).map(|i| (format!("k{i}"), i == 3)).collect();
+    assert_eq!(got, want, "the unacknowledged one comes back redelivered");
+}
+
+#[tokio::test]
+async fn channel_errors_close_the_channel_and_the_connection_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&dir);
+    let conn = connect(&server).await;
+
+    // Redeclaring with other arguments: 406.
+    let ch = channel(&conn).await;
+    durable_queue(&ch, "args").await;
+    let mut other = FieldTable::default();
+    other.insert("x-max-length".into(), AMQPValue::LongInt(10));
+    let e = ch
+        .queue_declare(
+            "args".into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            other,
+        )
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("PRECONDITION_FAILED"), "{e}");
+
+    // Publishing to a missing exchange: 404, on a confirm channel.
+    let ch = channel(&conn).await;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let published = ch
+        .basic_publish(
+            "nowhere".into(),
+            "k".into(),
+            BasicPublishOptions::default(),
+            b"x",
+            BasicProperties::default(),
+        )
+        .await;
+    let outcome = match published {
+        Ok(confirm) => confirm.await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    let e = outcome.unwrap_err();
+    assert!(e.to_string().contains("NOT_FOUND"), "{e}");
+
+    // Acknowledging an unknown delivery tag: 406.
+    let ch = channel(&conn).await;
+    ch.basic_ack(99, BasicAckOptions::default()).await.unwrap();
+    let e = ch
+        .queue_declare(
+            "after".into(),
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("PRECONDITION_FAILED"), "{e}");
+
+    // The connection is fine: a new channel works.
+    let ch = channel(&conn).await;
+    durable_queue(&ch, "still-fine").await;
+}
