@@ -59,6 +59,8 @@ struct Outgoing {
     message: Arc<Message>,
     queues: Vec<QueueHandle>,
     mandatory: bool,
+    /// A queue it was routed to refused it (`x-overflow: reject-publish`).
+    refused: bool,
 }
 
 /// An acknowledgement held back by a transaction.
@@ -585,10 +587,13 @@ impl Conn {
                 message.properties.headers.as_ref(),
             )
             .await;
-        let queues = match routed {
+        let mut queues = match routed {
             Ok(q) => q,
             Err(r) => return self.refuse(channel, r, class::BASIC, 40).await,
         };
+        let before = queues.len();
+        queues.retain(|q| !q.refuses_publish());
+        let refused = queues.len() < before;
         self.gw.metrics.published.fetch_add(1, Ordering::Relaxed);
         if queues.is_empty() {
             self.gw.metrics.unroutable.fetch_add(1, Ordering::Relaxed);
@@ -606,6 +611,7 @@ impl Conn {
             message,
             queues,
             mandatory: inc.publish.mandatory,
+            refused,
         };
         if ch.tx {
             ch.tx_publishes.push(out);
@@ -634,8 +640,8 @@ impl Conn {
         // Per channel: the last sequence number, and whether all succeeded.
         let mut confirms: BTreeMap<u16, Vec<(u64, bool)>> = BTreeMap::new();
         for o in done {
-            let ok = o.queues.iter().all(|q| !failed.contains(q.topic.as_ref()));
-            if o.queues.is_empty() && o.mandatory {
+            let ok = !o.refused && o.queues.iter().all(|q| !failed.contains(q.topic.as_ref()));
+            if o.queues.is_empty() && o.mandatory && !o.refused {
                 self.send_content(
                     o.channel,
                     Method::BasicReturn(BasicReturn {

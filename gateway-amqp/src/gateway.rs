@@ -3,17 +3,18 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use fjord_broker::{Broker, TopicSpec};
 use serde_json::Value;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::codec::{FieldTable, FieldValue, reply};
 use crate::config::AmqpConfig;
-use crate::queue::{self, ACKS_TOPIC, QueueHandle};
+use crate::queue::{self, ACKS_TOPIC, Housekeeping, QueueHandle};
 use crate::routing::{Destination, ExchangeDecl, ExchangeKind, RoutingError};
 use crate::topology::{self, Change, META_TOPIC, QueueDef, Topology};
 use crate::{Error, Result};
@@ -71,6 +72,8 @@ pub(crate) struct Inner {
     pub(crate) shutdown: CancellationToken,
     pub(crate) tracker: TaskTracker,
     next_id: AtomicU64,
+    /// Dead letters and expired queues, for the housekeeping task.
+    house: mpsc::UnboundedSender<Housekeeping>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -152,7 +155,9 @@ impl Inner {
         ensure_internal(&broker, META_TOPIC, true).await?;
         ensure_internal(&broker, ACKS_TOPIC, true).await?;
         let topology = topology::load(latest(&broker, META_TOPIC).await?);
+        let (house, house_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
+            house,
             broker,
             config,
             topology: tokio::sync::Mutex::new(Topology::default()),
@@ -162,9 +167,14 @@ impl Inner {
             tracker: TaskTracker::new(),
             next_id: AtomicU64::new(1),
         });
+        inner.tracker.spawn(housekeeping(
+            Arc::downgrade(&inner),
+            house_rx,
+            inner.shutdown.clone(),
+        ));
         let mut started = 0;
         for ((vhost, name), def) in &topology.queues {
-            if let Err(e) = inner.start_queue(vhost, name, &def.topic).await {
+            if let Err(e) = inner.start_queue(vhost, name, def).await {
                 warn!(vhost, queue = name, "queue not started: {e}");
             } else {
                 started += 1;
@@ -181,11 +191,18 @@ impl Inner {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    async fn start_queue(&self, vhost: &str, name: &str, topic: &str) -> Result<QueueHandle> {
-        let label: Arc<str> = Arc::from(format!("{vhost}/{name}").as_str());
-        let handle =
-            QueueHandle::open(self.broker.clone(), label, topic, self.config.read_ahead).await?;
-        lock(&self.queues).insert(topic.to_string(), handle.clone());
+    async fn start_queue(&self, vhost: &str, name: &str, def: &QueueDef) -> Result<QueueHandle> {
+        let handle = QueueHandle::open(
+            self.broker.clone(),
+            vhost,
+            name,
+            &def.topic,
+            &def.arguments,
+            self.config.read_ahead,
+            self.house.clone(),
+        )
+        .await?;
+        lock(&self.queues).insert(def.topic.clone(), handle.clone());
         Ok(handle)
     }
 
@@ -280,6 +297,7 @@ impl Inner {
             let q = self
                 .queue_by_topic(&topic)
                 .ok_or_else(|| not_found_queue(vhost, &name))?;
+            q.touch();
             return Ok(Declared {
                 name,
                 messages: q.message_count(),
@@ -322,7 +340,7 @@ impl Inner {
             )
             .await?;
         }
-        self.start_queue(vhost, &name, &topic).await?;
+        self.start_queue(vhost, &name, &def).await?;
         t.exchanges.add_queue(vhost, &name)?;
         t.queues.insert(key, def);
         let q = self.queue_by_topic(&topic);
@@ -648,6 +666,59 @@ fn check_queue_arguments(arguments: &FieldTable) -> Answer<()> {
         }
     }
     Ok(())
+}
+
+/// Publishes dead letters and deletes expired queues, for as long as the
+/// gateway lives.
+async fn housekeeping(
+    gw: Weak<Inner>,
+    mut rx: mpsc::UnboundedReceiver<Housekeeping>,
+    stop: CancellationToken,
+) {
+    loop {
+        let job = tokio::select! {
+            _ = stop.cancelled() => return,
+            job = rx.recv() => job,
+        };
+        let Some(job) = job else { return };
+        let Some(gw) = gw.upgrade() else { return };
+        match job {
+            Housekeeping::DeadLetter { vhost, message } => {
+                let queues = match gw
+                    .route(
+                        &vhost,
+                        &message.exchange,
+                        &message.routing_key,
+                        message.properties.headers.as_ref(),
+                    )
+                    .await
+                {
+                    Ok(q) => q,
+                    Err(r) => {
+                        debug!(
+                            vhost,
+                            exchange = message.exchange,
+                            "dead letter dropped: {}",
+                            r.text
+                        );
+                        continue;
+                    }
+                };
+                let message = Arc::new(*message);
+                for q in queues {
+                    if let Err(e) =
+                        queue::append(&gw.broker, &q.topic, &[Arc::clone(&message)]).await
+                    {
+                        warn!(topic = %q.topic, "dead letter not stored: {e}");
+                    }
+                }
+            }
+            Housekeeping::Expired { vhost, name } => {
+                info!(vhost, queue = name, "queue expired (x-expires)");
+                let _ = gw.delete_queue(&vhost, &name, false, false, None).await;
+            }
+        }
+    }
 }
 
 fn not_found_queue(vhost: &str, name: &str) -> Refusal {

@@ -1,422 +1,24 @@
-//! A queue: a one-partition log topic and the task that runs its cursor.
-//!
-//! # Format
-//! Messages are records of the queue's topic (see `message.rs`); the
-//! cursor's durable state is one record in the compacted topic
-//! `__amqp_acks` (key: the queue's topic), JSON:
-//! `{"floor": F, "next": N, "pending": [..], "delivered": [..]}`. Every
-//! offset below F is settled (acknowledged, or dropped); between F and N
-//! only the offsets in `pending` are not, and those in `delivered` had
-//! been handed to a consumer. Nothing at or above N was read yet.
-//!
-//! # Invariants
-//! - A message is in exactly one of: unread (offset ≥ `next`), `ready`,
-//!   `unacked`, settled.
-//! - A consumer never holds more unacknowledged messages than its prefetch
-//!   (0: no limit).
-//! - After a restart every settled message stays settled: the state is
-//!   stored after each batch of acknowledgements, so an acknowledged
-//!   message comes back only if the node stopped between the `basic.ack`
-//!   and that write (AMQP acknowledgements have no reply to wait for).
-//!   Messages that had been delivered and not acknowledged come back with
-//!   `redelivered` set.
-//!
-//! # Concurrency
-//! One task owns the cursor; channels talk to it through [`QueueHandle`].
-//! Publishers append to the topic directly; the task long-polls the topic
-//! for what is new.
+//! The task that runs a queue's cursor (see the module docs of `queue`).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
 use fjord_broker::{Acks, Broker, FetchRequest, FetchResult, NewRecord, OffsetSpec};
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
+use super::args::{DeathReason, Overflow, QueueArgs, dead_letter, message_ttl};
+use super::ready::{Entry, Ready};
+use super::{
+    ACKS_TOPIC, Cmd, ConsumeRefused, Consumer, Delivery, Event, Housekeeping, QueueStats, Stored,
+};
 use crate::message::Message;
-
-/// The compacted topic of the queues' cursor states.
-pub(crate) const ACKS_TOPIC: &str = "__amqp_acks";
-
-/// What a channel hears from the queues it consumes from.
-#[derive(Debug)]
-pub(crate) enum Event {
-    Deliver(Delivery),
-    /// The queue was deleted: the consumer is cancelled by the server.
-    Cancelled {
-        channel: u16,
-        tag: String,
-    },
-}
-
-/// One message handed to a consumer or a `basic.get`.
-#[derive(Debug)]
-pub(crate) struct Delivery {
-    pub(crate) channel: u16,
-    /// The queue's topic.
-    pub(crate) topic: Arc<str>,
-    pub(crate) consumer_tag: Option<String>,
-    pub(crate) offset: i64,
-    pub(crate) redelivered: bool,
-    pub(crate) message: Arc<Message>,
-    /// For `basic.get-ok`: messages left in the queue.
-    pub(crate) remaining: u32,
-    /// Acknowledged on delivery (no-ack): nothing to acknowledge.
-    pub(crate) settled: bool,
-}
-
-/// A consumer as the queue sees it.
-#[derive(Debug)]
-pub(crate) struct Consumer {
-    /// The connection and channel it belongs to.
-    pub(crate) connection: u64,
-    pub(crate) channel: u16,
-    pub(crate) tag: String,
-    /// Unacknowledged deliveries it may hold; 0: no limit.
-    pub(crate) prefetch: u16,
-    pub(crate) no_ack: bool,
-    pub(crate) exclusive: bool,
-    pub(crate) tx: mpsc::UnboundedSender<Event>,
-}
-
-/// Why a consumer was refused.
-#[derive(Debug)]
-pub(crate) enum ConsumeRefused {
-    /// Another consumer has the queue exclusively, or this one asked for
-    /// it and others consume (405 ACCESS_REFUSED in RabbitMQ's terms: 403).
-    Exclusive,
-}
-
-enum Cmd {
-    Consume {
-        consumer: Consumer,
-        reply: oneshot::Sender<Result<(), ConsumeRefused>>,
-    },
-    Cancel {
-        connection: u64,
-        channel: u16,
-        tag: String,
-    },
-    Ack {
-        offsets: Vec<i64>,
-    },
-    Reject {
-        offsets: Vec<i64>,
-        requeue: bool,
-    },
-    /// A channel closed: its consumers go, its unacknowledged messages are
-    /// requeued (redelivered).
-    Release {
-        connection: u64,
-        channel: u16,
-    },
-    /// Requeue a channel's unacknowledged messages (`basic.recover`).
-    Recover {
-        connection: u64,
-        channel: u16,
-    },
-    Get {
-        connection: u64,
-        channel: u16,
-        no_ack: bool,
-        reply: oneshot::Sender<Option<Delivery>>,
-    },
-    Purge {
-        reply: oneshot::Sender<u32>,
-    },
-    Stop {
-        reply: oneshot::Sender<()>,
-    },
-}
-
-/// Counts a queue keeps for declare-ok, the CLI and metrics.
-#[derive(Debug, Default)]
-pub(crate) struct QueueStats {
-    pub(crate) ready: AtomicU64,
-    pub(crate) unacked: AtomicU64,
-    pub(crate) consumers: AtomicU64,
-    pub(crate) delivered: AtomicU64,
-    pub(crate) acked: AtomicU64,
-}
-
-/// A running queue.
-#[derive(Debug, Clone)]
-pub(crate) struct QueueHandle {
-    tx: mpsc::UnboundedSender<Cmd>,
-    pub(crate) topic: Arc<str>,
-    pub(crate) stats: Arc<QueueStats>,
-}
-
-/// The durable part of the cursor.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Stored {
-    floor: i64,
-    next: i64,
-    #[serde(default)]
-    pending: Vec<i64>,
-    #[serde(default)]
-    delivered: Vec<i64>,
-}
-
-impl QueueHandle {
-    /// Opens the queue stored in `topic` (which exists) and starts its task.
-    pub(crate) async fn open(
-        broker: Broker,
-        name: Arc<str>,
-        topic: &str,
-        read_ahead: usize,
-    ) -> crate::Result<QueueHandle> {
-        let stored = load_state(&broker, topic).await?;
-        let (tx, rx) = mpsc::unbounded_channel();
-        let stats = Arc::new(QueueStats::default());
-        let topic: Arc<str> = Arc::from(topic);
-        let mut cursor = Cursor {
-            broker,
-            name,
-            topic: Arc::clone(&topic),
-            read_ahead: read_ahead.max(1),
-            next: stored.next.max(stored.floor),
-            floor: stored.floor,
-            end: stored.next,
-            ready: BTreeMap::new(),
-            unacked: HashMap::new(),
-            consumers: Vec::new(),
-            turn: 0,
-            skip: BTreeSet::new(),
-            stats: Arc::clone(&stats),
-            dirty: false,
-        };
-        // What was read before the stop: pending ones come back (delivered
-        // ones marked redelivered), the rest of that range is settled.
-        if stored.next > stored.floor {
-            let delivered: BTreeSet<i64> = stored.delivered.iter().copied().collect();
-            let pending: BTreeSet<i64> = stored.pending.iter().copied().collect();
-            let records = read(&cursor.broker, topic.as_ref(), stored.floor, stored.next).await?;
-            for (offset, m) in records {
-                if pending.contains(&offset) {
-                    cursor
-                        .ready
-                        .insert(offset, (Arc::new(m), delivered.contains(&offset)));
-                }
-            }
-            cursor.next = stored.next;
-        }
-        cursor.end = cursor.end.max(cursor.next);
-        cursor.publish_stats();
-        tokio::spawn(cursor.run(rx));
-        Ok(QueueHandle { tx, topic, stats })
-    }
-
-    pub(crate) async fn consume(&self, consumer: Consumer) -> Result<(), ConsumeRefused> {
-        let (reply, rx) = oneshot::channel();
-        if self.tx.send(Cmd::Consume { consumer, reply }).is_err() {
-            return Ok(());
-        }
-        rx.await.unwrap_or(Ok(()))
-    }
-
-    pub(crate) fn cancel(&self, connection: u64, channel: u16, tag: &str) {
-        let _ = self.tx.send(Cmd::Cancel {
-            connection,
-            channel,
-            tag: tag.to_string(),
-        });
-    }
-
-    pub(crate) fn ack(&self, offsets: Vec<i64>) {
-        let _ = self.tx.send(Cmd::Ack { offsets });
-    }
-
-    pub(crate) fn reject(&self, offsets: Vec<i64>, requeue: bool) {
-        let _ = self.tx.send(Cmd::Reject { offsets, requeue });
-    }
-
-    pub(crate) fn release(&self, connection: u64, channel: u16) {
-        let _ = self.tx.send(Cmd::Release {
-            connection,
-            channel,
-        });
-    }
-
-    pub(crate) fn recover(&self, connection: u64, channel: u16) {
-        let _ = self.tx.send(Cmd::Recover {
-            connection,
-            channel,
-        });
-    }
-
-    pub(crate) async fn get(
-        &self,
-        connection: u64,
-        channel: u16,
-        no_ack: bool,
-    ) -> Option<Delivery> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Cmd::Get {
-                connection,
-                channel,
-                no_ack,
-                reply,
-            })
-            .ok()?;
-        rx.await.ok().flatten()
-    }
-
-    /// Drops every ready message; returns how many.
-    pub(crate) async fn purge(&self) -> u32 {
-        let (reply, rx) = oneshot::channel();
-        if self.tx.send(Cmd::Purge { reply }).is_err() {
-            return 0;
-        }
-        rx.await.unwrap_or(0)
-    }
-
-    /// Stops the task; its consumers are told they are cancelled.
-    pub(crate) async fn stop(&self) {
-        let (reply, rx) = oneshot::channel();
-        if self.tx.send(Cmd::Stop { reply }).is_ok() {
-            let _ = rx.await;
-        }
-    }
-
-    /// Messages ready or unread.
-    pub(crate) fn message_count(&self) -> u32 {
-        u32::try_from(self.stats.ready.load(Ordering::Relaxed)).unwrap_or(u32::MAX)
-    }
-
-    pub(crate) fn consumer_count(&self) -> u32 {
-        u32::try_from(self.stats.consumers.load(Ordering::Relaxed)).unwrap_or(u32::MAX)
-    }
-}
-
-/// Appends `messages` to a queue's topic; `Ok` once committed.
-pub(crate) async fn append(
-    broker: &Broker,
-    topic: &str,
-    messages: &[Arc<Message>],
-) -> crate::Result<()> {
-    let records: Vec<NewRecord> = messages.iter().map(|m| m.to_record()).collect();
-    broker
-        .append_anywhere(topic, 0, records, Acks::All)
-        .await
-        .map(|_| ())
-        .map_err(crate::Error::Broker)
-}
-
-async fn load_state(broker: &Broker, topic: &str) -> crate::Result<Stored> {
-    let end = broker
-        .list_offset_anywhere(ACKS_TOPIC, 0, OffsetSpec::Latest)
-        .await?
-        .map_or(0, |(o, _)| o);
-    let mut state = Stored::default();
-    let mut offset = 0;
-    while offset < end {
-        let r = broker
-            .fetch_anywhere(FetchRequest {
-                topic: ACKS_TOPIC.into(),
-                partition: 0,
-                offset,
-                max_bytes: 1 << 20,
-                min_bytes: 0,
-                max_wait: Duration::ZERO,
-            })
-            .await;
-        let r = match r {
-            Ok(r) => r,
-            Err(fjord_broker::Error::OffsetOutOfRange { earliest, .. }) if earliest > offset => {
-                offset = earliest;
-                continue;
-            }
-            Err(e) => return Err(e.into()),
-        };
-        if r.records.is_empty() || r.next_offset <= offset {
-            break;
-        }
-        for rec in fjord_broker::decode_records(r.records, offset)? {
-            if rec.key.as_deref() == Some(topic.as_bytes()) {
-                state = rec
-                    .value
-                    .as_deref()
-                    .and_then(|v| serde_json::from_slice(v).ok())
-                    .unwrap_or_default();
-            }
-        }
-        offset = r.next_offset;
-    }
-    // A queue whose log start moved (retention) starts there.
-    if let Ok(Some((start, _))) = broker
-        .list_offset_anywhere(topic, 0, OffsetSpec::Earliest)
-        .await
-        && start > state.floor
-    {
-        state.floor = start;
-        state.next = state.next.max(start);
-        state.pending.retain(|o| *o >= start);
-    }
-    Ok(state)
-}
-
-/// Deletes a queue's cursor state.
-pub(crate) async fn forget_state(broker: &Broker, topic: &str) {
-    let r = broker
-        .append_anywhere(
-            ACKS_TOPIC,
-            0,
-            vec![NewRecord {
-                key: Some(Bytes::from(topic.to_string().into_bytes())),
-                value: None,
-                headers: Vec::new(),
-                timestamp_ms: 0,
-            }],
-            Acks::All,
-        )
-        .await;
-    if let Err(e) = r {
-        debug!(topic, "queue state not deleted: {e}");
-    }
-}
-
-/// The messages of `topic` in `[from, to)`.
-async fn read(
-    broker: &Broker,
-    topic: &str,
-    from: i64,
-    to: i64,
-) -> crate::Result<Vec<(i64, Message)>> {
-    let mut out = Vec::new();
-    let mut offset = from;
-    while offset < to {
-        let r = broker
-            .fetch_anywhere(FetchRequest {
-                topic: topic.to_string(),
-                partition: 0,
-                offset,
-                max_bytes: 1 << 20,
-                min_bytes: 0,
-                max_wait: Duration::ZERO,
-            })
-            .await?;
-        if r.records.is_empty() || r.next_offset <= offset {
-            break;
-        }
-        for rec in fjord_broker::decode_records(r.records, offset)? {
-            if rec.offset < to
-                && let Some(m) = Message::from_record(&rec)
-            {
-                out.push((rec.offset, m));
-            }
-        }
-        offset = r.next_offset;
-    }
-    Ok(out)
-}
+use crate::now_ms;
 
 /// A command's part that needs the task to await.
 enum Later {
@@ -437,33 +39,85 @@ struct Unacked {
     message: Arc<Message>,
 }
 
-struct Cursor {
-    broker: Broker,
-    name: Arc<str>,
-    topic: Arc<str>,
-    read_ahead: usize,
+pub(super) struct Cursor {
+    pub(super) broker: Broker,
+    pub(super) vhost: String,
+    pub(super) name: String,
+    pub(super) topic: Arc<str>,
+    pub(super) args: QueueArgs,
+    pub(super) house: mpsc::UnboundedSender<Housekeeping>,
+    pub(super) read_ahead: usize,
     /// The next offset to read from the log.
-    next: i64,
+    pub(super) next: i64,
     /// Every offset below is settled.
-    floor: i64,
+    pub(super) floor: i64,
     /// The log end as last heard.
-    end: i64,
-    /// Read, not delivered: offset → (message, redelivered).
-    ready: BTreeMap<i64, (Arc<Message>, bool)>,
+    pub(super) end: i64,
+    pub(super) ready: Ready,
     unacked: HashMap<i64, Unacked>,
     consumers: Vec<Consumer>,
     /// Round-robin position in `consumers`.
     turn: usize,
-    /// Offsets in [next, ...) settled before they were read (none today;
-    /// kept for purge bookkeeping).
-    skip: BTreeSet<i64>,
-    stats: Arc<QueueStats>,
+    pub(super) stats: Arc<QueueStats>,
     /// The stored state is behind.
     dirty: bool,
+    /// Last consumer, get or declare (for `x-expires`).
+    last_used: i64,
+    expired: bool,
 }
 
 impl Cursor {
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Cmd>) {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        broker: Broker,
+        vhost: String,
+        name: String,
+        topic: Arc<str>,
+        args: QueueArgs,
+        house: mpsc::UnboundedSender<Housekeeping>,
+        read_ahead: usize,
+        stored: &Stored,
+        stats: Arc<QueueStats>,
+    ) -> Cursor {
+        Cursor {
+            broker,
+            vhost,
+            name,
+            topic,
+            ready: Ready::new(args.max_priority),
+            args,
+            house,
+            read_ahead: read_ahead.max(1),
+            next: stored.next.max(stored.floor),
+            floor: stored.floor,
+            end: stored.next,
+            unacked: HashMap::new(),
+            consumers: Vec::new(),
+            turn: 0,
+            stats,
+            dirty: false,
+            last_used: now_ms(),
+            expired: false,
+        }
+    }
+
+    /// Adds a message read from the log (appended at `at_ms`).
+    pub(super) fn add(&mut self, offset: i64, at_ms: i64, m: Message, redelivered: bool) {
+        let ttl = match (self.args.message_ttl, message_ttl(&m)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.ready.insert(
+            offset,
+            Entry {
+                message: Arc::new(m),
+                redelivered,
+                expires_at: ttl.map(|t| at_ms.saturating_add(t)),
+            },
+        );
+    }
+
+    pub(super) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Cmd>) {
         let mut fetching: Option<BoxFuture<'static, fjord_broker::Result<FetchResult>>> = None;
         let mut saving: Option<BoxFuture<'static, ()>> = None;
         loop {
@@ -474,6 +128,7 @@ impl Cursor {
                 saving = Some(self.save());
                 self.dirty = false;
             }
+            let deadline = self.deadline();
             tokio::select! {
                 cmd = rx.recv() => {
                     let Some(mut cmd) = cmd else { return };
@@ -485,6 +140,7 @@ impl Cursor {
                                 // What was committed before the get is in
                                 // the queue for it.
                                 self.catch_up().await;
+                                self.housekeep();
                                 let got = self.get(connection, channel, no_ack);
                                 let _ = reply.send(got);
                             }
@@ -524,10 +180,94 @@ impl Cursor {
                 } => {
                     saving = None;
                 }
+                () = async {
+                    match deadline {
+                        Some(at) => {
+                            let wait = u64::try_from(at - now_ms()).unwrap_or(0);
+                            tokio::time::sleep(Duration::from_millis(wait)).await;
+                        }
+                        None => std::future::pending().await,
+                    }
+                } => {}
             }
+            self.housekeep();
             self.dispatch();
             self.publish_stats();
         }
+    }
+
+    /// The next moment something expires: a message, or the queue.
+    fn deadline(&self) -> Option<i64> {
+        let queue = self
+            .args
+            .expires
+            .filter(|_| self.consumers.is_empty() && !self.expired)
+            .map(|e| self.last_used.saturating_add(e));
+        match (self.ready.next_expiry(), queue) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Expired messages go (dead-lettered if the queue says where); a
+    /// queue over its length limit drops its head; an unused queue past
+    /// `x-expires` asks to be deleted.
+    fn housekeep(&mut self) {
+        let now = now_ms();
+        for (_, e) in self.ready.expired(now) {
+            self.dead_letter(&e.message, DeathReason::Expired);
+            self.dirty = true;
+        }
+        if self.args.overflow == Overflow::DropHead {
+            loop {
+                let over_count = self
+                    .args
+                    .max_length
+                    .is_some_and(|max| self.ready_count() > max);
+                let over_bytes = self
+                    .args
+                    .max_length_bytes
+                    .is_some_and(|max| self.ready.bytes() > max);
+                if !(over_count || over_bytes) {
+                    break;
+                }
+                let Some((_, e)) = self.ready.pop_first() else {
+                    break;
+                };
+                self.dead_letter(&e.message, DeathReason::MaxLen);
+                self.dirty = true;
+            }
+        }
+        if let Some(expires) = self.args.expires
+            && !self.expired
+            && self.consumers.is_empty()
+            && now >= self.last_used.saturating_add(expires)
+        {
+            self.expired = true;
+            let _ = self.house.send(Housekeeping::Expired {
+                vhost: self.vhost.clone(),
+                name: self.name.clone(),
+            });
+        }
+    }
+
+    fn dead_letter(&self, m: &Message, reason: DeathReason) {
+        let Some(exchange) = &self.args.dead_letter_exchange else {
+            return;
+        };
+        let now_s = u64::try_from(now_ms() / 1000).unwrap_or(0);
+        let mut out = dead_letter(m, &self.name, reason, now_s);
+        let routing_key = self
+            .args
+            .dead_letter_routing_key
+            .clone()
+            .unwrap_or_else(|| m.routing_key.clone());
+        out.exchange = exchange.clone();
+        out.routing_key = routing_key;
+        let _ = self.house.send(Housekeeping::DeadLetter {
+            vhost: self.vhost.clone(),
+            message: Box::new(out),
+        });
     }
 
     fn fetch(&self) -> BoxFuture<'static, fjord_broker::Result<FetchResult>> {
@@ -569,15 +309,10 @@ impl Cursor {
         match fjord_broker::decode_records(r.records, self.next) {
             Ok(records) => {
                 for rec in records {
-                    if self.skip.remove(&rec.offset) {
-                        continue;
-                    }
                     match Message::from_record(&rec) {
-                        Some(m) => {
-                            self.ready.insert(rec.offset, (Arc::new(m), false));
-                        }
+                        Some(m) => self.add(rec.offset, rec.timestamp_ms, m, false),
                         None => {
-                            warn!(queue = %self.name, offset = rec.offset, "not a message; skipped")
+                            warn!(queue = %self.name, offset = rec.offset, "not a message; skipped");
                         }
                     }
                 }
@@ -619,7 +354,7 @@ impl Cursor {
     }
 
     fn get(&mut self, connection: u64, channel: u16, no_ack: bool) -> Option<Delivery> {
-        let (offset, (message, redelivered)) = self.ready.pop_first()?;
+        let (offset, e) = self.ready.pop_first()?;
         if !no_ack {
             self.unacked.insert(
                 offset,
@@ -627,7 +362,7 @@ impl Cursor {
                     connection,
                     channel,
                     consumer: None,
-                    message: Arc::clone(&message),
+                    message: Arc::clone(&e.message),
                 },
             );
         }
@@ -638,8 +373,8 @@ impl Cursor {
             topic: Arc::clone(&self.topic),
             consumer_tag: None,
             offset,
-            redelivered,
-            message,
+            redelivered: e.redelivered,
+            message: e.message,
             remaining: u32::try_from(self.ready_count()).unwrap_or(u32::MAX),
             settled: no_ack,
         })
@@ -654,6 +389,7 @@ impl Cursor {
                     let _ = reply.send(Err(ConsumeRefused::Exclusive));
                 } else {
                     self.consumers.push(consumer);
+                    self.last_used = now_ms();
                     let _ = reply.send(Ok(()));
                 }
             }
@@ -665,6 +401,7 @@ impl Cursor {
                 self.consumers.retain(|c| {
                     !(c.connection == connection && c.channel == channel && c.tag == tag)
                 });
+                self.last_used = now_ms();
             }
             Cmd::Ack { offsets } => {
                 for o in offsets {
@@ -678,7 +415,9 @@ impl Cursor {
                 for o in offsets {
                     if let Some(u) = self.unacked.remove(&o) {
                         if requeue {
-                            self.ready.insert(o, (u.message, true));
+                            self.requeue(o, u.message);
+                        } else {
+                            self.dead_letter(&u.message, DeathReason::Rejected);
                         }
                         self.dirty = true;
                     }
@@ -691,6 +430,7 @@ impl Cursor {
                 self.consumers
                     .retain(|c| !(c.connection == connection && c.channel == channel));
                 self.requeue_channel(connection, channel);
+                self.last_used = now_ms();
             }
             Cmd::Recover {
                 connection,
@@ -702,6 +442,7 @@ impl Cursor {
                 no_ack,
                 reply,
             } => {
+                self.last_used = now_ms();
                 return Later::Get {
                     connection,
                     channel,
@@ -709,6 +450,7 @@ impl Cursor {
                     reply,
                 };
             }
+            Cmd::Touch => self.last_used = now_ms(),
             Cmd::Purge { reply } => {
                 let dropped = self.ready_count();
                 self.ready.clear();
@@ -721,6 +463,19 @@ impl Cursor {
         Later::Nothing
     }
 
+    /// Back to ready, marked redelivered (its TTL runs on from now).
+    fn requeue(&mut self, offset: i64, message: Arc<Message>) {
+        let expires_at = self.args.message_ttl.map(|t| now_ms().saturating_add(t));
+        self.ready.insert(
+            offset,
+            Entry {
+                message,
+                redelivered: true,
+                expires_at,
+            },
+        );
+    }
+
     fn requeue_channel(&mut self, connection: u64, channel: u16) {
         let back: Vec<i64> = self
             .unacked
@@ -730,7 +485,7 @@ impl Cursor {
             .collect();
         for o in back {
             if let Some(u) = self.unacked.remove(&o) {
-                self.ready.insert(o, (u.message, true));
+                self.requeue(o, u.message);
             }
         }
         self.dirty = true;
@@ -741,7 +496,8 @@ impl Cursor {
         self.ready.len() + usize::try_from(self.end - self.next).unwrap_or(0)
     }
 
-    /// Hands ready messages to consumers with room, round robin.
+    /// Hands ready messages to consumers with room, round robin (only the
+    /// first consumer with `x-single-active-consumer`).
     fn dispatch(&mut self) {
         if self.consumers.is_empty() {
             return;
@@ -770,7 +526,11 @@ impl Cursor {
             })
             .collect();
         drop(held);
-        let n = self.consumers.len();
+        let n = if self.args.single_active_consumer {
+            1
+        } else {
+            self.consumers.len()
+        };
         let mut gone = Vec::new();
         while !self.ready.is_empty() {
             let Some(i) = (0..n)
@@ -780,7 +540,7 @@ impl Cursor {
                 break;
             };
             self.turn = (i + 1) % n;
-            let Some((offset, (message, redelivered))) = self.ready.pop_first() else {
+            let Some((offset, e)) = self.ready.pop_first() else {
                 break;
             };
             let c = &self.consumers[i];
@@ -789,14 +549,14 @@ impl Cursor {
                 topic: Arc::clone(&self.topic),
                 consumer_tag: Some(c.tag.clone()),
                 offset,
-                redelivered,
-                message: Arc::clone(&message),
+                redelivered: e.redelivered,
+                message: Arc::clone(&e.message),
                 remaining: 0,
                 settled: c.no_ack,
             };
             if c.tx.send(Event::Deliver(d)).is_err() {
                 // Its connection is gone: the message stays ready.
-                self.ready.insert(offset, (message, redelivered));
+                self.ready.insert(offset, e);
                 gone.push(i);
                 continue;
             }
@@ -807,7 +567,7 @@ impl Cursor {
                         connection: c.connection,
                         channel: c.channel,
                         consumer: Some(c.tag.clone()),
-                        message,
+                        message: e.message,
                     },
                 );
             }
@@ -826,7 +586,7 @@ impl Cursor {
         }
     }
 
-    fn publish_stats(&self) {
+    pub(super) fn publish_stats(&self) {
         self.stats
             .ready
             .store(self.ready_count() as u64, Ordering::Relaxed);
@@ -840,24 +600,20 @@ impl Cursor {
 
     /// Writes the cursor state (in the background of the task's loop).
     fn save(&mut self) -> BoxFuture<'static, ()> {
-        let first_ready = self.ready.keys().next().copied();
+        let first_ready = self.ready.offsets().next();
         let first_unacked = self.unacked.keys().min().copied();
         self.floor = [first_ready, first_unacked, Some(self.next)]
             .into_iter()
             .flatten()
             .min()
             .unwrap_or(self.next);
-        let mut pending: Vec<i64> = self.ready.keys().copied().collect();
+        let mut pending: Vec<i64> = self.ready.offsets().collect();
         // Delivered before: unacknowledged, or requeued after a delivery.
         let mut delivered: Vec<i64> = self.unacked.keys().copied().collect();
-        delivered.extend(
-            self.ready
-                .iter()
-                .filter(|(_, (_, redelivered))| *redelivered)
-                .map(|(o, _)| *o),
-        );
-        pending.extend(&delivered);
+        delivered.extend(self.ready.redelivered());
+        pending.extend(self.unacked.keys().copied());
         pending.sort_unstable();
+        delivered.sort_unstable();
         let state = Stored {
             floor: self.floor,
             next: self.next,

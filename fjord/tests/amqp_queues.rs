@@ -1,0 +1,397 @@
+//! AMQP queue arguments against a real `fjord serve` (lapin): message TTL
+//! and per-message expiration, dead-lettering with `x-death`, length
+//! limits with both overflow behaviours, priorities, single active
+//! consumer and queue expiry.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::Server;
+use futures::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, BasicRejectOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+async fn setup() -> (tempfile::TempDir, Server, Connection, Channel) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&dir.path().join("data"), &[]);
+    let uri = format!("amqp://guest:guest@{}/%2f", server.amqp);
+    let conn = Connection::connect(&uri, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    (dir, server, conn, ch)
+}
+
+fn args(pairs: &[(&str, AMQPValue)]) -> FieldTable {
+    let mut t = FieldTable::default();
+    for (k, v) in pairs {
+        t.insert(ShortString::from(*k), v.clone());
+    }
+    t
+}
+
+fn text(s: &str) -> AMQPValue {
+    AMQPValue::LongString(s.into())
+}
+
+async fn queue(ch: &Channel, name: &str, arguments: FieldTable) {
+    ch.queue_declare(
+        name.into(),
+        QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        },
+        arguments,
+    )
+    .await
+    .unwrap();
+}
+
+/// A fanout dead-letter exchange `dlx` feeding queue `dead`.
+async fn dead_letter_queue(ch: &Channel) {
+    ch.exchange_declare(
+        "dlx".into(),
+        ExchangeKind::Fanout,
+        ExchangeDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    queue(ch, "dead", FieldTable::default()).await;
+    ch.queue_bind(
+        "dead".into(),
+        "dlx".into(),
+        "".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+}
+
+/// Publishes and waits for the confirm; true for an ack.
+async fn publish(ch: &Channel, queue: &str, body: &str, props: BasicProperties) -> bool {
+    ch.basic_publish(
+        "".into(),
+        queue.into(),
+        BasicPublishOptions::default(),
+        body.as_bytes(),
+        props,
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap()
+    .is_ack()
+}
+
+/// The next message of `queue`, waiting for one to arrive (bounded).
+async fn next(ch: &Channel, queue: &str) -> lapin::message::BasicGetMessage {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(m) = ch
+            .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+        {
+            return m;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing arrived in {queue}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn drain(ch: &Channel, queue: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    while let Some(m) = ch
+        .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+        .await
+        .unwrap()
+    {
+        out.push(String::from_utf8(m.delivery.data.clone()).unwrap());
+    }
+    out
+}
+
+fn x_death(m: &lapin::message::BasicGetMessage) -> (String, i64) {
+    let headers = m.delivery.properties.headers().as_ref().unwrap();
+    let Some(AMQPValue::FieldArray(deaths)) = headers.inner().get("x-death") else {
+        panic!("no x-death: {headers:?}");
+    };
+    let Some(AMQPValue::FieldTable(first)) = deaths.as_slice().first() else {
+        panic!("x-death: {deaths:?}");
+    };
+    let reason = match first.inner().get("reason") {
+        Some(AMQPValue::LongString(s)) => s.to_string(),
+        other => panic!("reason: {other:?}"),
+    };
+    let count = match first.inner().get("count") {
+        Some(AMQPValue::LongLongInt(n)) => *n,
+        other => panic!("count: {other:?}"),
+    };
+    (reason, count)
+}
+
+#[tokio::test]
+async fn expired_messages_go_to_the_dead_letter_exchange() {
+    let (_dir, _server, _conn, ch) = setup().await;
+    dead_letter_queue(&ch).await;
+    queue(
+        &ch,
+        "short",
+        args(&[
+            ("x-message-ttl", AMQPValue::LongInt(100)),
+            ("x-dead-letter-exchange", text("dlx")),
+        ]),
+    )
+    .await;
+    assert!(publish(&ch, "short", "stale", BasicProperties::default()).await);
+    // Nobody consumes: after the TTL it is dead-lettered.
+    let m = next(&ch, "dead").await;
+    assert_eq!(&m.delivery.data[..], b"stale");
+    assert_eq!(x_death(&m), ("expired".into(), 1));
+    assert!(drain(&ch, "short").await.is_empty());
+
+    // A per-message expiration shorter than the queue's TTL wins.
+    queue(
+        &ch,
+        "long",
+        args(&[("x-dead-letter-exchange", text("dlx"))]),
+    )
+    .await;
+    assert!(
+        publish(
+            &ch,
+            "long",
+            "quick",
+            BasicProperties::default().with_expiration("50".into())
+        )
+        .await
+    );
+    assert!(publish(&ch, "long", "keeps", BasicProperties::default()).await);
+    let m = next(&ch, "dead").await;
+    assert_eq!(&m.delivery.data[..], b"quick");
+    assert_eq!(drain(&ch, "long").await, ["keeps"]);
+}
+
+#[tokio::test]
+async fn rejected_messages_are_dead_lettered_with_a_routing_key_and_x_death() {
+    let (_dir, _server, _conn, ch) = setup().await;
+    ch.exchange_declare(
+        "dlx-direct".into(),
+        ExchangeKind::Direct,
+        ExchangeDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    queue(&ch, "retry", FieldTable::default()).await;
+    ch.queue_bind(
+        "retry".into(),
+        "dlx-direct".into(),
+        "again".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    queue(
+        &ch,
+        "work",
+        args(&[
+            ("x-dead-letter-exchange", text("dlx-direct")),
+            ("x-dead-letter-routing-key", text("again")),
+        ]),
+    )
+    .await;
+    assert!(publish(&ch, "work", "job", BasicProperties::default()).await);
+    let m = ch
+        .basic_get("work".into(), BasicGetOptions::default())
+        .await
+        .unwrap()
+        .unwrap();
+    m.delivery
+        .reject(BasicRejectOptions { requeue: false })
+        .await
+        .unwrap();
+    let d = next(&ch, "retry").await;
+    assert_eq!(&d.delivery.data[..], b"job");
+    assert_eq!(x_death(&d), ("rejected".into(), 1));
+}
+
+#[tokio::test]
+async fn a_full_queue_drops_its_head_or_refuses_the_publish() {
+    let (_dir, _server, _conn, ch) = setup().await;
+    dead_letter_queue(&ch).await;
+    queue(
+        &ch,
+        "bounded",
+        args(&[
+            ("x-max-length", AMQPValue::LongInt(2)),
+            ("x-dead-letter-exchange", text("dlx")),
+        ]),
+    )
+    .await;
+    for b in ["a", "b", "c"] {
+        assert!(publish(&ch, "bounded", b, BasicProperties::default()).await);
+    }
+    let m = next(&ch, "dead").await;
+    assert_eq!(&m.delivery.data[..], b"a", "the head was dropped");
+    assert_eq!(x_death(&m), ("maxlen".into(), 1));
+    assert_eq!(drain(&ch, "bounded").await, ["b", "c"]);
+
+    queue(
+        &ch,
+        "strict",
+        args(&[
+            ("x-max-length", AMQPValue::LongInt(2)),
+            ("x-overflow", text("reject-publish")),
+        ]),
+    )
+    .await;
+    assert!(publish(&ch, "strict", "1", BasicProperties::default()).await);
+    assert!(publish(&ch, "strict", "2", BasicProperties::default()).await);
+    // The queue's count follows its reads: wait until it holds both.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let q = ch
+            .queue_declare(
+                "strict".into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        if q.message_count() == 2 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        !publish(&ch, "strict", "3", BasicProperties::default()).await,
+        "nacked when full"
+    );
+    assert_eq!(drain(&ch, "strict").await, ["1", "2"]);
+}
+
+#[tokio::test]
+async fn a_priority_queue_delivers_higher_priorities_first() {
+    let (_dir, _server, _conn, ch) = setup().await;
+    queue(
+        &ch,
+        "prio",
+        args(&[("x-max-priority", AMQPValue::ShortShortUInt(10))]),
+    )
+    .await;
+    for (body, p) in [("low", 1u8), ("none", 0), ("high", 9), ("mid", 5)] {
+        let props = if p == 0 {
+            BasicProperties::default()
+        } else {
+            BasicProperties::default().with_priority(p)
+        };
+        assert!(publish(&ch, "prio", body, props).await);
+    }
+    assert_eq!(drain(&ch, "prio").await, ["high", "mid", "low", "none"]);
+}
+
+#[tokio::test]
+async fn a_single_active_consumer_gets_everything_until_it_goes() {
+    let (_dir, server, _conn, ch) = setup().await;
+    queue(
+        &ch,
+        "sac",
+        args(&[("x-single-active-consumer", AMQPValue::Boolean(true))]),
+    )
+    .await;
+    let uri = format!("amqp://guest:guest@{}/%2f", server.amqp);
+    let c1 = Connection::connect(&uri, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch1 = c1.create_channel().await.unwrap();
+    let mut first = ch1
+        .basic_consume(
+            "sac".into(),
+            "first".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let ch2 = c1.create_channel().await.unwrap();
+    let mut second = ch2
+        .basic_consume(
+            "sac".into(),
+            "second".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    for i in 0..4 {
+        assert!(publish(&ch, "sac", &i.to_string(), BasicProperties::default()).await);
+    }
+    for i in 0..4 {
+        let d = tokio::time::timeout(WAIT, first.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(String::from_utf8(d.data.clone()).unwrap(), i.to_string());
+        d.ack(BasicAckOptions::default()).await.unwrap();
+    }
+    // The active consumer goes: the other takes over.
+    ch1.close(200, "bye".into()).await.unwrap();
+    assert!(publish(&ch, "sac", "after", BasicProperties::default()).await);
+    let d = tokio::time::timeout(WAIT, second.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(&d.data[..], b"after");
+}
+
+#[tokio::test]
+async fn an_unused_queue_expires() {
+    let (_dir, server, _conn, ch) = setup().await;
+    queue(&ch, "temp", args(&[("x-expires", AMQPValue::LongInt(100))])).await;
+    // Watched from the metrics (a declare, even passive, would renew it).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, body) = server.http_get("/metrics");
+        if !body.contains("queue=\"temp\"") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the queue stayed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let e = ch
+        .queue_declare(
+            "temp".into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("NOT_FOUND"), "{e}");
+}

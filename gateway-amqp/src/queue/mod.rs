@@ -1,0 +1,460 @@
+//! A queue: a one-partition log topic and the task that runs its cursor.
+//!
+//! # Format
+//! Messages are records of the queue's topic (see `message.rs`); the
+//! cursor's durable state is one record in the compacted topic
+//! `__amqp_acks` (key: the queue's topic), JSON:
+//! `{"floor": F, "next": N, "pending": [..], "delivered": [..]}`. Every
+//! offset below F is settled (acknowledged, or dropped); between F and N
+//! only the offsets in `pending` are not, and those in `delivered` had
+//! been handed to a consumer. Nothing at or above N was read yet.
+//!
+//! # Invariants
+//! - A message is in exactly one of: unread (offset ≥ `next`), `ready`,
+//!   `unacked`, settled.
+//! - A consumer never holds more unacknowledged messages than its prefetch
+//!   (0: no limit).
+//! - After a restart every settled message stays settled: the state is
+//!   stored after each batch of acknowledgements, so an acknowledged
+//!   message comes back only if the node stopped between the `basic.ack`
+//!   and that write (AMQP acknowledgements have no reply to wait for).
+//!   Messages that had been delivered and not acknowledged come back with
+//!   `redelivered` set.
+//!
+//! # Concurrency
+//! One task owns the cursor; channels talk to it through [`QueueHandle`].
+//! Publishers append to the topic directly; the task long-polls the topic
+//! for what is new.
+
+mod args;
+mod cursor;
+mod ready;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use fjord_broker::{Acks, Broker, FetchRequest, NewRecord, OffsetSpec};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+use tracing::debug;
+
+use crate::codec::FieldTable;
+use crate::message::Message;
+use args::{Overflow, QueueArgs};
+use cursor::Cursor;
+
+/// The compacted topic of the queues' cursor states.
+pub(crate) const ACKS_TOPIC: &str = "__amqp_acks";
+
+/// What a channel hears from the queues it consumes from.
+#[derive(Debug)]
+pub(crate) enum Event {
+    Deliver(Delivery),
+    /// The queue was deleted: the consumer is cancelled by the server.
+    Cancelled {
+        channel: u16,
+        tag: String,
+    },
+}
+
+/// One message handed to a consumer or a `basic.get`.
+#[derive(Debug)]
+pub(crate) struct Delivery {
+    pub(crate) channel: u16,
+    /// The queue's topic.
+    pub(crate) topic: Arc<str>,
+    pub(crate) consumer_tag: Option<String>,
+    pub(crate) offset: i64,
+    pub(crate) redelivered: bool,
+    pub(crate) message: Arc<Message>,
+    /// For `basic.get-ok`: messages left in the queue.
+    pub(crate) remaining: u32,
+    /// Acknowledged on delivery (no-ack): nothing to acknowledge.
+    pub(crate) settled: bool,
+}
+
+/// A consumer as the queue sees it.
+#[derive(Debug)]
+pub(crate) struct Consumer {
+    /// The connection and channel it belongs to.
+    pub(crate) connection: u64,
+    pub(crate) channel: u16,
+    pub(crate) tag: String,
+    /// Unacknowledged deliveries it may hold; 0: no limit.
+    pub(crate) prefetch: u16,
+    pub(crate) no_ack: bool,
+    pub(crate) exclusive: bool,
+    pub(crate) tx: mpsc::UnboundedSender<Event>,
+}
+
+/// Why a consumer was refused.
+#[derive(Debug)]
+pub(crate) enum ConsumeRefused {
+    /// Another consumer has the queue exclusively, or this one asked for
+    /// it and others consume (405 ACCESS_REFUSED in RabbitMQ's terms: 403).
+    Exclusive,
+}
+
+enum Cmd {
+    Consume {
+        consumer: Consumer,
+        reply: oneshot::Sender<Result<(), ConsumeRefused>>,
+    },
+    Cancel {
+        connection: u64,
+        channel: u16,
+        tag: String,
+    },
+    Ack {
+        offsets: Vec<i64>,
+    },
+    Reject {
+        offsets: Vec<i64>,
+        requeue: bool,
+    },
+    /// A channel closed: its consumers go, its unacknowledged messages are
+    /// requeued (redelivered).
+    Release {
+        connection: u64,
+        channel: u16,
+    },
+    /// Requeue a channel's unacknowledged messages (`basic.recover`).
+    Recover {
+        connection: u64,
+        channel: u16,
+    },
+    Get {
+        connection: u64,
+        channel: u16,
+        no_ack: bool,
+        reply: oneshot::Sender<Option<Delivery>>,
+    },
+    Purge {
+        reply: oneshot::Sender<u32>,
+    },
+    /// The queue was redeclared: it is in use (for `x-expires`).
+    Touch,
+    Stop {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// What queues ask of the gateway.
+#[derive(Debug)]
+pub(crate) enum Housekeeping {
+    /// Publish `message` (exchange and routing key already set to the
+    /// dead-letter ones) in `vhost`.
+    DeadLetter {
+        vhost: String,
+        message: Box<Message>,
+    },
+    /// The queue was unused for its `x-expires`: delete it.
+    Expired { vhost: String, name: String },
+}
+
+/// Counts a queue keeps for declare-ok, the CLI and metrics.
+#[derive(Debug, Default)]
+pub(crate) struct QueueStats {
+    pub(crate) ready: AtomicU64,
+    pub(crate) unacked: AtomicU64,
+    pub(crate) consumers: AtomicU64,
+    pub(crate) delivered: AtomicU64,
+    pub(crate) acked: AtomicU64,
+}
+
+/// A running queue.
+#[derive(Debug, Clone)]
+pub(crate) struct QueueHandle {
+    tx: mpsc::UnboundedSender<Cmd>,
+    pub(crate) topic: Arc<str>,
+    pub(crate) stats: Arc<QueueStats>,
+    /// `x-max-length` with `x-overflow: reject-publish`: publishes beyond
+    /// it are refused.
+    reject_beyond: Option<usize>,
+}
+
+/// The durable part of the cursor.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Stored {
+    floor: i64,
+    next: i64,
+    #[serde(default)]
+    pending: Vec<i64>,
+    #[serde(default)]
+    delivered: Vec<i64>,
+}
+
+impl QueueHandle {
+    /// Opens the queue stored in `topic` (which exists) and starts its task.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn open(
+        broker: Broker,
+        vhost: &str,
+        name: &str,
+        topic: &str,
+        arguments: &FieldTable,
+        read_ahead: usize,
+        house: mpsc::UnboundedSender<Housekeeping>,
+    ) -> crate::Result<QueueHandle> {
+        let stored = load_state(&broker, topic).await?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let stats = Arc::new(QueueStats::default());
+        let topic: Arc<str> = Arc::from(topic);
+        let args = QueueArgs::parse(arguments);
+        let reject_beyond = args
+            .max_length
+            .filter(|_| args.overflow == Overflow::RejectPublish);
+        let mut cursor = Cursor::new(
+            broker,
+            vhost.to_string(),
+            name.to_string(),
+            Arc::clone(&topic),
+            args,
+            house,
+            read_ahead,
+            &stored,
+            Arc::clone(&stats),
+        );
+        // What was read before the stop: pending ones come back (delivered
+        // ones marked redelivered), the rest of that range is settled.
+        if stored.next > stored.floor {
+            let delivered: BTreeSet<i64> = stored.delivered.iter().copied().collect();
+            let pending: BTreeSet<i64> = stored.pending.iter().copied().collect();
+            let records = read(&cursor.broker, topic.as_ref(), stored.floor, stored.next).await?;
+            for (offset, at_ms, m) in records {
+                if pending.contains(&offset) {
+                    cursor.add(offset, at_ms, m, delivered.contains(&offset));
+                }
+            }
+            cursor.next = stored.next;
+        }
+        cursor.end = cursor.end.max(cursor.next);
+        cursor.publish_stats();
+        tokio::spawn(cursor.run(rx));
+        Ok(QueueHandle {
+            tx,
+            topic,
+            stats,
+            reject_beyond,
+        })
+    }
+
+    /// True when a publish must be refused: the queue is at its
+    /// `x-max-length` with `x-overflow: reject-publish`.
+    pub(crate) fn refuses_publish(&self) -> bool {
+        self.reject_beyond
+            .is_some_and(|max| self.stats.ready.load(Ordering::Relaxed) >= max as u64)
+    }
+
+    /// Marks the queue used (a redeclare).
+    pub(crate) fn touch(&self) {
+        let _ = self.tx.send(Cmd::Touch);
+    }
+
+    pub(crate) async fn consume(&self, consumer: Consumer) -> Result<(), ConsumeRefused> {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Cmd::Consume { consumer, reply }).is_err() {
+            return Ok(());
+        }
+        rx.await.unwrap_or(Ok(()))
+    }
+
+    pub(crate) fn cancel(&self, connection: u64, channel: u16, tag: &str) {
+        let _ = self.tx.send(Cmd::Cancel {
+            connection,
+            channel,
+            tag: tag.to_string(),
+        });
+    }
+
+    pub(crate) fn ack(&self, offsets: Vec<i64>) {
+        let _ = self.tx.send(Cmd::Ack { offsets });
+    }
+
+    pub(crate) fn reject(&self, offsets: Vec<i64>, requeue: bool) {
+        let _ = self.tx.send(Cmd::Reject { offsets, requeue });
+    }
+
+    pub(crate) fn release(&self, connection: u64, channel: u16) {
+        let _ = self.tx.send(Cmd::Release {
+            connection,
+            channel,
+        });
+    }
+
+    pub(crate) fn recover(&self, connection: u64, channel: u16) {
+        let _ = self.tx.send(Cmd::Recover {
+            connection,
+            channel,
+        });
+    }
+
+    pub(crate) async fn get(
+        &self,
+        connection: u64,
+        channel: u16,
+        no_ack: bool,
+    ) -> Option<Delivery> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Cmd::Get {
+                connection,
+                channel,
+                no_ack,
+                reply,
+            })
+            .ok()?;
+        rx.await.ok().flatten()
+    }
+
+    /// Drops every ready message; returns how many.
+    pub(crate) async fn purge(&self) -> u32 {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Cmd::Purge { reply }).is_err() {
+            return 0;
+        }
+        rx.await.unwrap_or(0)
+    }
+
+    /// Stops the task; its consumers are told they are cancelled.
+    pub(crate) async fn stop(&self) {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Cmd::Stop { reply }).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Messages ready or unread.
+    pub(crate) fn message_count(&self) -> u32 {
+        u32::try_from(self.stats.ready.load(Ordering::Relaxed)).unwrap_or(u32::MAX)
+    }
+
+    pub(crate) fn consumer_count(&self) -> u32 {
+        u32::try_from(self.stats.consumers.load(Ordering::Relaxed)).unwrap_or(u32::MAX)
+    }
+}
+
+/// Appends `messages` to a queue's topic; `Ok` once committed.
+pub(crate) async fn append(
+    broker: &Broker,
+    topic: &str,
+    messages: &[Arc<Message>],
+) -> crate::Result<()> {
+    let records: Vec<NewRecord> = messages.iter().map(|m| m.to_record()).collect();
+    broker
+        .append_anywhere(topic, 0, records, Acks::All)
+        .await
+        .map(|_| ())
+        .map_err(crate::Error::Broker)
+}
+
+async fn load_state(broker: &Broker, topic: &str) -> crate::Result<Stored> {
+    let end = broker
+        .list_offset_anywhere(ACKS_TOPIC, 0, OffsetSpec::Latest)
+        .await?
+        .map_or(0, |(o, _)| o);
+    let mut state = Stored::default();
+    let mut offset = 0;
+    while offset < end {
+        let r = broker
+            .fetch_anywhere(FetchRequest {
+                topic: ACKS_TOPIC.into(),
+                partition: 0,
+                offset,
+                max_bytes: 1 << 20,
+                min_bytes: 0,
+                max_wait: Duration::ZERO,
+            })
+            .await;
+        let r = match r {
+            Ok(r) => r,
+            Err(fjord_broker::Error::OffsetOutOfRange { earliest, .. }) if earliest > offset => {
+                offset = earliest;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if r.records.is_empty() || r.next_offset <= offset {
+            break;
+        }
+        for rec in fjord_broker::decode_records(r.records, offset)? {
+            if rec.key.as_deref() == Some(topic.as_bytes()) {
+                state = rec
+                    .value
+                    .as_deref()
+                    .and_then(|v| serde_json::from_slice(v).ok())
+                    .unwrap_or_default();
+            }
+        }
+        offset = r.next_offset;
+    }
+    // A queue whose log start moved (retention) starts there.
+    if let Ok(Some((start, _))) = broker
+        .list_offset_anywhere(topic, 0, OffsetSpec::Earliest)
+        .await
+        && start > state.floor
+    {
+        state.floor = start;
+        state.next = state.next.max(start);
+        state.pending.retain(|o| *o >= start);
+    }
+    Ok(state)
+}
+
+/// Deletes a queue's cursor state.
+pub(crate) async fn forget_state(broker: &Broker, topic: &str) {
+    let r = broker
+        .append_anywhere(
+            ACKS_TOPIC,
+            0,
+            vec![NewRecord {
+                key: Some(Bytes::from(topic.to_string().into_bytes())),
+                value: None,
+                headers: Vec::new(),
+                timestamp_ms: 0,
+            }],
+            Acks::All,
+        )
+        .await;
+    if let Err(e) = r {
+        debug!(topic, "queue state not deleted: {e}");
+    }
+}
+
+/// The messages of `topic` in `[from, to)`.
+async fn read(
+    broker: &Broker,
+    topic: &str,
+    from: i64,
+    to: i64,
+) -> crate::Result<Vec<(i64, i64, Message)>> {
+    let mut out = Vec::new();
+    let mut offset = from;
+    while offset < to {
+        let r = broker
+            .fetch_anywhere(FetchRequest {
+                topic: topic.to_string(),
+                partition: 0,
+                offset,
+                max_bytes: 1 << 20,
+                min_bytes: 0,
+                max_wait: Duration::ZERO,
+            })
+            .await?;
+        if r.records.is_empty() || r.next_offset <= offset {
+            break;
+        }
+        for rec in fjord_broker::decode_records(r.records, offset)? {
+            if rec.offset < to
+                && let Some(m) = Message::from_record(&rec)
+            {
+                out.push((rec.offset, rec.timestamp_ms, m));
+            }
+        }
+        offset = r.next_offset;
+    }
+    Ok(out)
+}
