@@ -14,7 +14,14 @@
 //! - [`mqtt_server`]: starts Fjord or Mosquitto as an MQTT broker on loopback.
 //! - [`mqtt_load`]: MQTT load generator: latency, loss, duplicates, order.
 //! - [`mqtt_idle`]: memory per idle MQTT connection on a fresh server.
+//! - `bin/amqp_bench.rs`: Fjord's AMQP gateway against RabbitMQ.
+//! - [`amqp_server`]: starts Fjord or a private RabbitMQ node as an AMQP
+//!   broker on loopback.
+//! - [`amqp_load`]: AMQP load generator (confirms, manual acks): latency,
+//!   loss, duplicates, order.
 
+pub mod amqp_load;
+pub mod amqp_server;
 pub mod mqtt_idle;
 pub mod mqtt_load;
 pub mod mqtt_server;

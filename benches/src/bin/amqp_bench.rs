@@ -1,0 +1,570 @@
+//! AMQP benchmark: Fjord's AMQP 0-9-1 gateway side by side with RabbitMQ,
+//! both started by this program on loopback, driven by the same load
+//! generator in the same run.
+//!
+//! For 1→1 and 4→4 with 1 KiB bodies, publisher *i* publishes
+//! `--messages` persistent messages (delivery mode 2) through the default
+//! exchange to the durable queue `bench-<run>-<i>`, with publisher confirms
+//! and at most `--inflight` unconfirmed; consumer *i* consumes that queue
+//! with `basic.qos` prefetch `--prefetch` and manual acks (each delivery
+//! acked on its own; `--ack-every k` acks every k-th with `multiple`). So
+//! 4→4 is four independent 1→1 streams, each publisher and consumer on its
+//! own connection. Each body starts with its send time (taken in the
+//! `basic.publish` call) and a sequence number; consumers record publish
+//! call → delivery latency, losses, duplicates and reordering. Throughput
+//! is messages received by all consumers / (last receipt − first publish).
+//! Fjord and RabbitMQ alternate, `--runs` times per scenario (the first of
+//! each pair alternates too); per-run figures, medians and Fjord/RabbitMQ
+//! ratios of throughput, p50 and p99 are printed, and with each run the CPU
+//! time the server used (from `/proc`, for RabbitMQ its Erlang VM) and the
+//! CPU of the load generator.
+//!
+//! RabbitMQ is Debian's `rabbitmq-server`, a private node with its own
+//! ports, data directory, node name and epmd (see `amqp_server`), with
+//! RabbitMQ's default settings: a queue declared `durable` is a classic
+//! queue (what a RabbitMQ user gets from `queue.declare(durable=true)`; not
+//! a quorum queue), persistent messages go to its message store, and it
+//! confirms a publish once the message is there. Fjord runs with its
+//! default settings (its durability is its flush policy). Both use the
+//! guest/guest credentials.
+//!
+//! If Fjord cannot start or has no AMQP listener (a build without the
+//! gateway), the program says so and measures RabbitMQ alone; `--only
+//! rabbitmq` asks for that. Nothing is asserted; a run that stalls ends
+//! with a message that says how far it got and shows the server's log, and
+//! the next run goes on.
+//!
+//! ```text
+//! scripts/install-amqp-tools.sh        # RabbitMQ, if missing
+//! cargo build --release -p fjord -p fjord-benches
+//! target/release/amqp_bench
+//! ```
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, ValueEnum};
+use fjord_benches::amqp_load::{LoadSettings, RunFigures, Scenario, medians, run_once};
+use fjord_benches::amqp_server::{AmqpBroker, RabbitInstall};
+use fjord_benches::mqtt_server::version_line;
+use fjord_benches::server::sibling_fjord;
+use fjord_benches::stats::{median, ms, thousands};
+
+#[derive(Parser, Debug, Clone)]
+#[command(about = "Fjord's AMQP gateway against RabbitMQ: messages/s and latency")]
+struct Args {
+    /// Which servers to measure.
+    #[arg(long, value_enum, default_value_t = Only::Both)]
+    only: Only,
+    /// The fjord binary (default: next to this program).
+    #[arg(long)]
+    fjord_bin: Option<PathBuf>,
+    /// The directory with RabbitMQ's `rabbitmq-server` and `rabbitmqctl`
+    /// scripts (default: Debian's /usr/lib/rabbitmq/bin; not the /usr/sbin
+    /// wrappers, which switch user).
+    #[arg(long)]
+    rabbitmq_bin_dir: Option<PathBuf>,
+    /// Erlang's epmd (default: `epmd` on PATH, else /usr/bin/epmd).
+    #[arg(long)]
+    epmd_bin: Option<PathBuf>,
+    /// Where both servers' data directories and logs are made (a real
+    /// disk).
+    #[arg(long, default_value = "target/bench-data")]
+    dir: PathBuf,
+    /// Messages per publisher in a run.
+    #[arg(long, default_value_t = 100_000)]
+    messages: u64,
+    /// Body bytes (at least 16: send time and sequence number).
+    #[arg(long, default_value_t = 1024)]
+    body: usize,
+    /// Unconfirmed publishes a publisher may have.
+    #[arg(long, default_value_t = 256)]
+    inflight: usize,
+    /// `basic.qos` prefetch count of each consumer.
+    #[arg(long, default_value_t = 100)]
+    prefetch: u16,
+    /// Ack every delivery on its own (1), or every k-th with `multiple`
+    /// (at most --prefetch).
+    #[arg(long, default_value_t = 1)]
+    ack_every: u16,
+    /// Messages/s per publisher; 0 publishes as fast as the confirm window
+    /// allows (the default, a saturating load whose latency is mostly
+    /// queueing).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Publisher→consumer pair counts to run.
+    #[arg(long, value_delimiter = ',', default_value = "1,4")]
+    pairs: Vec<usize>,
+    /// Runs per scenario and server; medians are printed.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// A run fails if no message is confirmed or received for this long.
+    #[arg(long, default_value_t = 15)]
+    stall_secs: u64,
+    /// Hard limit on one run.
+    #[arg(long, default_value_t = 300)]
+    timeout_secs: u64,
+    /// Extra lines for RabbitMQ's rabbitmq.conf (e.g. `--rabbitmq-conf
+    /// "queue_index_embed_msgs_below = 0"`).
+    #[arg(long)]
+    rabbitmq_conf: Vec<String>,
+    /// Extra flags for `fjord serve` (e.g. --serve-arg=--flush-policy
+    /// --serve-arg=os).
+    #[arg(long, allow_hyphen_values = true)]
+    serve_arg: Vec<String>,
+    /// FJORD_LOG_LEVEL for the Fjord server.
+    #[arg(long, default_value = "warn")]
+    fjord_log_level: String,
+    /// Keep the data directories and the servers' logs.
+    #[arg(long)]
+    keep: bool,
+}
+
+/// `--only`: which servers to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Only {
+    Both,
+    Fjord,
+    Rabbitmq,
+}
+
+impl Args {
+    /// The flags that shape the load of each run.
+    fn load_settings(&self) -> LoadSettings {
+        LoadSettings {
+            body: self.body,
+            inflight: self.inflight,
+            prefetch: self.prefetch,
+            ack_every: self.ack_every,
+            rate: self.rate,
+            stall_secs: self.stall_secs,
+            timeout_secs: self.timeout_secs,
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    if args.body < 16 {
+        bail!("--body must be at least 16 bytes (send time and sequence number)");
+    }
+    if args.inflight == 0 || args.prefetch == 0 {
+        bail!("--inflight and --prefetch must be at least 1");
+    }
+    if args.ack_every == 0 || args.ack_every > args.prefetch {
+        bail!("--ack-every must be between 1 and --prefetch");
+    }
+    let fjord_bin = args.fjord_bin.clone().unwrap_or_else(sibling_fjord);
+    let install = RabbitInstall::new(args.rabbitmq_bin_dir.clone(), args.epmd_bin.clone());
+    std::fs::create_dir_all(&args.dir)?;
+    let scratch = tempfile::Builder::new()
+        .prefix("amqp-bench-")
+        .tempdir_in(&args.dir)
+        .with_context(|| format!("make a directory in {}", args.dir.display()))?;
+
+    println!(
+        "command: {}",
+        std::env::args().collect::<Vec<_>>().join(" ")
+    );
+    println!("machine: {}", machine());
+    println!("load average before the runs: {}", load_average());
+
+    let mut fjord = None;
+    if args.only != Only::Rabbitmq {
+        println!(
+            "fjord: {} ({}), {}, data in {}",
+            version_line(&fjord_bin, "--version"),
+            fjord_bin.display(),
+            fjord_settings(&args),
+            scratch.path().join("fjord").display()
+        );
+        match AmqpBroker::fjord(
+            &fjord_bin,
+            &scratch.path().join("fjord"),
+            &args.fjord_log_level,
+            &args.serve_arg,
+        )
+        .await
+        {
+            Ok(broker) => {
+                println!("  Fjord AMQP on {} (pid {})", broker.addr, broker.pid());
+                fjord = Some(broker);
+            }
+            Err(e) if args.only == Only::Both => {
+                println!("  Fjord is not measured: {e:#}");
+                println!("  going on with RabbitMQ alone (no ratios)");
+            }
+            Err(e) => return Err(e.context("start Fjord")),
+        }
+    }
+    let mut rabbitmq = None;
+    if args.only != Only::Fjord {
+        match AmqpBroker::rabbitmq(
+            &install,
+            &scratch.path().join("rabbitmq"),
+            &args.rabbitmq_conf,
+        )
+        .await
+        {
+            Ok(broker) => {
+                println!(
+                    "rabbitmq: {} ({}), {}, data in {}",
+                    broker
+                        .rabbitmq_version()
+                        .unwrap_or_else(|| "version unknown".into()),
+                    install.bin_dir.display(),
+                    rabbitmq_settings(&args),
+                    scratch.path().join("rabbitmq").display()
+                );
+                println!(
+                    "  RabbitMQ AMQP on {} (Erlang VM pid {})",
+                    broker.addr,
+                    broker.pid()
+                );
+                rabbitmq = Some(broker);
+            }
+            Err(e) if fjord.is_some() => {
+                println!("rabbitmq: not measured: {e:#}");
+                println!("  going on with Fjord alone (no ratios)");
+            }
+            Err(e) => return Err(e.context("start RabbitMQ")),
+        }
+    }
+    if fjord.is_none() && rabbitmq.is_none() {
+        bail!("no server to measure");
+    }
+    println!(
+        "client: lapin (AMQP 0-9-1), {} tokio worker threads, one connection per publisher and \
+         per consumer; body {} B; delivery mode 2; confirm window {} per publisher; prefetch {}, \
+         {}; publishers send {}; publisher i → durable queue bench-<run>-i → consumer i (N→N is \
+         N independent 1→1 streams); latency = basic.publish call → delivery",
+        tokio::runtime::Handle::current().metrics().num_workers(),
+        args.body,
+        args.inflight,
+        args.prefetch,
+        acks(&args),
+        pace(&args)
+    );
+
+    let measured = [fjord.is_some(), rabbitmq.is_some()];
+    let mut rows = Vec::new();
+    for &pairs in &args.pairs {
+        let scenario = Scenario {
+            pairs,
+            messages: args.messages,
+        };
+        let mut servers = [fjord.as_mut(), rabbitmq.as_mut()];
+        rows.push(scenario_runs(&args, scenario, &mut servers).await);
+    }
+    // Stop both servers before the summary (RabbitMQ via rabbitmqctl).
+    drop(fjord);
+    drop(rabbitmq);
+
+    println!();
+    println!("load average after the runs: {}", load_average());
+    println!();
+    println!("## Summary (paste into docs/benchmarks.md)");
+    println!();
+    print_summary(&args, &rows, measured);
+    if args.keep {
+        let kept = scratch.keep();
+        println!("\ndata and server logs kept in {}", kept.display());
+    }
+    Ok(())
+}
+
+/// One scenario's runs, for the summary.
+struct ScenarioRow {
+    scenario: Scenario,
+    fjord: Vec<RunFigures>,
+    rabbitmq: Vec<RunFigures>,
+    /// Per run pair where both succeeded: Fjord/RabbitMQ throughput, p50
+    /// and p99.
+    ratios: Vec<[f64; 3]>,
+    failures: Vec<String>,
+}
+
+async fn scenario_runs(
+    args: &Args,
+    scenario: Scenario,
+    servers: &mut [Option<&mut AmqpBroker>; 2],
+) -> ScenarioRow {
+    let label = scenario.label();
+    let settings = args.load_settings();
+    println!(
+        "\n### {label}: {} publisher(s) × {} messages",
+        scenario.pairs,
+        thousands(scenario.messages)
+    );
+    let mut row = ScenarioRow {
+        scenario,
+        fjord: Vec::new(),
+        rabbitmq: Vec::new(),
+        ratios: Vec::new(),
+        failures: Vec::new(),
+    };
+    for run in 0..args.runs {
+        let mut pair: [Option<RunFigures>; 2] = [None, None];
+        // Alternate which server goes first, so neither always runs on a
+        // warmer (or more tired) machine.
+        let order: [usize; 2] = if run % 2 == 0 { [0, 1] } else { [1, 0] };
+        for which in order {
+            let Some(broker) = servers[which].as_deref_mut() else {
+                continue;
+            };
+            if let Some(status) = broker.exited() {
+                println!(
+                    "  run {run} {:<8}: skipped: the server exited ({status})",
+                    broker.name
+                );
+                continue;
+            }
+            let tag = format!(
+                "{}x{}-r{run}-{}",
+                scenario.pairs,
+                scenario.pairs,
+                broker.name.to_lowercase()
+            );
+            match run_once(&settings, broker, scenario, &tag).await {
+                Ok(f) => {
+                    println!("  run {run} {:<8}: {}", broker.name, f.describe());
+                    pair[which] = Some(f);
+                }
+                Err(e) => {
+                    println!("  run {run} {:<8}: FAILED: {e:#}", broker.name);
+                    println!("  {}'s log ({}):", broker.name, broker.log_path().display());
+                    println!("{}", broker.log_tail(20));
+                    row.failures
+                        .push(format!("{} run {run}: {e:#}", broker.name));
+                }
+            }
+        }
+        if let [Some(f), Some(r)] = &pair {
+            row.ratios.push([
+                f.msgs_per_s / r.msgs_per_s,
+                f.p50_us as f64 / r.p50_us.max(1) as f64,
+                f.p99_us as f64 / r.p99_us.max(1) as f64,
+            ]);
+        }
+        let [f, r] = pair;
+        row.fjord.extend(f);
+        row.rabbitmq.extend(r);
+    }
+    for (name, runs) in [("Fjord", &row.fjord), ("RabbitMQ", &row.rabbitmq)] {
+        if let Some(m) = medians(runs) {
+            let cpu: Vec<f64> = runs.iter().map(RunFigures::server_us_per_msg).collect();
+            println!(
+                "  median {name:<8}: {:>8} msg/s  p50 {:>8}  p99 {:>8}  server CPU {:.0} µs/msg  \
+                 over {} runs",
+                thousands(m.0.round() as u64),
+                ms(m.1),
+                ms(m.2),
+                median(&cpu),
+                runs.len()
+            );
+        }
+    }
+    if !row.ratios.is_empty() {
+        let pick = |k: usize| row.ratios.iter().map(|r| r[k]).collect::<Vec<f64>>();
+        let (t, p50, p99) = (pick(0), pick(1), pick(2));
+        println!(
+            "  Fjord/RabbitMQ: throughput {:.2} (per run {}), p50 {:.2} (per run {}), p99 {:.2} \
+             (per run {})",
+            median(&t),
+            list(&t),
+            median(&p50),
+            list(&p50),
+            median(&p99),
+            list(&p99)
+        );
+    }
+    row
+}
+
+/// `measured`: whether Fjord and RabbitMQ were started.
+fn print_summary(args: &Args, rows: &[ScenarioRow], measured: [bool; 2]) {
+    let settings = |measured: bool, s: String| if measured { s } else { "not measured".into() };
+    println!(
+        "Machine: {}. Same run, same load generator (lapin, AMQP 0-9-1); {} runs per scenario \
+         alternating the servers; {} messages per publisher; {} B bodies, delivery mode 2, \
+         durable queues; publisher confirms, window {}; prefetch {}, {}; publishers send {}; \
+         publisher i → consumer i on its own queue, each on its own connection. RabbitMQ: {}. \
+         Fjord: {}.",
+        machine(),
+        args.runs,
+        thousands(args.messages),
+        args.body,
+        args.inflight,
+        args.prefetch,
+        acks(args),
+        pace(args),
+        settings(
+            measured[1],
+            format!("Debian package, {}", rabbitmq_settings(args))
+        ),
+        settings(measured[0], fjord_settings(args))
+    );
+    println!();
+    println!(
+        "| scenario | Fjord msg/s | RabbitMQ msg/s | throughput Fjord/RabbitMQ | Fjord p50 / p99 | RabbitMQ p50 / p99 | p50 Fjord/RabbitMQ | p99 Fjord/RabbitMQ | server CPU per msg Fjord / RabbitMQ | target |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let mut notes = Vec::new();
+    for row in rows {
+        let (f, r) = (medians(&row.fjord), medians(&row.rabbitmq));
+        let pick = |k: usize| row.ratios.iter().map(|r| r[k]).collect::<Vec<f64>>();
+        let (t, p50, p99) = (pick(0), pick(1), pick(2));
+        let rate =
+            |x: Option<(f64, f64, f64)>| x.map_or("-".into(), |x| thousands(x.0.round() as u64));
+        let lat = |x: Option<(f64, f64, f64)>| {
+            x.map_or("-".into(), |x| format!("{} / {}", ms(x.1), ms(x.2)))
+        };
+        let ratio = |v: &[f64]| {
+            if v.is_empty() {
+                "-".into()
+            } else {
+                format!("**{:.2}** ({})", median(v), list(v))
+            }
+        };
+        let cpu = |runs: &[RunFigures]| {
+            if runs.is_empty() {
+                "-".into()
+            } else {
+                let v: Vec<f64> = runs.iter().map(RunFigures::server_us_per_msg).collect();
+                format!("{:.0} µs", median(&v))
+            }
+        };
+        let target = if t.is_empty() {
+            "≥ 2x, p99 ≤ 1x".to_string()
+        } else {
+            format!(
+                "≥ 2x {}, p99 ≤ 1x {}",
+                if median(&t) >= 2.0 { "✔" } else { "✘" },
+                if median(&p99) <= 1.0 { "✔" } else { "✘" }
+            )
+        };
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {} |",
+            row.scenario.label(),
+            rate(f),
+            rate(r),
+            ratio(&t),
+            lat(f),
+            lat(r),
+            ratio(&p50),
+            ratio(&p99),
+            cpu(&row.fjord),
+            cpu(&row.rabbitmq),
+            target
+        );
+        for (name, runs) in [("Fjord", &row.fjord), ("RabbitMQ", &row.rabbitmq)] {
+            let lost: u64 = runs.iter().map(|r| r.expected - r.received).sum();
+            let dup: u64 = runs.iter().map(|r| r.duplicates).sum();
+            let ooo: u64 = runs.iter().map(|r| r.out_of_order).sum();
+            let nacked: u64 = runs.iter().map(|r| r.nacked).sum();
+            if lost + dup + ooo + nacked > 0 {
+                notes.push(format!(
+                    "{}, {name}: {} lost, {} duplicates, {} out of order, {} nacked over {} runs",
+                    row.scenario.label(),
+                    thousands(lost),
+                    thousands(dup),
+                    thousands(ooo),
+                    thousands(nacked),
+                    runs.len()
+                ));
+            }
+            notes.extend(
+                runs.iter()
+                    .flat_map(|r| &r.notes)
+                    .map(|n| format!("{}, {name}: {n}", row.scenario.label())),
+            );
+        }
+        notes.extend(
+            row.failures
+                .iter()
+                .map(|f| format!("{}: {f}", row.scenario.label())),
+        );
+    }
+    if !notes.is_empty() {
+        println!();
+        for n in notes {
+            println!("- {n}");
+        }
+    }
+}
+
+fn rabbitmq_settings(args: &Args) -> String {
+    let mut s = String::from(
+        "default settings (classic durable queues, persistent messages in its message store)",
+    );
+    if !args.rabbitmq_conf.is_empty() {
+        s += &format!(" plus {}", args.rabbitmq_conf.join(", "));
+    }
+    s
+}
+
+fn fjord_settings(args: &Args) -> String {
+    if args.serve_arg.is_empty() {
+        "default settings".into()
+    } else {
+        format!("settings {}", args.serve_arg.join(" "))
+    }
+}
+
+fn acks(args: &Args) -> String {
+    if args.ack_every == 1 {
+        "each delivery acked on its own".into()
+    } else {
+        format!("a multiple ack every {} deliveries", args.ack_every)
+    }
+}
+
+fn pace(args: &Args) -> String {
+    if args.rate == 0 {
+        "as fast as the confirm window allows".into()
+    } else {
+        format!("{} messages/s each", thousands(args.rate))
+    }
+}
+
+fn list(v: &[f64]) -> String {
+    v.iter()
+        .map(|x| format!("{x:.2}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The 1, 5 and 15 minute load averages, from /proc (the machine is
+/// shared: a figure taken under load says so).
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// CPUs, CPU model and memory, from /proc.
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map_or("unknown CPU", |(_, m)| m.trim())
+        .to_string();
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_gib = meminfo
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kib| kib.parse::<f64>().ok())
+        .map_or(String::new(), |kib| {
+            format!(", {:.0} GiB RAM", kib / (1024.0 * 1024.0))
+        });
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    // The upstream version only (no build suffix).
+    let kernel = kernel.trim().split('-').next().unwrap_or_default();
+    format!("{cpus} CPUs ({model}){mem_gib}, Linux {kernel}")
+}
