@@ -159,6 +159,8 @@ impl AmqpBroker {
                 "off",
                 "--amqp-listen",
                 "127.0.0.1:0",
+                "--amqp-tls-listen",
+                "off",
             ])
             .args(extra)
             .env("FJORD_LOG_LEVEL", log_level)

@@ -84,6 +84,8 @@ impl BrokerProcess {
                 "off",
                 "--amqp-listen",
                 "off",
+                "--amqp-tls-listen",
+                "off",
                 "--grpc-listen",
                 "127.0.0.1:0",
                 "--http-listen",

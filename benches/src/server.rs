@@ -42,9 +42,9 @@ impl ServerProcess {
             ])
             // The AMQP listener only where a benchmark asks for it.
             .args(if extra.contains(&"--amqp-listen") {
-                &[][..]
+                &["--amqp-tls-listen", "off"][..]
             } else {
-                &["--amqp-listen", "off"][..]
+                &["--amqp-listen", "off", "--amqp-tls-listen", "off"][..]
             })
             .args(extra)
             .env("FJORD_LOG_LEVEL", "warn")

@@ -106,6 +106,8 @@ impl Node {
                 "off",
                 "--amqp-listen",
                 "off",
+                "--amqp-tls-listen",
+                "off",
                 "--data-dir",
             ])
             .arg(&self.data)

@@ -21,6 +21,8 @@
 //! | `mqtt_topic` | `FJORD_MQTT_TOPIC` | `--mqtt-topic` | `mqtt`: the log topic of unmapped MQTT topics |
 //! | `mqtt_partitions` | `FJORD_MQTT_PARTITIONS` | `--mqtt-partitions` | `4`: partitions of log topics the gateway creates |
 //! | `amqp_listen` | `FJORD_AMQP_LISTEN` | `--amqp-listen` | `127.0.0.1:5672` (`off` disables it) |
+//! | `amqp_tls_listen` | `FJORD_AMQP_TLS_LISTEN` | `--amqp-tls-listen` | `127.0.0.1:5671` (`off` disables it) |
+//! | `amqp_tls_cert`, `amqp_tls_key` | `FJORD_AMQP_TLS_CERT`, `FJORD_AMQP_TLS_KEY` | `--amqp-tls-cert`, `--amqp-tls-key` | none: a self-signed `localhost` certificate in `<data-dir>/amqp` |
 //! | `amqp_allow_guest` | `FJORD_AMQP_ALLOW_GUEST` | `--amqp-allow-guest` | `true`: `guest`/`guest` may log in |
 //! | `advertised_grpc` | `FJORD_ADVERTISED_GRPC` | `--advertised-grpc` | the bound gRPC address |
 //! | `peers` | `FJORD_PEERS` | `--peers` | none: a fixed set of voters `ID=HOST:PORT,...` (this node included) |
@@ -110,6 +112,15 @@ pub(crate) struct ServeArgs {
     /// AMQP 0-9-1 listener, or `off`.
     #[arg(long, env = "FJORD_AMQP_LISTEN", value_name = "ADDR|off")]
     amqp_listen: Option<String>,
+    /// AMQP over TLS listener, or `off`.
+    #[arg(long, env = "FJORD_AMQP_TLS_LISTEN", value_name = "ADDR|off")]
+    amqp_tls_listen: Option<String>,
+    /// PEM certificate chain for AMQP over TLS (with --amqp-tls-key).
+    #[arg(long, env = "FJORD_AMQP_TLS_CERT", value_name = "FILE")]
+    amqp_tls_cert: Option<PathBuf>,
+    /// PEM private key for AMQP over TLS.
+    #[arg(long, env = "FJORD_AMQP_TLS_KEY", value_name = "FILE")]
+    amqp_tls_key: Option<PathBuf>,
     /// Whether `guest`/`guest` may log in over AMQP (as on a fresh RabbitMQ).
     #[arg(long, env = "FJORD_AMQP_ALLOW_GUEST", value_name = "BOOL")]
     amqp_allow_guest: Option<bool>,
@@ -195,6 +206,9 @@ struct FileConfig {
     mqtt_topic: Option<String>,
     mqtt_partitions: Option<u32>,
     amqp_listen: Option<String>,
+    amqp_tls_listen: Option<String>,
+    amqp_tls_cert: Option<PathBuf>,
+    amqp_tls_key: Option<PathBuf>,
     amqp_allow_guest: Option<bool>,
     advertised_grpc: Option<SocketAddr>,
     peers: Option<String>,
@@ -225,6 +239,9 @@ pub(crate) struct ServerConfig {
     pub(crate) http_listen: SocketAddr,
     pub(crate) mqtt: MqttConfig,
     pub(crate) amqp: AmqpConfig,
+    /// AMQP over TLS: the address and the certificate and key files (the
+    /// acceptor is made at start).
+    pub(crate) amqp_tls: Option<(SocketAddr, Option<PathBuf>, Option<PathBuf>)>,
     pub(crate) advertised_grpc: Option<SocketAddr>,
     pub(crate) flush: FlushPolicy,
     pub(crate) default_partitions: u32,
@@ -474,6 +491,17 @@ impl ServeArgs {
         if let Some(v) = self.amqp_allow_guest.or(file.amqp_allow_guest) {
             amqp.allow_guest = v;
         }
+        let amqp_tls_cert = self.amqp_tls_cert.or(file.amqp_tls_cert);
+        let amqp_tls_key = self.amqp_tls_key.or(file.amqp_tls_key);
+        if amqp_tls_cert.is_some() != amqp_tls_key.is_some() {
+            bail!("give both --amqp-tls-cert and --amqp-tls-key, or neither");
+        }
+        let amqp_tls = listener(
+            self.amqp_tls_listen.or(file.amqp_tls_listen),
+            "127.0.0.1:5671",
+            "--amqp-tls-listen",
+        )?
+        .map(|a| (a, amqp_tls_cert, amqp_tls_key));
         Ok(ServerConfig {
             data_dir,
             node_id,
@@ -487,6 +515,7 @@ impl ServeArgs {
                 .unwrap_or_else(|| addr("127.0.0.1:9600")),
             mqtt,
             amqp,
+            amqp_tls,
             advertised_grpc: self.advertised_grpc.or(file.advertised_grpc),
             flush,
             default_partitions,

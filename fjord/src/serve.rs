@@ -40,9 +40,11 @@ struct Listeners {
     mqtt_tls: Option<SocketAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     mqtt_ws: Option<SocketAddr>,
-    /// The AMQP listener; absent when disabled.
+    /// The AMQP listeners; absent when disabled.
     #[serde(skip_serializing_if = "Option::is_none")]
     amqp: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    amqp_tls: Option<SocketAddr>,
 }
 
 async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener> {
@@ -141,12 +143,35 @@ pub(crate) async fn run(config: ServerConfig) -> Result<()> {
     };
     // The AMQP gateway: on a single node (its queues' cursors are not
     // shared between nodes yet).
-    let amqp = match (config.amqp.tcp, config.cluster.is_some()) {
+    let mut amqp_config = config.amqp.clone();
+    if let Some((addr, cert, key)) = &config.amqp_tls {
+        let made = fjord_gateway_mqtt::tls_acceptor_for(
+            cert.as_deref(),
+            key.as_deref(),
+            &config.data_dir.join("amqp"),
+            "amqp",
+        );
+        match made {
+            Ok(acceptor) => amqp_config.tls = Some((*addr, fjord_gateway_amqp::Tls(acceptor))),
+            Err(e) => {
+                if let Some(g) = &mqtt {
+                    g.shutdown().await;
+                }
+                broker.shutdown().await;
+                stop.cancel();
+                return Err(e).context("AMQP over TLS: certificate");
+            }
+        }
+    }
+    let amqp_wanted = amqp_config
+        .tcp
+        .or(amqp_config.tls.as_ref().map(|(a, _)| *a));
+    let amqp = match (amqp_wanted, config.cluster.is_some()) {
         (Some(addr), true) => {
-            warn!(%addr, "the AMQP gateway does not run on cluster nodes yet; --amqp-listen is not bound");
+            warn!(%addr, "the AMQP gateway does not run on cluster nodes yet; its listeners are not bound");
             None
         }
-        (Some(_), false) => match AmqpGateway::start(broker.clone(), config.amqp.clone()).await {
+        (Some(_), false) => match AmqpGateway::start(broker.clone(), amqp_config).await {
             Ok(g) => Some(g),
             Err(e) => {
                 if let Some(g) = &mqtt {
@@ -181,6 +206,7 @@ pub(crate) async fn run(config: ServerConfig) -> Result<()> {
             mqtt_tls: bound.tls,
             mqtt_ws: bound.ws,
             amqp: amqp.as_ref().and_then(AmqpGateway::listener),
+            amqp_tls: amqp.as_ref().and_then(AmqpGateway::tls_listener),
         },
     )?;
     info!(grpc = %grpc_addr, http = %http_addr, data_dir = %config.data_dir.display(), "fjord is serving");

@@ -470,3 +470,46 @@ async fn channel_errors_close_the_channel_and_the_connection_goes_on() {
     let ch = channel(&conn).await;
     durable_queue(&ch, "still-fine").await;
 }
+
+#[tokio::test]
+async fn the_tls_listener_speaks_amqp_with_the_development_certificate() {
+    use fjord_gateway_amqp::codec::{self, FramePayload, Method};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&dir);
+    let pem = std::fs::read(server.data.join("amqp").join("amqp-dev-cert.pem")).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(&server.amqp_tls)
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    tls.write_all(&codec::PROTOCOL_HEADER).await.unwrap();
+    let mut buf = bytes::BytesMut::new();
+    let frame = loop {
+        if let Some(f) = codec::decode_frame(&mut buf, 0).unwrap() {
+            break f;
+        }
+        let n = tokio::time::timeout(WAIT, tls.read_buf(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "closed before connection.start");
+    };
+    let FramePayload::Method(Method::ConnectionStart(start)) = frame.payload else {
+        panic!("expected connection.start, got {frame:?}");
+    };
+    assert_eq!((start.version_major, start.version_minor), (0, 9));
+    assert_eq!(&start.mechanisms[..], b"PLAIN AMQPLAIN");
+}

@@ -8,6 +8,8 @@ use std::time::Duration;
 pub struct AmqpConfig {
     /// Plain AMQP over TCP (5672); `None` disables it.
     pub tcp: Option<SocketAddr>,
+    /// AMQP over TLS (5671), with its acceptor; `None` disables it.
+    pub tls: Option<(SocketAddr, Tls)>,
     /// `guest`/`guest` may log in (the development default), as on a fresh
     /// RabbitMQ; other users are `fjord user` accounts.
     pub allow_guest: bool,
@@ -28,6 +30,7 @@ impl AmqpConfig {
     pub fn new() -> AmqpConfig {
         AmqpConfig {
             tcp: Some(SocketAddr::from(([127, 0, 0, 1], 5672))),
+            tls: None,
             allow_guest: true,
             frame_max: 131_072,
             channel_max: 2047,
@@ -35,6 +38,16 @@ impl AmqpConfig {
             handshake_timeout: Duration::from_secs(10),
             read_ahead: 1000,
         }
+    }
+}
+
+/// A TLS acceptor (certificate and key loaded).
+#[derive(Clone)]
+pub struct Tls(pub tokio_rustls::TlsAcceptor);
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tls")
     }
 }
 

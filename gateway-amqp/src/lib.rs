@@ -19,7 +19,7 @@ pub mod routing;
 mod server;
 mod topology;
 
-pub use config::AmqpConfig;
+pub use config::{AmqpConfig, Tls};
 pub use server::Gateway;
 
 /// Errors of the gateway's own work (not a client's mistakes, which are

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use fjord_broker::Broker;
 use tokio::net::TcpListener;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::AmqpConfig;
 use crate::connection;
@@ -14,11 +14,42 @@ use crate::gateway::Inner;
 use crate::metrics::QueueFigures;
 use crate::{Error, Result};
 
+/// Accepts connections until shutdown, over TLS when given an acceptor.
+async fn accept(gw: Arc<Inner>, l: TcpListener, tls: Option<tokio_rustls::TlsAcceptor>) {
+    loop {
+        let accepted = tokio::select! {
+            _ = gw.shutdown.cancelled() => return,
+            a = l.accept() => a,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                let _ = stream.set_nodelay(true);
+                let gw = Arc::clone(&gw);
+                let tls = tls.clone();
+                gw.tracker.clone().spawn(async move {
+                    match tls {
+                        None => connection::serve(gw, stream).await,
+                        Some(acceptor) => match acceptor.accept(stream).await {
+                            Ok(s) => connection::serve(gw, s).await,
+                            Err(e) => debug!("AMQP TLS handshake failed: {e}"),
+                        },
+                    }
+                });
+            }
+            Err(e) => {
+                warn!("AMQP accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
 /// The running AMQP gateway.
 #[derive(Clone)]
 pub struct Gateway {
     inner: Arc<Inner>,
     addr: Option<SocketAddr>,
+    tls_addr: Option<SocketAddr>,
 }
 
 impl Gateway {
@@ -36,34 +67,38 @@ impl Gateway {
             })?),
             None => None,
         };
+        let tls = match &config.tls {
+            Some((a, tls)) => Some((
+                TcpListener::bind(a).await.map_err(|source| Error::Io {
+                    what: format!("bind the AMQP TLS listener on {a}"),
+                    source,
+                })?,
+                tls.0.clone(),
+            )),
+            None => None,
+        };
         let inner = Inner::open(broker, config).await?;
         let addr = listener.as_ref().and_then(|l| l.local_addr().ok());
+        let tls_addr = tls.as_ref().and_then(|(l, _)| l.local_addr().ok());
         if let Some(l) = listener {
-            let gw = Arc::clone(&inner);
-            inner.tracker.spawn(async move {
-                loop {
-                    let accepted = tokio::select! {
-                        _ = gw.shutdown.cancelled() => return,
-                        a = l.accept() => a,
-                    };
-                    match accepted {
-                        Ok((stream, _)) => {
-                            let _ = stream.set_nodelay(true);
-                            let gw = Arc::clone(&gw);
-                            gw.tracker
-                                .clone()
-                                .spawn(async move { connection::serve(gw, stream).await });
-                        }
-                        Err(e) => {
-                            warn!("AMQP accept failed: {e}");
-                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        }
-                    }
-                }
-            });
+            inner.tracker.spawn(accept(Arc::clone(&inner), l, None));
         }
-        info!(tcp = ?addr, "AMQP gateway listening");
-        Ok(Gateway { inner, addr })
+        if let Some((l, acceptor)) = tls {
+            inner
+                .tracker
+                .spawn(accept(Arc::clone(&inner), l, Some(acceptor)));
+        }
+        info!(tcp = ?addr, tls = ?tls_addr, "AMQP gateway listening");
+        Ok(Gateway {
+            inner,
+            addr,
+            tls_addr,
+        })
+    }
+
+    /// The bound TLS listener address.
+    pub fn tls_listener(&self) -> Option<SocketAddr> {
+        self.tls_addr
     }
 
     /// The bound listener address.

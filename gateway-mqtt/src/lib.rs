@@ -54,4 +54,4 @@ mod websocket;
 pub use config::MqttConfig;
 pub use error::{Error, Result};
 pub use gateway::MqttListeners;
-pub use server::Gateway;
+pub use server::{Gateway, tls_acceptor_for};

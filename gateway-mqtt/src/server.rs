@@ -198,9 +198,30 @@ where
 }
 
 fn tls_acceptor(config: &MqttConfig) -> Result<TlsAcceptor> {
-    let (cert_path, key_path) = match (&config.tls_cert, &config.tls_key) {
-        (Some(c), Some(k)) => (c.clone(), k.clone()),
-        (None, None) => self_signed(&config.tls_dir)?,
+    tls_acceptor_for(
+        config.tls_cert.as_deref(),
+        config.tls_key.as_deref(),
+        &config.tls_dir,
+        "mqtt",
+    )
+}
+
+/// A TLS acceptor (rustls, ring) for the PEM certificate chain and key
+/// given, or without them for a self-signed `localhost` development
+/// certificate kept as `{name}-dev-cert.pem`/`{name}-dev-key.pem` in
+/// `dev_dir`. The other gateways' TLS listeners use it too.
+///
+/// # Errors
+/// Only one of certificate and key given; unreadable or invalid files.
+pub fn tls_acceptor_for(
+    cert: Option<&Path>,
+    key: Option<&Path>,
+    dev_dir: &Path,
+    name: &str,
+) -> Result<TlsAcceptor> {
+    let (cert_path, key_path) = match (cert, key) {
+        (Some(c), Some(k)) => (c.to_path_buf(), k.to_path_buf()),
+        (None, None) => self_signed(dev_dir, name)?,
         _ => {
             return Err(Error::Tls(
                 "give both a TLS certificate and its key, or neither".into(),
@@ -236,9 +257,9 @@ fn tls_acceptor(config: &MqttConfig) -> Result<TlsAcceptor> {
 }
 
 /// A development certificate for `localhost`, made once in `dir`.
-fn self_signed(dir: &Path) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
-    let cert = dir.join("mqtt-dev-cert.pem");
-    let key = dir.join("mqtt-dev-key.pem");
+fn self_signed(dir: &Path, name: &str) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
+    let cert = dir.join(format!("{name}-dev-cert.pem"));
+    let key = dir.join(format!("{name}-dev-key.pem"));
     if cert.exists() && key.exists() {
         return Ok((cert, key));
     }
@@ -254,6 +275,6 @@ fn self_signed(dir: &Path) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
     };
     write(&cert, made.cert.pem())?;
     write(&key, made.key_pair.serialize_pem())?;
-    info!(cert = %cert.display(), "made a self-signed development certificate for MQTT over TLS");
+    info!(cert = %cert.display(), "made a self-signed development certificate");
     Ok((cert, key))
 }

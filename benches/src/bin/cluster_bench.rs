@@ -117,6 +117,8 @@ impl Node {
                 "off",
                 "--amqp-listen",
                 "off",
+                "--amqp-tls-listen",
+                "off",
             ])
             .arg("--data-dir")
             .arg(&self.data)

@@ -29,8 +29,9 @@ pub struct Server {
     pub mqtt: String,
     pub mqtt_tls: String,
     pub mqtt_ws: String,
-    /// The AMQP listener (empty when off).
+    /// The AMQP listeners (empty when off).
     pub amqp: String,
+    pub amqp_tls: String,
     pub log: PathBuf,
 }
 
@@ -67,7 +68,12 @@ impl Server {
         let amqp = if extra.contains(&"--amqp-listen") {
             vec![]
         } else {
-            vec!["--amqp-listen", "127.0.0.1:0"]
+            vec![
+                "--amqp-listen",
+                "127.0.0.1:0",
+                "--amqp-tls-listen",
+                "127.0.0.1:0",
+            ]
         };
         let mut child = Command::new(BIN)
             .arg("serve")
@@ -103,6 +109,7 @@ impl Server {
                     mqtt_tls: addr("mqtt_tls"),
                     mqtt_ws: addr("mqtt_ws"),
                     amqp: addr("amqp"),
+                    amqp_tls: addr("amqp_tls"),
                     log,
                 };
             }
