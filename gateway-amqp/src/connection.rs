@@ -18,6 +18,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use futures::FutureExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tracing::debug;
@@ -31,6 +32,10 @@ use crate::gateway::{Answer, Inner, Refusal};
 use crate::message::Message;
 use crate::queue::{self, Consumer, Delivery, Event, QueueHandle};
 use crate::routing::Destination;
+
+/// Bytes of input a connection reads ahead while it has publishes to
+/// append.
+const READ_AHEAD: usize = 1 << 20;
 
 /// Serves one client until it goes away.
 pub(crate) async fn serve<S>(gw: Arc<Inner>, io: S)
@@ -153,7 +158,9 @@ where
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut heard = tokio::time::Instant::now();
     let end = loop {
-        // Handle every whole frame read so far.
+        // Handle every whole frame read so far, and what the socket
+        // already holds (up to READ_AHEAD), so publishes that arrived
+        // together are appended together.
         let mut step = Step::Go;
         loop {
             match codec::decode_frame(&mut rbuf, conn.frame_max) {
@@ -163,7 +170,16 @@ where
                         break;
                     }
                 }
-                Ok(None) => break,
+                Ok(None) => {
+                    if conn.pending.is_empty() || rbuf.len() >= READ_AHEAD {
+                        break;
+                    }
+                    rbuf.reserve(64 << 10);
+                    match io.read_buf(&mut rbuf).now_or_never() {
+                        Some(Ok(n)) if n > 0 => heard = tokio::time::Instant::now(),
+                        _ => break,
+                    }
+                }
                 Err(e) => {
                     debug!(connection = id, "bad frame: {e}");
                     conn.close_connection(e.reply_code(), &frame_text(&e), 0, 0);
@@ -182,6 +198,7 @@ where
         if !matches!(step, Step::Go) {
             break step;
         }
+        rbuf.reserve(64 << 10);
         tokio::select! {
             r = io.read_buf(&mut rbuf) => match r {
                 Ok(n) if n > 0 => heard = tokio::time::Instant::now(),
