@@ -23,6 +23,7 @@
 //! | `amqp_listen` | `FJORD_AMQP_LISTEN` | `--amqp-listen` | `127.0.0.1:5672` (`off` disables it) |
 //! | `amqp_tls_listen` | `FJORD_AMQP_TLS_LISTEN` | `--amqp-tls-listen` | `127.0.0.1:5671` (`off` disables it) |
 //! | `amqp_tls_cert`, `amqp_tls_key` | `FJORD_AMQP_TLS_CERT`, `FJORD_AMQP_TLS_KEY` | `--amqp-tls-cert`, `--amqp-tls-key` | none: a self-signed `localhost` certificate in `<data-dir>/amqp` |
+//! | `amqp_disk_free_limit` | `FJORD_AMQP_DISK_FREE_LIMIT` | `--amqp-disk-free-limit` | `50000000` bytes: below it, publishing connections are blocked |
 //! | `amqp_allow_guest` | `FJORD_AMQP_ALLOW_GUEST` | `--amqp-allow-guest` | `true`: `guest`/`guest` may log in |
 //! | `advertised_grpc` | `FJORD_ADVERTISED_GRPC` | `--advertised-grpc` | the bound gRPC address |
 //! | `peers` | `FJORD_PEERS` | `--peers` | none: a fixed set of voters `ID=HOST:PORT,...` (this node included) |
@@ -121,6 +122,10 @@ pub(crate) struct ServeArgs {
     /// PEM private key for AMQP over TLS.
     #[arg(long, env = "FJORD_AMQP_TLS_KEY", value_name = "FILE")]
     amqp_tls_key: Option<PathBuf>,
+    /// Free disk space (bytes) below which publishing AMQP connections are
+    /// blocked (`connection.blocked`).
+    #[arg(long, env = "FJORD_AMQP_DISK_FREE_LIMIT", value_name = "BYTES")]
+    amqp_disk_free_limit: Option<u64>,
     /// Whether `guest`/`guest` may log in over AMQP (as on a fresh RabbitMQ).
     #[arg(long, env = "FJORD_AMQP_ALLOW_GUEST", value_name = "BOOL")]
     amqp_allow_guest: Option<bool>,
@@ -210,6 +215,7 @@ struct FileConfig {
     amqp_tls_cert: Option<PathBuf>,
     amqp_tls_key: Option<PathBuf>,
     amqp_allow_guest: Option<bool>,
+    amqp_disk_free_limit: Option<u64>,
     advertised_grpc: Option<SocketAddr>,
     peers: Option<String>,
     join: Option<String>,
@@ -491,6 +497,10 @@ impl ServeArgs {
         if let Some(v) = self.amqp_allow_guest.or(file.amqp_allow_guest) {
             amqp.allow_guest = v;
         }
+        if let Some(v) = self.amqp_disk_free_limit.or(file.amqp_disk_free_limit) {
+            amqp.disk_free_limit = v;
+        }
+        amqp.data_dir = Some(data_dir.clone());
         let amqp_tls_cert = self.amqp_tls_cert.or(file.amqp_tls_cert);
         let amqp_tls_key = self.amqp_tls_key.or(file.amqp_tls_key);
         if amqp_tls_cert.is_some() != amqp_tls_key.is_some() {

@@ -1,6 +1,7 @@
 //! The gateway's settings.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Where and how the AMQP gateway listens.
@@ -23,6 +24,13 @@ pub struct AmqpConfig {
     pub handshake_timeout: Duration,
     /// Messages a queue keeps read ahead from its log for consumers.
     pub read_ahead: usize,
+    /// The directory whose file system holds the log, watched for free
+    /// space.
+    pub data_dir: Option<PathBuf>,
+    /// Below this much free disk space a resource alarm blocks publishing
+    /// connections (`connection.blocked`), as RabbitMQ's
+    /// `disk_free_limit` (50 MB by default).
+    pub disk_free_limit: u64,
 }
 
 impl AmqpConfig {
@@ -37,6 +45,8 @@ impl AmqpConfig {
             heartbeat: 60,
             handshake_timeout: Duration::from_secs(10),
             read_ahead: 1000,
+            data_dir: None,
+            disk_free_limit: 50_000_000,
         }
     }
 }

@@ -104,6 +104,8 @@ struct Conn {
     events: mpsc::UnboundedSender<Event>,
     out: BytesMut,
     pending: Vec<Outgoing>,
+    /// It has published (a resource alarm stops reading from it).
+    published: bool,
 }
 
 enum Step {
@@ -137,7 +139,9 @@ where
         }
     }
     let _ = rbuf.split_to(8);
-    let Some((vhost, tune)) = Box::pin(handshake(&gw, &mut io, &mut rbuf, deadline)).await else {
+    let Some((vhost, tune, hears_blocked)) =
+        Box::pin(handshake(&gw, &mut io, &mut rbuf, deadline)).await
+    else {
         let _ = io.shutdown().await;
         return;
     };
@@ -152,7 +156,10 @@ where
         events,
         out: BytesMut::new(),
         pending: Vec::new(),
+        published: false,
     };
+    let mut alarm = gw.alarm.subscribe();
+    let mut blocked = false;
     let heartbeat = (tune.heartbeat > 0).then(|| Duration::from_secs(u64::from(tune.heartbeat)));
     let mut beat = tokio::time::interval(heartbeat.map_or(Duration::from_secs(3600), |h| h / 2));
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -200,7 +207,9 @@ where
         }
         rbuf.reserve(64 << 10);
         tokio::select! {
-            r = io.read_buf(&mut rbuf) => match r {
+            // A resource alarm stops reading from connections that publish
+            // (their publishes would wait anyway); consumers go on.
+            r = io.read_buf(&mut rbuf), if !(blocked && conn.published) => match r {
                 Ok(n) if n > 0 => heard = tokio::time::Instant::now(),
                 _ => break Step::Closed,
             },
@@ -210,6 +219,16 @@ where
                     conn.event(ev);
                     if conn.out.len() > 1 << 20 {
                         break;
+                    }
+                }
+            }
+            Ok(()) = alarm.changed() => {
+                let reason = alarm.borrow_and_update().clone();
+                blocked = reason.is_some();
+                if hears_blocked {
+                    match reason {
+                        Some(reason) => conn.send(0, Method::ConnectionBlocked(codec::ConnectionBlocked { reason })),
+                        None => conn.send(0, Method::ConnectionUnblocked),
                     }
                 }
             }
@@ -300,7 +319,7 @@ async fn handshake<S>(
     io: &mut S,
     rbuf: &mut BytesMut,
     deadline: tokio::time::Instant,
-) -> Option<(String, Tune)>
+) -> Option<(String, Tune, bool)>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -413,7 +432,11 @@ where
     }
     write_method(&mut out, 0, Method::ConnectionOpenOk);
     io.write_all(&out).await.ok()?;
-    Some((open.virtual_host, tune))
+    let hears_blocked = matches!(
+        ok.client_properties.get("capabilities"),
+        Some(FieldValue::Table(caps)) if caps.get("connection.blocked") == Some(&FieldValue::Bool(true))
+    );
+    Some((open.virtual_host, tune, hears_blocked))
 }
 
 impl Conn {
@@ -612,6 +635,7 @@ impl Conn {
         queues.retain(|q| !q.refuses_publish());
         let refused = queues.len() < before;
         self.gw.metrics.published.fetch_add(1, Ordering::Relaxed);
+        self.published = true;
         if queues.is_empty() {
             self.gw.metrics.unroutable.fetch_add(1, Ordering::Relaxed);
         }

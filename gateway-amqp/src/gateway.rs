@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use fjord_broker::{Broker, TopicSpec};
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
@@ -74,6 +74,8 @@ pub(crate) struct Inner {
     next_id: AtomicU64,
     /// Dead letters and expired queues, for the housekeeping task.
     house: mpsc::UnboundedSender<Housekeeping>,
+    /// A resource alarm's reason while one is on.
+    pub(crate) alarm: watch::Sender<Option<String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -158,6 +160,7 @@ impl Inner {
         let (house, house_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             house,
+            alarm: watch::Sender::new(None),
             broker,
             config,
             topology: tokio::sync::Mutex::new(Topology::default()),
@@ -172,6 +175,14 @@ impl Inner {
             house_rx,
             inner.shutdown.clone(),
         ));
+        if let Some(dir) = inner.config.data_dir.clone() {
+            inner.tracker.spawn(watch_disk(
+                Arc::downgrade(&inner),
+                dir,
+                inner.config.disk_free_limit,
+                inner.shutdown.clone(),
+            ));
+        }
         let mut started = 0;
         for ((vhost, name), def) in &topology.queues {
             if let Err(e) = inner.start_queue(vhost, name, def).await {
@@ -666,6 +677,37 @@ fn check_queue_arguments(arguments: &FieldTable) -> Answer<()> {
         }
     }
     Ok(())
+}
+
+/// Raises the disk alarm while the data directory's file system has less
+/// than `limit` bytes free (checked every second), and clears it after.
+async fn watch_disk(gw: Weak<Inner>, dir: std::path::PathBuf, limit: u64, stop: CancellationToken) {
+    loop {
+        let Some(gw) = gw.upgrade() else { return };
+        match rustix::fs::statvfs(&dir) {
+            Ok(s) => {
+                let free = s.f_bavail.saturating_mul(s.f_frsize);
+                let low = free < limit;
+                let on = gw.alarm.borrow().is_some();
+                if low != on {
+                    if low {
+                        warn!(free, limit, "disk alarm: publishing connections are blocked");
+                    } else {
+                        info!(free, limit, "disk alarm cleared");
+                    }
+                    gw.alarm.send_replace(low.then(|| {
+                        format!("low on disk: {free} bytes free, limit {limit}")
+                    }));
+                }
+            }
+            Err(e) => debug!(dir = %dir.display(), "free space unknown: {e}"),
+        }
+        drop(gw);
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
+    }
 }
 
 /// Publishes dead letters and deletes expired queues, for as long as the
