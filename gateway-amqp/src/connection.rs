@@ -10,7 +10,9 @@
 //! # Errors
 //! A channel error (4xx) closes the channel with channel.close; a
 //! connection error (5xx) closes the connection with connection.close.
-//! Nothing of a publish whose frames are bad reaches a queue.
+//! Nothing of a publish whose frames are bad reaches a queue; the confirms
+//! of publishes complete before the error go out before the close, and
+//! nothing follows a connection.close.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -189,7 +191,15 @@ where
                 }
                 Err(e) => {
                     debug!(connection = id, "bad frame: {e}");
-                    conn.close_connection(e.reply_code(), &frame_text(&e), 0, 0);
+                    let (class_id, method_id) = match e {
+                        DecodeError::UnknownMethod {
+                            class_id,
+                            method_id,
+                        } => (class_id, method_id),
+                        _ => (0, 0),
+                    };
+                    conn.close_connection(e.reply_code(), &frame_text(&e), class_id, method_id)
+                        .await;
                     step = Step::Fail;
                     break;
                 }
@@ -242,25 +252,29 @@ where
                 conn.put(0, FramePayload::Heartbeat);
             }
             _ = gw.shutdown.cancelled() => {
-                conn.close_connection(reply::CONNECTION_FORCED, "CONNECTION_FORCED - broker shutdown", 0, 0);
+                conn.close_connection(reply::CONNECTION_FORCED, "CONNECTION_FORCED - broker shutdown", 0, 0).await;
                 let _ = io.write_all(&conn.out).await;
                 break Step::Fail;
             }
         }
     };
     if matches!(end, Step::Fail) {
-        // Wait briefly for close-ok, then go.
+        // Wait briefly for close-ok, then go. Only close-ok counts now, and
+        // what comes before it may be the rest of a bad frame: look for its
+        // bytes rather than decode, keeping no more than could start one.
+        let mut close_ok = BytesMut::new();
+        write_method(&mut close_ok, 0, Method::ConnectionCloseOk);
+        let keep = close_ok.len() - 1;
         let _ = tokio::time::timeout(Duration::from_secs(1), async {
             loop {
                 match io.read_buf(&mut rbuf).await {
                     Ok(n) if n > 0 => {}
                     _ => return,
                 }
-                while let Ok(Some(f)) = codec::decode_frame(&mut rbuf, 0) {
-                    if matches!(f.payload, FramePayload::Method(Method::ConnectionCloseOk)) {
-                        return;
-                    }
+                if rbuf.windows(close_ok.len()).any(|w| w == &close_ok[..]) {
+                    return;
                 }
+                let _ = rbuf.split_to(rbuf.len().saturating_sub(keep));
             }
         })
         .await;
@@ -381,8 +395,8 @@ where
             Method::ConnectionClose(Close {
                 reply_code: reply::ACCESS_REFUSED,
                 reply_text: text,
-                class_id: 0,
-                method_id: 0,
+                class_id: class::CONNECTION,
+                method_id: 11,
             }),
         );
         let _ = io.write_all(&out).await;
@@ -460,7 +474,10 @@ impl Conn {
         );
     }
 
-    fn close_connection(&mut self, code: u16, text: &str, class_id: u16, method_id: u16) {
+    /// Queues connection.close, after the returns and confirms of the
+    /// complete publishes before it: nothing may follow a close.
+    async fn close_connection(&mut self, code: u16, text: &str, class_id: u16, method_id: u16) {
+        self.flush_publishes().await;
         self.send(
             0,
             Method::ConnectionClose(Close {
@@ -475,9 +492,13 @@ impl Conn {
     /// Answers a refusal on its level.
     async fn refuse(&mut self, channel: u16, r: Refusal, class_id: u16, method_id: u16) -> Step {
         if r.closes_connection() || channel == 0 {
-            self.close_connection(r.code, &r.text, class_id, method_id);
+            self.close_connection(r.code, &r.text, class_id, method_id)
+                .await;
             return Step::Fail;
         }
+        // The confirms of the channel's complete publishes go before its
+        // close (afterwards the channel is closing and gets none).
+        self.flush_publishes().await;
         self.release_channel(channel).await;
         if let Some(ch) = self.channels.get_mut(&channel) {
             *ch = Channel {
@@ -513,7 +534,8 @@ impl Conn {
                         &format!("UNEXPECTED_FRAME - expected content header or body for channel {channel}, got {}", m.name()),
                         class_id,
                         method_id,
-                    );
+                    )
+                    .await;
                     return Step::Fail;
                 }
                 match self.method(channel, m).await {
@@ -529,7 +551,7 @@ impl Conn {
     async fn content_header(&mut self, channel: u16, h: ContentHeader) -> Step {
         let max_body = 128u64 << 20;
         let Some(ch) = self.channels.get_mut(&channel) else {
-            return self.unexpected(channel, "content header");
+            return self.unexpected(channel, "content header").await;
         };
         if ch.closing {
             return Step::Go;
@@ -542,7 +564,8 @@ impl Conn {
                         &format!("FRAME_ERROR - message body of {} bytes exceeds the maximum of {max_body}", h.body_size),
                         class::BASIC,
                         40,
-                    );
+                    )
+                    .await;
                     return Step::Fail;
                 }
                 let empty = h.body_size == 0;
@@ -552,13 +575,13 @@ impl Conn {
                 }
                 Step::Go
             }
-            _ => self.unexpected(channel, "content header"),
+            _ => self.unexpected(channel, "content header").await,
         }
     }
 
     async fn content_body(&mut self, channel: u16, b: Bytes) -> Step {
         let Some(ch) = self.channels.get_mut(&channel) else {
-            return self.unexpected(channel, "content body");
+            return self.unexpected(channel, "content body").await;
         };
         if ch.closing {
             return Step::Go;
@@ -578,7 +601,8 @@ impl Conn {
                         &format!("FRAME_ERROR - content body of {size} bytes is larger than the {declared} declared"),
                         class::BASIC,
                         40,
-                    );
+                    )
+                    .await;
                     return Step::Fail;
                 }
                 if size == h.body_size {
@@ -586,17 +610,18 @@ impl Conn {
                 }
                 Step::Go
             }
-            _ => self.unexpected(channel, "content body"),
+            _ => self.unexpected(channel, "content body").await,
         }
     }
 
-    fn unexpected(&mut self, channel: u16, what: &str) -> Step {
+    async fn unexpected(&mut self, channel: u16, what: &str) -> Step {
         self.close_connection(
             reply::UNEXPECTED_FRAME,
             &format!("UNEXPECTED_FRAME - {what} on channel {channel} without a publish before it"),
             0,
             0,
-        );
+        )
+        .await;
         Step::Fail
     }
 
