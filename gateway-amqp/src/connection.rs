@@ -161,7 +161,9 @@ where
         published: false,
     };
     let mut alarm = gw.alarm.subscribe();
-    let mut blocked = false;
+    // Told connection.blocked (only a connection that publishes is, as in
+    // RabbitMQ: clients hold back every frame while blocked).
+    let mut told = false;
     let heartbeat = (tune.heartbeat > 0).then(|| Duration::from_secs(u64::from(tune.heartbeat)));
     let mut beat = tokio::time::interval(heartbeat.map_or(Duration::from_secs(3600), |h| h / 2));
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -206,6 +208,25 @@ where
             }
         }
         conn.flush_publishes().await;
+        let reason = alarm.borrow_and_update().clone();
+        match reason {
+            Some(reason) if conn.published && !told => {
+                told = true;
+                if hears_blocked {
+                    conn.send(
+                        0,
+                        Method::ConnectionBlocked(codec::ConnectionBlocked { reason }),
+                    );
+                }
+            }
+            None if told => {
+                told = false;
+                if hears_blocked {
+                    conn.send(0, Method::ConnectionUnblocked);
+                }
+            }
+            _ => {}
+        }
         if !conn.out.is_empty() {
             if io.write_all(&conn.out).await.is_err() {
                 break Step::Closed;
@@ -219,7 +240,7 @@ where
         tokio::select! {
             // A resource alarm stops reading from connections that publish
             // (their publishes would wait anyway); consumers go on.
-            r = io.read_buf(&mut rbuf), if !(blocked && conn.published) => match r {
+            r = io.read_buf(&mut rbuf), if !told => match r {
                 Ok(n) if n > 0 => heard = tokio::time::Instant::now(),
                 _ => break Step::Closed,
             },
@@ -232,17 +253,13 @@ where
                     }
                 }
             }
-            Ok(()) = alarm.changed() => {
-                let reason = alarm.borrow_and_update().clone();
-                blocked = reason.is_some();
-                if hears_blocked {
-                    match reason {
-                        Some(reason) => conn.send(0, Method::ConnectionBlocked(codec::ConnectionBlocked { reason })),
-                        None => conn.send(0, Method::ConnectionUnblocked),
-                    }
-                }
-            }
+            // Handled at the top of the loop.
+            Ok(()) = alarm.changed() => {}
             _ = beat.tick(), if heartbeat.is_some() => {
+                // A blocked connection is not read: its silence is ours.
+                if told {
+                    heard = tokio::time::Instant::now();
+                }
                 if let Some(h) = heartbeat
                     && heard.elapsed() > h * 2
                 {

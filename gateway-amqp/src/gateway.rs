@@ -691,13 +691,16 @@ async fn watch_disk(gw: Weak<Inner>, dir: std::path::PathBuf, limit: u64, stop: 
                 let on = gw.alarm.borrow().is_some();
                 if low != on {
                     if low {
-                        warn!(free, limit, "disk alarm: publishing connections are blocked");
+                        warn!(
+                            free,
+                            limit, "disk alarm: publishing connections are blocked"
+                        );
                     } else {
                         info!(free, limit, "disk alarm cleared");
                     }
-                    gw.alarm.send_replace(low.then(|| {
-                        format!("low on disk: {free} bytes free, limit {limit}")
-                    }));
+                    gw.alarm.send_replace(
+                        low.then(|| format!("low on disk: {free} bytes free, limit {limit}")),
+                    );
                 }
             }
             Err(e) => debug!(dir = %dir.display(), "free space unknown: {e}"),
