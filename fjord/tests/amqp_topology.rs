@@ -1,0 +1,446 @@
+//! AMQP exchanges and queues against a real `fjord serve` (lapin): headers
+//! exchanges, exchange-to-exchange bindings, alternate exchanges,
+//! exclusive, auto-delete and server-named queues, purge and conditional
+//! delete, a consumer cancelled by the server when its queue goes,
+//! transactions, `basic.recover` and no-ack consumers.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::Server;
+use futures::StreamExt;
+use lapin::options::{
+    BasicCancelOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions,
+    BasicRecoverOptions, ConfirmSelectOptions, ExchangeBindOptions, ExchangeDeclareOptions,
+    QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions, QueuePurgeOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+async fn connect(server: &Server) -> Connection {
+    let uri = format!("amqp://guest:guest@{}/%2f", server.amqp);
+    Connection::connect(&uri, ConnectionProperties::default())
+        .await
+        .unwrap()
+}
+
+fn table(pairs: &[(&str, AMQPValue)]) -> FieldTable {
+    let mut t = FieldTable::default();
+    for (k, v) in pairs {
+        t.insert(ShortString::from(*k), v.clone());
+    }
+    t
+}
+
+fn text(s: &str) -> AMQPValue {
+    AMQPValue::LongString(s.into())
+}
+
+async fn queue(ch: &Channel, name: &str) {
+    ch.queue_declare(
+        name.into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+}
+
+async fn exchange(ch: &Channel, name: &str, kind: ExchangeKind, args: FieldTable) {
+    ch.exchange_declare(name.into(), kind, ExchangeDeclareOptions::default(), args)
+        .await
+        .unwrap();
+}
+
+async fn bind(ch: &Channel, queue: &str, exchange: &str, key: &str, args: FieldTable) {
+    ch.queue_bind(
+        queue.into(),
+        exchange.into(),
+        key.into(),
+        QueueBindOptions::default(),
+        args,
+    )
+    .await
+    .unwrap();
+}
+
+/// Publishes with a confirm (the channel is in confirm mode).
+async fn publish(ch: &Channel, exchange: &str, key: &str, body: &str, props: BasicProperties) {
+    let c = ch
+        .basic_publish(
+            exchange.into(),
+            key.into(),
+            BasicPublishOptions::default(),
+            body.as_bytes(),
+            props,
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(c.is_ack());
+}
+
+async fn drain(ch: &Channel, queue: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    while let Some(m) = ch
+        .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+        .await
+        .unwrap()
+    {
+        out.push(String::from_utf8(m.delivery.data.clone()).unwrap());
+    }
+    out
+}
+
+fn headers(pairs: &[(&str, AMQPValue)]) -> BasicProperties {
+    BasicProperties::default().with_headers(table(pairs))
+}
+
+#[tokio::test]
+async fn headers_exchanges_e2e_bindings_and_alternate_exchanges_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&dir.path().join("data"), &[]);
+    let conn = connect(&server).await;
+    let ch = conn.create_channel().await.unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+
+    // Headers: all (default) and any.
+    exchange(&ch, "h", ExchangeKind::Headers, FieldTable::default()).await;
+    queue(&ch, "all").await;
+    queue(&ch, "any").await;
+    bind(
+        &ch,
+        "all",
+        "h",
+        "",
+        table(&[("format", text("pdf")), ("type", text("report"))]),
+    )
+    .await;
+    bind(
+        &ch,
+        "any",
+        "h",
+        "",
+        table(&[
+            ("x-match", text("any")),
+            ("format", text("zip")),
+            ("type", text("report")),
+        ]),
+    )
+    .await;
+    publish(
+        &ch,
+        "h",
+        "",
+        "both",
+        headers(&[("format", text("pdf")), ("type", text("report"))]),
+    )
+    .await;
+    publish(&ch, "h", "", "zip", headers(&[("format", text("zip"))])).await;
+    publish(&ch, "h", "", "none", headers(&[("format", text("doc"))])).await;
+    assert_eq!(drain(&ch, "all").await, ["both"]);
+    assert_eq!(drain(&ch, "any").await, ["both", "zip"]);
+
+    // Exchange to exchange: a fanout feeding a direct one.
+    exchange(&ch, "front", ExchangeKind::Fanout, FieldTable::default()).await;
+    exchange(&ch, "back", ExchangeKind::Direct, FieldTable::default()).await;
+    ch.exchange_bind(
+        "back".into(),
+        "front".into(),
+        "".into(),
+        ExchangeBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    queue(&ch, "red").await;
+    bind(&ch, "red", "back", "red", FieldTable::default()).await;
+    publish(&ch, "front", "red", "via-front", BasicProperties::default()).await;
+    publish(&ch, "front", "blue", "lost", BasicProperties::default()).await;
+    assert_eq!(drain(&ch, "red").await, ["via-front"]);
+
+    // Alternate exchange: what "main" cannot route goes to "ae".
+    exchange(&ch, "ae", ExchangeKind::Fanout, FieldTable::default()).await;
+    queue(&ch, "unrouted").await;
+    bind(&ch, "unrouted", "ae", "", FieldTable::default()).await;
+    exchange(
+        &ch,
+        "main",
+        ExchangeKind::Direct,
+        table(&[("alternate-exchange", text("ae"))]),
+    )
+    .await;
+    queue(&ch, "known").await;
+    bind(&ch, "known", "main", "k", FieldTable::default()).await;
+    publish(&ch, "main", "k", "routed", BasicProperties::default()).await;
+    publish(
+        &ch,
+        "main",
+        "other",
+        "alternate",
+        BasicProperties::default(),
+    )
+    .await;
+    assert_eq!(drain(&ch, "known").await, ["routed"]);
+    assert_eq!(drain(&ch, "unrouted").await, ["alternate"]);
+}
+
+#[tokio::test]
+async fn exclusive_auto_delete_and_server_named_queues() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&dir.path().join("data"), &[]);
+    let owner = connect(&server).await;
+    let ch = owner.create_channel().await.unwrap();
+    // Server-named and exclusive: another connection may not use it.
+    let q = ch
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let name = q.name().to_string();
+    assert!(name.starts_with("amq.gen-"), "{name}");
+    let other = connect(&server).await;
+    let och = other.create_channel().await.unwrap();
+    let e = och
+        .basic_consume(
+            name.as_str().into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("RESOURCE_LOCKED"), "{e}");
+    // Gone with its connection.
+    owner.close(200, "bye".into()).await.unwrap();
+    let och = other.create_channel().await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let r = och
+            .queue_declare(
+                name.as_str().into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await;
+        if let Err(e) = r {
+            assert!(e.to_string().contains("NOT_FOUND"), "{e}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "exclusive queue stayed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Auto-delete: gone when its last consumer cancels.
+    let ch = other.create_channel().await.unwrap();
+    ch.queue_declare(
+        "auto".into(),
+        QueueDeclareOptions {
+            auto_delete: true,
+            ..QueueDeclareOptions::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    ch.basic_consume(
+        "auto".into(),
+        "c".into(),
+        BasicConsumeOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    ch.basic_cancel("c".into(), BasicCancelOptions::default())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let probe = other.create_channel().await.unwrap();
+        let r = probe
+            .queue_declare(
+                "auto".into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await;
+        if r.is_err() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "auto-delete queue stayed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn purge_conditional_delete_and_server_cancel() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&dir.path().join("data"), &[]);
+    let conn = connect(&server).await;
+    let ch = conn.create_channel().await.unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    queue(&ch, "p").await;
+    for i in 0..3 {
+        publish(&ch, "", "p", &i.to_string(), BasicProperties::default()).await;
+    }
+    // Not empty: refused.
+    let e = ch
+        .queue_delete(
+            "p".into(),
+            QueueDeleteOptions {
+                if_empty: true,
+                ..QueueDeleteOptions::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("PRECONDITION_FAILED"), "{e}");
+    let ch = conn.create_channel().await.unwrap();
+    assert_eq!(
+        ch.queue_purge("p".into(), QueuePurgeOptions::default())
+            .await
+            .unwrap(),
+        3
+    );
+    assert!(drain(&ch, "p").await.is_empty());
+
+    // In use: refused with if-unused; deleted without, and its consumer
+    // is told (basic.cancel from the server).
+    let c = conn.create_channel().await.unwrap();
+    let mut consumer = c
+        .basic_consume(
+            "p".into(),
+            "watcher".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let e = ch
+        .queue_delete(
+            "p".into(),
+            QueueDeleteOptions {
+                if_unused: true,
+                ..QueueDeleteOptions::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("PRECONDITION_FAILED"), "{e}");
+    let ch = conn.create_channel().await.unwrap();
+    ch.queue_delete("p".into(), QueueDeleteOptions::default())
+        .await
+        .unwrap();
+    let end = tokio::time::timeout(WAIT, consumer.next()).await.unwrap();
+    assert!(end.is_none(), "the consumer stream ends: {end:?}");
+}
+
+#[tokio::test]
+async fn transactions_recover_and_no_ack_consumers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&dir.path().join("data"), &[]);
+    let conn = connect(&server).await;
+    let ch = conn.create_channel().await.unwrap();
+    queue(&ch, "tx").await;
+    ch.tx_select().await.unwrap();
+    for b in ["rolled", "back"] {
+        ch.basic_publish(
+            "".into(),
+            "tx".into(),
+            BasicPublishOptions::default(),
+            b.as_bytes(),
+            BasicProperties::default(),
+        )
+        .await
+        .unwrap();
+    }
+    ch.tx_rollback().await.unwrap();
+    ch.basic_publish(
+        "".into(),
+        "tx".into(),
+        BasicPublishOptions::default(),
+        b"committed",
+        BasicProperties::default(),
+    )
+    .await
+    .unwrap();
+    ch.tx_commit().await.unwrap();
+    let reader = conn.create_channel().await.unwrap();
+    assert_eq!(drain(&reader, "tx").await, ["committed"]);
+
+    // basic.recover: what a channel holds unacknowledged comes again.
+    let pch = conn.create_channel().await.unwrap();
+    pch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    publish(&pch, "", "tx", "again", BasicProperties::default()).await;
+    let rc = conn.create_channel().await.unwrap();
+    let first = rc
+        .basic_get("tx".into(), BasicGetOptions::default())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!first.delivery.redelivered);
+    rc.basic_recover(BasicRecoverOptions { requeue: true })
+        .await
+        .unwrap();
+    let second = rc
+        .basic_get("tx".into(), BasicGetOptions { no_ack: true })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&second.delivery.data[..], b"again");
+    assert!(second.delivery.redelivered);
+
+    // A no-ack consumer settles on delivery: nothing comes back when its
+    // channel closes.
+    publish(&pch, "", "tx", "once", BasicProperties::default()).await;
+    let nc = conn.create_channel().await.unwrap();
+    let mut c = nc
+        .basic_consume(
+            "tx".into(),
+            "n".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let d = tokio::time::timeout(WAIT, c.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(&d.data[..], b"once");
+    nc.close(200, "bye".into()).await.unwrap();
+    assert!(drain(&reader, "tx").await.is_empty());
+}
