@@ -444,3 +444,84 @@ async fn transactions_recover_and_no_ack_consumers() {
     nc.close(200, "bye".into()).await.unwrap();
     assert!(drain(&reader, "tx").await.is_empty());
 }
+
+/// The sum of a per-queue gauge over `queues`, from `/metrics`.
+fn gauge(server: &Server, name: &str, queues: &[&str]) -> u64 {
+    let (_, body) = server.http_get("/metrics");
+    queues
+        .iter()
+        .map(|q| {
+            let prefix = format!("{name}{{vhost=\"/\",queue=\"{q}\"}} ");
+            body.lines()
+                .find_map(|l| l.strip_prefix(&prefix))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn a_global_prefetch_is_shared_by_the_channels_consumers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&dir.path().join("data"), &[]);
+    let conn = connect(&server).await;
+    let ch = conn.create_channel().await.unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    for q in ["g1", "g2"] {
+        queue(&ch, q).await;
+        for i in 0..3 {
+            publish(&ch, "", q, &format!("{q}-{i}"), BasicProperties::default()).await;
+        }
+    }
+    let c = conn.create_channel().await.unwrap();
+    c.basic_qos(2, lapin::options::BasicQosOptions { global: true })
+        .await
+        .unwrap();
+    let mut s1 = c
+        .basic_consume(
+            "g1".into(),
+            "c1".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let mut s2 = c
+        .basic_consume(
+            "g2".into(),
+            "c2".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let settled = |unacked: u64, ready: u64| {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let u = gauge(&server, "fjord_amqp_queue_messages_unacked", &["g1", "g2"]);
+            let r = gauge(&server, "fjord_amqp_queue_messages_ready", &["g1", "g2"]);
+            if u + r == unacked + ready && u >= unacked {
+                assert_eq!((u, r), (unacked, ready), "two held by the channel at most");
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "unacked {u}, ready {r}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    settled(2, 4);
+    // Acknowledging one lets exactly one more through, from either queue.
+    let first = tokio::select! {
+        d = s1.next() => d.unwrap().unwrap(),
+        d = s2.next() => d.unwrap().unwrap(),
+    };
+    first
+        .ack(lapin::options::BasicAckOptions::default())
+        .await
+        .unwrap();
+    settled(2, 3);
+}

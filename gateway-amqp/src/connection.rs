@@ -90,8 +90,10 @@ struct Channel {
     /// Consumer tag → (vhost queue name, queue).
     consumers: HashMap<String, (String, QueueHandle)>,
     next_tag: u64,
-    /// Delivery tag → (queue, offset).
-    unacked: BTreeMap<u64, (QueueHandle, i64)>,
+    /// Delivery tag → (queue, offset, counted in `budget`).
+    unacked: BTreeMap<u64, (QueueHandle, i64, bool)>,
+    /// `basic.qos` with `global`: the room its consumers share.
+    budget: Option<Arc<queue::Budget>>,
     /// Queues it took messages from (to requeue on close).
     used: HashMap<String, QueueHandle>,
 }
@@ -820,7 +822,7 @@ impl Conn {
             && let Some(q) = self.gw.queue_by_topic(&d.topic)
         {
             ch.used.insert(q.topic.to_string(), q.clone());
-            ch.unacked.insert(tag, (q, d.offset));
+            ch.unacked.insert(tag, (q, d.offset, d.budgeted));
         }
         let m = Method::BasicDeliver(BasicDeliver {
             consumer_tag: d.consumer_tag.unwrap_or_default(),
@@ -1100,7 +1102,18 @@ impl Conn {
                 }
             }
             Method::BasicQos(q) => {
-                self.channel_mut(channel)?.prefetch = q.prefetch_count;
+                let ch = self.channel_mut(channel)?;
+                if q.global {
+                    // Shared by the consumers the channel starts from now.
+                    ch.budget = (q.prefetch_count > 0).then(|| {
+                        Arc::new(queue::Budget {
+                            held: std::sync::atomic::AtomicU32::new(0),
+                            limit: u32::from(q.prefetch_count),
+                        })
+                    });
+                } else {
+                    ch.prefetch = q.prefetch_count;
+                }
                 self.send(channel, Method::BasicQosOk);
             }
             Method::BasicConsume(c) => {
@@ -1119,6 +1132,7 @@ impl Conn {
                     ));
                 }
                 let prefetch = ch.prefetch;
+                let budget = ch.budget.clone();
                 ch.consumers
                     .insert(tag.clone(), (c.queue.clone(), q.clone()));
                 ch.used.insert(q.topic.to_string(), q.clone());
@@ -1140,6 +1154,7 @@ impl Conn {
                         no_ack: c.no_ack,
                         exclusive: c.exclusive,
                         tx: self.events.clone(),
+                        budget,
                     })
                     .await;
                 if refused.is_err() {
@@ -1192,7 +1207,7 @@ impl Conn {
                         let tag = ch.next_tag;
                         ch.used.insert(q.topic.to_string(), q.clone());
                         if !d.settled {
-                            ch.unacked.insert(tag, (q.clone(), d.offset));
+                            ch.unacked.insert(tag, (q.clone(), d.offset, false));
                         }
                         self.send_content(
                             channel,
@@ -1240,6 +1255,9 @@ impl Conn {
                 let ch = self.channel_mut(channel)?;
                 let _ = r.requeue;
                 ch.unacked.clear();
+                if let Some(b) = &ch.budget {
+                    b.release(u32::MAX);
+                }
                 let used: Vec<QueueHandle> = ch.used.values().cloned().collect();
                 for q in used {
                     q.recover(self.id, channel);
@@ -1342,8 +1360,10 @@ fn settle(ch: &mut Channel, tag: u64, multiple: bool, requeue: Option<bool>) -> 
         ));
     }
     let mut by_queue: HashMap<String, (QueueHandle, Vec<i64>)> = HashMap::new();
+    let mut freed = 0u32;
     for t in tags {
-        if let Some((q, offset)) = ch.unacked.remove(&t) {
+        if let Some((q, offset, budgeted)) = ch.unacked.remove(&t) {
+            freed += u32::from(budgeted);
             by_queue
                 .entry(q.topic.to_string())
                 .or_insert_with(|| (q, Vec::new()))
@@ -1355,6 +1375,15 @@ fn settle(ch: &mut Channel, tag: u64, multiple: bool, requeue: Option<bool>) -> 
         match requeue {
             None => q.ack(offsets),
             Some(requeue) => q.reject(offsets, requeue),
+        }
+    }
+    // Room given back: every queue the channel consumes from may deliver.
+    if freed > 0
+        && let Some(b) = &ch.budget
+    {
+        b.release(freed);
+        for (_, q) in ch.consumers.values() {
+            q.poke();
         }
     }
     Ok(())

@@ -29,6 +29,7 @@ enum Later {
         no_ack: bool,
         reply: oneshot::Sender<Option<Delivery>>,
     },
+    Purge(oneshot::Sender<u32>),
     Stop(oneshot::Sender<()>),
 }
 
@@ -143,6 +144,15 @@ impl Cursor {
                                 self.housekeep();
                                 let got = self.get(connection, channel, no_ack);
                                 let _ = reply.send(got);
+                            }
+                            Later::Purge(reply) => {
+                                // Everything committed before the purge goes.
+                                self.catch_up().await;
+                                let dropped = self.ready_count();
+                                self.ready.clear();
+                                self.next = self.next.max(self.end);
+                                self.dirty = true;
+                                let _ = reply.send(u32::try_from(dropped).unwrap_or(u32::MAX));
                             }
                             Later::Stop(reply) => {
                                 // Store the cursor, cancel the consumers.
@@ -377,6 +387,7 @@ impl Cursor {
             message: e.message,
             remaining: u32::try_from(self.ready_count()).unwrap_or(u32::MAX),
             settled: no_ack,
+            budgeted: false,
         })
     }
 
@@ -451,13 +462,8 @@ impl Cursor {
                 };
             }
             Cmd::Touch => self.last_used = now_ms(),
-            Cmd::Purge { reply } => {
-                let dropped = self.ready_count();
-                self.ready.clear();
-                self.next = self.next.max(self.end);
-                self.dirty = true;
-                let _ = reply.send(u32::try_from(dropped).unwrap_or(u32::MAX));
-            }
+            Cmd::Poke => {}
+            Cmd::Purge { reply } => return Later::Purge(reply),
             Cmd::Stop { reply } => return Later::Stop(reply),
         }
         Later::Nothing
@@ -533,9 +539,15 @@ impl Cursor {
         };
         let mut gone = Vec::new();
         while !self.ready.is_empty() {
+            let has_budget = |c: &Consumer| {
+                c.no_ack
+                    || c.budget
+                        .as_ref()
+                        .is_none_or(|b| b.held.load(Ordering::Acquire) < b.limit)
+            };
             let Some(i) = (0..n)
                 .map(|k| (self.turn + k) % n)
-                .find(|i| room[*i] > 0 && !gone.contains(i))
+                .find(|i| room[*i] > 0 && !gone.contains(i) && has_budget(&self.consumers[*i]))
             else {
                 break;
             };
@@ -544,6 +556,10 @@ impl Cursor {
                 break;
             };
             let c = &self.consumers[i];
+            let budgeted = !c.no_ack && c.budget.is_some();
+            if let Some(b) = c.budget.as_ref().filter(|_| budgeted) {
+                b.held.fetch_add(1, Ordering::AcqRel);
+            }
             let d = Delivery {
                 channel: c.channel,
                 topic: Arc::clone(&self.topic),
@@ -553,8 +569,12 @@ impl Cursor {
                 message: Arc::clone(&e.message),
                 remaining: 0,
                 settled: c.no_ack,
+                budgeted,
             };
             if c.tx.send(Event::Deliver(d)).is_err() {
+                if let Some(b) = c.budget.as_ref().filter(|_| budgeted) {
+                    b.release(1);
+                }
                 // Its connection is gone: the message stays ready.
                 self.ready.insert(offset, e);
                 gone.push(i);

@@ -74,6 +74,8 @@ pub(crate) struct Delivery {
     pub(crate) remaining: u32,
     /// Acknowledged on delivery (no-ack): nothing to acknowledge.
     pub(crate) settled: bool,
+    /// Counted in its channel's [`Budget`].
+    pub(crate) budgeted: bool,
 }
 
 /// A consumer as the queue sees it.
@@ -88,6 +90,27 @@ pub(crate) struct Consumer {
     pub(crate) no_ack: bool,
     pub(crate) exclusive: bool,
     pub(crate) tx: mpsc::UnboundedSender<Event>,
+    /// The channel-wide limit (`basic.qos` with `global`), shared with the
+    /// channel's other consumers.
+    pub(crate) budget: Option<Arc<Budget>>,
+}
+
+/// Unacknowledged deliveries a channel's consumers may hold together.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    pub(crate) held: std::sync::atomic::AtomicU32,
+    pub(crate) limit: u32,
+}
+
+impl Budget {
+    /// Gives back `n` deliveries' room.
+    pub(crate) fn release(&self, n: u32) {
+        let _ = self
+            .held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |h| {
+                Some(h.saturating_sub(n))
+            });
+    }
 }
 
 /// Why a consumer was refused.
@@ -137,6 +160,8 @@ enum Cmd {
     },
     /// The queue was redeclared: it is in use (for `x-expires`).
     Touch,
+    /// Room was given back (a channel-wide limit): try delivering.
+    Poke,
     Stop {
         reply: oneshot::Sender<()>,
     },
@@ -247,6 +272,11 @@ impl QueueHandle {
     pub(crate) fn refuses_publish(&self) -> bool {
         self.reject_beyond
             .is_some_and(|max| self.stats.ready.load(Ordering::Relaxed) >= max as u64)
+    }
+
+    /// Makes the queue try delivering again.
+    pub(crate) fn poke(&self) {
+        let _ = self.tx.send(Cmd::Poke);
     }
 
     /// Marks the queue used (a redeclare).
