@@ -274,6 +274,57 @@ impl Broker {
     }
 }
 
+impl Broker {
+    /// Every record of `topic`-`partition` from `from` up to `to` (or its
+    /// end as of each read), wherever its leader is. Retention or
+    /// compaction having moved the start, it goes on from there.
+    ///
+    /// # Errors
+    /// As [`Broker::fetch_anywhere`]; `InvalidRequest` for a batch that
+    /// does not decode.
+    pub async fn read_range_anywhere(
+        &self,
+        topic: &str,
+        partition: u32,
+        from: i64,
+        to: Option<i64>,
+    ) -> Result<Vec<fjord_storage::Record>> {
+        let mut out = Vec::new();
+        let mut offset = from;
+        while to.is_none_or(|to| offset < to) {
+            let r = self
+                .fetch_anywhere(FetchRequest {
+                    topic: topic.to_string(),
+                    partition,
+                    offset,
+                    max_bytes: 1 << 20,
+                    min_bytes: 0,
+                    max_wait: Duration::ZERO,
+                })
+                .await;
+            let r = match r {
+                Ok(r) => r,
+                Err(Error::OffsetOutOfRange { earliest, .. }) if earliest > offset => {
+                    offset = earliest;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if r.records.is_empty() || r.next_offset <= offset {
+                break;
+            }
+            let records = crate::decode_records(r.records, offset)?;
+            out.extend(
+                records
+                    .into_iter()
+                    .filter(|rec| to.is_none_or(|to| rec.offset < to)),
+            );
+            offset = r.next_offset;
+        }
+        Ok(out)
+    }
+}
+
 /// Runs `op` again while the partition has no leader it can reach (a new
 /// topic, a leader change), for a few seconds at most.
 async fn retry_moving<T, F, Fut>(mut op: F) -> Result<T>

@@ -89,40 +89,15 @@ async fn latest(broker: &Broker, topic: &str) -> Result<Vec<(String, Value)>> {
         .await?
         .map_or(0, |(o, _)| o);
     let mut found: HashMap<String, Option<Value>> = HashMap::new();
-    let mut offset = 0;
-    while offset < end {
-        let r = broker
-            .fetch_anywhere(fjord_broker::FetchRequest {
-                topic: topic.into(),
-                partition: 0,
-                offset,
-                max_bytes: 1 << 20,
-                min_bytes: 0,
-                max_wait: std::time::Duration::ZERO,
-            })
-            .await;
-        let r = match r {
-            Ok(r) => r,
-            Err(fjord_broker::Error::OffsetOutOfRange { earliest, .. }) if earliest > offset => {
-                offset = earliest;
-                continue;
-            }
-            Err(e) => return Err(e.into()),
+    for rec in broker.read_range_anywhere(topic, 0, 0, Some(end)).await? {
+        let Some(key) = rec.key.as_deref().and_then(|k| std::str::from_utf8(k).ok()) else {
+            continue;
         };
-        if r.records.is_empty() || r.next_offset <= offset {
-            break;
-        }
-        for rec in fjord_broker::decode_records(r.records, offset)? {
-            let Some(key) = rec.key.as_deref().and_then(|k| std::str::from_utf8(k).ok()) else {
-                continue;
-            };
-            let value = rec
-                .value
-                .as_deref()
-                .and_then(|v| serde_json::from_slice(v).ok());
-            found.insert(key.to_string(), value);
-        }
-        offset = r.next_offset;
+        let value = rec
+            .value
+            .as_deref()
+            .and_then(|v| serde_json::from_slice(v).ok());
+        found.insert(key.to_string(), value);
     }
     Ok(found
         .into_iter()

@@ -4,7 +4,7 @@
 //! with `acks=all`; a tombstone (null value) deletes a key.
 
 use bytes::Bytes;
-use fjord_broker::{Acks, Broker, FetchRequest, NewRecord, Record, TopicSpec};
+use fjord_broker::{Acks, Broker, NewRecord, Record, TopicSpec};
 
 use crate::{Error, Result};
 
@@ -29,7 +29,8 @@ pub(crate) async fn ensure_compacted(broker: &Broker, name: &str) -> Result<()> 
     }
 }
 
-/// Every record of `topic`-`partition` from `from` up to its current end.
+/// Every record of `topic`-`partition` from `from` up to `to` (or its
+/// current end).
 pub(crate) async fn read_range(
     broker: &Broker,
     topic: &str,
@@ -37,46 +38,9 @@ pub(crate) async fn read_range(
     from: i64,
     to: Option<i64>,
 ) -> Result<Vec<Record>> {
-    let mut out = Vec::new();
-    let mut offset = from;
-    loop {
-        if to.is_some_and(|to| offset >= to) {
-            break;
-        }
-        let r = broker
-            .fetch_anywhere(FetchRequest {
-                topic: topic.to_string(),
-                partition,
-                offset,
-                max_bytes: 1 << 20,
-                min_bytes: 0,
-                max_wait: std::time::Duration::ZERO,
-            })
-            .await;
-        let r = match r {
-            Ok(r) => r,
-            // Retention or compaction moved the start: go on from there.
-            Err(fjord_broker::Error::OffsetOutOfRange { earliest, .. }) if earliest > offset => {
-                offset = earliest;
-                continue;
-            }
-            Err(e) => return Err(Error::Broker(e)),
-        };
-        if r.records.is_empty() {
-            break;
-        }
-        let records = fjord_broker::decode_records(r.records, offset)?;
-        out.extend(
-            records
-                .into_iter()
-                .filter(|rec| to.is_none_or(|to| rec.offset < to)),
-        );
-        if r.next_offset <= offset {
-            break;
-        }
-        offset = r.next_offset;
-    }
-    Ok(out)
+    Ok(broker
+        .read_range_anywhere(topic, partition, from, to)
+        .await?)
 }
 
 /// The latest record of every key of a compacted one-partition topic

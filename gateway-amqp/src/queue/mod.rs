@@ -33,10 +33,9 @@ mod ready;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use bytes::Bytes;
-use fjord_broker::{Acks, Broker, FetchRequest, NewRecord, OffsetSpec};
+use fjord_broker::{Acks, Broker, NewRecord, OffsetSpec};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
@@ -387,39 +386,17 @@ async fn load_state(broker: &Broker, topic: &str) -> crate::Result<Stored> {
         .await?
         .map_or(0, |(o, _)| o);
     let mut state = Stored::default();
-    let mut offset = 0;
-    while offset < end {
-        let r = broker
-            .fetch_anywhere(FetchRequest {
-                topic: ACKS_TOPIC.into(),
-                partition: 0,
-                offset,
-                max_bytes: 1 << 20,
-                min_bytes: 0,
-                max_wait: Duration::ZERO,
-            })
-            .await;
-        let r = match r {
-            Ok(r) => r,
-            Err(fjord_broker::Error::OffsetOutOfRange { earliest, .. }) if earliest > offset => {
-                offset = earliest;
-                continue;
-            }
-            Err(e) => return Err(e.into()),
-        };
-        if r.records.is_empty() || r.next_offset <= offset {
-            break;
+    for rec in broker
+        .read_range_anywhere(ACKS_TOPIC, 0, 0, Some(end))
+        .await?
+    {
+        if rec.key.as_deref() == Some(topic.as_bytes()) {
+            state = rec
+                .value
+                .as_deref()
+                .and_then(|v| serde_json::from_slice(v).ok())
+                .unwrap_or_default();
         }
-        for rec in fjord_broker::decode_records(r.records, offset)? {
-            if rec.key.as_deref() == Some(topic.as_bytes()) {
-                state = rec
-                    .value
-                    .as_deref()
-                    .and_then(|v| serde_json::from_slice(v).ok())
-                    .unwrap_or_default();
-            }
-        }
-        offset = r.next_offset;
     }
     // A queue whose log start moved (retention) starts there.
     if let Ok(Some((start, _))) = broker
@@ -454,37 +431,17 @@ pub(crate) async fn forget_state(broker: &Broker, topic: &str) {
     }
 }
 
-/// The messages of `topic` in `[from, to)`.
+/// The messages of `topic` in `[from, to)`: (offset, append time, message).
 async fn read(
     broker: &Broker,
     topic: &str,
     from: i64,
     to: i64,
 ) -> crate::Result<Vec<(i64, i64, Message)>> {
-    let mut out = Vec::new();
-    let mut offset = from;
-    while offset < to {
-        let r = broker
-            .fetch_anywhere(FetchRequest {
-                topic: topic.to_string(),
-                partition: 0,
-                offset,
-                max_bytes: 1 << 20,
-                min_bytes: 0,
-                max_wait: Duration::ZERO,
-            })
-            .await?;
-        if r.records.is_empty() || r.next_offset <= offset {
-            break;
-        }
-        for rec in fjord_broker::decode_records(r.records, offset)? {
-            if rec.offset < to
-                && let Some(m) = Message::from_record(&rec)
-            {
-                out.push((rec.offset, rec.timestamp_ms, m));
-            }
-        }
-        offset = r.next_offset;
-    }
-    Ok(out)
+    Ok(broker
+        .read_range_anywhere(topic, 0, from, Some(to))
+        .await?
+        .into_iter()
+        .filter_map(|rec| Some((rec.offset, rec.timestamp_ms, Message::from_record(&rec)?)))
+        .collect())
 }
