@@ -865,6 +865,29 @@ impl Conn {
         self.channels.clear();
     }
 
+    /// Binds (`bind`) or unbinds `to` and `source`; sends `ok` after.
+    #[allow(clippy::too_many_arguments)]
+    async fn binding(
+        &mut self,
+        channel: u16,
+        source: &str,
+        to: Destination,
+        routing_key: &str,
+        arguments: FieldTable,
+        bind: bool,
+        ok: Option<Method>,
+    ) -> Answer<()> {
+        self.channel_mut(channel)?;
+        let vhost = self.vhost.clone();
+        self.gw
+            .bind(&vhost, source, to, routing_key, arguments, bind, self.id)
+            .await?;
+        if let Some(ok) = ok {
+            self.send(channel, ok);
+        }
+        Ok(())
+    }
+
     /// The channel a method other than channel.open is for.
     fn channel_mut(&mut self, channel: u16) -> Answer<&mut Channel> {
         self.channels.get_mut(&channel).ok_or_else(|| {
@@ -986,38 +1009,32 @@ impl Conn {
                 }
             }
             Method::ExchangeBind(b) => {
-                self.channel_mut(channel)?;
-                self.gw
-                    .bind(
-                        &vhost,
-                        &b.source,
-                        Destination::exchange(&b.destination),
-                        &b.routing_key,
-                        b.arguments,
-                        true,
-                        self.id,
-                    )
-                    .await?;
-                if !b.no_wait {
-                    self.send(channel, Method::ExchangeBindOk);
-                }
+                let to = Destination::exchange(&b.destination);
+                let ok = (!b.no_wait).then_some(Method::ExchangeBindOk);
+                self.binding(
+                    channel,
+                    &b.source,
+                    to,
+                    &b.routing_key,
+                    b.arguments,
+                    true,
+                    ok,
+                )
+                .await?;
             }
             Method::ExchangeUnbind(b) => {
-                self.channel_mut(channel)?;
-                self.gw
-                    .bind(
-                        &vhost,
-                        &b.source,
-                        Destination::exchange(&b.destination),
-                        &b.routing_key,
-                        b.arguments,
-                        false,
-                        self.id,
-                    )
-                    .await?;
-                if !b.no_wait {
-                    self.send(channel, Method::ExchangeUnbindOk);
-                }
+                let to = Destination::exchange(&b.destination);
+                let ok = (!b.no_wait).then_some(Method::ExchangeUnbindOk);
+                self.binding(
+                    channel,
+                    &b.source,
+                    to,
+                    &b.routing_key,
+                    b.arguments,
+                    false,
+                    ok,
+                )
+                .await?;
             }
             Method::QueueDeclare(d) => {
                 self.channel_mut(channel)?;
@@ -1046,36 +1063,32 @@ impl Conn {
                 }
             }
             Method::QueueBind(b) => {
-                self.channel_mut(channel)?;
-                self.gw
-                    .bind(
-                        &vhost,
-                        &b.exchange,
-                        Destination::queue(&b.queue),
-                        &b.routing_key,
-                        b.arguments,
-                        true,
-                        self.id,
-                    )
-                    .await?;
-                if !b.no_wait {
-                    self.send(channel, Method::QueueBindOk);
-                }
+                let to = Destination::queue(&b.queue);
+                let ok = (!b.no_wait).then_some(Method::QueueBindOk);
+                self.binding(
+                    channel,
+                    &b.exchange,
+                    to,
+                    &b.routing_key,
+                    b.arguments,
+                    true,
+                    ok,
+                )
+                .await?;
             }
             Method::QueueUnbind(b) => {
-                self.channel_mut(channel)?;
-                self.gw
-                    .bind(
-                        &vhost,
-                        &b.exchange,
-                        Destination::queue(&b.queue),
-                        &b.routing_key,
-                        b.arguments,
-                        false,
-                        self.id,
-                    )
-                    .await?;
-                self.send(channel, Method::QueueUnbindOk);
+                let to = Destination::queue(&b.queue);
+                let ok = Some(Method::QueueUnbindOk);
+                self.binding(
+                    channel,
+                    &b.exchange,
+                    to,
+                    &b.routing_key,
+                    b.arguments,
+                    false,
+                    ok,
+                )
+                .await?;
             }
             Method::QueuePurge(p) => {
                 self.channel_mut(channel)?;
