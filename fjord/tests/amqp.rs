@@ -6,9 +6,8 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::Server;
+use common::amqp::{WAIT, connect};
 use futures::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions,
@@ -16,23 +15,10 @@ use lapin::options::{
     QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
-
-const WAIT: Duration = Duration::from_secs(15);
+use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
 
 fn start(dir: &tempfile::TempDir) -> Server {
     Server::start_with(&dir.path().join("data"), &[])
-}
-
-async fn connect(server: &Server) -> Connection {
-    let uri = format!("amqp://guest:guest@{}/%2f", server.amqp);
-    tokio::time::timeout(
-        WAIT,
-        Connection::connect(&uri, ConnectionProperties::default()),
-    )
-    .await
-    .expect("connect in time")
-    .unwrap()
 }
 
 async fn channel(conn: &Connection) -> Channel {

@@ -9,53 +9,24 @@ mod common;
 use std::time::Duration;
 
 use common::Server;
+use common::amqp::{WAIT, connect, drain, next, publish, queue, table, text};
 use futures::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, BasicRejectOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicRejectOptions,
     ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
-use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
-
-const WAIT: Duration = Duration::from_secs(15);
 
 async fn setup() -> (tempfile::TempDir, Server, Connection, Channel) {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_with(&dir.path().join("data"), &[]);
-    let uri = format!("amqp://guest:guest@{}/%2f", server.amqp);
-    let conn = Connection::connect(&uri, ConnectionProperties::default())
-        .await
-        .unwrap();
+    let conn = connect(&server).await;
     let ch = conn.create_channel().await.unwrap();
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
         .unwrap();
     (dir, server, conn, ch)
-}
-
-fn args(pairs: &[(&str, AMQPValue)]) -> FieldTable {
-    let mut t = FieldTable::default();
-    for (k, v) in pairs {
-        t.insert(ShortString::from(*k), v.clone());
-    }
-    t
-}
-
-fn text(s: &str) -> AMQPValue {
-    AMQPValue::LongString(s.into())
-}
-
-async fn queue(ch: &Channel, name: &str, arguments: FieldTable) {
-    ch.queue_declare(
-        name.into(),
-        QueueDeclareOptions {
-            durable: true,
-            ..QueueDeclareOptions::default()
-        },
-        arguments,
-    )
-    .await
-    .unwrap();
 }
 
 /// A fanout dead-letter exchange `dlx` feeding queue `dead`.
@@ -68,7 +39,7 @@ async fn dead_letter_queue(ch: &Channel) {
     )
     .await
     .unwrap();
-    queue(ch, "dead", FieldTable::default()).await;
+    queue(ch, "dead", true, FieldTable::default()).await;
     ch.queue_bind(
         "dead".into(),
         "dlx".into(),
@@ -78,53 +49,6 @@ async fn dead_letter_queue(ch: &Channel) {
     )
     .await
     .unwrap();
-}
-
-/// Publishes and waits for the confirm; true for an ack.
-async fn publish(ch: &Channel, queue: &str, body: &str, props: BasicProperties) -> bool {
-    ch.basic_publish(
-        "".into(),
-        queue.into(),
-        BasicPublishOptions::default(),
-        body.as_bytes(),
-        props,
-    )
-    .await
-    .unwrap()
-    .await
-    .unwrap()
-    .is_ack()
-}
-
-/// The next message of `queue`, waiting for one to arrive (bounded).
-async fn next(ch: &Channel, queue: &str) -> lapin::message::BasicGetMessage {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(m) = ch
-            .basic_get(queue.into(), BasicGetOptions { no_ack: true })
-            .await
-            .unwrap()
-        {
-            return m;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "nothing arrived in {queue}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn drain(ch: &Channel, queue: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    while let Some(m) = ch
-        .basic_get(queue.into(), BasicGetOptions { no_ack: true })
-        .await
-        .unwrap()
-    {
-        out.push(String::from_utf8(m.delivery.data.clone()).unwrap());
-    }
-    out
 }
 
 fn x_death(m: &lapin::message::BasicGetMessage) -> (String, i64) {
@@ -153,13 +77,14 @@ async fn expired_messages_go_to_the_dead_letter_exchange() {
     queue(
         &ch,
         "short",
-        args(&[
+        true,
+        table(&[
             ("x-message-ttl", AMQPValue::LongInt(100)),
             ("x-dead-letter-exchange", text("dlx")),
         ]),
     )
     .await;
-    assert!(publish(&ch, "short", "stale", BasicProperties::default()).await);
+    assert!(publish(&ch, "", "short", "stale", BasicProperties::default()).await);
     // Nobody consumes: after the TTL it is dead-lettered.
     let m = next(&ch, "dead").await;
     assert_eq!(&m.delivery.data[..], b"stale");
@@ -170,19 +95,21 @@ async fn expired_messages_go_to_the_dead_letter_exchange() {
     queue(
         &ch,
         "long",
-        args(&[("x-dead-letter-exchange", text("dlx"))]),
+        true,
+        table(&[("x-dead-letter-exchange", text("dlx"))]),
     )
     .await;
     assert!(
         publish(
             &ch,
+            "",
             "long",
             "quick",
             BasicProperties::default().with_expiration("50".into())
         )
         .await
     );
-    assert!(publish(&ch, "long", "keeps", BasicProperties::default()).await);
+    assert!(publish(&ch, "", "long", "keeps", BasicProperties::default()).await);
     let m = next(&ch, "dead").await;
     assert_eq!(&m.delivery.data[..], b"quick");
     assert_eq!(drain(&ch, "long").await, ["keeps"]);
@@ -199,7 +126,7 @@ async fn rejected_messages_are_dead_lettered_with_a_routing_key_and_x_death() {
     )
     .await
     .unwrap();
-    queue(&ch, "retry", FieldTable::default()).await;
+    queue(&ch, "retry", true, FieldTable::default()).await;
     ch.queue_bind(
         "retry".into(),
         "dlx-direct".into(),
@@ -212,13 +139,14 @@ async fn rejected_messages_are_dead_lettered_with_a_routing_key_and_x_death() {
     queue(
         &ch,
         "work",
-        args(&[
+        true,
+        table(&[
             ("x-dead-letter-exchange", text("dlx-direct")),
             ("x-dead-letter-routing-key", text("again")),
         ]),
     )
     .await;
-    assert!(publish(&ch, "work", "job", BasicProperties::default()).await);
+    assert!(publish(&ch, "", "work", "job", BasicProperties::default()).await);
     let m = ch
         .basic_get("work".into(), BasicGetOptions::default())
         .await
@@ -240,14 +168,15 @@ async fn a_full_queue_drops_its_head_or_refuses_the_publish() {
     queue(
         &ch,
         "bounded",
-        args(&[
+        true,
+        table(&[
             ("x-max-length", AMQPValue::LongInt(2)),
             ("x-dead-letter-exchange", text("dlx")),
         ]),
     )
     .await;
     for b in ["a", "b", "c"] {
-        assert!(publish(&ch, "bounded", b, BasicProperties::default()).await);
+        assert!(publish(&ch, "", "bounded", b, BasicProperties::default()).await);
     }
     let m = next(&ch, "dead").await;
     assert_eq!(&m.delivery.data[..], b"a", "the head was dropped");
@@ -257,14 +186,15 @@ async fn a_full_queue_drops_its_head_or_refuses_the_publish() {
     queue(
         &ch,
         "strict",
-        args(&[
+        true,
+        table(&[
             ("x-max-length", AMQPValue::LongInt(2)),
             ("x-overflow", text("reject-publish")),
         ]),
     )
     .await;
-    assert!(publish(&ch, "strict", "1", BasicProperties::default()).await);
-    assert!(publish(&ch, "strict", "2", BasicProperties::default()).await);
+    assert!(publish(&ch, "", "strict", "1", BasicProperties::default()).await);
+    assert!(publish(&ch, "", "strict", "2", BasicProperties::default()).await);
     // The queue's count follows its reads: wait until it holds both.
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
@@ -286,7 +216,7 @@ async fn a_full_queue_drops_its_head_or_refuses_the_publish() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(
-        !publish(&ch, "strict", "3", BasicProperties::default()).await,
+        !publish(&ch, "", "strict", "3", BasicProperties::default()).await,
         "nacked when full"
     );
     assert_eq!(drain(&ch, "strict").await, ["1", "2"]);
@@ -298,7 +228,8 @@ async fn a_priority_queue_delivers_higher_priorities_first() {
     queue(
         &ch,
         "prio",
-        args(&[("x-max-priority", AMQPValue::ShortShortUInt(10))]),
+        true,
+        table(&[("x-max-priority", AMQPValue::ShortShortUInt(10))]),
     )
     .await;
     for (body, p) in [("low", 1u8), ("none", 0), ("high", 9), ("mid", 5)] {
@@ -307,7 +238,7 @@ async fn a_priority_queue_delivers_higher_priorities_first() {
         } else {
             BasicProperties::default().with_priority(p)
         };
-        assert!(publish(&ch, "prio", body, props).await);
+        assert!(publish(&ch, "", "prio", body, props).await);
     }
     assert_eq!(drain(&ch, "prio").await, ["high", "mid", "low", "none"]);
 }
@@ -318,7 +249,8 @@ async fn a_single_active_consumer_gets_everything_until_it_goes() {
     queue(
         &ch,
         "sac",
-        args(&[("x-single-active-consumer", AMQPValue::Boolean(true))]),
+        true,
+        table(&[("x-single-active-consumer", AMQPValue::Boolean(true))]),
     )
     .await;
     let uri = format!("amqp://guest:guest@{}/%2f", server.amqp);
@@ -346,7 +278,7 @@ async fn a_single_active_consumer_gets_everything_until_it_goes() {
         .await
         .unwrap();
     for i in 0..4 {
-        assert!(publish(&ch, "sac", &i.to_string(), BasicProperties::default()).await);
+        assert!(publish(&ch, "", "sac", &i.to_string(), BasicProperties::default()).await);
     }
     for i in 0..4 {
         let d = tokio::time::timeout(WAIT, first.next())
@@ -359,7 +291,7 @@ async fn a_single_active_consumer_gets_everything_until_it_goes() {
     }
     // The active consumer goes: the other takes over.
     ch1.close(200, "bye".into()).await.unwrap();
-    assert!(publish(&ch, "sac", "after", BasicProperties::default()).await);
+    assert!(publish(&ch, "", "sac", "after", BasicProperties::default()).await);
     let d = tokio::time::timeout(WAIT, second.next())
         .await
         .unwrap()
@@ -371,7 +303,13 @@ async fn a_single_active_consumer_gets_everything_until_it_goes() {
 #[tokio::test]
 async fn an_unused_queue_expires() {
     let (_dir, server, _conn, ch) = setup().await;
-    queue(&ch, "temp", args(&[("x-expires", AMQPValue::LongInt(100))])).await;
+    queue(
+        &ch,
+        "temp",
+        true,
+        table(&[("x-expires", AMQPValue::LongInt(100))]),
+    )
+    .await;
     // Watched from the metrics (a declare, even passive, would renew it).
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
@@ -412,8 +350,8 @@ async fn a_disk_alarm_blocks_publishers_and_consumers_go_on() {
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
         .unwrap();
-    queue(&ch, "alarmed", FieldTable::default()).await;
-    assert!(publish(&ch, "alarmed", "before", BasicProperties::default()).await);
+    queue(&ch, "alarmed", true, FieldTable::default()).await;
+    assert!(publish(&ch, "", "alarmed", "before", BasicProperties::default()).await);
     let deadline = tokio::time::Instant::now() + WAIT;
     while !publisher.status().blocked() {
         assert!(

@@ -10,45 +10,15 @@ mod common;
 use std::time::Duration;
 
 use common::Server;
+use common::amqp::{WAIT, connect, drain, publish, queue, table, text};
 use futures::StreamExt;
 use lapin::options::{
     BasicCancelOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions,
     BasicRecoverOptions, ConfirmSelectOptions, ExchangeBindOptions, ExchangeDeclareOptions,
     QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions, QueuePurgeOptions,
 };
-use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
-
-const WAIT: Duration = Duration::from_secs(15);
-
-async fn connect(server: &Server) -> Connection {
-    let uri = format!("amqp://guest:guest@{}/%2f", server.amqp);
-    Connection::connect(&uri, ConnectionProperties::default())
-        .await
-        .unwrap()
-}
-
-fn table(pairs: &[(&str, AMQPValue)]) -> FieldTable {
-    let mut t = FieldTable::default();
-    for (k, v) in pairs {
-        t.insert(ShortString::from(*k), v.clone());
-    }
-    t
-}
-
-fn text(s: &str) -> AMQPValue {
-    AMQPValue::LongString(s.into())
-}
-
-async fn queue(ch: &Channel, name: &str) {
-    ch.queue_declare(
-        name.into(),
-        QueueDeclareOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
-}
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, ExchangeKind};
 
 async fn exchange(ch: &Channel, name: &str, kind: ExchangeKind, args: FieldTable) {
     ch.exchange_declare(name.into(), kind, ExchangeDeclareOptions::default(), args)
@@ -68,35 +38,6 @@ async fn bind(ch: &Channel, queue: &str, exchange: &str, key: &str, args: FieldT
     .unwrap();
 }
 
-/// Publishes with a confirm (the channel is in confirm mode).
-async fn publish(ch: &Channel, exchange: &str, key: &str, body: &str, props: BasicProperties) {
-    let c = ch
-        .basic_publish(
-            exchange.into(),
-            key.into(),
-            BasicPublishOptions::default(),
-            body.as_bytes(),
-            props,
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
-    assert!(c.is_ack());
-}
-
-async fn drain(ch: &Channel, queue: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    while let Some(m) = ch
-        .basic_get(queue.into(), BasicGetOptions { no_ack: true })
-        .await
-        .unwrap()
-    {
-        out.push(String::from_utf8(m.delivery.data.clone()).unwrap());
-    }
-    out
-}
-
 fn headers(pairs: &[(&str, AMQPValue)]) -> BasicProperties {
     BasicProperties::default().with_headers(table(pairs))
 }
@@ -113,8 +54,8 @@ async fn headers_exchanges_e2e_bindings_and_alternate_exchanges_route() {
 
     // Headers: all (default) and any.
     exchange(&ch, "h", ExchangeKind::Headers, FieldTable::default()).await;
-    queue(&ch, "all").await;
-    queue(&ch, "any").await;
+    queue(&ch, "all", false, FieldTable::default()).await;
+    queue(&ch, "any", false, FieldTable::default()).await;
     bind(
         &ch,
         "all",
@@ -135,16 +76,18 @@ async fn headers_exchanges_e2e_bindings_and_alternate_exchanges_route() {
         ]),
     )
     .await;
-    publish(
-        &ch,
-        "h",
-        "",
-        "both",
-        headers(&[("format", text("pdf")), ("type", text("report"))]),
-    )
-    .await;
-    publish(&ch, "h", "", "zip", headers(&[("format", text("zip"))])).await;
-    publish(&ch, "h", "", "none", headers(&[("format", text("doc"))])).await;
+    assert!(
+        publish(
+            &ch,
+            "h",
+            "",
+            "both",
+            headers(&[("format", text("pdf")), ("type", text("report"))]),
+        )
+        .await
+    );
+    assert!(publish(&ch, "h", "", "zip", headers(&[("format", text("zip"))])).await);
+    assert!(publish(&ch, "h", "", "none", headers(&[("format", text("doc"))])).await);
     assert_eq!(drain(&ch, "all").await, ["both"]);
     assert_eq!(drain(&ch, "any").await, ["both", "zip"]);
 
@@ -160,15 +103,15 @@ async fn headers_exchanges_e2e_bindings_and_alternate_exchanges_route() {
     )
     .await
     .unwrap();
-    queue(&ch, "red").await;
+    queue(&ch, "red", false, FieldTable::default()).await;
     bind(&ch, "red", "back", "red", FieldTable::default()).await;
-    publish(&ch, "front", "red", "via-front", BasicProperties::default()).await;
-    publish(&ch, "front", "blue", "lost", BasicProperties::default()).await;
+    assert!(publish(&ch, "front", "red", "via-front", BasicProperties::default()).await);
+    assert!(publish(&ch, "front", "blue", "lost", BasicProperties::default()).await);
     assert_eq!(drain(&ch, "red").await, ["via-front"]);
 
     // Alternate exchange: what "main" cannot route goes to "ae".
     exchange(&ch, "ae", ExchangeKind::Fanout, FieldTable::default()).await;
-    queue(&ch, "unrouted").await;
+    queue(&ch, "unrouted", false, FieldTable::default()).await;
     bind(&ch, "unrouted", "ae", "", FieldTable::default()).await;
     exchange(
         &ch,
@@ -177,17 +120,19 @@ async fn headers_exchanges_e2e_bindings_and_alternate_exchanges_route() {
         table(&[("alternate-exchange", text("ae"))]),
     )
     .await;
-    queue(&ch, "known").await;
+    queue(&ch, "known", false, FieldTable::default()).await;
     bind(&ch, "known", "main", "k", FieldTable::default()).await;
-    publish(&ch, "main", "k", "routed", BasicProperties::default()).await;
-    publish(
-        &ch,
-        "main",
-        "other",
-        "alternate",
-        BasicProperties::default(),
-    )
-    .await;
+    assert!(publish(&ch, "main", "k", "routed", BasicProperties::default()).await);
+    assert!(
+        publish(
+            &ch,
+            "main",
+            "other",
+            "alternate",
+            BasicProperties::default(),
+        )
+        .await
+    );
     assert_eq!(drain(&ch, "known").await, ["routed"]);
     assert_eq!(drain(&ch, "unrouted").await, ["alternate"]);
 }
@@ -306,9 +251,9 @@ async fn purge_conditional_delete_and_server_cancel() {
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
         .unwrap();
-    queue(&ch, "p").await;
+    queue(&ch, "p", false, FieldTable::default()).await;
     for i in 0..3 {
-        publish(&ch, "", "p", &i.to_string(), BasicProperties::default()).await;
+        assert!(publish(&ch, "", "p", &i.to_string(), BasicProperties::default()).await);
     }
     // Not empty: refused.
     let e = ch
@@ -368,7 +313,7 @@ async fn transactions_recover_and_no_ack_consumers() {
     let server = Server::start_with(&dir.path().join("data"), &[]);
     let conn = connect(&server).await;
     let ch = conn.create_channel().await.unwrap();
-    queue(&ch, "tx").await;
+    queue(&ch, "tx", false, FieldTable::default()).await;
     ch.tx_select().await.unwrap();
     for b in ["rolled", "back"] {
         ch.basic_publish(
@@ -400,7 +345,7 @@ async fn transactions_recover_and_no_ack_consumers() {
     pch.confirm_select(ConfirmSelectOptions::default())
         .await
         .unwrap();
-    publish(&pch, "", "tx", "again", BasicProperties::default()).await;
+    assert!(publish(&pch, "", "tx", "again", BasicProperties::default()).await);
     let rc = conn.create_channel().await.unwrap();
     let first = rc
         .basic_get("tx".into(), BasicGetOptions::default())
@@ -421,7 +366,7 @@ async fn transactions_recover_and_no_ack_consumers() {
 
     // A no-ack consumer settles on delivery: nothing comes back when its
     // channel closes.
-    publish(&pch, "", "tx", "once", BasicProperties::default()).await;
+    assert!(publish(&pch, "", "tx", "once", BasicProperties::default()).await);
     let nc = conn.create_channel().await.unwrap();
     let mut c = nc
         .basic_consume(
@@ -470,9 +415,9 @@ async fn a_global_prefetch_is_shared_by_the_channels_consumers() {
         .await
         .unwrap();
     for q in ["g1", "g2"] {
-        queue(&ch, q).await;
+        queue(&ch, q, false, FieldTable::default()).await;
         for i in 0..3 {
-            publish(&ch, "", q, &format!("{q}-{i}"), BasicProperties::default()).await;
+            assert!(publish(&ch, "", q, &format!("{q}-{i}"), BasicProperties::default()).await);
         }
     }
     let c = conn.create_channel().await.unwrap();

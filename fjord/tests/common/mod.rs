@@ -1,6 +1,7 @@
 //! Runs the real `fjord` binary: a server on ephemeral ports and the CLI.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
+pub mod amqp;
 pub mod cluster;
 
 use std::io::Write;

@@ -1,0 +1,108 @@
+//! AMQP clients (lapin) for the gateway tests: connect, declare, publish
+//! with confirms, and read queues with bounded waits.
+
+use std::time::Duration;
+
+use lapin::options::{BasicGetOptions, BasicPublishOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+
+use super::Server;
+
+/// The failure bound of every wait.
+pub const WAIT: Duration = Duration::from_secs(15);
+
+/// A connection to the server's AMQP listener as guest, vhost `/`.
+pub async fn connect(server: &Server) -> Connection {
+    let uri = format!("amqp://guest:guest@{}/%2f", server.amqp);
+    tokio::time::timeout(
+        WAIT,
+        Connection::connect(&uri, ConnectionProperties::default()),
+    )
+    .await
+    .expect("connect in time")
+    .unwrap()
+}
+
+/// A field table from pairs.
+pub fn table(pairs: &[(&str, AMQPValue)]) -> FieldTable {
+    let mut t = FieldTable::default();
+    for (k, v) in pairs {
+        t.insert(ShortString::from(*k), v.clone());
+    }
+    t
+}
+
+/// A long-string field value.
+pub fn text(s: &str) -> AMQPValue {
+    AMQPValue::LongString(s.into())
+}
+
+/// Declares queue `name`.
+pub async fn queue(ch: &Channel, name: &str, durable: bool, arguments: FieldTable) {
+    ch.queue_declare(
+        name.into(),
+        QueueDeclareOptions {
+            durable,
+            ..QueueDeclareOptions::default()
+        },
+        arguments,
+    )
+    .await
+    .unwrap();
+}
+
+/// Publishes and waits for the confirm (the channel is in confirm mode);
+/// true for an ack.
+pub async fn publish(
+    ch: &Channel,
+    exchange: &str,
+    key: &str,
+    body: &str,
+    props: BasicProperties,
+) -> bool {
+    ch.basic_publish(
+        exchange.into(),
+        key.into(),
+        BasicPublishOptions::default(),
+        body.as_bytes(),
+        props,
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap()
+    .is_ack()
+}
+
+/// Takes every message of `queue` (no-ack), in order.
+pub async fn drain(ch: &Channel, queue: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    while let Some(m) = ch
+        .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+        .await
+        .unwrap()
+    {
+        out.push(String::from_utf8(m.delivery.data.clone()).unwrap());
+    }
+    out
+}
+
+/// The next message of `queue` (no-ack), waiting for one (bounded).
+pub async fn next(ch: &Channel, queue: &str) -> lapin::message::BasicGetMessage {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(m) = ch
+            .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+        {
+            return m;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing arrived in {queue}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
