@@ -13,6 +13,7 @@ data=$(mktemp -d)
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$data"' EXIT
 "$fjord" serve --data-dir "$data/node" --grpc-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 \
     --mqtt-listen 127.0.0.1:0 --mqtt-tls-listen 127.0.0.1:0 --mqtt-ws-listen 127.0.0.1:0 \
+    --amqp-listen off --amqp-tls-listen off \
     2>"$data/server.log" &
 pid=$!
 for _ in $(seq 100); do [[ -s $data/node/listeners.json ]] && break; sleep 0.1; done
