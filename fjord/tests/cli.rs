@@ -14,8 +14,8 @@ fn json(text: &str) -> serde_json::Value {
 #[test]
 fn topic_commands_produce_and_consume_round_trip() {
     let dir = tempfile::tempdir().unwrap();
-    // Counts topics: no MQTT gateway topics.
-    let server = Server::start_with(&dir.path().join("data"), common::MQTT_OFF);
+    // Counts topics: no gateway topics.
+    let server = Server::start_with(&dir.path().join("data"), common::GATEWAYS_OFF);
     let created = server.ok(&[
         "topic",
         "create",
@@ -192,8 +192,8 @@ fn errors_are_clear_and_never_panics() {
 #[test]
 fn http_endpoints_report_health_readiness_and_metrics() {
     let dir = tempfile::tempdir().unwrap();
-    // Counts topics: no MQTT gateway topics.
-    let server = Server::start_with(&dir.path().join("data"), common::MQTT_OFF);
+    // Counts topics: no gateway topics.
+    let server = Server::start_with(&dir.path().join("data"), common::GATEWAYS_OFF);
     assert_eq!(server.http_get("/health").0, 200);
     assert_eq!(server.http_get("/ready"), (200, "ready\n".to_string()));
     let (code, before) = server.http_get("/metrics");

@@ -151,7 +151,7 @@ fn a_node_of_another_cluster_or_with_a_used_id_is_refused() {
                 "--http-listen",
                 "127.0.0.1:0",
             ])
-            .args(common::MQTT_OFF)
+            .args(common::GATEWAYS_OFF)
             .args(args)
             .output()
             .unwrap()

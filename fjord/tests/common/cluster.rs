@@ -18,14 +18,14 @@ pub fn join_args(node_id: u32, join: &str) -> Vec<String> {
 
 pub fn start(dir: &std::path::Path, name: &str, args: &[String]) -> Server {
     let mut refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    // Cluster tests count topics and replicas: no MQTT gateway topics.
-    refs.extend(super::MQTT_OFF);
+    // Cluster tests count topics and replicas: no gateway topics.
+    refs.extend(super::GATEWAYS_OFF);
     Server::start_with(&dir.join(name), &refs)
 }
 
 /// Bootstraps node 1 and joins nodes 2..=n to it.
 pub fn cluster(dir: &std::path::Path, n: u32) -> Vec<Server> {
-    form(dir, n, super::MQTT_OFF)
+    form(dir, n, super::GATEWAYS_OFF)
 }
 
 /// As [`cluster`], every node with its MQTT listener on a free port, plus

@@ -11,13 +11,17 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_fjord");
 
-/// Flags for a server without the MQTT gateway (tests that count topics).
-pub const MQTT_OFF: &[&str] = &[
+/// Flags for a server without the gateways (tests that count topics).
+pub const GATEWAYS_OFF: &[&str] = &[
     "--mqtt-listen",
     "off",
     "--mqtt-tls-listen",
     "off",
     "--mqtt-ws-listen",
+    "off",
+    "--amqp-listen",
+    "off",
+    "--amqp-tls-listen",
     "off",
 ];
 
