@@ -17,7 +17,7 @@ use crate::{Error, Result};
 /// The running AMQP gateway.
 #[derive(Clone)]
 pub struct Gateway {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
     addr: Option<SocketAddr>,
 }
 
