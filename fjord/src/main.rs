@@ -3,10 +3,12 @@
 //!
 //! # Layout
 //! - `config`: server options (TOML < env < flags); `serve`: the node;
-//!   `http`: metrics, health and readiness.
+//!   `http`: metrics, health and readiness; `amqp_admin`: the gRPC service
+//!   over the AMQP gateway's topology.
 //! - `cli`: client subcommands (`topic`, `produce`, `consume`, `group`,
-//!   `cluster`, `user`) and their output (tables or JSON).
+//!   `cluster`, `user`, `amqp`) and their output (tables or JSON).
 
+mod amqp_admin;
 mod cli;
 mod config;
 mod http;
@@ -18,8 +20,8 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{
-    ClientArgs, cluster::ClusterCommand, consume::ConsumeArgs, group::GroupCommand,
-    produce::ProduceArgs, topic::TopicCommand, user::UserCommand,
+    ClientArgs, amqp::AmqpCommand, cluster::ClusterCommand, consume::ConsumeArgs,
+    group::GroupCommand, produce::ProduceArgs, topic::TopicCommand, user::UserCommand,
 };
 use crate::config::ServeArgs;
 
@@ -77,6 +79,13 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// List, declare and delete AMQP vhosts, exchanges, queues and bindings.
+    Amqp {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: AmqpCommand,
+    },
 }
 
 fn init_logging(filter: &str, json: bool) {
@@ -119,6 +128,7 @@ fn main() -> ExitCode {
             Command::Group { client, command } => cli::group::run(&client, command).await,
             Command::Cluster { client, command } => cli::cluster::run(&client, command).await,
             Command::User { client, command } => cli::user::run(&client, command).await,
+            Command::Amqp { client, command } => cli::amqp::run(&client, command).await,
         }
     });
     match result {

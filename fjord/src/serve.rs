@@ -102,9 +102,14 @@ pub(crate) async fn run(config: ServerConfig) -> Result<()> {
 
     let stop = CancellationToken::new();
     let grpc_stop = stop.clone();
-    let grpc_task = tokio::spawn(serve_grpc(broker.clone(), grpc, async move {
-        grpc_stop.cancelled().await
-    }));
+    // The AMQP admin service answers once the gateway below has started.
+    let amqp_admin = crate::amqp_admin::GatewayCell::default();
+    let grpc_task = tokio::spawn(serve_grpc(
+        broker.clone(),
+        grpc,
+        crate::amqp_admin::routes(Arc::clone(&amqp_admin)),
+        async move { grpc_stop.cancelled().await },
+    ));
     let http_stop = stop.clone();
     let mqtt_cell = Arc::new(OnceLock::new());
     let amqp_cell = Arc::new(OnceLock::new());
@@ -187,6 +192,14 @@ pub(crate) async fn run(config: ServerConfig) -> Result<()> {
     if let Some(g) = &amqp {
         let _ = amqp_cell.set(g.clone());
     }
+    let _ = amqp_admin.set(match (&amqp, amqp_wanted) {
+        (Some(g), _) => Ok(g.clone()),
+        (None, Some(_)) => Err("the AMQP gateway does not run on cluster nodes yet".to_string()),
+        (None, None) => Err(
+            "the AMQP gateway is off on this node (--amqp-listen off, --amqp-tls-listen off)"
+                .to_string(),
+        ),
+    });
     let bound = mqtt
         .as_ref()
         .map(|g| g.listeners().clone())

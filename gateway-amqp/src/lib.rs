@@ -7,7 +7,10 @@
 //!   queues and bindings as durable records, and every queue a one-partition
 //!   log topic whose cursor (deliveries, acknowledgements, redeliveries) a
 //!   task of its own runs.
+//! - Admin operations ([`Gateway::vhosts`], [`Gateway::declare_queue`], ...):
+//!   the topology as an operator lists and changes it.
 
+mod admin;
 pub mod codec;
 mod config;
 mod connection;
@@ -19,6 +22,10 @@ pub mod routing;
 mod server;
 mod topology;
 
+pub use admin::{
+    AdminError, BindingInfo, ExchangeInfo, ExchangeSpec, QueueInfo, QueueSpec, VhostInfo,
+    argument_value,
+};
 pub use config::{AmqpConfig, Tls};
 pub use server::Gateway;
 

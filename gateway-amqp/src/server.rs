@@ -47,7 +47,7 @@ async fn accept(gw: Arc<Inner>, l: TcpListener, tls: Option<tokio_rustls::TlsAcc
 /// The running AMQP gateway.
 #[derive(Clone)]
 pub struct Gateway {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
     addr: Option<SocketAddr>,
     tls_addr: Option<SocketAddr>,
 }

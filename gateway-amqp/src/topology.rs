@@ -11,9 +11,10 @@
 //! # Invariants
 //! A change is written (committed) before the method's `-ok` is sent, and
 //! applied in memory after the write: what a client was told exists
-//! survives a restart. Transient things live in memory only.
+//! survives a restart. Transient things live in memory only. The default
+//! vhost "/" exists after every load, even when it was deleted (then empty).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use bytes::Bytes;
 use fjord_broker::{Acks, Broker, NewRecord};
@@ -81,6 +82,9 @@ pub(crate) struct QueueDef {
 /// Every vhost's exchanges, queues and bindings.
 #[derive(Debug, Default)]
 pub(crate) struct Topology {
+    /// The vhosts' names, for listing them (`exchanges` knows them too but
+    /// does not list them).
+    pub(crate) vhosts: BTreeSet<String>,
     pub(crate) exchanges: Exchanges<FieldValue>,
     /// (vhost, queue) → definition.
     pub(crate) queues: HashMap<(String, String), QueueDef>,
@@ -88,6 +92,8 @@ pub(crate) struct Topology {
 
 /// A change to write.
 pub(crate) enum Change<'a> {
+    /// A vhost declared (`present`) or deleted.
+    Vhost { name: &'a str, present: bool },
     Exchange {
         vhost: &'a str,
         name: &'a str,
@@ -111,6 +117,7 @@ pub(crate) enum Change<'a> {
 /// Writes one change (committed on return).
 pub(crate) async fn write(broker: &Broker, change: Change<'_>) -> crate::Result<()> {
     let (key, value) = match change {
+        Change::Vhost { name, present } => (format!("v{SEP}{name}"), present.then(|| json!({}))),
         Change::Exchange { vhost, name, decl } => (
             format!("e{SEP}{vhost}{SEP}{name}"),
             decl.map(|d| {
@@ -171,6 +178,7 @@ pub(crate) async fn write(broker: &Broker, change: Change<'_>) -> crate::Result<
 pub(crate) fn load(records: Vec<(String, Value)>) -> Topology {
     let mut t = Topology::default();
     t.exchanges.add_vhost(DEFAULT_VHOST);
+    t.vhosts.insert(DEFAULT_VHOST.to_string());
     let mut sorted = records;
     // Vhosts, then exchanges and queues, then bindings.
     sorted.sort_by_key(|(k, _)| match k.chars().next() {
@@ -183,6 +191,7 @@ pub(crate) fn load(records: Vec<(String, Value)>) -> Topology {
         match parts.as_slice() {
             ["v", vhost] => {
                 t.exchanges.add_vhost(vhost);
+                t.vhosts.insert((*vhost).to_string());
             }
             ["e", vhost, name] => {
                 let Some(kind) = value["kind"]
@@ -378,6 +387,19 @@ mod tests {
             ),
         ];
         assert_eq!(table_from_json(&table_json(&entries)), entries);
+    }
+
+    #[test]
+    fn vhost_records_load_and_the_default_vhost_is_always_there() {
+        let t = load(vec![
+            (format!("v{SEP}orders"), json!({})),
+            (format!("e{SEP}orders{SEP}ev"), json!({"kind": "topic"})),
+        ]);
+        let names: Vec<&str> = t.vhosts.iter().map(String::as_str).collect();
+        assert_eq!(names, ["/", "orders"]);
+        assert!(t.exchanges.has_vhost("orders"));
+        assert!(t.exchanges.exchange("orders", "ev").is_some());
+        assert!(t.exchanges.exchange("orders", "amq.topic").is_some());
     }
 
     #[test]

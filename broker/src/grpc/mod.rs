@@ -46,13 +46,16 @@ fn incoming(
 }
 
 /// Serves the gRPC API of `fjord-proto` for `broker` on an already-bound
-/// listener until `shutdown` completes.
+/// listener until `shutdown` completes, with the services of `extra` (those
+/// implemented outside the broker, such as a gateway's admin service;
+/// `Routes::default()` for none) beside the broker's own.
 ///
 /// # Errors
 /// The transport failed (the listener broke).
 pub async fn serve_grpc(
     broker: Broker,
     listener: tokio::net::TcpListener,
+    extra: tonic::service::Routes,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     let (raft, metadata) = match broker.cluster() {
@@ -68,6 +71,7 @@ pub async fn serve_grpc(
         // window would cost round trips per request.
         .initial_stream_window_size(crate::cluster::WINDOW)
         .initial_connection_window_size(crate::cluster::WINDOW * 2)
+        .add_routes(extra)
         .add_optional_service(raft)
         .add_optional_service(metadata)
         .add_service(ClusterServiceServer::new(cluster::Cluster(broker.clone())))

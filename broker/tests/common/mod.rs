@@ -39,7 +39,7 @@ impl Node {
         let server = tokio::spawn({
             let broker = broker.clone();
             async move {
-                serve_grpc(broker, listener, async move {
+                serve_grpc(broker, listener, Default::default(), async move {
                     let _ = rx.await;
                 })
                 .await

@@ -1,5 +1,6 @@
 //! Client subcommands: they speak the gRPC API of the node at `--server`.
 
+pub(crate) mod amqp;
 pub(crate) mod cluster;
 pub(crate) mod consume;
 mod consume_group;
