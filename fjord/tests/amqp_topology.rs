@@ -470,3 +470,43 @@ async fn a_global_prefetch_is_shared_by_the_channels_consumers() {
         .unwrap();
     settled(2, 3);
 }
+
+#[tokio::test]
+async fn a_deleted_queues_bindings_do_not_come_back_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&dir.path().join("data"), &[]);
+    {
+        let conn = connect(&server).await;
+        let ch = conn.create_channel().await.unwrap();
+        ch.exchange_declare(
+            "events".into(),
+            ExchangeKind::Direct,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        queue(&ch, "sink", true, FieldTable::default()).await;
+        bind(&ch, "sink", "events", "k", FieldTable::default()).await;
+        ch.queue_delete("sink".into(), QueueDeleteOptions::default())
+            .await
+            .unwrap();
+        queue(&ch, "sink", true, FieldTable::default()).await;
+        conn.close(200, "bye".into()).await.unwrap();
+    }
+    assert_eq!(server.terminate(), Some(0));
+    let server = Server::start_with(&dir.path().join("data"), &[]);
+    let conn = connect(&server).await;
+    let ch = conn.create_channel().await.unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    assert!(publish(&ch, "events", "k", "x", BasicProperties::default()).await);
+    assert!(
+        drain(&ch, "sink").await.is_empty(),
+        "the old binding is gone"
+    );
+}

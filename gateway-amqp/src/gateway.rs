@@ -384,6 +384,8 @@ impl Inner {
             )
             .await?;
         }
+        let gone = bindings_touching(&t, vhost, &Destination::queue(name));
+        forget_bindings(&self.broker, vhost, gone).await;
         let removed = t.exchanges.remove_queue(vhost, name)?;
         for e in &removed.exchanges {
             let _ = topology::write(
@@ -501,6 +503,8 @@ impl Inner {
         let durable = t.exchanges.exchange(vhost, name).is_some_and(|d| d.durable);
         let mut probe = t.exchanges.clone();
         let removed = probe.delete_exchange(vhost, name, if_unused)?;
+        let gone = bindings_touching(&t, vhost, &Destination::exchange(name));
+        forget_bindings(&self.broker, vhost, gone).await;
         if durable {
             topology::write(
                 &self.broker,
@@ -624,6 +628,56 @@ impl Inner {
                 queues.get(&def.topic).cloned()
             })
             .collect())
+    }
+}
+
+/// A stored binding: (source, destination, routing key, arguments).
+type StoredBinding = (String, Destination, String, Vec<(String, FieldValue)>);
+
+/// Every binding of `vhost` from or to `end` (an exchange as a source
+/// too).
+fn bindings_touching(t: &Topology, vhost: &str, end: &Destination) -> Vec<StoredBinding> {
+    let sources: Vec<String> = t
+        .exchanges
+        .exchanges(vhost)
+        .map(|(n, _)| n.to_string())
+        .collect();
+    let mut out = Vec::new();
+    for source in sources {
+        let from_end = matches!(end, Destination::Exchange(e) if *e == source);
+        for b in t.exchanges.bindings(vhost, &source) {
+            if from_end || b.destination == end {
+                out.push((
+                    source.clone(),
+                    b.destination.clone(),
+                    b.routing_key.to_string(),
+                    b.arguments.to_vec(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Deletes the stored records of `bindings` (a deleted queue or exchange
+/// must not get them back after a restart when made again).
+async fn forget_bindings(broker: &Broker, vhost: &str, bindings: Vec<StoredBinding>) {
+    for (source, destination, routing_key, arguments) in bindings {
+        let r = topology::write(
+            broker,
+            Change::Binding {
+                vhost,
+                source: &source,
+                destination: &destination,
+                routing_key: &routing_key,
+                arguments: &arguments,
+                present: false,
+            },
+        )
+        .await;
+        if let Err(e) = r {
+            warn!(vhost, source, "binding record not deleted: {e}");
+        }
     }
 }
 
