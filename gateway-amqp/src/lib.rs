@@ -15,6 +15,7 @@ pub mod codec;
 mod config;
 mod connection;
 mod gateway;
+mod housekeeping;
 mod message;
 mod metrics;
 mod queue;

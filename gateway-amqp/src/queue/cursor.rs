@@ -401,6 +401,9 @@ impl Cursor {
                 } else {
                     self.consumers.push(consumer);
                     self.last_used = now_ms();
+                    // Counted before consume-ok goes out (an if-unused
+                    // delete right after must see it).
+                    self.publish_stats();
                     let _ = reply.send(Ok(()));
                 }
             }
