@@ -1,0 +1,198 @@
+//! A session's durable side: its stored state, saves while connected, and
+//! what happens when the connection ends (the session stored or ended, the
+//! will sent).
+
+use super::*;
+
+impl Connection {
+    /// The session's state as it stands (cursors as of registration).
+    pub(super) fn state(&self) -> SessionState {
+        SessionState {
+            expiry_secs: self.expiry,
+            subscriptions: self
+                .subs
+                .iter()
+                .map(|(f, o)| StoredSub::new(f, o))
+                .collect(),
+            cursors: self
+                .base_cursors
+                .iter()
+                .map(|((t, p), o)| (t.clone(), *p, *o))
+                .collect(),
+            outgoing: self.outbound.stored(),
+            incoming_qos2: self.incoming_qos2.iter().copied().collect(),
+            disconnected_at_ms: None,
+            node: self.gw.node,
+            online: true,
+            connection: self.id,
+            claim: false,
+            handed_over: false,
+            for_claim: -1,
+            epoch: self.claim,
+        }
+    }
+
+    /// In a cluster: whether a later claim on the client id came from
+    /// another connection (not applied yet when this one ended).
+    pub(super) async fn claimed_elsewhere(&self) -> Option<i64> {
+        if !self.gw.clustered {
+            return None;
+        }
+        if let Ok(end) = store::end(&self.gw.broker, store::SESSIONS_TOPIC).await {
+            self.gw
+                .await_applied(store::SESSIONS_TOPIC, end, Duration::from_secs(2))
+                .await;
+        }
+        let known = self.gw.known();
+        let k = known.get(&self.client_id)?;
+        (k.latest_claim > self.claim).then_some(k.latest_claim)
+    }
+
+    /// Stores the session durably if it outlives the connection.
+    pub(super) async fn save(&self) {
+        // In a cluster every session's subscriptions are written: other
+        // nodes share its shared subscriptions' messages with it.
+        if self.expiry == Some(0) && !self.gw.clustered {
+            return;
+        }
+        match self.gw.save_session(&self.client_id, &self.state()).await {
+            Ok(_) => self.stored.store(true, Ordering::Relaxed),
+            Err(e) => debug!(client = %self.client_id, "session not stored: {e}"),
+        }
+    }
+
+    /// After the connection: store the session (or end it) and send the
+    /// will if the client went away without DISCONNECT.
+    pub(super) async fn finish(mut self, end: End, conn_id: u64, mut rx: mpsc::Receiver<Delivery>) {
+        // Stop deliveries and take a cut of the dispatch positions; the
+        // registry entry stays (closing) until the session is stored, so a
+        // client reconnecting at once waits for it instead of missing it.
+        let (positions, behind, handed) = {
+            let mut reg = self.gw.registry();
+            let mut behind = std::collections::BTreeMap::new();
+            let mut handed = None;
+            if let Some(o) = reg
+                .online
+                .get_mut(&self.client_id)
+                .filter(|o| o.connection == conn_id)
+            {
+                o.closing = true;
+                behind = std::mem::take(&mut o.behind);
+                handed = o.handed_to;
+            }
+            (reg.positions.clone(), behind, handed)
+        };
+        let handed = match handed {
+            Some(claim) => Some(claim),
+            None => self.claimed_elsewhere().await,
+        };
+        let mut pending: Vec<Delivery> = self.outbound.queue.drain(..).collect();
+        while let Ok(d) = rx.try_recv() {
+            if !self.resumed(&d.at) {
+                pending.push(d);
+            }
+        }
+        if self.expiry == Some(0) {
+            {
+                let mut reg = self.gw.registry();
+                reg.trie.remove_all(&self.client_id);
+                self.gw
+                    .metrics
+                    .subscriptions
+                    .store(reg.trie.len() as i64, Ordering::Relaxed);
+            }
+            self.gw.metrics.sessions.fetch_sub(1, Ordering::Relaxed);
+            // Only a session that was stored has a record to delete (a
+            // clean session's connect and disconnect write nothing); one
+            // another node took over has its record there.
+            if self.stored.load(Ordering::Relaxed) && handed.is_none() {
+                let _ = store::put(
+                    &self.gw.broker,
+                    store::SESSIONS_TOPIC,
+                    &self.client_id,
+                    None,
+                    Vec::new(),
+                )
+                .await;
+            }
+        } else {
+            // Resume from the first message not handed to the client yet.
+            let mut cursors = positions;
+            for (key, below) in &self.resumed_below {
+                if let Some(c) = cursors.get_mut(key) {
+                    *c = (*c).max(*below);
+                }
+            }
+            for (key, from) in behind {
+                if let Some(c) = cursors.get_mut(&key) {
+                    *c = (*c).min(from);
+                }
+            }
+            for d in pending.iter().filter(|d| d.qos > 0) {
+                let key = (d.at.topic.clone(), d.at.partition);
+                if let Some(c) = cursors.get_mut(&key) {
+                    *c = (*c).min(d.at.offset);
+                }
+            }
+            self.base_cursors = cursors;
+            let mut state = self.state();
+            state.disconnected_at_ms = Some(now_ms());
+            state.online = false;
+            // Taken over by another node: the session goes on there, from
+            // this last state (a record of its own, which the claimant
+            // waits for).
+            let key = match handed {
+                Some(claim) => {
+                    state.handed_over = true;
+                    state.for_claim = claim;
+                    crate::session::handover_key(&self.client_id)
+                }
+                None => self.client_id.clone(),
+            };
+            let offset = match self.gw.save_session(&key, &state).await {
+                Ok(offset) => offset,
+                Err(e) => {
+                    debug!(client = %self.client_id, "session not stored: {e}");
+                    -1
+                }
+            };
+            let generation = self.gw.next_id();
+            if handed.is_some() {
+                self.gw.drop_local(&self.client_id);
+            } else {
+                self.gw.offline().insert(
+                    self.client_id.clone(),
+                    crate::gateway::Offline {
+                        state,
+                        generation,
+                        offset,
+                    },
+                );
+            }
+            if let Some(secs) = self.expiry.filter(|_| handed.is_none()) {
+                self.gw.expire_later(
+                    self.client_id.clone(),
+                    generation,
+                    Duration::from_secs(u64::from(secs)),
+                );
+            }
+        }
+        {
+            let mut reg = self.gw.registry();
+            if reg.online.get(&self.client_id).map(|o| o.connection) == Some(conn_id) {
+                reg.online.remove(&self.client_id);
+            }
+        }
+        if end == End::WithWill
+            && let Some((mut will, delay)) = self.will.take()
+        {
+            will.timestamp_ms = now_ms();
+            // The will waits at most as long as the session lives.
+            let delay = match self.expiry {
+                Some(secs) => delay.min(Duration::from_secs(u64::from(secs))),
+                None => delay,
+            };
+            self.gw.publish_will(self.client_id.clone(), will, delay);
+        }
+    }
+}
