@@ -10,6 +10,7 @@
 //! - `bin/e2e_bench.rs`: produce → fetch through gRPC on loopback against a
 //!   real `fjord serve`, records/s and end-to-end latency percentiles.
 //! - [`stats`]: medians and percentiles shared by the programs.
+//! - [`host`]: the machine a benchmark ran on (CPUs, memory, kernel, load).
 //! - [`server`]: starts a `fjord serve` child on ephemeral ports.
 //! - [`mqtt_server`]: starts Fjord or Mosquitto as an MQTT broker on loopback.
 //! - [`mqtt_load`]: MQTT load generator: latency, loss, duplicates, order.
@@ -22,6 +23,7 @@
 
 pub mod amqp_load;
 pub mod amqp_server;
+pub mod host;
 pub mod mqtt_idle;
 pub mod mqtt_load;
 pub mod mqtt_server;

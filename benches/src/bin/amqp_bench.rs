@@ -46,6 +46,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
 use fjord_benches::amqp_load::{LoadSettings, RunFigures, Scenario, medians, run_once};
 use fjord_benches::amqp_server::{AmqpBroker, RabbitInstall};
+use fjord_benches::host::{load_average, machine};
 use fjord_benches::mqtt_server::version_line;
 use fjord_benches::server::sibling_fjord;
 use fjord_benches::stats::{median, ms, thousands};
@@ -533,38 +534,4 @@ fn list(v: &[f64]) -> String {
         .map(|x| format!("{x:.2}"))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// The 1, 5 and 15 minute load averages, from /proc (the machine is
-/// shared: a figure taken under load says so).
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|| "unknown".into())
-}
-
-/// CPUs, CPU model and memory, from /proc.
-fn machine() -> String {
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map_or("unknown CPU", |(_, m)| m.trim())
-        .to_string();
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let mem_gib = meminfo
-        .lines()
-        .find(|l| l.starts_with("MemTotal:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kib| kib.parse::<f64>().ok())
-        .map_or(String::new(), |kib| {
-            format!(", {:.0} GiB RAM", kib / (1024.0 * 1024.0))
-        });
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    // The upstream version only (no build suffix).
-    let kernel = kernel.trim().split('-').next().unwrap_or_default();
-    format!("{cpus} CPUs ({model}){mem_gib}, Linux {kernel}")
 }
