@@ -47,6 +47,8 @@ pub(crate) struct Inner {
     /// users are in the metadata.
     pub(crate) users: RwLock<BTreeMap<String, fjord_raft::User>>,
     pub(crate) round_robin: AtomicU32,
+    /// Gateways that take tunnelled connections, by protocol.
+    pub(crate) tunnels: crate::tunnel::Tunnels,
     closed: AtomicBool,
     _lock: File,
 }
@@ -125,6 +127,7 @@ impl Broker {
                 shutdown: CancellationToken::new(),
                 tracker: TaskTracker::new(),
                 round_robin: AtomicU32::new(0),
+                tunnels: crate::tunnel::Tunnels::default(),
                 closed: AtomicBool::new(false),
                 cluster,
                 users: RwLock::new(users),

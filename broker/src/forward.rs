@@ -83,6 +83,27 @@ impl Broker {
         }
     }
 
+    /// Appends `records` to `topic`-`partition` only if this node leads it:
+    /// a writer fenced by leadership (a node that lost it cannot write).
+    ///
+    /// # Errors
+    /// `NotLeader` on any other node; as [`Broker::produce`].
+    pub async fn append_if_leader(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: Vec<NewRecord>,
+        acks: Acks,
+    ) -> Result<ProduceResult> {
+        let batch =
+            build_batch(records, Compression::None).map_err(|source| Error::InvalidBatch {
+                topic: topic.to_string(),
+                partition,
+                source,
+            })?;
+        self.append_here(topic, partition, batch, acks).await
+    }
+
     /// Appends a batch this node leads (a forwarded one too).
     pub(crate) async fn append_here(
         &self,
@@ -349,7 +370,7 @@ where
 
 /// A forwarded request's failure in the broker's terms: the refusals a
 /// caller acts on keep their kind, the rest say which node failed how.
-fn from_status(topic: &str, partition: u32, status: Status) -> Error {
+pub(crate) fn from_status(topic: &str, partition: u32, status: Status) -> Error {
     let md = |key: &str| {
         status
             .metadata()

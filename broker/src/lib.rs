@@ -60,6 +60,7 @@ mod producer_ids;
 mod replication;
 mod topic;
 mod topic_config;
+mod tunnel;
 mod user_store;
 mod users;
 
@@ -84,4 +85,5 @@ pub use murmur2::{murmur2, partition_for_key};
 pub use offsets::{CommittedOffset, OFFSETS_TOPIC};
 pub use replication::{AckCheck, LeaderReplication, ReplicationAction};
 pub use topic_config::TOPIC_CONFIG_KEYS;
+pub use tunnel::TunnelAcceptor;
 pub use users::{UserInfo, UserSpec};

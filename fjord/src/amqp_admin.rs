@@ -40,6 +40,8 @@ fn to_status(e: AdminError) -> Status {
         reply::PRECONDITION_FAILED | reply::RESOURCE_LOCKED => Code::FailedPrecondition,
         reply::SYNTAX_ERROR | reply::COMMAND_INVALID | reply::FRAME_ERROR => Code::InvalidArgument,
         reply::NOT_IMPLEMENTED => Code::Unimplemented,
+        // The gateway left this node while the call ran.
+        reply::CONNECTION_FORCED => Code::Unavailable,
         _ => Code::Internal,
     };
     Status::new(code, e.text)
@@ -48,7 +50,22 @@ fn to_status(e: AdminError) -> Status {
 impl AmqpAdmin {
     fn gateway(&self) -> Result<&Gateway, Status> {
         match self.0.get() {
-            Some(Ok(g)) => Ok(g),
+            Some(Ok(g)) if g.runs_here() => Ok(g),
+            // In a cluster one node runs the gateway: name it, so the CLI
+            // can ask there.
+            Some(Ok(g)) => {
+                let mut status = Status::unavailable(g.elsewhere());
+                if let Some((id, addr)) = g.runs_on() {
+                    let md = status.metadata_mut();
+                    if let Ok(v) = id.to_string().parse() {
+                        md.insert("fjord-leader-id", v);
+                    }
+                    if let Ok(v) = addr.parse() {
+                        md.insert("fjord-leader-address", v);
+                    }
+                }
+                Err(status)
+            }
             Some(Err(why)) => Err(Status::failed_precondition(why.clone())),
             None => Err(Status::unavailable(
                 "the AMQP gateway is not running on this node",
@@ -124,7 +141,7 @@ impl AmqpService for AmqpAdmin {
         &self,
         _: Request<pb::ListVhostsRequest>,
     ) -> GrpcResult<pb::ListVhostsResponse> {
-        let vhosts = self.gateway()?.vhosts().await;
+        let vhosts = self.gateway()?.vhosts().await.map_err(to_status)?;
         let vhosts = vhosts
             .into_iter()
             .map(|v| pb::AmqpVhost {

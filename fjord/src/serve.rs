@@ -146,8 +146,9 @@ pub(crate) async fn run(config: ServerConfig) -> Result<()> {
     } else {
         None
     };
-    // The AMQP gateway: on a single node (its queues' cursors are not
-    // shared between nodes yet).
+    // The AMQP gateway: listening on every node; in a cluster the leader of
+    // its `__amqp_acks` partition runs it and the others carry their
+    // connections there.
     let mut amqp_config = config.amqp.clone();
     if let Some((addr, cert, key)) = &config.amqp_tls {
         let made = fjord_gateway_mqtt::tls_acceptor_for(
@@ -171,12 +172,8 @@ pub(crate) async fn run(config: ServerConfig) -> Result<()> {
     let amqp_wanted = amqp_config
         .tcp
         .or(amqp_config.tls.as_ref().map(|(a, _)| *a));
-    let amqp = match (amqp_wanted, config.cluster.is_some()) {
-        (Some(addr), true) => {
-            warn!(%addr, "the AMQP gateway does not run on cluster nodes yet; its listeners are not bound");
-            None
-        }
-        (Some(_), false) => match AmqpGateway::start(broker.clone(), amqp_config).await {
+    let amqp = match amqp_wanted {
+        Some(_) => match AmqpGateway::start(broker.clone(), amqp_config).await {
             Ok(g) => Some(g),
             Err(e) => {
                 if let Some(g) = &mqtt {
@@ -187,15 +184,14 @@ pub(crate) async fn run(config: ServerConfig) -> Result<()> {
                 return Err(e).context("AMQP gateway start failed");
             }
         },
-        (None, _) => None,
+        None => None,
     };
     if let Some(g) = &amqp {
         let _ = amqp_cell.set(g.clone());
     }
-    let _ = amqp_admin.set(match (&amqp, amqp_wanted) {
-        (Some(g), _) => Ok(g.clone()),
-        (None, Some(_)) => Err("the AMQP gateway does not run on cluster nodes yet".to_string()),
-        (None, None) => Err(
+    let _ = amqp_admin.set(match &amqp {
+        Some(g) => Ok(g.clone()),
+        None => Err(
             "the AMQP gateway is off on this node (--amqp-listen off, --amqp-tls-listen off)"
                 .to_string(),
         ),

@@ -351,16 +351,20 @@ impl Inner {
 
 impl Gateway {
     /// Every vhost, by name.
-    pub async fn vhosts(&self) -> Vec<VhostInfo> {
-        let t = self.inner.topology.lock().await;
-        t.vhosts
+    ///
+    /// # Errors
+    /// This node does not run the gateway now (320).
+    pub async fn vhosts(&self) -> Result<Vec<VhostInfo>, AdminError> {
+        let inner = self.active()?;
+        let t = inner.topology.lock().await;
+        Ok(t.vhosts
             .iter()
             .map(|v| VhostInfo {
                 name: v.clone(),
                 exchanges: t.exchanges.exchanges(v).count(),
                 queues: t.queues.keys().filter(|(qv, _)| qv == v).count(),
             })
-            .collect()
+            .collect())
     }
 
     /// Creates vhost `name` with its pre-declared exchanges, stored before
@@ -369,7 +373,8 @@ impl Gateway {
     /// # Errors
     /// A bad name (502), or the record could not be stored (541).
     pub async fn declare_vhost(&self, name: &str) -> Result<bool, AdminError> {
-        Ok(self.inner.declare_vhost(name).await?)
+        let inner = self.active()?;
+        Ok(inner.declare_vhost(name).await?)
     }
 
     /// Deletes vhost `name` with its queues (and their messages),
@@ -379,7 +384,8 @@ impl Gateway {
     /// # Errors
     /// No such vhost (530), or a deletion could not be stored (541).
     pub async fn delete_vhost(&self, name: &str) -> Result<u32, AdminError> {
-        Ok(self.inner.delete_vhost(name).await?)
+        let inner = self.active()?;
+        Ok(inner.delete_vhost(name).await?)
     }
 
     /// The exchanges of `vhost`, by name.
@@ -387,7 +393,8 @@ impl Gateway {
     /// # Errors
     /// No such vhost (530).
     pub async fn exchanges(&self, vhost: &str) -> Result<Vec<ExchangeInfo>, AdminError> {
-        let t = self.inner.topology.lock().await;
+        let inner = self.active()?;
+        let t = inner.topology.lock().await;
         check_vhost(&t, vhost)?;
         let mut list: Vec<ExchangeInfo> = t
             .exchanges
@@ -417,6 +424,7 @@ impl Gateway {
         name: &str,
         spec: &ExchangeSpec,
     ) -> Result<(), AdminError> {
+        let inner = self.active()?;
         check_name("exchange", name, true)?;
         let mut arguments = FieldTable::new();
         if let Some(alternate) = &spec.alternate_exchange {
@@ -426,7 +434,7 @@ impl Gateway {
                 argument_value("alternate-exchange", alternate),
             );
         }
-        let answer = self.inner.declare_exchange(
+        let answer = inner.declare_exchange(
             vhost,
             name,
             &spec.kind,
@@ -450,7 +458,8 @@ impl Gateway {
         name: &str,
         if_unused: bool,
     ) -> Result<(), AdminError> {
-        Ok(self.inner.delete_exchange(vhost, name, if_unused).await?)
+        let inner = self.active()?;
+        Ok(inner.delete_exchange(vhost, name, if_unused).await?)
     }
 
     /// The queues of `vhost`, by name, with their counts.
@@ -458,8 +467,9 @@ impl Gateway {
     /// # Errors
     /// No such vhost (530).
     pub async fn queues(&self, vhost: &str) -> Result<Vec<QueueInfo>, AdminError> {
+        let inner = self.active()?;
         let defs: Vec<_> = {
-            let t = self.inner.topology.lock().await;
+            let t = inner.topology.lock().await;
             check_vhost(&t, vhost)?;
             t.queues
                 .iter()
@@ -470,7 +480,7 @@ impl Gateway {
         let mut list: Vec<QueueInfo> = defs
             .into_iter()
             .map(|(name, def)| {
-                let counts = self.inner.queue_by_topic(&def.topic).map(|q| {
+                let counts = inner.queue_by_topic(&def.topic).map(|q| {
                     let load = |n: &std::sync::atomic::AtomicU64| {
                         n.load(std::sync::atomic::Ordering::Relaxed)
                     };
@@ -510,8 +520,9 @@ impl Gateway {
         name: &str,
         spec: &QueueSpec,
     ) -> Result<(u32, u32), AdminError> {
+        let inner = self.active()?;
         check_name("queue", name, false)?;
-        let answer = self.inner.declare_queue(
+        let answer = inner.declare_queue(
             vhost,
             name,
             false,
@@ -537,9 +548,8 @@ impl Gateway {
         if_unused: bool,
         if_empty: bool,
     ) -> Result<u32, AdminError> {
-        let answer = self
-            .inner
-            .delete_queue(vhost, name, if_unused, if_empty, None);
+        let inner = self.active()?;
+        let answer = inner.delete_queue(vhost, name, if_unused, if_empty, None);
         Ok(answer.await?)
     }
 
@@ -548,7 +558,8 @@ impl Gateway {
     /// # Errors
     /// No such vhost (530).
     pub async fn bindings(&self, vhost: &str) -> Result<Vec<BindingInfo>, AdminError> {
-        let t = self.inner.topology.lock().await;
+        let inner = self.active()?;
+        let t = inner.topology.lock().await;
         check_vhost(&t, vhost)?;
         let mut list: Vec<BindingInfo> = t
             .exchanges
@@ -600,7 +611,8 @@ impl Gateway {
         bind: bool,
     ) -> Result<(), AdminError> {
         check_name("routing key", &b.routing_key, true)?;
-        let answer = self.inner.bind(
+        let inner = self.active()?;
+        let answer = inner.bind(
             vhost,
             &b.source,
             b.destination.clone(),

@@ -121,6 +121,12 @@ async fn ensure_internal(broker: &Broker, name: &str, compacted: bool) -> Result
     }
 }
 
+/// Creates the gateway's compacted topics unless they exist.
+pub(crate) async fn ensure_topics(broker: &Broker) -> Result<()> {
+    ensure_internal(broker, META_TOPIC, true).await?;
+    ensure_internal(broker, ACKS_TOPIC, true).await
+}
+
 /// Equal field tables, entry order aside.
 fn same_table(a: &FieldTable, b: &FieldTable) -> bool {
     a.len() == b.len() && a.iter().all(|(k, v)| b.get(k) == Some(v))
@@ -129,8 +135,7 @@ fn same_table(a: &FieldTable, b: &FieldTable) -> bool {
 impl Inner {
     /// Opens the topology and starts every durable queue.
     pub(crate) async fn open(broker: Broker, config: AmqpConfig) -> Result<Arc<Inner>> {
-        ensure_internal(&broker, META_TOPIC, true).await?;
-        ensure_internal(&broker, ACKS_TOPIC, true).await?;
+        ensure_topics(&broker).await?;
         let topology = topology::load(latest(&broker, META_TOPIC).await?);
         let (house, house_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
@@ -171,6 +176,19 @@ impl Inner {
         }
         *inner.topology.lock().await = topology;
         Ok(inner)
+    }
+
+    /// Closes every connection (320 CONNECTION_FORCED), waits for them,
+    /// then stops every queue (each stores its cursor, if this node still
+    /// may).
+    pub(crate) async fn stop(&self) {
+        self.shutdown.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+        let queues: Vec<QueueHandle> = lock(&self.queues).drain().map(|(_, q)| q).collect();
+        for q in queues {
+            q.stop().await;
+        }
     }
 
     pub(crate) fn next_id(&self) -> u64 {

@@ -1,36 +1,85 @@
-//! The listener and the [`Gateway`] handle `fjord serve` holds.
+//! The listeners and the [`Gateway`] handle `fjord serve` holds.
+//!
+//! # Where the gateway runs
+//! On a single node, here. In a cluster, on the leader of `__amqp_acks`
+//! (partition 0): that node opens the topology and runs every queue's
+//! cursor, and writes cursor states only while it leads that partition,
+//! so a node that lost the gateway cannot undo its successor's
+//! acknowledgements. Every node listens; a node that does not run the
+//! gateway carries each client connection to the one that does over a
+//! tunnel (see `fjord_broker`'s `open_tunnel`). When leadership moves (the
+//! node failed, or handed it over), the old node closes its connections
+//! (320 CONNECTION_FORCED) and stops its queues, and the new leader opens
+//! the gateway from the log: clients reconnect, unacknowledged messages
+//! come back redelivered, and acknowledged ones stay settled.
+//!
+//! # Concurrency
+//! A supervisor task (cluster only) checks leadership every
+//! `SUPERVISE_EVERY` and starts or stops the running gateway; connections
+//! read it once, when they arrive.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use fjord_broker::Broker;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+use crate::admin::AdminError;
+use crate::codec::reply;
 use crate::config::AmqpConfig;
 use crate::connection;
 use crate::gateway::Inner;
 use crate::metrics::QueueFigures;
+use crate::queue::ACKS_TOPIC;
 use crate::{Error, Result};
 
+/// The protocol name tunnels of this gateway carry.
+const PROTOCOL: &str = "amqp";
+
+/// How often a cluster node checks whether it should run the gateway.
+const SUPERVISE_EVERY: Duration = Duration::from_millis(200);
+
+/// How long a new cluster waits for every voter before creating the
+/// gateway's topics.
+const VOTERS_WAIT: Duration = Duration::from_secs(30);
+
+/// What every node has: listeners, and the gateway while it runs here.
+struct Shared {
+    broker: Broker,
+    config: AmqpConfig,
+    clustered: bool,
+    /// The running gateway, while this node runs it.
+    active: watch::Sender<Option<Arc<Inner>>>,
+    /// Connections carried to another node.
+    tunnelled: AtomicI64,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
 /// Accepts connections until shutdown, over TLS when given an acceptor.
-async fn accept(gw: Arc<Inner>, l: TcpListener, tls: Option<tokio_rustls::TlsAcceptor>) {
+async fn accept(shared: Arc<Shared>, l: TcpListener, tls: Option<tokio_rustls::TlsAcceptor>) {
     loop {
         let accepted = tokio::select! {
-            _ = gw.shutdown.cancelled() => return,
+            _ = shared.shutdown.cancelled() => return,
             a = l.accept() => a,
         };
         match accepted {
             Ok((stream, _)) => {
                 let _ = stream.set_nodelay(true);
-                let gw = Arc::clone(&gw);
                 let tls = tls.clone();
-                gw.tracker.clone().spawn(async move {
+                let s = Arc::clone(&shared);
+                shared.tracker.spawn(async move {
                     match tls {
-                        None => connection::serve(gw, stream).await,
+                        None => take(s, stream).await,
                         Some(acceptor) => match acceptor.accept(stream).await {
-                            Ok(s) => connection::serve(gw, s).await,
+                            Ok(io) => take(s, io).await,
                             Err(e) => debug!("AMQP TLS handshake failed: {e}"),
                         },
                     }
@@ -38,8 +87,94 @@ async fn accept(gw: Arc<Inner>, l: TcpListener, tls: Option<tokio_rustls::TlsAcc
             }
             Err(e) => {
                 warn!("AMQP accept failed: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
+        }
+    }
+}
+
+/// Serves a client here, or carries it to the node that runs the gateway.
+async fn take<S>(shared: Arc<Shared>, mut io: S)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let active = shared.active.borrow().clone();
+    if let Some(inner) = active {
+        let tracker = inner.tracker.clone();
+        if !tracker.is_closed() {
+            tracker.track_future(connection::serve(inner, io)).await;
+            return;
+        }
+    }
+    if !shared.clustered {
+        return;
+    }
+    let opened = tokio::select! {
+        _ = shared.shutdown.cancelled() => return,
+        t = shared.broker.open_tunnel(PROTOCOL, ACKS_TOPIC, 0) => t,
+    };
+    let mut tunnel = match opened {
+        Ok(t) => t,
+        Err(e) => {
+            // Like a node that is down: the client connects again.
+            warn!("AMQP connection not carried to the gateway's node: {e}");
+            return;
+        }
+    };
+    shared.tunnelled.fetch_add(1, Ordering::Relaxed);
+    tokio::select! {
+        _ = shared.shutdown.cancelled() => {}
+        _ = tokio::io::copy_bidirectional(&mut io, &mut tunnel) => {}
+    }
+    shared.tunnelled.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Runs the gateway on this node while it leads `__amqp_acks`.
+async fn supervise(weak: Weak<Shared>) {
+    loop {
+        let Some(shared) = weak.upgrade() else { return };
+        if shared.shutdown.is_cancelled() {
+            return;
+        }
+        let leads = shared.broker.leads(ACKS_TOPIC, 0);
+        let running = shared.active.borrow().clone();
+        match (leads, running) {
+            (true, None) => match Inner::open(shared.broker.clone(), shared.config.clone()).await {
+                Ok(inner) => {
+                    if shared.broker.leads(ACKS_TOPIC, 0) && !shared.shutdown.is_cancelled() {
+                        info!("this node runs the AMQP gateway");
+                        shared.active.send_replace(Some(inner));
+                    } else {
+                        inner.stop().await;
+                    }
+                }
+                Err(e) => debug!("AMQP gateway not opened yet: {e}"),
+            },
+            (false, Some(inner)) => {
+                let to = shared.broker.leader_elsewhere(ACKS_TOPIC, 0);
+                info!(to = ?to.map(|(id, _)| id), "the AMQP gateway moves to another node");
+                shared.active.send_replace(None);
+                inner.stop().await;
+            }
+            (false, None) if shared.broker.describe_topic(ACKS_TOPIC).is_err() => {
+                // With every voter live the topics get their full
+                // replication factor (or after a while, with what there is).
+                if !shared.broker.wait_for_voters(VOTERS_WAIT).await {
+                    warn!(
+                        "not every cluster node is live: AMQP topics created now may have fewer replicas"
+                    );
+                }
+                if let Err(e) = crate::gateway::ensure_topics(&shared.broker).await {
+                    debug!("AMQP topics not created yet: {e}");
+                }
+            }
+            _ => {}
+        }
+        let stop = shared.shutdown.clone();
+        drop(shared);
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(SUPERVISE_EVERY) => {}
         }
     }
 }
@@ -47,18 +182,19 @@ async fn accept(gw: Arc<Inner>, l: TcpListener, tls: Option<tokio_rustls::TlsAcc
 /// The running AMQP gateway.
 #[derive(Clone)]
 pub struct Gateway {
-    pub(crate) inner: Arc<Inner>,
+    shared: Arc<Shared>,
     addr: Option<SocketAddr>,
     tls_addr: Option<SocketAddr>,
 }
 
 impl Gateway {
-    /// Opens the topology, restores the durable queues, binds the listener
-    /// and serves.
+    /// Binds the listeners and serves. On a single node it opens the
+    /// topology and restores the durable queues first; in a cluster the
+    /// node that leads `__amqp_acks` does that, in the background.
     ///
     /// # Errors
-    /// The listener cannot be bound, or the broker refuses the gateway's
-    /// topics.
+    /// A listener cannot be bound, or (single node) the broker refuses the
+    /// gateway's topics.
     pub async fn start(broker: Broker, config: AmqpConfig) -> Result<Gateway> {
         let listener = match config.tcp {
             Some(a) => Some(TcpListener::bind(a).await.map_err(|source| Error::Io {
@@ -77,23 +213,85 @@ impl Gateway {
             )),
             None => None,
         };
-        let inner = Inner::open(broker, config).await?;
+        let clustered = broker.cluster_id().is_some();
+        let shared = Arc::new(Shared {
+            broker: broker.clone(),
+            config: config.clone(),
+            clustered,
+            active: watch::Sender::new(None),
+            tunnelled: AtomicI64::new(0),
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+        });
+        if clustered {
+            let weak = Arc::downgrade(&shared);
+            broker.set_tunnel_acceptor(
+                PROTOCOL,
+                Some(Arc::new(move |io| {
+                    let active = weak.upgrade().and_then(|s| s.active.borrow().clone());
+                    let inner = active.ok_or("the AMQP gateway does not run on this node now")?;
+                    let tracker = inner.tracker.clone();
+                    if tracker.is_closed() {
+                        return Err("the AMQP gateway is stopping on this node".to_string());
+                    }
+                    tracker.spawn(connection::serve(inner, io));
+                    Ok(())
+                })),
+            );
+            shared.tracker.spawn(supervise(Arc::downgrade(&shared)));
+        } else {
+            let inner = Inner::open(broker, config).await?;
+            shared.active.send_replace(Some(inner));
+        }
         let addr = listener.as_ref().and_then(|l| l.local_addr().ok());
         let tls_addr = tls.as_ref().and_then(|(l, _)| l.local_addr().ok());
         if let Some(l) = listener {
-            inner.tracker.spawn(accept(Arc::clone(&inner), l, None));
+            shared.tracker.spawn(accept(Arc::clone(&shared), l, None));
         }
         if let Some((l, acceptor)) = tls {
-            inner
+            shared
                 .tracker
-                .spawn(accept(Arc::clone(&inner), l, Some(acceptor)));
+                .spawn(accept(Arc::clone(&shared), l, Some(acceptor)));
         }
         info!(tcp = ?addr, tls = ?tls_addr, "AMQP gateway listening");
         Ok(Gateway {
-            inner,
+            shared,
             addr,
             tls_addr,
         })
+    }
+
+    /// The gateway as it runs on this node now.
+    pub(crate) fn active(&self) -> Result<Arc<Inner>, AdminError> {
+        self.shared
+            .active
+            .borrow()
+            .clone()
+            .ok_or_else(|| AdminError {
+                code: reply::CONNECTION_FORCED,
+                text: self.elsewhere(),
+            })
+    }
+
+    /// True while this node runs the gateway (topology and queues).
+    pub fn runs_here(&self) -> bool {
+        self.shared.active.borrow().is_some()
+    }
+
+    /// The node (id, gRPC address) that runs the gateway, when another one
+    /// does.
+    pub fn runs_on(&self) -> Option<(u64, String)> {
+        self.shared.broker.leader_elsewhere(ACKS_TOPIC, 0)
+    }
+
+    /// Why this node cannot answer for the gateway, in words.
+    pub fn elsewhere(&self) -> String {
+        match self.runs_on() {
+            Some((id, addr)) => {
+                format!("the AMQP gateway runs on node {id} ({addr}), not on this node")
+            }
+            None => "the AMQP gateway is starting on this node (its cluster is electing the leader of __amqp_acks)".to_string(),
+        }
     }
 
     /// The bound TLS listener address.
@@ -106,10 +304,23 @@ impl Gateway {
         self.addr
     }
 
-    /// The gateway's metrics in Prometheus text format, per queue too.
+    /// The gateway's metrics in Prometheus text format, per queue too
+    /// (queues only where the gateway runs).
     pub async fn render_metrics(&self) -> String {
-        let queues: Vec<QueueFigures> = self
-            .inner
+        let name = "fjord_amqp_serving";
+        let mut out = format!(
+            "# HELP {name} 1 when this node runs the AMQP gateway (topology and queues).\n# TYPE {name} gauge\n{name} {}\n",
+            u8::from(self.runs_here())
+        );
+        let name = "fjord_amqp_tunnelled_connections";
+        out.push_str(&format!(
+            "# HELP {name} AMQP connections this node carries to the node that runs the gateway.\n# TYPE {name} gauge\n{name} {}\n",
+            self.shared.tunnelled.load(Ordering::Relaxed)
+        ));
+        let Ok(inner) = self.active() else {
+            return out;
+        };
+        let queues: Vec<QueueFigures> = inner
             .all_queues()
             .await
             .into_iter()
@@ -123,13 +334,21 @@ impl Gateway {
                 acked: q.stats.acked.load(Ordering::Relaxed),
             })
             .collect();
-        self.inner.metrics.render(&queues)
+        out.push_str(&inner.metrics.render(&queues));
+        out
     }
 
-    /// Closes every connection (320 CONNECTION_FORCED) and waits for them.
+    /// Closes every connection (320 CONNECTION_FORCED), stores the queues'
+    /// cursors and waits for them.
     pub async fn shutdown(&self) {
-        self.inner.shutdown.cancel();
-        self.inner.tracker.close();
-        self.inner.tracker.wait().await;
+        if self.shared.clustered {
+            self.shared.broker.set_tunnel_acceptor(PROTOCOL, None);
+        }
+        self.shared.shutdown.cancel();
+        if let Some(inner) = self.shared.active.send_replace(None) {
+            inner.stop().await;
+        }
+        self.shared.tracker.close();
+        self.shared.tracker.wait().await;
     }
 }

@@ -88,30 +88,6 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// In a cluster, waits (a while) until every voter of the metadata quorum
-/// is live, so the gateway's topics, if this node creates them, get their
-/// full replication factor.
-async fn wait_for_peers(broker: &Broker) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while let Ok(status) = broker.cluster_status() {
-        let all_live = status
-            .nodes
-            .iter()
-            .filter(|n| n.role == "voter")
-            .all(|n| n.live);
-        if all_live && status.quorum {
-            return;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            warn!(
-                "not every cluster node is live: MQTT topics created now may have fewer replicas"
-            );
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -146,7 +122,11 @@ impl Inner {
     /// Opens the gateway's topics and state on `broker`.
     pub(crate) async fn open(broker: Broker, config: MqttConfig) -> Result<Arc<Inner>> {
         let mapping = Mapping::new(config.mappings.clone(), config.default_topic.clone());
-        wait_for_peers(&broker).await;
+        if !broker.wait_for_voters(Duration::from_secs(30)).await {
+            warn!(
+                "not every cluster node is live: MQTT topics created now may have fewer replicas"
+            );
+        }
         let mut partitions = BTreeMap::new();
         for topic in mapping.log_topics() {
             let count = match broker.describe_topic(&topic) {

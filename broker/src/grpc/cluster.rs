@@ -181,6 +181,7 @@ impl ClusterService for Cluster {
 pub(crate) struct Replica(pub(crate) Broker);
 
 type FetchStream = Pin<Box<dyn Stream<Item = Result<pb::ReplicaFetchResponse, Status>> + Send>>;
+type TunnelStream = Pin<Box<dyn Stream<Item = Result<pb::TunnelFrame, Status>> + Send>>;
 
 fn replica_error(error: pb::ReplicaError, message: String) -> pb::ReplicaFetchResponse {
     pb::ReplicaFetchResponse {
@@ -258,6 +259,7 @@ impl Broker {
 #[tonic::async_trait]
 impl ReplicaService for Replica {
     type FetchStream = FetchStream;
+    type TunnelStream = TunnelStream;
 
     async fn fetch(
         &self,
@@ -289,5 +291,27 @@ impl ReplicaService for Replica {
             r.partition,
             outcome,
         )))
+    }
+
+    async fn tunnel(
+        &self,
+        request: Request<Streaming<pb::TunnelFrame>>,
+    ) -> GrpcResult<Self::TunnelStream> {
+        check_cluster(&self.0, &request)?;
+        let mut inbound = request.into_inner();
+        let first = inbound
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("a tunnel opens with a frame naming it"))?;
+        let open = first
+            .open
+            .ok_or_else(|| Status::invalid_argument("a tunnel opens with a frame naming it"))?;
+        let io = self
+            .0
+            .accept_tunnel(&open)
+            .map_err(super::status::to_status)?;
+        Ok(Response::new(Box::pin(crate::tunnel::pump(
+            io, inbound, first.data,
+        ))))
     }
 }

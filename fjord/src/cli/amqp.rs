@@ -195,7 +195,12 @@ fn report(output: Output, value: Value, text: String) {
 }
 
 pub(crate) async fn run(client: &ClientArgs, command: AmqpCommand) -> Result<()> {
-    let rpc = AmqpServiceClient::new(client.connect().await?);
+    // In a cluster the node that leads `__amqp_acks` runs the gateway.
+    let channel = match client.leader("__amqp_acks", 0).await {
+        Ok(c) => c,
+        Err(_) => client.connect().await?,
+    };
+    let rpc = AmqpServiceClient::new(channel);
     match command {
         AmqpCommand::Vhost { command } => vhost(rpc, client.output, command).await,
         AmqpCommand::Exchange { vhost, command } => {

@@ -24,6 +24,33 @@ pub async fn connect(server: &Server) -> Connection {
     .unwrap()
 }
 
+/// A connection to `addr` (a cluster node's AMQP listener), tried again
+/// while the cluster elects the node that runs the gateway (bounded).
+#[allow(dead_code)]
+pub async fn connect_to(addr: &str) -> Connection {
+    let uri = format!("amqp://guest:guest@{addr}/%2f");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let attempt = tokio::time::timeout(
+            WAIT,
+            Connection::connect(&uri, ConnectionProperties::default()),
+        )
+        .await;
+        match attempt {
+            Ok(Ok(c)) => return c,
+            Ok(Err(e)) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "no AMQP connection through {addr}: {e}"
+            ),
+            Err(_) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "no AMQP connection through {addr} in time"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// A field table from pairs.
 pub fn table(pairs: &[(&str, AMQPValue)]) -> FieldTable {
     let mut t = FieldTable::default();

@@ -44,6 +44,28 @@ pub fn cluster_with_mqtt(dir: &std::path::Path, n: u32, extra: &[&str]) -> Vec<S
     form(dir, n, &flags)
 }
 
+/// As [`cluster`], every node with its AMQP listener on a free port (and
+/// no MQTT).
+#[allow(dead_code)]
+pub fn cluster_with_amqp(dir: &std::path::Path, n: u32) -> Vec<Server> {
+    form(
+        dir,
+        n,
+        &[
+            "--amqp-listen",
+            "127.0.0.1:0",
+            "--amqp-tls-listen",
+            "off",
+            "--mqtt-listen",
+            "off",
+            "--mqtt-tls-listen",
+            "off",
+            "--mqtt-ws-listen",
+            "off",
+        ],
+    )
+}
+
 fn form(dir: &std::path::Path, n: u32, flags: &[&str]) -> Vec<Server> {
     let node = |name: &str, args: Vec<String>| {
         let mut refs: Vec<&str> = args.iter().map(String::as_str).collect();

@@ -489,6 +489,14 @@ impl Conn {
         for q in &used {
             q.release(self.id, channel);
         }
+        // The channel's acknowledgements are durable before it is gone
+        // (its close-ok, the connection's end).
+        let mut synced = std::collections::HashSet::new();
+        for q in consumers.iter().map(|(_, (_, q))| q).chain(&used) {
+            if synced.insert(Arc::clone(&q.topic)) {
+                q.sync().await;
+            }
+        }
         for (_, (name, _)) in consumers {
             let gw = Arc::clone(&self.gw);
             let vhost = self.vhost.clone();

@@ -30,6 +30,7 @@ enum Later {
         reply: oneshot::Sender<Option<Delivery>>,
     },
     Purge(oneshot::Sender<u32>),
+    Sync(oneshot::Sender<()>),
     Stop(oneshot::Sender<()>),
 }
 
@@ -153,6 +154,16 @@ impl Cursor {
                                 self.next = self.next.max(self.end);
                                 self.dirty = true;
                                 let _ = reply.send(u32::try_from(dropped).unwrap_or(u32::MAX));
+                            }
+                            Later::Sync(reply) => {
+                                if let Some(s) = saving.take() {
+                                    s.await;
+                                }
+                                if self.dirty {
+                                    self.dirty = false;
+                                    self.save().await;
+                                }
+                                let _ = reply.send(());
                             }
                             Later::Stop(reply) => {
                                 // Store the cursor, cancel the consumers.
@@ -467,6 +478,7 @@ impl Cursor {
             Cmd::Touch => self.last_used = now_ms(),
             Cmd::Poke => {}
             Cmd::Purge { reply } => return Later::Purge(reply),
+            Cmd::Sync { reply } => return Later::Sync(reply),
             Cmd::Stop { reply } => return Later::Stop(reply),
         }
         Later::Nothing
@@ -648,7 +660,7 @@ impl Cursor {
         let topic = self.topic.to_string();
         async move {
             let r = broker
-                .append_anywhere(
+                .append_if_leader(
                     ACKS_TOPIC,
                     0,
                     vec![NewRecord {

@@ -45,8 +45,13 @@ use crate::message::Message;
 use args::{Overflow, QueueArgs};
 use cursor::Cursor;
 
-/// The compacted topic of the queues' cursor states.
+/// The compacted topic of the queues' cursor states. Its leader runs the
+/// gateway (see `server.rs`), and writes to it only while it leads: a node
+/// that lost the gateway cannot overwrite its successor's states.
 pub(crate) const ACKS_TOPIC: &str = "__amqp_acks";
+
+/// Longest a closing channel waits for its queues' states to be stored.
+const SYNC_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What a channel hears from the queues it consumes from.
 #[derive(Debug)]
@@ -161,6 +166,10 @@ enum Cmd {
     Touch,
     /// Room was given back (a channel-wide limit): try delivering.
     Poke,
+    /// Answer once the state as of this command is stored.
+    Sync {
+        reply: oneshot::Sender<()>,
+    },
     Stop {
         reply: oneshot::Sender<()>,
     },
@@ -339,6 +348,16 @@ impl QueueHandle {
         rx.await.ok().flatten()
     }
 
+    /// Returns once the cursor state, with every command sent before, is
+    /// stored (a closing channel's acknowledgements are durable before its
+    /// close-ok), or after `SYNC_WAIT` at most.
+    pub(crate) async fn sync(&self) {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Cmd::Sync { reply }).is_ok() {
+            let _ = tokio::time::timeout(SYNC_WAIT, rx).await;
+        }
+    }
+
     /// Drops every ready message; returns how many.
     pub(crate) async fn purge(&self) -> u32 {
         let (reply, rx) = oneshot::channel();
@@ -414,7 +433,7 @@ async fn load_state(broker: &Broker, topic: &str) -> crate::Result<Stored> {
 /// Deletes a queue's cursor state.
 pub(crate) async fn forget_state(broker: &Broker, topic: &str) {
     let r = broker
-        .append_anywhere(
+        .append_if_leader(
             ACKS_TOPIC,
             0,
             vec![NewRecord {

@@ -1,0 +1,247 @@
+//! The AMQP gateway in a three-node cluster. Every node listens; the node
+//! that leads `__amqp_acks` runs the topology and the queues, and the
+//! others carry their clients' connections to it. Killing that node moves
+//! the gateway to another one, which resumes from the log: no confirmed
+//! message is lost and no acknowledged one comes back.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::Server;
+use common::amqp::{WAIT, connect_to, next};
+use common::cluster::cluster_with_amqp;
+use common::mqtt::metric;
+use futures::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, ExchangeKind};
+
+async fn durable_queue(ch: &Channel, name: &str) {
+    ch.queue_declare(
+        name.into(),
+        QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+}
+
+/// Publishes persistent messages with confirms; each must be acked.
+async fn publish_confirmed(ch: &Channel, exchange: &str, key: &str, bodies: &[String]) {
+    for b in bodies {
+        let confirm = ch
+            .basic_publish(
+                exchange.into(),
+                key.into(),
+                BasicPublishOptions::default(),
+                b.as_bytes(),
+                BasicProperties::default().with_delivery_mode(2),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        assert!(confirm.is_ack(), "confirmed: {b}");
+    }
+}
+
+fn bodies(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}{i}")).collect()
+}
+
+/// The index of the node that runs the gateway, once exactly one does.
+fn gateway_node(nodes: &[Server]) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let serving: Vec<usize> = nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| {
+                let (_, body) = n.http_get("/metrics");
+                metric(&body, "fjord_amqp_serving") == Some(1.0)
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if serving.len() == 1 {
+            return serving[0];
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no single node runs the AMQP gateway: {serving:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Every message of `queue` through `basic.get`, acknowledged one by one:
+/// (body, redelivered).
+async fn take_all(ch: &Channel, queue: &str) -> Vec<(String, bool)> {
+    let mut got = Vec::new();
+    while let Some(m) = ch
+        .basic_get(queue.into(), BasicGetOptions::default())
+        .await
+        .unwrap()
+    {
+        got.push((
+            String::from_utf8(m.delivery.data.clone()).unwrap(),
+            m.delivery.redelivered,
+        ));
+        m.delivery.ack(BasicAckOptions::default()).await.unwrap();
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_serves_one_set_of_exchanges_and_queues() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = cluster_with_amqp(dir.path(), 3);
+
+    // Published through node 2, consumed through node 3, in order.
+    let c2 = connect_to(&nodes[1].amqp).await;
+    let ch2 = c2.create_channel().await.unwrap();
+    durable_queue(&ch2, "jobs").await;
+    ch2.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let sent = bodies("j", 20);
+    publish_confirmed(&ch2, "", "jobs", &sent).await;
+
+    let c3 = connect_to(&nodes[2].amqp).await;
+    let ch3 = c3.create_channel().await.unwrap();
+    ch3.basic_qos(5, BasicQosOptions::default()).await.unwrap();
+    let mut consumer = ch3
+        .basic_consume(
+            "jobs".into(),
+            "worker".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    while got.len() < sent.len() {
+        let d = tokio::time::timeout(WAIT, consumer.next())
+            .await
+            .expect("a delivery in time")
+            .unwrap()
+            .unwrap();
+        got.push(String::from_utf8(d.data.clone()).unwrap());
+        d.ack(BasicAckOptions::default()).await.unwrap();
+    }
+    assert_eq!(got, sent, "every message once, in order");
+
+    // An exchange and binding made through node 1 route a publish made
+    // through node 3.
+    let c1 = connect_to(&nodes[0].amqp).await;
+    let ch1 = c1.create_channel().await.unwrap();
+    ch1.exchange_declare(
+        "events".into(),
+        ExchangeKind::Topic,
+        ExchangeDeclareOptions {
+            durable: true,
+            ..ExchangeDeclareOptions::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    durable_queue(&ch1, "audit").await;
+    ch1.queue_bind(
+        "audit".into(),
+        "events".into(),
+        "order.*".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let ch3b = c3.create_channel().await.unwrap();
+    ch3b.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    publish_confirmed(&ch3b, "events", "order.created", &["o1".to_string()]).await;
+    let m = next(&ch1, "audit").await;
+    assert_eq!(m.delivery.data, b"o1");
+
+    // One node runs the gateway; the CLI finds it through any node.
+    gateway_node(&nodes);
+    for n in &nodes {
+        let out = n.ok(&["amqp", "queue", "list", "--output", "json"]);
+        assert!(
+            out.contains("\"jobs\"") && out.contains("\"audit\""),
+            "queues listed through {}: {out}",
+            n.grpc
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_moves_when_its_node_is_killed_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = cluster_with_amqp(dir.path(), 3);
+    let owner = gateway_node(&nodes);
+    let via = (owner + 1) % nodes.len();
+
+    // 30 confirmed; 10 acknowledged and the channel closed (its
+    // acknowledgements are stored by close-ok).
+    let conn = connect_to(&nodes[via].amqp).await;
+    let ch = conn.create_channel().await.unwrap();
+    durable_queue(&ch, "keep").await;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let sent = bodies("k", 30);
+    publish_confirmed(&ch, "", "keep", &sent).await;
+    for i in 0..10 {
+        let m = ch
+            .basic_get("keep".into(), BasicGetOptions::default())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.delivery.data, format!("k{i}").as_bytes());
+        m.delivery.ack(BasicAckOptions::default()).await.unwrap();
+    }
+    ch.close(200, "done".into()).await.unwrap();
+    // One more taken and held, unacknowledged, when the node dies.
+    let held = conn.create_channel().await.unwrap();
+    let m = held
+        .basic_get("keep".into(), BasicGetOptions::default())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.delivery.data, b"k10");
+
+    nodes.remove(owner).kill9();
+
+    // Through a surviving node, once another node runs the gateway: the
+    // held message comes back redelivered, the acknowledged ones do not,
+    // no confirmed one is missing.
+    let conn = connect_to(&nodes[0].amqp).await;
+    let ch = conn.create_channel().await.unwrap();
+    let got = take_all(&ch, "keep").await;
+    let want: Vec<(String, bool)> = (10..30).map(|i| (format!("k{i}"), i == 10)).collect();
+    assert_eq!(got, want);
+
+    // The new node takes publishes and consumers as the old one did.
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    publish_confirmed(&ch, "", "keep", &bodies("after", 3)).await;
+    let conn2 = connect_to(&nodes[1].amqp).await;
+    let ch2 = conn2.create_channel().await.unwrap();
+    let got: Vec<String> = take_all(&ch2, "keep")
+        .await
+        .into_iter()
+        .map(|(b, _)| b)
+        .collect();
+    assert_eq!(got, bodies("after", 3));
+    gateway_node(&nodes);
+}
