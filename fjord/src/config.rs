@@ -24,6 +24,7 @@
 //! | `amqp_tls_listen` | `FJORD_AMQP_TLS_LISTEN` | `--amqp-tls-listen` | `127.0.0.1:5671` (`off` disables it) |
 //! | `amqp_tls_cert`, `amqp_tls_key` | `FJORD_AMQP_TLS_CERT`, `FJORD_AMQP_TLS_KEY` | `--amqp-tls-cert`, `--amqp-tls-key` | none: a self-signed `localhost` certificate in `<data-dir>/amqp` |
 //! | `amqp_disk_free_limit` | `FJORD_AMQP_DISK_FREE_LIMIT` | `--amqp-disk-free-limit` | `50000000` bytes: below it, publishing connections are blocked |
+//! | `amqp_memory_high_watermark` | `FJORD_AMQP_MEMORY_HIGH_WATERMARK` | `--amqp-memory-high-watermark` | 40% of RAM (or of the cgroup limit, if smaller) in bytes: at or above it, publishing connections are blocked; `0` turns it off |
 //! | `amqp_allow_guest` | `FJORD_AMQP_ALLOW_GUEST` | `--amqp-allow-guest` | `true`: `guest`/`guest` may log in |
 //! | `advertised_grpc` | `FJORD_ADVERTISED_GRPC` | `--advertised-grpc` | the bound gRPC address |
 //! | `peers` | `FJORD_PEERS` | `--peers` | none: a fixed set of voters `ID=HOST:PORT,...` (this node included) |
@@ -126,6 +127,10 @@ pub(crate) struct ServeArgs {
     /// blocked (`connection.blocked`).
     #[arg(long, env = "FJORD_AMQP_DISK_FREE_LIMIT", value_name = "BYTES")]
     amqp_disk_free_limit: Option<u64>,
+    /// Resident memory (bytes) at which publishing AMQP connections are
+    /// blocked (`connection.blocked`); 0 turns the alarm off.
+    #[arg(long, env = "FJORD_AMQP_MEMORY_HIGH_WATERMARK", value_name = "BYTES")]
+    amqp_memory_high_watermark: Option<u64>,
     /// Whether `guest`/`guest` may log in over AMQP (as on a fresh RabbitMQ).
     #[arg(long, env = "FJORD_AMQP_ALLOW_GUEST", value_name = "BOOL")]
     amqp_allow_guest: Option<bool>,
@@ -216,6 +221,7 @@ struct FileConfig {
     amqp_tls_key: Option<PathBuf>,
     amqp_allow_guest: Option<bool>,
     amqp_disk_free_limit: Option<u64>,
+    amqp_memory_high_watermark: Option<u64>,
     advertised_grpc: Option<SocketAddr>,
     peers: Option<String>,
     join: Option<String>,
@@ -499,6 +505,12 @@ impl ServeArgs {
         }
         if let Some(v) = self.amqp_disk_free_limit.or(file.amqp_disk_free_limit) {
             amqp.disk_free_limit = v;
+        }
+        if let Some(v) = self
+            .amqp_memory_high_watermark
+            .or(file.amqp_memory_high_watermark)
+        {
+            amqp.memory_high_watermark = v;
         }
         amqp.data_dir = Some(data_dir.clone());
         let amqp_tls_cert = self.amqp_tls_cert.or(file.amqp_tls_cert);

@@ -14,6 +14,7 @@ use tracing::{info, warn};
 
 use crate::codec::{FieldTable, FieldValue, reply};
 use crate::config::AmqpConfig;
+use crate::housekeeping::Alarms;
 use crate::queue::{self, ACKS_TOPIC, Housekeeping, QueueHandle};
 use crate::routing::{Destination, ExchangeDecl, ExchangeKind, RoutingError};
 use crate::topology::{self, Change, META_TOPIC, QueueDef, Topology};
@@ -74,8 +75,8 @@ pub(crate) struct Inner {
     next_id: AtomicU64,
     /// Dead letters and expired queues, for the housekeeping task.
     house: mpsc::UnboundedSender<Housekeeping>,
-    /// A resource alarm's reason while one is on.
-    pub(crate) alarm: watch::Sender<Option<String>>,
+    /// The resource alarms that are on.
+    pub(crate) alarm: watch::Sender<Alarms>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -140,7 +141,7 @@ impl Inner {
         let (house, house_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             house,
-            alarm: watch::Sender::new(None),
+            alarm: watch::Sender::new(Alarms::default()),
             broker,
             config,
             topology: tokio::sync::Mutex::new(Topology::default()),
@@ -160,6 +161,13 @@ impl Inner {
                 Arc::downgrade(&inner),
                 dir,
                 inner.config.disk_free_limit,
+                inner.shutdown.clone(),
+            ));
+        }
+        if inner.config.memory_high_watermark > 0 {
+            inner.tracker.spawn(crate::housekeeping::watch_memory(
+                Arc::downgrade(&inner),
+                inner.config.memory_high_watermark,
                 inner.shutdown.clone(),
             ));
         }

@@ -117,6 +117,9 @@ struct Conn {
     pending: Vec<Outgoing>,
     /// It has published (a resource alarm stops reading from it).
     published: bool,
+    /// Queues it published to that hold it back for now (flow control):
+    /// it is not read until they have room.
+    flow: Vec<QueueHandle>,
 }
 
 enum Step {
@@ -168,6 +171,7 @@ where
         out: BytesMut::new(),
         pending: Vec::new(),
         published: false,
+        flow: Vec::new(),
     };
     let mut alarm = gw.alarm.subscribe();
     // Told connection.blocked (only a connection that publishes is, as in
@@ -217,7 +221,7 @@ where
             }
         }
         conn.flush_publishes().await;
-        let reason = alarm.borrow_and_update().clone();
+        let reason = alarm.borrow_and_update().reason();
         match reason {
             Some(reason) if conn.published && !told => {
                 told = true;
@@ -249,7 +253,7 @@ where
         tokio::select! {
             // A resource alarm stops reading from connections that publish
             // (their publishes would wait anyway); consumers go on.
-            r = io.read_buf(&mut rbuf), if !told => match r {
+            r = io.read_buf(&mut rbuf), if !told && conn.flow.is_empty() => match r {
                 Ok(n) if n > 0 => heard = tokio::time::Instant::now(),
                 _ => break Step::Closed,
             },
@@ -264,6 +268,11 @@ where
             }
             // Handled at the top of the loop.
             Ok(()) = alarm.changed() => {}
+            () = room(&conn.flow), if !conn.flow.is_empty() => {
+                conn.flow.retain(|q| q.stats.holds_back());
+                // Not read meanwhile: its silence is ours.
+                heard = tokio::time::Instant::now();
+            }
             _ = beat.tick(), if heartbeat.is_some() => {
                 // A blocked connection is not read: its silence is ours.
                 if told {
@@ -307,6 +316,20 @@ where
     }
     let _ = io.shutdown().await;
     conn.release_all().await;
+}
+
+/// Returns when one of `queues` may have room (a notification, or a
+/// short while: the caller checks again).
+async fn room(queues: &[QueueHandle]) {
+    if queues.is_empty() {
+        return;
+    }
+    let waits = queues.iter().map(|q| Box::pin(q.stats.room.notified()));
+    let _ = tokio::time::timeout(
+        Duration::from_millis(20),
+        futures::future::select_all(waits),
+    )
+    .await;
 }
 
 fn frame_text(e: &DecodeError) -> String {

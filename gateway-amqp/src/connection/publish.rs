@@ -140,6 +140,13 @@ impl Conn {
         }
         let pending = std::mem::take(&mut self.pending);
         let failed = append_all(&self.gw, &pending).await;
+        // Queues delivering at full speed with a backlog hold back this
+        // connection's next frames (publisher flow control).
+        for q in pending.iter().flat_map(|o| &o.queues) {
+            if q.stats.holds_back() && !self.flow.iter().any(|f| f.topic == q.topic) {
+                self.flow.push(q.clone());
+            }
+        }
         self.answer_publishes(pending, &failed);
     }
 
@@ -218,19 +225,22 @@ pub(super) async fn append_all(
     gw: &Inner,
     publishes: &[Outgoing],
 ) -> std::collections::HashSet<String> {
-    let mut by_queue: HashMap<String, Vec<Arc<Message>>> = HashMap::new();
+    let mut by_queue: HashMap<String, (&QueueHandle, Vec<Arc<Message>>)> = HashMap::new();
     for o in publishes {
         for q in &o.queues {
             by_queue
                 .entry(q.topic.to_string())
-                .or_default()
+                .or_insert_with(|| (q, Vec::new()))
+                .1
                 .push(Arc::clone(&o.message));
         }
     }
-    let appends = by_queue.into_iter().map(|(topic, messages)| async move {
-        let r = queue::append(&gw.broker, &topic, &messages).await;
-        (topic, r)
-    });
+    let appends = by_queue
+        .into_iter()
+        .map(|(topic, (q, messages))| async move {
+            let r = queue::append_counted(&gw.broker, &topic, &messages, Some(&q.stats)).await;
+            (topic, r)
+        });
     futures::future::join_all(appends)
         .await
         .into_iter()

@@ -66,7 +66,13 @@ pub(super) struct Cursor {
     /// Last consumer, get or declare (for `x-expires`).
     last_used: i64,
     expired: bool,
+    /// The delivery-rate span: its start (ms), deliveries by then, and
+    /// deliveries in the span before.
+    rate_since: (i64, u64, u64),
 }
+
+/// The delivery rate is measured over the last one or two of these.
+const RATE_SPAN_MS: i64 = 50;
 
 impl Cursor {
     #[allow(clippy::too_many_arguments)]
@@ -100,6 +106,7 @@ impl Cursor {
             dirty: false,
             last_used: now_ms(),
             expired: false,
+            rate_since: (now_ms(), 0, 0),
         }
     }
 
@@ -621,10 +628,33 @@ impl Cursor {
         }
     }
 
-    pub(super) fn publish_stats(&self) {
+    pub(super) fn publish_stats(&mut self) {
         self.stats
             .ready
             .store(self.ready_count() as u64, Ordering::Relaxed);
+        self.stats.next.store(self.next, Ordering::Relaxed);
+        self.stats.appended(self.end);
+        // Deliveries in the current span and the one before: a rate over
+        // one to two spans, known from the first deliveries on.
+        let now = now_ms();
+        let delivered = self.stats.delivered.load(Ordering::Relaxed);
+        let (start, at_start, before) = &mut self.rate_since;
+        if now - *start >= RATE_SPAN_MS {
+            *before = delivered.saturating_sub(*at_start);
+            *start = now;
+            *at_start = delivered;
+        }
+        let recent = *before + delivered.saturating_sub(*at_start);
+        let span = u64::try_from(RATE_SPAN_MS + now - *start)
+            .unwrap_or(1)
+            .max(1);
+        self.stats
+            .rate
+            .store(recent * 1_000 / span, Ordering::Relaxed);
+        self.stats.rate_at_ms.store(now, Ordering::Relaxed);
+        if !self.stats.holds_back() {
+            self.stats.room.notify_waiters();
+        }
         self.stats
             .unacked
             .store(self.unacked.len() as u64, Ordering::Relaxed);

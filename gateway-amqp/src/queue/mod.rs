@@ -32,7 +32,7 @@ mod ready;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use bytes::Bytes;
 use fjord_broker::{Acks, Broker, NewRecord, OffsetSpec};
@@ -196,6 +196,54 @@ pub(crate) struct QueueStats {
     pub(crate) consumers: AtomicU64,
     pub(crate) delivered: AtomicU64,
     pub(crate) acked: AtomicU64,
+    /// The log end as publishers left it (the offset after their last
+    /// committed append).
+    pub(crate) end: AtomicI64,
+    /// The cursor's next offset to read.
+    pub(crate) next: AtomicI64,
+    /// Deliveries per second, as last measured, and when (ms).
+    pub(crate) rate: AtomicU64,
+    pub(crate) rate_at_ms: AtomicI64,
+    /// Signalled when the queue stops holding back its publishers.
+    pub(crate) room: tokio::sync::Notify,
+}
+
+/// Publisher flow control (RabbitMQ's credit flow plays this part): a
+/// queue that delivers at least `BUSY_RATE` messages a second holds back
+/// its publishers while more than `FLOW_WINDOW` worth of its delivery
+/// rate (and at least `FLOW_MIN` messages) wait to be delivered, so a
+/// publisher faster than the consumers cannot make the queue, and its
+/// latency, grow without end. A slower queue (consumers that take their
+/// time over each task, or none) takes every publish at once and grows.
+const BUSY_RATE: u64 = 2_000;
+const FLOW_MIN: u64 = 128;
+const FLOW_WINDOW_MS: u64 = 4;
+
+impl QueueStats {
+    /// Messages published and not yet delivered: ready, or not read yet.
+    fn backlog(&self) -> u64 {
+        let unread = self.end.load(Ordering::Relaxed) - self.next.load(Ordering::Relaxed);
+        self.ready.load(Ordering::Relaxed) + u64::try_from(unread).unwrap_or(0)
+    }
+
+    /// True while the queue holds back its publishers (see `BUSY_RATE`).
+    pub(crate) fn holds_back(&self) -> bool {
+        if self.consumers.load(Ordering::Relaxed) == 0 {
+            return false;
+        }
+        let fresh = crate::now_ms() - self.rate_at_ms.load(Ordering::Relaxed) < 200;
+        let rate = if fresh {
+            self.rate.load(Ordering::Relaxed)
+        } else {
+            0
+        };
+        rate >= BUSY_RATE && self.backlog() > (rate * FLOW_WINDOW_MS / 1_000).max(FLOW_MIN)
+    }
+
+    /// Records that the log reaches `end` (an append committed).
+    pub(crate) fn appended(&self, end: i64) {
+        self.end.fetch_max(end, Ordering::Relaxed);
+    }
 }
 
 /// A running queue.
@@ -391,12 +439,25 @@ pub(crate) async fn append(
     topic: &str,
     messages: &[Arc<Message>],
 ) -> crate::Result<()> {
+    append_counted(broker, topic, messages, None).await
+}
+
+/// As [`append`], recording the new log end in the queue's `stats`.
+pub(crate) async fn append_counted(
+    broker: &Broker,
+    topic: &str,
+    messages: &[Arc<Message>],
+    stats: Option<&QueueStats>,
+) -> crate::Result<()> {
     let records: Vec<NewRecord> = messages.iter().map(|m| m.to_record()).collect();
-    broker
+    let done = broker
         .append_anywhere(topic, 0, records, Acks::All)
         .await
-        .map(|_| ())
-        .map_err(crate::Error::Broker)
+        .map_err(crate::Error::Broker)?;
+    if let Some(stats) = stats {
+        stats.appended(done.last_offset + 1);
+    }
+    Ok(())
 }
 
 async fn load_state(broker: &Broker, topic: &str) -> crate::Result<Stored> {
@@ -463,4 +524,42 @@ async fn read(
         .into_iter()
         .filter_map(|rec| Some((rec.offset, rec.timestamp_ms, Message::from_record(&rec)?)))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(consumers: u64, rate: u64, ready: u64, unread: i64) -> QueueStats {
+        let s = QueueStats::default();
+        s.consumers.store(consumers, Ordering::Relaxed);
+        s.rate.store(rate, Ordering::Relaxed);
+        s.rate_at_ms.store(crate::now_ms(), Ordering::Relaxed);
+        s.ready.store(ready, Ordering::Relaxed);
+        s.next.store(1_000, Ordering::Relaxed);
+        s.appended(1_000 + unread);
+        s
+    }
+
+    #[test]
+    fn a_busy_queue_with_a_backlog_holds_its_publishers_back() {
+        // 50,000 deliveries/s: up to 200 waiting (4 ms of them) is fine.
+        assert!(!stats(1, 50_000, 150, 50).holds_back());
+        assert!(stats(1, 50_000, 150, 51).holds_back());
+        assert!(stats(1, 50_000, 1_000, 0).holds_back());
+    }
+
+    #[test]
+    fn slow_idle_or_unconsumed_queues_take_every_publish() {
+        // Consumers taking their time: the queue just grows.
+        assert!(!stats(3, BUSY_RATE - 1, 100_000, 100_000).holds_back());
+        // Nobody consumes.
+        assert!(!stats(0, 50_000, 100_000, 0).holds_back());
+        // A rate measured long ago says nothing.
+        let s = stats(1, 50_000, 100_000, 0);
+        s.rate_at_ms.store(crate::now_ms() - 5_000, Ordering::Relaxed);
+        assert!(!s.holds_back());
+        // A small backlog never holds back.
+        assert!(!stats(1, 10_000, FLOW_MIN, 0).holds_back());
+    }
 }
