@@ -668,6 +668,12 @@ async fn frames_in_the_wrong_state_close_the_connection() {
         c.send_bytes(&content).await;
         c.connection_closed((reply::UNEXPECTED_FRAME, 0, 0)).await;
     }
+    // Content on a channel that was never opened: 504 CHANNEL_ERROR.
+    for content in [body(9, b"orphan"), header(9, 6)] {
+        let mut c = Raw::confirming(&server).await;
+        c.send_bytes(&content).await;
+        c.connection_closed((reply::CHANNEL_ERROR, 0, 0)).await;
+    }
     // A body after a complete empty message (header with size 0) is one
     // too many.
     let mut c = Raw::confirming(&server).await;

@@ -418,8 +418,24 @@ async fn vhosts_survive_a_restart_and_deleted_ones_stay_deleted() {
         conn.close(200, "bye".into()).await.unwrap();
         queue_when(&server, v, "q", counts(1, 0, 0)).await;
     }
+    // A connection open on the vhost is closed with it (320).
+    let held = try_connect(&server, "gone").await.unwrap();
+    let mut events = held.events_listener();
     let deleted = json_of(&server, &["amqp", "vhost", "delete", "gone"]).await;
     assert_eq!(deleted, json!({"deleted": "gone", "queues_deleted": 1}));
+    let why = tokio::time::timeout(WAIT, async {
+        loop {
+            match events.next().await {
+                Some(lapin::Event::Error(e)) => return e.to_string(),
+                Some(_) => {}
+                None => return String::from("no error event"),
+            }
+        }
+    })
+    .await
+    .expect("the deleted vhost's connection is closed");
+    assert!(why.contains("vhost 'gone' is deleted"), "{why}");
+    assert!(!held.status().connected());
     assert!(try_connect(&server, "gone").await.is_err());
     assert_eq!(
         names(&json_of(&server, &["amqp", "vhost", "list"]).await),

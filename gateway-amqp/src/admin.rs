@@ -313,6 +313,7 @@ impl Inner {
                 crate::topology::write(&self.broker, change).await?;
                 t.exchanges.delete_vhost(name);
                 t.vhosts.remove(name);
+                let _ = self.vhost_deleted.send(name.to_string());
                 return Ok(deleted);
             }
             drop(t);

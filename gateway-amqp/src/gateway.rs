@@ -75,6 +75,8 @@ pub(crate) struct Inner {
     next_id: AtomicU64,
     /// Dead letters and expired queues, for the housekeeping task.
     house: mpsc::UnboundedSender<Housekeeping>,
+    /// Vhosts deleted (their connections close: 320 CONNECTION_FORCED).
+    pub(crate) vhost_deleted: tokio::sync::broadcast::Sender<String>,
     /// The resource alarms that are on.
     pub(crate) alarm: watch::Sender<Alarms>,
 }
@@ -141,6 +143,7 @@ impl Inner {
         let (house, house_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             house,
+            vhost_deleted: tokio::sync::broadcast::Sender::new(64),
             alarm: watch::Sender::new(Alarms::default()),
             broker,
             config,

@@ -174,6 +174,7 @@ where
         flow: Vec::new(),
     };
     let mut alarm = gw.alarm.subscribe();
+    let mut vhost_deleted = gw.vhost_deleted.subscribe();
     // Told connection.blocked (only a connection that publishes is, as in
     // RabbitMQ: clients hold back every frame while blocked).
     let mut told = false;
@@ -285,6 +286,14 @@ where
                     break Step::Closed;
                 }
                 conn.put(0, FramePayload::Heartbeat);
+            }
+            Ok(v) = vhost_deleted.recv() => {
+                if v == conn.vhost {
+                    let text = format!("CONNECTION_FORCED - vhost '{v}' is deleted");
+                    conn.close_connection(reply::CONNECTION_FORCED, &text, 0, 0).await;
+                    let _ = io.write_all(&conn.out).await;
+                    break Step::Fail;
+                }
             }
             _ = gw.shutdown.cancelled() => {
                 conn.close_connection(reply::CONNECTION_FORCED, "CONNECTION_FORCED - broker shutdown", 0, 0).await;
@@ -436,6 +445,19 @@ impl Conn {
             FramePayload::Header(h) => self.content_header(channel, h).await,
             FramePayload::Body(b) => self.content_body(channel, b).await,
         }
+    }
+
+    /// Content on a channel that is not open: 504 CHANNEL_ERROR, as for
+    /// a method there.
+    async fn unopened(&mut self, channel: u16, what: &str) -> Step {
+        self.close_connection(
+            reply::CHANNEL_ERROR,
+            &format!("CHANNEL_ERROR - {what} on channel {channel}, which is not open"),
+            0,
+            0,
+        )
+        .await;
+        Step::Fail
     }
 
     async fn unexpected(&mut self, channel: u16, what: &str) -> Step {

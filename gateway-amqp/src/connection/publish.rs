@@ -7,7 +7,7 @@ impl Conn {
     pub(super) async fn content_header(&mut self, channel: u16, h: ContentHeader) -> Step {
         let max_body = 128u64 << 20;
         let Some(ch) = self.channels.get_mut(&channel) else {
-            return self.unexpected(channel, "content header").await;
+            return self.unopened(channel, "content header").await;
         };
         if ch.closing {
             return Step::Go;
@@ -37,7 +37,7 @@ impl Conn {
 
     pub(super) async fn content_body(&mut self, channel: u16, b: Bytes) -> Step {
         let Some(ch) = self.channels.get_mut(&channel) else {
-            return self.unexpected(channel, "content body").await;
+            return self.unopened(channel, "content body").await;
         };
         if ch.closing {
             return Step::Go;

@@ -557,7 +557,8 @@ mod tests {
         assert!(!stats(0, 50_000, 100_000, 0).holds_back());
         // A rate measured long ago says nothing.
         let s = stats(1, 50_000, 100_000, 0);
-        s.rate_at_ms.store(crate::now_ms() - 5_000, Ordering::Relaxed);
+        s.rate_at_ms
+            .store(crate::now_ms() - 5_000, Ordering::Relaxed);
         assert!(!s.holds_back());
         // A small backlog never holds back.
         assert!(!stats(1, 10_000, FLOW_MIN, 0).holds_back());
