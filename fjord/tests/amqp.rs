@@ -114,6 +114,26 @@ async fn a_work_queue_delivers_confirmed_messages_in_order_and_acks_them() {
         .unwrap();
     assert_eq!(q.message_count(), 0);
     assert_eq!(q.consumer_count(), 1);
+    // The queue's counters (whose rates are its publish, deliver and ack
+    // rates) count each message once; acks settle in the background.
+    let sample = |body: &str, name: &str| {
+        common::mqtt::metric(body, &format!("{name}{{vhost=\"/\",queue=\"tasks\"}}"))
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, body) = server.http_get("/metrics");
+        let counts = [
+            "fjord_amqp_queue_published_total",
+            "fjord_amqp_queue_delivered_total",
+            "fjord_amqp_queue_acked_total",
+        ]
+        .map(|n| sample(&body, n));
+        if counts == [Some(50.0); 3] {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{counts:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]

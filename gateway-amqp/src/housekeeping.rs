@@ -153,9 +153,7 @@ pub(crate) async fn housekeeping(
                 };
                 let message = Arc::new(*message);
                 for q in queues {
-                    if let Err(e) =
-                        queue::append(&gw.broker, &q.topic, &[Arc::clone(&message)]).await
-                    {
+                    if let Err(e) = queue::append(&gw.broker, &q, &[Arc::clone(&message)]).await {
                         warn!(topic = %q.topic, "dead letter not stored: {e}");
                     }
                 }

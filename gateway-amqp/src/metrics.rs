@@ -21,6 +21,7 @@ pub(crate) struct QueueFigures {
     pub(crate) consumers: u64,
     pub(crate) delivered: u64,
     pub(crate) acked: u64,
+    pub(crate) published: u64,
 }
 
 fn label(s: &str) -> String {
@@ -64,7 +65,7 @@ impl Metrics {
             let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));
         }
         type Pick = fn(&QueueFigures) -> u64;
-        let per_queue: [(&str, &str, &str, Pick); 5] = [
+        let per_queue: [(&str, &str, &str, Pick); 6] = [
             (
                 "fjord_amqp_queue_messages_ready",
                 "gauge",
@@ -80,6 +81,12 @@ impl Metrics {
             ("fjord_amqp_queue_consumers", "gauge", "Consumers.", |q| {
                 q.consumers
             }),
+            (
+                "fjord_amqp_queue_published_total",
+                "counter",
+                "Messages appended to the queue (publishes and dead letters).",
+                |q| q.published,
+            ),
             (
                 "fjord_amqp_queue_delivered_total",
                 "counter",

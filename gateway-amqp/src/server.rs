@@ -332,6 +332,7 @@ impl Gateway {
                 consumers: q.stats.consumers.load(Ordering::Relaxed),
                 delivered: q.stats.delivered.load(Ordering::Relaxed),
                 acked: q.stats.acked.load(Ordering::Relaxed),
+                published: q.stats.published.load(Ordering::Relaxed),
             })
             .collect();
         out.push_str(&inner.metrics.render(&queues));

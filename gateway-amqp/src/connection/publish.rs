@@ -238,7 +238,7 @@ pub(super) async fn append_all(
     let appends = by_queue
         .into_iter()
         .map(|(topic, (q, messages))| async move {
-            let r = queue::append_counted(&gw.broker, &topic, &messages, Some(&q.stats)).await;
+            let r = queue::append(&gw.broker, q, &messages).await;
             (topic, r)
         });
     futures::future::join_all(appends)

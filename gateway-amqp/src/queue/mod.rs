@@ -196,6 +196,8 @@ pub(crate) struct QueueStats {
     pub(crate) consumers: AtomicU64,
     pub(crate) delivered: AtomicU64,
     pub(crate) acked: AtomicU64,
+    /// Messages appended to it (publishes and dead letters).
+    pub(crate) published: AtomicU64,
     /// The log end as publishers left it (the offset after their last
     /// committed append).
     pub(crate) end: AtomicI64,
@@ -433,30 +435,22 @@ impl QueueHandle {
     }
 }
 
-/// Appends `messages` to a queue's topic; `Ok` once committed.
+/// Appends `messages` to queue `q`'s topic; `Ok` once committed (then
+/// counted, and the new log end recorded, in its stats).
 pub(crate) async fn append(
     broker: &Broker,
-    topic: &str,
+    q: &QueueHandle,
     messages: &[Arc<Message>],
-) -> crate::Result<()> {
-    append_counted(broker, topic, messages, None).await
-}
-
-/// As [`append`], recording the new log end in the queue's `stats`.
-pub(crate) async fn append_counted(
-    broker: &Broker,
-    topic: &str,
-    messages: &[Arc<Message>],
-    stats: Option<&QueueStats>,
 ) -> crate::Result<()> {
     let records: Vec<NewRecord> = messages.iter().map(|m| m.to_record()).collect();
     let done = broker
-        .append_anywhere(topic, 0, records, Acks::All)
+        .append_anywhere(&q.topic, 0, records, Acks::All)
         .await
         .map_err(crate::Error::Broker)?;
-    if let Some(stats) = stats {
-        stats.appended(done.last_offset + 1);
-    }
+    q.stats.appended(done.last_offset + 1);
+    q.stats
+        .published
+        .fetch_add(messages.len() as u64, Ordering::Relaxed);
     Ok(())
 }
 
