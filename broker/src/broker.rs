@@ -426,13 +426,26 @@ impl Broker {
     /// # Errors
     /// `UnknownTopic`; `InvalidRequest` for internal topics; `Metadata`.
     pub async fn delete_topic(&self, name: &str) -> Result<()> {
+        self.delete_topic_as(name, false).await
+    }
+
+    /// Deletes an internal topic a gateway made for itself (an AMQP
+    /// queue's): what clients may not do.
+    ///
+    /// # Errors
+    /// As [`Broker::delete_topic`], internal topics aside.
+    pub async fn delete_internal_topic(&self, name: &str) -> Result<()> {
+        self.delete_topic_as(name, true).await
+    }
+
+    async fn delete_topic_as(&self, name: &str, internal_too: bool) -> Result<()> {
         self.check_open()?;
         if self.cluster().is_some() {
-            return self.delete_topic_in_cluster(name).await;
+            return self.delete_topic_in_cluster(name, internal_too).await;
         }
         let _admin = self.inner.admin.lock().await;
         let topic = self.topic(name)?;
-        if topic.meta.internal {
+        if topic.meta.internal && !internal_too {
             return Err(Error::InvalidRequest(format!(
                 "internal topic {name} cannot be deleted"
             )));

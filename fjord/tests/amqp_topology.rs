@@ -510,3 +510,57 @@ async fn a_deleted_queues_bindings_do_not_come_back_after_a_restart() {
         "the old binding is gone"
     );
 }
+
+/// The queue topics `fjord topic list --internal` shows.
+fn queue_topics(server: &Server) -> Vec<String> {
+    server
+        .ok(&["topic", "list", "--internal"])
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|t| t.starts_with("__amqp_q."))
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn deleted_and_transient_queues_leave_no_topic_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start_with(&data, &[]);
+    {
+        let conn = connect(&server).await;
+        let ch = conn.create_channel().await.unwrap();
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        queue(&ch, "kept", true, FieldTable::default()).await;
+        queue(&ch, "dropped", true, FieldTable::default()).await;
+        queue(&ch, "transient", false, FieldTable::default()).await;
+        for q in ["kept", "dropped", "transient"] {
+            assert!(publish(&ch, "", q, "m", BasicProperties::default()).await);
+        }
+        assert_eq!(queue_topics(&server).len(), 3);
+        ch.queue_delete("dropped".into(), QueueDeleteOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            queue_topics(&server).len(),
+            2,
+            "the deleted queue's topic goes"
+        );
+        conn.close(200, "bye".into()).await.unwrap();
+    }
+    assert_eq!(server.terminate(), Some(0));
+
+    // After a restart only the durable queue has a topic; the transient
+    // one, declared again, starts empty.
+    let server = Server::start_with(&data, &[]);
+    let conn = connect(&server).await;
+    let ch = conn.create_channel().await.unwrap();
+    let topics = queue_topics(&server);
+    assert_eq!(topics.len(), 1, "{topics:?}");
+    assert!(topics[0].starts_with("__amqp_q.kept."), "{topics:?}");
+    queue(&ch, "transient", false, FieldTable::default()).await;
+    assert_eq!(drain(&ch, "transient").await, Vec::<String>::new());
+    assert_eq!(drain(&ch, "kept").await, ["m"]);
+}

@@ -174,6 +174,7 @@ impl Inner {
                 inner.shutdown.clone(),
             ));
         }
+        inner.drop_orphans(&topology).await;
         let mut started = 0;
         for ((vhost, name), def) in &topology.queues {
             if let Err(e) = inner.start_queue(vhost, name, def).await {
@@ -199,6 +200,27 @@ impl Inner {
         let queues: Vec<QueueHandle> = lock(&self.queues).drain().map(|(_, q)| q).collect();
         for q in queues {
             q.stop().await;
+        }
+    }
+
+    /// Deletes the topics (and cursor states) of queues the topology does
+    /// not hold: transient queues of an earlier run, which live only while
+    /// it does (one declared again by the same name starts empty).
+    async fn drop_orphans(&self, topology: &Topology) {
+        let known: std::collections::HashSet<&str> =
+            topology.queues.values().map(|d| d.topic.as_str()).collect();
+        for t in self.broker.list_topics(true) {
+            if t.name.starts_with(topology::QUEUE_TOPIC_PREFIX) && !known.contains(t.name.as_str())
+            {
+                queue::forget_state(&self.broker, &t.name).await;
+                match self.broker.delete_internal_topic(&t.name).await {
+                    Ok(()) => info!(
+                        topic = t.name,
+                        "an earlier run's transient queue is deleted"
+                    ),
+                    Err(e) => warn!(topic = t.name, "transient queue topic not deleted: {e}"),
+                }
+            }
         }
     }
 
@@ -434,7 +456,7 @@ impl Inner {
         }
         lock(&self.queues).remove(&def.topic);
         queue::forget_state(&self.broker, &def.topic).await;
-        if let Err(e) = self.broker.delete_topic(&def.topic).await {
+        if let Err(e) = self.broker.delete_internal_topic(&def.topic).await {
             warn!(topic = def.topic, "queue topic not deleted: {e}");
         }
         Ok(messages)

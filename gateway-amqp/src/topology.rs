@@ -167,6 +167,15 @@ pub(crate) async fn write(broker: &Broker, change: Change<'_>) -> crate::Result<
         headers: Vec::new(),
         timestamp_ms: 0,
     };
+    // Only the node that runs the gateway changes the topology (one that
+    // just lost it must not write behind its successor's back).
+    if !broker.leads(crate::queue::ACKS_TOPIC, 0) {
+        return Err(crate::Error::Broker(fjord_broker::Error::NotLeader {
+            topic: crate::queue::ACKS_TOPIC.to_string(),
+            partition: 0,
+            leader: broker.leader_elsewhere(crate::queue::ACKS_TOPIC, 0),
+        }));
+    }
     broker
         .append_anywhere(META_TOPIC, 0, vec![record], Acks::All)
         .await
@@ -261,8 +270,11 @@ pub(crate) fn queue_topic(vhost: &str, name: &str) -> String {
     let a = fjord_broker::murmur2(&hashed);
     hashed.push(1);
     let b = fjord_broker::murmur2(&hashed);
-    format!("__amqp_q.{readable}.{a:08x}{b:08x}")
+    format!("{QUEUE_TOPIC_PREFIX}{readable}.{a:08x}{b:08x}")
 }
+
+/// What every queue's topic name starts with.
+pub(crate) const QUEUE_TOPIC_PREFIX: &str = "__amqp_q.";
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()

@@ -215,9 +215,13 @@ impl Broker {
         self.describe_topic_in_cluster(&spec.name)
     }
 
-    pub(crate) async fn delete_topic_in_cluster(&self, name: &str) -> Result<()> {
+    pub(crate) async fn delete_topic_in_cluster(
+        &self,
+        name: &str,
+        internal_too: bool,
+    ) -> Result<()> {
         let cluster = self.cluster_or_err()?;
-        if name.starts_with("__") {
+        if name.starts_with("__") && !internal_too {
             return Err(Error::InvalidRequest(format!(
                 "internal topic {name} cannot be deleted"
             )));
