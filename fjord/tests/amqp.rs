@@ -415,6 +415,49 @@ async fn confirmed_messages_survive_a_restart_and_acknowledged_ones_stay_gone() 
 }
 
 #[tokio::test]
+async fn after_a_crash_a_message_that_was_delivered_comes_back_redelivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&dir);
+    let conn = connect(&server).await;
+    let ch = channel(&conn).await;
+    durable_queue(&ch, "crash").await;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    publish_confirmed(&ch, "crash", &bodies("c", 5)).await;
+    // Taken, not acknowledged, and the server is killed at once: whether
+    // or not their deliveries were recorded, the mark stored before them
+    // was.
+    for i in 0..5 {
+        let m = ch
+            .basic_get("crash".into(), BasicGetOptions::default())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.delivery.data, format!("c{i}").as_bytes());
+    }
+    server.kill9();
+    let server = start(&dir);
+    let conn = connect(&server).await;
+    let ch = channel(&conn).await;
+    let mut got = Vec::new();
+    while let Some(m) = ch
+        .basic_get("crash".into(), BasicGetOptions::default())
+        .await
+        .unwrap()
+    {
+        got.push((
+            String::from_utf8(m.delivery.data.clone()).unwrap(),
+            m.delivery.redelivered,
+        ));
+        m.delivery.ack(BasicAckOptions::default()).await.unwrap();
+    }
+    let names: Vec<&str> = got.iter().map(|(b, _)| b.as_str()).collect();
+    assert_eq!(names, ["c0", "c1", "c2", "c3", "c4"]);
+    assert!(got.iter().all(|(_, redelivered)| *redelivered), "{got:?}");
+}
+
+#[tokio::test]
 async fn channel_errors_close_the_channel_and_the_connection_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(&dir);

@@ -66,9 +66,28 @@ pub(super) struct Cursor {
     /// Last consumer, get or declare (for `x-expires`).
     last_used: i64,
     expired: bool,
+    /// Offsets below it may be delivered: a stored state says so (see the
+    /// module docs of `queue`).
+    mark: i64,
+    /// A higher mark is wanted before the next delivery.
+    want_mark: bool,
+    /// The mark of the run before: messages read below it may have been
+    /// delivered then.
+    recovered_mark: i64,
     /// The delivery-rate span: its start (ms), deliveries by then, and
     /// deliveries in the span before.
     rate_since: (i64, u64, u64),
+}
+
+/// How far beyond the next message to deliver a stored mark reaches.
+const MARK_AHEAD: i64 = 1024;
+
+/// A stored state's mark: ahead of the deliveries (while the cursor runs),
+/// or exactly what was delivered (when it stops).
+#[derive(Clone, Copy)]
+enum Mark {
+    Ahead,
+    Exact,
 }
 
 /// The delivery rate is measured over the last one or two of these.
@@ -107,6 +126,9 @@ impl Cursor {
             last_used: now_ms(),
             expired: false,
             rate_since: (now_ms(), 0, 0),
+            mark: stored.mark,
+            want_mark: false,
+            recovered_mark: stored.mark,
         }
     }
 
@@ -128,14 +150,15 @@ impl Cursor {
 
     pub(super) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Cmd>) {
         let mut fetching: Option<BoxFuture<'static, fjord_broker::Result<FetchResult>>> = None;
-        let mut saving: Option<BoxFuture<'static, ()>> = None;
+        let mut saving: Option<BoxFuture<'static, Option<i64>>> = None;
         loop {
             if fetching.is_none() && self.ready.len() < self.read_ahead {
                 fetching = Some(self.fetch());
             }
-            if saving.is_none() && self.dirty {
-                saving = Some(self.save());
+            if saving.is_none() && (self.dirty || self.want_mark) {
+                saving = Some(self.save(Mark::Ahead));
                 self.dirty = false;
+                self.want_mark = false;
             }
             let deadline = self.deadline();
             tokio::select! {
@@ -150,6 +173,13 @@ impl Cursor {
                                 // the queue for it.
                                 self.catch_up().await;
                                 self.housekeep();
+                                if self.ready.first_offset().is_some_and(|o| o >= self.mark) {
+                                    if let Some(s) = saving.take() {
+                                        self.stored(s.await);
+                                    }
+                                    let s = self.save(Mark::Ahead);
+                                    self.stored(s.await);
+                                }
                                 let got = self.get(connection, channel, no_ack);
                                 let _ = reply.send(got);
                             }
@@ -164,11 +194,12 @@ impl Cursor {
                             }
                             Later::Sync(reply) => {
                                 if let Some(s) = saving.take() {
-                                    s.await;
+                                    self.stored(s.await);
                                 }
                                 if self.dirty {
                                     self.dirty = false;
-                                    self.save().await;
+                                    let s = self.save(Mark::Ahead);
+                                    self.stored(s.await);
                                 }
                                 let _ = reply.send(());
                             }
@@ -177,7 +208,7 @@ impl Cursor {
                                 if let Some(s) = saving.take() {
                                     s.await;
                                 }
-                                self.save().await;
+                                self.save(Mark::Exact).await;
                                 for c in self.consumers.drain(..) {
                                     let _ = c.tx.send(Event::Cancelled { channel: c.channel, tag: c.tag });
                                 }
@@ -200,13 +231,14 @@ impl Cursor {
                     fetching = None;
                     self.fetched(r);
                 }
-                () = async {
+                m = async {
                     match saving.as_mut() {
                         Some(f) => f.await,
                         None => std::future::pending().await,
                     }
                 } => {
                     saving = None;
+                    self.stored(m);
                 }
                 () = async {
                     match deadline {
@@ -338,7 +370,10 @@ impl Cursor {
             Ok(records) => {
                 for rec in records {
                     match Message::from_record(&rec) {
-                        Some(m) => self.add(rec.offset, rec.timestamp_ms, m, false),
+                        Some(m) => {
+                            let maybe = rec.offset < self.recovered_mark;
+                            self.add(rec.offset, rec.timestamp_ms, m, maybe);
+                        }
                         None => {
                             warn!(queue = %self.name, offset = rec.offset, "not a message; skipped");
                         }
@@ -381,7 +416,18 @@ impl Cursor {
         }
     }
 
+    /// A save is done: with its mark, if it was stored.
+    fn stored(&mut self, mark: Option<i64>) {
+        if let Some(m) = mark {
+            self.mark = self.mark.max(m);
+        }
+    }
+
     fn get(&mut self, connection: u64, channel: u16, no_ack: bool) -> Option<Delivery> {
+        if self.ready.first_offset()? >= self.mark {
+            // Not marked (its state could not be stored): not delivered.
+            return None;
+        }
         let (offset, e) = self.ready.pop_first()?;
         if !no_ack {
             self.unacked.insert(
@@ -573,10 +619,18 @@ impl Cursor {
             else {
                 break;
             };
+            // Only below a stored mark (see the module docs of `queue`).
+            if self.ready.first_offset().is_none_or(|o| o >= self.mark) {
+                self.want_mark = true;
+                break;
+            }
             self.turn = (i + 1) % n;
             let Some((offset, e)) = self.ready.pop_first() else {
                 break;
             };
+            if offset + MARK_AHEAD / 2 >= self.mark {
+                self.want_mark = true;
+            }
             let c = &self.consumers[i];
             let budgeted = !c.no_ack && c.budget.is_some();
             if let Some(b) = c.budget.as_ref().filter(|_| budgeted) {
@@ -663,8 +717,9 @@ impl Cursor {
             .store(self.consumers.len() as u64, Ordering::Relaxed);
     }
 
-    /// Writes the cursor state (in the background of the task's loop).
-    fn save(&mut self) -> BoxFuture<'static, ()> {
+    /// Writes the cursor state (in the background of the task's loop);
+    /// the future gives the stored mark once the state is stored.
+    fn save(&mut self, mark: Mark) -> BoxFuture<'static, Option<i64>> {
         let first_ready = self.ready.offsets().next();
         let first_unacked = self.unacked.keys().min().copied();
         self.floor = [first_ready, first_unacked, Some(self.next)]
@@ -679,11 +734,19 @@ impl Cursor {
         pending.extend(self.unacked.keys().copied());
         pending.sort_unstable();
         delivered.sort_unstable();
+        let mark = match mark {
+            Mark::Ahead => {
+                let base = self.ready.first_offset().unwrap_or(self.next);
+                self.mark.max(base + MARK_AHEAD)
+            }
+            Mark::Exact => self.floor,
+        };
         let state = Stored {
             floor: self.floor,
             next: self.next,
             pending,
             delivered,
+            mark,
         };
         let value = serde_json::to_vec(&state).unwrap_or_default();
         let broker = self.broker.clone();
@@ -702,8 +765,14 @@ impl Cursor {
                     Acks::All,
                 )
                 .await;
-            if let Err(e) = r {
-                warn!(topic, "queue state not stored: {e}");
+            match r {
+                Ok(_) => Some(mark),
+                Err(e) => {
+                    warn!(topic, "queue state not stored: {e}");
+                    // Not at once again (deliveries wait for a mark).
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    None
+                }
             }
         }
         .boxed()

@@ -4,10 +4,15 @@
 //! Messages are records of the queue's topic (see `message.rs`); the
 //! cursor's durable state is one record in the compacted topic
 //! `__amqp_acks` (key: the queue's topic), JSON:
-//! `{"floor": F, "next": N, "pending": [..], "delivered": [..]}`. Every
-//! offset below F is settled (acknowledged, or dropped); between F and N
-//! only the offsets in `pending` are not, and those in `delivered` had
-//! been handed to a consumer. Nothing at or above N was read yet.
+//! `{"floor": F, "next": N, "pending": [..], "delivered": [..], "mark": M}`.
+//! Every offset below F is settled (acknowledged, or dropped); between F
+//! and N only the offsets in `pending` are not, and those in `delivered`
+//! had been handed to a consumer. Nothing at or above N was read yet. No
+//! offset at or above M was delivered: the cursor stores a mark beyond an
+//! offset before it delivers it (a little ahead, so that this rarely
+//! waits), so after a crash or a failover every pending message below M
+//! comes back with `redelivered` set ("may have been delivered", as the
+//! spec words it), even if its delivery was not recorded yet.
 //!
 //! # Invariants
 //! - A message is in exactly one of: unread (offset ≥ `next`), `ready`,
@@ -268,6 +273,8 @@ pub(crate) struct Stored {
     pending: Vec<i64>,
     #[serde(default)]
     delivered: Vec<i64>,
+    #[serde(default)]
+    mark: i64,
 }
 
 impl QueueHandle {
@@ -309,7 +316,8 @@ impl QueueHandle {
             let records = read(&cursor.broker, topic.as_ref(), stored.floor, stored.next).await?;
             for (offset, at_ms, m) in records {
                 if pending.contains(&offset) {
-                    cursor.add(offset, at_ms, m, delivered.contains(&offset));
+                    let maybe = delivered.contains(&offset) || offset < stored.mark;
+                    cursor.add(offset, at_ms, m, maybe);
                 }
             }
             cursor.next = stored.next;

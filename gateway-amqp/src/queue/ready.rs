@@ -69,6 +69,11 @@ impl Ready {
         Some(e)
     }
 
+    /// The offset of the next message to deliver.
+    pub(super) fn first_offset(&self) -> Option<i64> {
+        self.entries.keys().next().map(|(_, offset)| *offset)
+    }
+
     /// The next message to deliver.
     pub(super) fn pop_first(&mut self) -> Option<(i64, Entry)> {
         let (&(_, offset), _) = self.entries.iter().next()?;
