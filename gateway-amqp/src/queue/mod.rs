@@ -25,6 +25,9 @@
 //!   and that write (AMQP acknowledgements have no reply to wait for).
 //!   Messages that had been delivered and not acknowledged come back with
 //!   `redelivered` set.
+//! - No offset at or above the stored mark was delivered (a delivery
+//!   waits for a mark beyond it), and only the leader of `__amqp_acks`
+//!   stores states: a node that lost the gateway delivers nothing new.
 //!
 //! # Concurrency
 //! One task owns the cursor; channels talk to it through [`QueueHandle`].
