@@ -46,15 +46,7 @@ impl Broker {
         records: Vec<NewRecord>,
         acks: Acks,
     ) -> Result<ProduceResult> {
-        if records.is_empty() {
-            return Err(Error::InvalidRequest("no records to produce".into()));
-        }
-        let batch =
-            build_batch(records, Compression::None).map_err(|source| Error::InvalidBatch {
-                topic: topic.to_string(),
-                partition,
-                source,
-            })?;
+        let batch = batch_of(topic, partition, records)?;
         let deadline = tokio::time::Instant::now() + LEADER_WAIT;
         let mut pause = Duration::from_millis(20);
         loop {
@@ -95,12 +87,7 @@ impl Broker {
         records: Vec<NewRecord>,
         acks: Acks,
     ) -> Result<ProduceResult> {
-        let batch =
-            build_batch(records, Compression::None).map_err(|source| Error::InvalidBatch {
-                topic: topic.to_string(),
-                partition,
-                source,
-            })?;
+        let batch = batch_of(topic, partition, records)?;
         self.append_here(topic, partition, batch, acks).await
     }
 
@@ -344,6 +331,18 @@ impl Broker {
         }
         Ok(out)
     }
+}
+
+/// One uncompressed batch of `records` for `topic`-`partition`.
+fn batch_of(topic: &str, partition: u32, records: Vec<NewRecord>) -> Result<Bytes> {
+    if records.is_empty() {
+        return Err(Error::InvalidRequest("no records to produce".into()));
+    }
+    build_batch(records, Compression::None).map_err(|source| Error::InvalidBatch {
+        topic: topic.to_string(),
+        partition,
+        source,
+    })
 }
 
 /// Runs `op` again while the partition has no leader it can reach (a new

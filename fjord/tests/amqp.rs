@@ -7,7 +7,7 @@
 mod common;
 
 use common::Server;
-use common::amqp::{WAIT, connect};
+use common::amqp::{WAIT, bodies, connect, durable_queue, publish_confirmed, take_all};
 use futures::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions,
@@ -25,42 +25,6 @@ async fn channel(conn: &Connection) -> Channel {
     conn.create_channel().await.unwrap()
 }
 
-async fn durable_queue(ch: &Channel, name: &str) {
-    ch.queue_declare(
-        name.into(),
-        QueueDeclareOptions {
-            durable: true,
-            ..QueueDeclareOptions::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
-}
-
-/// Publishes to the default exchange with confirms; waits for each ack.
-async fn publish_confirmed(ch: &Channel, queue: &str, bodies: &[String]) {
-    for b in bodies {
-        let confirm = ch
-            .basic_publish(
-                "".into(),
-                queue.into(),
-                BasicPublishOptions::default(),
-                b.as_bytes(),
-                BasicProperties::default().with_delivery_mode(2),
-            )
-            .await
-            .unwrap()
-            .await
-            .unwrap();
-        assert!(confirm.is_ack(), "confirmed: {b}");
-    }
-}
-
-fn bodies(prefix: &str, n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("{prefix}{i}")).collect()
-}
-
 #[tokio::test]
 async fn a_work_queue_delivers_confirmed_messages_in_order_and_acks_them() {
     let dir = tempfile::tempdir().unwrap();
@@ -72,7 +36,7 @@ async fn a_work_queue_delivers_confirmed_messages_in_order_and_acks_them() {
         .await
         .unwrap();
     let sent = bodies("t", 50);
-    publish_confirmed(&ch, "tasks", &sent).await;
+    publish_confirmed(&ch, "", "tasks", &sent).await;
 
     let worker = channel(&conn).await;
     worker
@@ -173,7 +137,7 @@ async fn prefetch_one_dispatches_fairly_and_a_dead_workers_messages_go_to_the_ot
         )
         .await
         .unwrap();
-    publish_confirmed(&ch, "jobs", &bodies("j", 4)).await;
+    publish_confirmed(&ch, "", "jobs", &bodies("j", 4)).await;
 
     let first_a = tokio::time::timeout(WAIT, ca.next())
         .await
@@ -318,7 +282,7 @@ async fn get_nack_and_reject_requeue_or_drop() {
             .is_none(),
         "get-empty"
     );
-    publish_confirmed(&ch, "g", &bodies("m", 2)).await;
+    publish_confirmed(&ch, "", "g", &bodies("m", 2)).await;
     let m = ch
         .basic_get("g".into(), BasicGetOptions::default())
         .await
@@ -365,7 +329,7 @@ async fn confirmed_messages_survive_a_restart_and_acknowledged_ones_stay_gone() 
         ch.confirm_select(ConfirmSelectOptions::default())
             .await
             .unwrap();
-        publish_confirmed(&ch, "keep", &bodies("k", 10)).await;
+        publish_confirmed(&ch, "", "keep", &bodies("k", 10)).await;
         // Acknowledge the first three.
         for _ in 0..3 {
             let m = ch
@@ -398,18 +362,7 @@ async fn confirmed_messages_survive_a_restart_and_acknowledged_ones_stay_gone() 
     let server = start(&dir);
     let conn = connect(&server).await;
     let ch = channel(&conn).await;
-    let mut got = Vec::new();
-    while let Some(m) = ch
-        .basic_get("keep".into(), BasicGetOptions::default())
-        .await
-        .unwrap()
-    {
-        got.push((
-            String::from_utf8(m.delivery.data.clone()).unwrap(),
-            m.delivery.redelivered,
-        ));
-        m.delivery.ack(BasicAckOptions::default()).await.unwrap();
-    }
+    let got = take_all(&ch, "keep").await;
     let want: Vec<(String, bool)> = (3..10).map(|i| (format!("k{i}"), i == 3)).collect();
     assert_eq!(got, want, "the unacknowledged one comes back redelivered");
 }
@@ -424,7 +377,7 @@ async fn after_a_crash_a_message_that_was_delivered_comes_back_redelivered() {
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
         .unwrap();
-    publish_confirmed(&ch, "crash", &bodies("c", 5)).await;
+    publish_confirmed(&ch, "", "crash", &bodies("c", 5)).await;
     // Taken, not acknowledged, and the server is killed at once: whether
     // or not their deliveries were recorded, the mark stored before them
     // was.
@@ -440,18 +393,7 @@ async fn after_a_crash_a_message_that_was_delivered_comes_back_redelivered() {
     let server = start(&dir);
     let conn = connect(&server).await;
     let ch = channel(&conn).await;
-    let mut got = Vec::new();
-    while let Some(m) = ch
-        .basic_get("crash".into(), BasicGetOptions::default())
-        .await
-        .unwrap()
-    {
-        got.push((
-            String::from_utf8(m.delivery.data.clone()).unwrap(),
-            m.delivery.redelivered,
-        ));
-        m.delivery.ack(BasicAckOptions::default()).await.unwrap();
-    }
+    let got = take_all(&ch, "crash").await;
     let names: Vec<&str> = got.iter().map(|(b, _)| b.as_str()).collect();
     assert_eq!(names, ["c0", "c1", "c2", "c3", "c4"]);
     assert!(got.iter().all(|(_, redelivered)| *redelivered), "{got:?}");

@@ -10,52 +10,16 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::Server;
-use common::amqp::{WAIT, connect_to, next};
+use common::amqp::{WAIT, bodies, connect_to, durable_queue, next, publish_confirmed, take_all};
 use common::cluster::cluster_with_amqp;
 use common::mqtt::metric;
 use futures::StreamExt;
+use lapin::ExchangeKind;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicQosOptions, ConfirmSelectOptions,
+    ExchangeDeclareOptions, QueueBindOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, ExchangeKind};
-
-async fn durable_queue(ch: &Channel, name: &str) {
-    ch.queue_declare(
-        name.into(),
-        QueueDeclareOptions {
-            durable: true,
-            ..QueueDeclareOptions::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
-}
-
-/// Publishes persistent messages with confirms; each must be acked.
-async fn publish_confirmed(ch: &Channel, exchange: &str, key: &str, bodies: &[String]) {
-    for b in bodies {
-        let confirm = ch
-            .basic_publish(
-                exchange.into(),
-                key.into(),
-                BasicPublishOptions::default(),
-                b.as_bytes(),
-                BasicProperties::default().with_delivery_mode(2),
-            )
-            .await
-            .unwrap()
-            .await
-            .unwrap();
-        assert!(confirm.is_ack(), "confirmed: {b}");
-    }
-}
-
-fn bodies(prefix: &str, n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("{prefix}{i}")).collect()
-}
 
 /// The index of the node that runs the gateway, once exactly one does.
 fn gateway_node(nodes: &[Server]) -> usize {
@@ -79,24 +43,6 @@ fn gateway_node(nodes: &[Server]) -> usize {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// Every message of `queue` through `basic.get`, acknowledged one by one:
-/// (body, redelivered).
-async fn take_all(ch: &Channel, queue: &str) -> Vec<(String, bool)> {
-    let mut got = Vec::new();
-    while let Some(m) = ch
-        .basic_get(queue.into(), BasicGetOptions::default())
-        .await
-        .unwrap()
-    {
-        got.push((
-            String::from_utf8(m.delivery.data.clone()).unwrap(),
-            m.delivery.redelivered,
-        ));
-        m.delivery.ack(BasicAckOptions::default()).await.unwrap();
-    }
-    got
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

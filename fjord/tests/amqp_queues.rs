@@ -334,14 +334,12 @@ async fn an_unused_queue_expires() {
     assert!(e.to_string().contains("NOT_FOUND"), "{e}");
 }
 
-#[tokio::test]
-async fn a_disk_alarm_blocks_publishers_and_consumers_go_on() {
+/// With `flags` turning a resource alarm on from the start: a publisher
+/// is blocked once it has published, and a consumer on another connection
+/// still gets what was stored.
+async fn an_alarm_blocks_publishers_and_consumers_go_on(flags: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
-    // No file system has this much free: the alarm is on from the start.
-    let server = Server::start_with(
-        &dir.path().join("data"),
-        &["--amqp-disk-free-limit", "18446744073709551615"],
-    );
+    let server = Server::start_with(&dir.path().join("data"), flags);
     let uri = format!("amqp://guest:guest@{}/%2f", server.amqp);
     let publisher = Connection::connect(&uri, ConnectionProperties::default())
         .await
@@ -370,36 +368,17 @@ async fn a_disk_alarm_blocks_publishers_and_consumers_go_on() {
 }
 
 #[tokio::test]
+async fn a_disk_alarm_blocks_publishers_and_consumers_go_on() {
+    // No file system has this much free: the alarm is on from the start.
+    an_alarm_blocks_publishers_and_consumers_go_on(&[
+        "--amqp-disk-free-limit",
+        "18446744073709551615",
+    ])
+    .await;
+}
+
+#[tokio::test]
 async fn a_memory_alarm_blocks_publishers_and_consumers_go_on() {
-    let dir = tempfile::tempdir().unwrap();
     // Every process holds more than a byte: the alarm is on from the start.
-    let server = Server::start_with(
-        &dir.path().join("data"),
-        &["--amqp-memory-high-watermark", "1"],
-    );
-    let uri = format!("amqp://guest:guest@{}/%2f", server.amqp);
-    let publisher = Connection::connect(&uri, ConnectionProperties::default())
-        .await
-        .unwrap();
-    let ch = publisher.create_channel().await.unwrap();
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
-    queue(&ch, "alarmed", true, FieldTable::default()).await;
-    assert!(publish(&ch, "", "alarmed", "before", BasicProperties::default()).await);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !publisher.status().blocked() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "connection.blocked not received"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    // A consumer on another connection still gets what was stored.
-    let consumer = Connection::connect(&uri, ConnectionProperties::default())
-        .await
-        .unwrap();
-    let c = consumer.create_channel().await.unwrap();
-    let m = next(&c, "alarmed").await;
-    assert_eq!(&m.delivery.data[..], b"before");
+    an_alarm_blocks_publishers_and_consumers_go_on(&["--amqp-memory-high-watermark", "1"]).await;
 }

@@ -133,3 +133,47 @@ pub async fn next(ch: &Channel, queue: &str) -> lapin::message::BasicGetMessage 
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Declares durable queue `name` with no arguments.
+#[allow(dead_code)]
+pub async fn durable_queue(ch: &Channel, name: &str) {
+    queue(ch, name, true, FieldTable::default()).await;
+}
+
+/// Publishes persistent messages with confirms (the channel is in confirm
+/// mode); each must be acked.
+#[allow(dead_code)]
+pub async fn publish_confirmed(ch: &Channel, exchange: &str, key: &str, bodies: &[String]) {
+    for b in bodies {
+        let props = BasicProperties::default().with_delivery_mode(2);
+        assert!(publish(ch, exchange, key, b, props).await, "confirmed: {b}");
+    }
+}
+
+/// `prefix0`, `prefix1`, ...
+#[allow(dead_code)]
+pub fn bodies(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}{i}")).collect()
+}
+
+/// Every message of `queue` through `basic.get`, acknowledged one by one:
+/// (body, redelivered).
+#[allow(dead_code)]
+pub async fn take_all(ch: &Channel, queue: &str) -> Vec<(String, bool)> {
+    let mut got = Vec::new();
+    while let Some(m) = ch
+        .basic_get(queue.into(), BasicGetOptions::default())
+        .await
+        .unwrap()
+    {
+        got.push((
+            String::from_utf8(m.delivery.data.clone()).unwrap(),
+            m.delivery.redelivered,
+        ));
+        m.delivery
+            .ack(lapin::options::BasicAckOptions::default())
+            .await
+            .unwrap();
+    }
+    got
+}
