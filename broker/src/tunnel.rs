@@ -82,25 +82,34 @@ impl Broker {
     }
 
     /// In a cluster, waits up to `wait` until every voter of the metadata
-    /// quorum is live, so that topics created next get their full
-    /// replication factor; false when they were not by then.
+    /// quorum is live and at least three nodes are (the default
+    /// replication factor), so that topics created next get all their
+    /// replicas: a new cluster's first node is alone until the others
+    /// join. False when that did not happen by then (a smaller cluster).
     pub async fn wait_for_voters(&self, wait: Duration) -> bool {
+        let Some(cluster) = self.cluster() else {
+            return true;
+        };
+        let wanted = cluster.config.max_voters.min(3);
         let deadline = tokio::time::Instant::now() + wait;
-        while let Ok(status) = self.cluster_status() {
-            let all_live = status
-                .nodes
-                .iter()
-                .filter(|n| n.role == "voter")
-                .all(|n| n.live);
-            if all_live && status.quorum {
-                return true;
+        loop {
+            // No status yet (the node is still joining): wait on.
+            if let Ok(status) = self.cluster_status() {
+                let all_live = status
+                    .nodes
+                    .iter()
+                    .filter(|n| n.role == "voter")
+                    .all(|n| n.live);
+                let live = status.nodes.iter().filter(|n| n.live).count();
+                if all_live && status.quorum && live >= wanted {
+                    return true;
+                }
             }
             if tokio::time::Instant::now() >= deadline {
                 return false;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        true
     }
 
     /// The node id and gRPC address of `topic`-`partition`'s leader as the

@@ -165,6 +165,16 @@ async fn the_gateway_moves_when_its_node_is_killed_and_loses_nothing() {
         .unwrap();
     assert_eq!(m.delivery.data, b"k10");
 
+    // The gateway's topics and the queue's are on all three nodes.
+    let topics: serde_json::Value =
+        serde_json::from_str(&nodes[via].ok(&["topic", "list", "--internal", "--output", "json"]))
+            .unwrap();
+    for t in topics.as_array().unwrap() {
+        let name = t["name"].as_str().unwrap();
+        if name.starts_with("__amqp") {
+            assert_eq!(t["replication_factor"], 3, "{name}: {t}");
+        }
+    }
     nodes.remove(owner).kill9();
 
     // Through a surviving node, once another node runs the gateway: the

@@ -76,6 +76,9 @@ fn form(dir: &std::path::Path, n: u32, flags: &[&str]) -> Vec<Server> {
         "n1",
         vec!["--node-id".into(), "1".into(), "--bootstrap".into()],
     );
+    // The first node is a cluster of its own before the others join (its
+    // gateways must not make their topics with one replica meanwhile).
+    wait_for(&first, "the first node's quorum", |s| s["quorum"] == true);
     let mut nodes = vec![first];
     for id in 2..=n {
         let join = nodes[0].grpc.clone();
