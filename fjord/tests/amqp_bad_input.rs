@@ -458,6 +458,43 @@ async fn handshake_refusals_close_the_connection() {
         healthy.round_trip().await;
     }
 
+    // Bad frames and wrong methods before the connection is open get a
+    // connection.close too: a bad frame-end 501, another method than
+    // start-ok 503 naming it, content 503.
+    let start = async || {
+        let mut c = Raw::dial(&server).await;
+        c.send_bytes(&codec::PROTOCOL_HEADER).await;
+        let m = c.method(0).await;
+        assert!(matches!(m, Method::ConnectionStart(_)), "{m:?}");
+        c
+    };
+    let mut c = start().await;
+    let mut bad_end = method_frame(0, start_ok(b"\0guest\0guest")).to_vec();
+    if let Some(last) = bad_end.last_mut() {
+        *last = 0;
+    }
+    c.send_bytes(&bad_end).await;
+    c.connection_closed((reply::FRAME_ERROR, 0, 0)).await;
+    let mut c = start().await;
+    let virtual_host = "/".to_string();
+    c.send(0, Method::ConnectionOpen(ConnectionOpen { virtual_host }))
+        .await;
+    let text = c
+        .connection_closed((reply::COMMAND_INVALID, class::CONNECTION, 40))
+        .await;
+    assert!(text.contains("start-ok"), "{text}");
+    let mut c = start().await;
+    c.send_bytes(&body(1, b"early")).await;
+    c.connection_closed((reply::COMMAND_INVALID, 0, 0)).await;
+    healthy.round_trip().await;
+
+    // A heartbeat before the connection is open is no error.
+    let mut c = start().await;
+    c.send_bytes(&raw_frame(8, 0, &[])).await;
+    c.send(0, start_ok(b"\0guest\0guest")).await;
+    let tune = c.method(0).await;
+    assert!(matches!(tune, Method::ConnectionTune(_)), "{tune:?}");
+
     // connection.open to a vhost that does not exist: 530 NOT_ALLOWED.
     let c = Raw::handshake(&server, "nowhere", 0).await;
     let text = c

@@ -59,28 +59,53 @@ where
     );
     io.write_all(&out).await.ok()?;
     out.clear();
+    // The next method on channel 0 (heartbeats skipped). A bad frame, or
+    // another frame, is answered with connection.close before the socket
+    // closes, as on an open connection.
     let next = async |rbuf: &mut BytesMut, io: &mut S| -> Option<Method> {
         loop {
-            match codec::decode_frame(rbuf, codec::FRAME_MIN_SIZE) {
+            let refusal = match codec::decode_frame(rbuf, codec::FRAME_MIN_SIZE) {
                 Ok(Some(Frame {
+                    channel: 0,
                     payload: FramePayload::Method(m),
-                    ..
                 })) => return Some(m),
-                Ok(Some(_)) => return None,
-                Ok(None) => {}
+                Ok(Some(Frame {
+                    payload: FramePayload::Heartbeat,
+                    ..
+                })) => continue,
+                Ok(Some(f)) => (
+                    reply::COMMAND_INVALID,
+                    format!(
+                        "COMMAND_INVALID - a frame on channel {} before the connection is open",
+                        f.channel
+                    ),
+                    0,
+                    0,
+                ),
+                Ok(None) => match tokio::time::timeout_at(deadline, io.read_buf(rbuf)).await {
+                    Ok(Ok(n)) if n > 0 => continue,
+                    _ => return None,
+                },
                 Err(e) => {
                     debug!("bad frame in handshake: {e}");
-                    return None;
+                    let (class_id, method_id) = match e {
+                        DecodeError::UnknownMethod {
+                            class_id,
+                            method_id,
+                        } => (class_id, method_id),
+                        _ => (0, 0),
+                    };
+                    (e.reply_code(), frame_text(&e), class_id, method_id)
                 }
-            }
-            match tokio::time::timeout_at(deadline, io.read_buf(rbuf)).await {
-                Ok(Ok(n)) if n > 0 => {}
-                _ => return None,
-            }
+            };
+            let (reply_code, reply_text, class_id, method_id) = refusal;
+            close_now(io, reply_code, reply_text, class_id, method_id).await;
+            return None;
         }
     };
-    let Method::ConnectionStartOk(ok) = next(rbuf, io).await? else {
-        return None;
+    let m = next(rbuf, io).await?;
+    let Method::ConnectionStartOk(ok) = m else {
+        return unexpected(io, "connection.start-ok", &m).await;
     };
     let creds = match ok.mechanism.as_str() {
         "PLAIN" => codec::parse_plain(&ok.response),
@@ -118,8 +143,9 @@ where
     write_method(&mut out, 0, Method::ConnectionTune(offered));
     io.write_all(&out).await.ok()?;
     out.clear();
-    let Method::ConnectionTuneOk(asked) = next(rbuf, io).await? else {
-        return None;
+    let m = next(rbuf, io).await?;
+    let Method::ConnectionTuneOk(asked) = m else {
+        return unexpected(io, "connection.tune-ok", &m).await;
     };
     let pick = |asked: u32, offered: u32| match (asked, offered) {
         (0, o) => o,
@@ -135,8 +161,9 @@ where
         frame_max: pick(asked.frame_max, offered.frame_max).max(codec::FRAME_MIN_SIZE),
         heartbeat: asked.heartbeat,
     };
-    let Method::ConnectionOpen(open) = next(rbuf, io).await? else {
-        return None;
+    let m = next(rbuf, io).await?;
+    let Method::ConnectionOpen(open) = m else {
+        return unexpected(io, "connection.open", &m).await;
     };
     if !gw.has_vhost(&open.virtual_host).await {
         write_method(
@@ -159,4 +186,48 @@ where
         Some(FieldValue::Table(caps)) if caps.get("connection.blocked") == Some(&FieldValue::Bool(true))
     );
     Some((open.virtual_host, tune, hears_blocked))
+}
+
+/// Sends connection.close (the handshake is over: the socket closes next).
+async fn close_now<S>(
+    io: &mut S,
+    reply_code: u16,
+    reply_text: String,
+    class_id: u16,
+    method_id: u16,
+) where
+    S: AsyncWrite + Unpin,
+{
+    let mut out = BytesMut::new();
+    write_method(
+        &mut out,
+        0,
+        Method::ConnectionClose(Close {
+            reply_code,
+            reply_text,
+            class_id,
+            method_id,
+        }),
+    );
+    let _ = io.write_all(&out).await;
+}
+
+/// Another method than the handshake's next: 503 COMMAND_INVALID.
+async fn unexpected<S, T>(io: &mut S, expected: &str, got: &Method) -> Option<T>
+where
+    S: AsyncWrite + Unpin,
+{
+    let text = format!(
+        "COMMAND_INVALID - expected '{expected}', got '{}'",
+        got.name()
+    );
+    close_now(
+        io,
+        reply::COMMAND_INVALID,
+        text,
+        got.class_id(),
+        got.method_id(),
+    )
+    .await;
+    None
 }
