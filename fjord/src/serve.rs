@@ -172,8 +172,11 @@ pub(crate) async fn run(config: ServerConfig) -> Result<()> {
     let amqp_wanted = amqp_config
         .tcp
         .or(amqp_config.tls.as_ref().map(|(a, _)| *a));
-    let amqp = match amqp_wanted {
-        Some(_) => match AmqpGateway::start(broker.clone(), amqp_config).await {
+    // A cluster node without AMQP listeners still runs the gateway while
+    // it leads `__amqp_acks` (the other nodes carry their clients to it).
+    let amqp_runs = amqp_wanted.is_some() || config.cluster.is_some();
+    let amqp = match amqp_runs {
+        true => match AmqpGateway::start(broker.clone(), amqp_config).await {
             Ok(g) => Some(g),
             Err(e) => {
                 if let Some(g) = &mqtt {
@@ -184,7 +187,7 @@ pub(crate) async fn run(config: ServerConfig) -> Result<()> {
                 return Err(e).context("AMQP gateway start failed");
             }
         },
-        None => None,
+        false => None,
     };
     if let Some(g) = &amqp {
         let _ = amqp_cell.set(g.clone());

@@ -204,3 +204,71 @@ async fn the_gateway_moves_when_its_node_is_killed_and_loses_nothing() {
     assert_eq!(got, bodies("after", 3));
     gateway_node(&nodes);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_amqp_listeners_runs_the_gateway_when_it_leads() {
+    let dir = tempfile::tempdir().unwrap();
+    let quiet = [
+        "--mqtt-listen",
+        "off",
+        "--mqtt-tls-listen",
+        "off",
+        "--mqtt-ws-listen",
+        "off",
+    ];
+    let listening = ["--amqp-listen", "127.0.0.1:0", "--amqp-tls-listen", "off"];
+    let silent = ["--amqp-listen", "off", "--amqp-tls-listen", "off"];
+    let node = |name: &str, args: &[&str], amqp: &[&str]| {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend_from_slice(&quiet);
+        all.extend_from_slice(amqp);
+        Server::start_with(&dir.path().join(name), &all)
+    };
+    let first = node("n1", &["--node-id", "1", "--bootstrap"], &silent);
+    let join = first.grpc.clone();
+    let mut nodes = vec![first];
+    for id in ["2", "3"] {
+        let args = ["--node-id", id, "--join", join.as_str()];
+        nodes.push(node(&format!("n{id}"), &args, &listening));
+    }
+    assert!(nodes[0].amqp.is_empty(), "node 1 has no AMQP listener");
+
+    let conn = connect_to(&nodes[1].amqp).await;
+    let ch = conn.create_channel().await.unwrap();
+    durable_queue(&ch, "moved").await;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    publish_confirmed(&ch, "", "moved", &bodies("m", 5)).await;
+    conn.close(200, "bye".into()).await.unwrap();
+
+    // Node 1 becomes the preferred leader of __amqp_acks: the gateway
+    // moves there, and clients of nodes 2 and 3 are carried to it.
+    nodes[1].ok(&["cluster", "reassign", "__amqp_acks", "0", "1,2,3"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while gateway_node(&nodes) != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the gateway did not move to node 1"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let conn = connect_to(&nodes[2].amqp).await;
+    let ch = conn.create_channel().await.unwrap();
+    let got: Vec<String> = take_all(&ch, "moved")
+        .await
+        .into_iter()
+        .map(|(b, _)| b)
+        .collect();
+    assert_eq!(got, bodies("m", 5));
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    publish_confirmed(&ch, "", "moved", &bodies("n", 2)).await;
+    let got: Vec<String> = take_all(&ch, "moved")
+        .await
+        .into_iter()
+        .map(|(b, _)| b)
+        .collect();
+    assert_eq!(got, bodies("n", 2));
+}

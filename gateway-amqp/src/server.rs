@@ -55,6 +55,9 @@ struct Shared {
     broker: Broker,
     config: AmqpConfig,
     clustered: bool,
+    /// It has a listener: it may make the gateway's topics (a node
+    /// without one only runs the gateway once they exist and it leads).
+    listens: bool,
     /// The running gateway, while this node runs it.
     active: watch::Sender<Option<Arc<Inner>>>,
     /// Connections carried to another node.
@@ -156,7 +159,9 @@ async fn supervise(weak: Weak<Shared>) {
                 shared.active.send_replace(None);
                 inner.stop().await;
             }
-            (false, None) if shared.broker.describe_topic(ACKS_TOPIC).is_err() => {
+            (false, None)
+                if shared.listens && shared.broker.describe_topic(ACKS_TOPIC).is_err() =>
+            {
                 // With every voter live the topics get their full
                 // replication factor (or after a while, with what there is).
                 if !shared.broker.wait_for_voters(VOTERS_WAIT).await {
@@ -218,6 +223,7 @@ impl Gateway {
             broker: broker.clone(),
             config: config.clone(),
             clustered,
+            listens: listener.is_some() || tls.is_some(),
             active: watch::Sender::new(None),
             tunnelled: AtomicI64::new(0),
             shutdown: CancellationToken::new(),
@@ -289,6 +295,9 @@ impl Gateway {
         match self.runs_on() {
             Some((id, addr)) => {
                 format!("the AMQP gateway runs on node {id} ({addr}), not on this node")
+            }
+            None if self.shared.broker.describe_topic(ACKS_TOPIC).is_err() => {
+                "no node runs the AMQP gateway yet (it starts once a node with an AMQP listener has made its topics)".to_string()
             }
             None => "the AMQP gateway is starting on this node (its cluster is electing the leader of __amqp_acks)".to_string(),
         }
