@@ -120,6 +120,8 @@ pub struct AmqpBroker {
     /// Its stdout and stderr.
     log: PathBuf,
     rabbit: Option<RabbitNode>,
+    /// A Fjord cluster's other nodes (their CPU time counts too).
+    peers: Vec<AmqpBroker>,
 }
 
 impl AmqpBroker {
@@ -139,6 +141,83 @@ impl AmqpBroker {
         log_level: &str,
         extra: &[String],
     ) -> Result<AmqpBroker> {
+        let (mut broker, _) = AmqpBroker::spawn_fjord(binary, dir, log_level, extra).await?;
+        broker.wait_ready(Instant::now() + START_TIMEOUT).await?;
+        Ok(broker)
+    }
+
+    /// A three-node Fjord cluster (node 1 bootstraps it, nodes 2 and 3
+    /// join), each node as [`AmqpBroker::fjord`] starts one, with its data
+    /// in `dir/n1`..`n3`. Its address is a node's that does not run the
+    /// AMQP gateway, so every connection is carried to the one that does
+    /// and every queue has three replicas; its CPU time is the three
+    /// processes'.
+    ///
+    /// # Errors
+    /// As [`AmqpBroker::fjord`], or no single node runs the gateway
+    /// within 90 s.
+    pub async fn fjord_cluster(
+        binary: &Path,
+        dir: &Path,
+        log_level: &str,
+        extra: &[String],
+    ) -> Result<AmqpBroker> {
+        let with = |more: &[&str]| -> Vec<String> {
+            more.iter()
+                .map(|s| (*s).to_string())
+                .chain(extra.iter().cloned())
+                .collect()
+        };
+        let (first, listeners) = AmqpBroker::spawn_fjord(
+            binary,
+            &dir.join("n1"),
+            log_level,
+            &with(&["--node-id", "1", "--bootstrap"]),
+        )
+        .await?;
+        let join = listeners["grpc"].as_str().unwrap_or_default().to_string();
+        let mut nodes = vec![(first, listeners)];
+        for id in ["2", "3"] {
+            nodes.push(
+                AmqpBroker::spawn_fjord(
+                    binary,
+                    &dir.join(format!("n{id}")),
+                    log_level,
+                    &with(&["--node-id", id, "--join", &join]),
+                )
+                .await?,
+            );
+        }
+        let deadline = Instant::now() + START_TIMEOUT;
+        let gateway = loop {
+            let serving: Vec<usize> = (0..nodes.len())
+                .filter(|i| {
+                    let http = nodes[*i].1["http"].as_str().unwrap_or_default();
+                    serves_amqp(http)
+                })
+                .collect();
+            if let [one] = serving[..] {
+                break one;
+            }
+            if Instant::now() > deadline {
+                bail!("no single node of the cluster runs the AMQP gateway");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let (mut client_side, _) = nodes.remove((gateway + 1) % 3);
+        client_side.peers = nodes.into_iter().map(|(b, _)| b).collect();
+        client_side.wait_ready(deadline).await?;
+        Ok(client_side)
+    }
+
+    /// Starts `binary serve` (see [`AmqpBroker::fjord`]) and reads its
+    /// `listeners.json`, without waiting for a handshake.
+    async fn spawn_fjord(
+        binary: &Path,
+        dir: &Path,
+        log_level: &str,
+        extra: &[String],
+    ) -> Result<(AmqpBroker, serde_json::Value)> {
         std::fs::create_dir_all(dir).with_context(|| format!("make {}", dir.display()))?;
         let log = dir.with_extension("log");
         let out = File::create(&log).with_context(|| format!("create {}", log.display()))?;
@@ -177,6 +256,7 @@ impl AmqpBroker {
             server_pid,
             log,
             rabbit: None,
+            peers: Vec::new(),
         };
         let listeners = dir.join("listeners.json");
         let deadline = Instant::now() + START_TIMEOUT;
@@ -193,7 +273,7 @@ impl AmqpBroker {
                     );
                 };
                 broker.addr = addr.parse().context("the amqp address in listeners.json")?;
-                break;
+                return Ok((broker, v));
             }
             if let Some(status) = broker.child.try_wait()? {
                 bail!(
@@ -210,8 +290,6 @@ impl AmqpBroker {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        broker.wait_ready(deadline).await?;
-        Ok(broker)
     }
 
     /// Starts a private RabbitMQ node with its files in `dir` (made if
@@ -339,6 +417,7 @@ impl AmqpBroker {
             server_pid,
             log,
             rabbit: Some(rabbit),
+            peers: Vec::new(),
         };
         broker.wait_ready(Instant::now() + START_TIMEOUT).await?;
         // The Erlang VM's pid, for its CPU time; the script's pid until then.
@@ -402,7 +481,11 @@ impl AmqpBroker {
 
     /// CPU time (user + system, all threads) the server has used so far.
     pub fn cpu_time(&self) -> Option<Duration> {
-        cpu_time(&self.server_pid.to_string())
+        let mut total = cpu_time(&self.server_pid.to_string())?;
+        for p in &self.peers {
+            total += p.cpu_time()?;
+        }
+        Some(total)
     }
 
     /// RabbitMQ's "RabbitMQ x.y.z on Erlang a.b.c", from its log; `None`
@@ -546,4 +629,21 @@ fn on_path(name: &str, fallback: &str) -> PathBuf {
                 .find(|p| p.is_file())
         })
         .unwrap_or_else(|| PathBuf::from(fallback))
+}
+
+/// True when the node whose HTTP listener is `http` says it runs the AMQP
+/// gateway (`fjord_amqp_serving 1` on `/metrics`).
+fn serves_amqp(http: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(http) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.lines().any(|l| l.trim() == "fjord_amqp_serving 1")
 }

@@ -26,7 +26,10 @@
 //! a quorum queue), persistent messages go to its message store, and it
 //! confirms a publish once the message is there. Fjord runs with its
 //! default settings (its durability is its flush policy). Both use the
-//! guest/guest credentials.
+//! guest/guest credentials. With `--fjord-cluster` Fjord is a three-node
+//! cluster on the same machine instead: the load generator connects to a
+//! node that does not run the AMQP gateway, so each connection is carried
+//! to the node that does, and every queue has three replicas.
 //!
 //! If Fjord cannot start or has no AMQP listener (a build without the
 //! gateway), the program says so and measures RabbitMQ alone; `--only
@@ -57,6 +60,12 @@ struct Args {
     /// Which servers to measure.
     #[arg(long, value_enum, default_value_t = Only::Both)]
     only: Only,
+    /// Fjord as a three-node cluster on this machine: the load generator
+    /// connects to a node that does not run the AMQP gateway (every
+    /// connection is carried to the one that does) and queues have three
+    /// replicas.
+    #[arg(long)]
+    fjord_cluster: bool,
     /// The fjord binary (default: next to this program).
     #[arg(long)]
     fjord_bin: Option<PathBuf>,
@@ -180,14 +189,14 @@ async fn main() -> Result<()> {
             fjord_settings(&args),
             scratch.path().join("fjord").display()
         );
-        match AmqpBroker::fjord(
-            &fjord_bin,
-            &scratch.path().join("fjord"),
-            &args.fjord_log_level,
-            &args.serve_arg,
-        )
-        .await
-        {
+        let dir = scratch.path().join("fjord");
+        let started = if args.fjord_cluster {
+            AmqpBroker::fjord_cluster(&fjord_bin, &dir, &args.fjord_log_level, &args.serve_arg)
+                .await
+        } else {
+            AmqpBroker::fjord(&fjord_bin, &dir, &args.fjord_log_level, &args.serve_arg).await
+        };
+        match started {
             Ok(broker) => {
                 println!("  Fjord AMQP on {} (pid {})", broker.addr, broker.pid());
                 fjord = Some(broker);
@@ -506,10 +515,17 @@ fn rabbitmq_settings(args: &Args) -> String {
 }
 
 fn fjord_settings(args: &Args) -> String {
-    if args.serve_arg.is_empty() {
+    let settings = if args.serve_arg.is_empty() {
         "default settings".into()
     } else {
         format!("settings {}", args.serve_arg.join(" "))
+    };
+    if args.fjord_cluster {
+        format!(
+            "{settings}, a 3-node cluster (clients on a node that carries them to the gateway's; queues with 3 replicas; server CPU of all three)"
+        )
+    } else {
+        settings
     }
 }
 
