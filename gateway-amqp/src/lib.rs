@@ -9,6 +9,9 @@
 //!   task of its own runs.
 //! - Admin operations ([`Gateway::vhosts`], [`Gateway::declare_queue`], ...):
 //!   the topology as an operator lists and changes it.
+//! - In a cluster one node runs all of this (the leader of `__amqp_acks`)
+//!   and the others carry their clients' connections to it (see
+//!   `server.rs`).
 
 mod admin;
 pub mod codec;

@@ -1,5 +1,6 @@
-//! `fjord amqp vhost|exchange|queue|binding`: the AMQP gateway's topology
-//! on the node at `--server` (the gateway runs on single nodes).
+//! `fjord amqp vhost|exchange|queue|binding`: the AMQP gateway's topology,
+//! asked of the node that runs the gateway (in a cluster the leader of
+//! `__amqp_acks`, found through `--server`; on a single node, itself).
 //!
 //! Changes behave as the AMQP methods do (`exchange.declare`,
 //! `queue.delete`, ...); a refusal prints the AMQP reply text and the
