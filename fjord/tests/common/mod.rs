@@ -2,6 +2,7 @@
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
 pub mod amqp;
+pub mod amqp_raw;
 pub mod cluster;
 
 use std::io::Write;
