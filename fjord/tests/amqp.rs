@@ -7,7 +7,9 @@
 mod common;
 
 use common::Server;
-use common::amqp::{WAIT, bodies, connect, durable_queue, publish_confirmed, take_all};
+use common::amqp::{
+    WAIT, bodies, confirmed_queue, connect, durable_queue, get_held, publish_confirmed, take_all,
+};
 use futures::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions,
@@ -325,25 +327,14 @@ async fn confirmed_messages_survive_a_restart_and_acknowledged_ones_stay_gone() 
     {
         let conn = connect(&server).await;
         let ch = channel(&conn).await;
-        durable_queue(&ch, "keep").await;
-        ch.confirm_select(ConfirmSelectOptions::default())
-            .await
-            .unwrap();
-        publish_confirmed(&ch, "", "keep", &bodies("k", 10)).await;
+        confirmed_queue(&ch, "keep", "k", 10).await;
         // Acknowledge the first three.
         for _ in 0..3 {
-            let m = ch
-                .basic_get("keep".into(), BasicGetOptions::default())
-                .await
-                .unwrap()
-                .unwrap();
+            let m = get_held(&ch, "keep").await;
             m.delivery.ack(BasicAckOptions::default()).await.unwrap();
         }
         // Take a fourth and leave it unacknowledged.
-        ch.basic_get("keep".into(), BasicGetOptions::default())
-            .await
-            .unwrap()
-            .unwrap();
+        get_held(&ch, "keep").await;
         // Acknowledgements have no reply: a round trip on the queue
         // settles them before the restart.
         ch.queue_declare(
@@ -373,20 +364,12 @@ async fn after_a_crash_a_message_that_was_delivered_comes_back_redelivered() {
     let server = start(&dir);
     let conn = connect(&server).await;
     let ch = channel(&conn).await;
-    durable_queue(&ch, "crash").await;
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
-    publish_confirmed(&ch, "", "crash", &bodies("c", 5)).await;
+    confirmed_queue(&ch, "crash", "c", 5).await;
     // Taken, not acknowledged, and the server is killed at once: whether
     // or not their deliveries were recorded, the mark stored before them
     // was.
     for i in 0..5 {
-        let m = ch
-            .basic_get("crash".into(), BasicGetOptions::default())
-            .await
-            .unwrap()
-            .unwrap();
+        let m = get_held(&ch, "crash").await;
         assert_eq!(m.delivery.data, format!("c{i}").as_bytes());
     }
     server.kill9();

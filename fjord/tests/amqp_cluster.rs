@@ -10,13 +10,16 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::Server;
-use common::amqp::{WAIT, bodies, connect_to, durable_queue, next, publish_confirmed, take_all};
+use common::amqp::{
+    WAIT, bodies, confirmed_queue, connect_to, durable_queue, get_held, next, publish_confirmed,
+    take_all,
+};
 use common::cluster::cluster_with_amqp;
 use common::mqtt::metric;
 use futures::StreamExt;
 use lapin::ExchangeKind;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicQosOptions, ConfirmSelectOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions,
     ExchangeDeclareOptions, QueueBindOptions,
 };
 use lapin::types::FieldTable;
@@ -140,29 +143,16 @@ async fn the_gateway_moves_when_its_node_is_killed_and_loses_nothing() {
     // acknowledgements are stored by close-ok).
     let conn = connect_to(&nodes[via].amqp).await;
     let ch = conn.create_channel().await.unwrap();
-    durable_queue(&ch, "keep").await;
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
-    let sent = bodies("k", 30);
-    publish_confirmed(&ch, "", "keep", &sent).await;
+    confirmed_queue(&ch, "keep", "k", 30).await;
     for i in 0..10 {
-        let m = ch
-            .basic_get("keep".into(), BasicGetOptions::default())
-            .await
-            .unwrap()
-            .unwrap();
+        let m = get_held(&ch, "keep").await;
         assert_eq!(m.delivery.data, format!("k{i}").as_bytes());
         m.delivery.ack(BasicAckOptions::default()).await.unwrap();
     }
     ch.close(200, "done".into()).await.unwrap();
     // One more taken and held, unacknowledged, when the node dies.
     let held = conn.create_channel().await.unwrap();
-    let m = held
-        .basic_get("keep".into(), BasicGetOptions::default())
-        .await
-        .unwrap()
-        .unwrap();
+    let m = get_held(&held, "keep").await;
     assert_eq!(m.delivery.data, b"k10");
 
     // The gateway's topics and the queue's are on all three nodes.

@@ -177,3 +177,23 @@ pub async fn take_all(ch: &Channel, queue: &str) -> Vec<(String, bool)> {
     }
     got
 }
+
+/// Declares durable queue `queue`, puts the channel in confirm mode and
+/// publishes `prefix0`..`prefix{n-1}` with confirms.
+#[allow(dead_code)]
+pub async fn confirmed_queue(ch: &Channel, queue: &str, prefix: &str, n: usize) {
+    durable_queue(ch, queue).await;
+    ch.confirm_select(lapin::options::ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    publish_confirmed(ch, "", queue, &bodies(prefix, n)).await;
+}
+
+/// The next message of `queue` through `basic.get`, left unacknowledged.
+#[allow(dead_code)]
+pub async fn get_held(ch: &Channel, queue: &str) -> lapin::message::BasicGetMessage {
+    ch.basic_get(queue.into(), BasicGetOptions::default())
+        .await
+        .unwrap()
+        .expect("a message to get")
+}
