@@ -634,16 +634,6 @@ fn on_path(name: &str, fallback: &str) -> PathBuf {
 /// True when the node whose HTTP listener is `http` says it runs the AMQP
 /// gateway (`fjord_amqp_serving 1` on `/metrics`).
 fn serves_amqp(http: &str) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut stream) = std::net::TcpStream::connect(http) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let request = format!("GET /metrics HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n");
-    if stream.write_all(request.as_bytes()).is_err() {
-        return false;
-    }
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    response.lines().any(|l| l.trim() == "fjord_amqp_serving 1")
+    crate::metrics::scrape(http).and_then(|page| crate::metrics::value(&page, "fjord_amqp_serving"))
+        == Some(1.0)
 }

@@ -11,6 +11,7 @@
 //!   real `fjord serve`, records/s and end-to-end latency percentiles.
 //! - [`stats`]: medians and percentiles shared by the programs.
 //! - [`host`]: the machine a benchmark ran on (CPUs, memory, kernel, load).
+//! - [`metrics`]: reads a node's `/metrics` page.
 //! - [`server`]: starts a `fjord serve` child on ephemeral ports.
 //! - [`mqtt_server`]: starts Fjord or Mosquitto as an MQTT broker on loopback.
 //! - [`mqtt_load`]: MQTT load generator: latency, loss, duplicates, order.
@@ -24,6 +25,7 @@
 pub mod amqp_load;
 pub mod amqp_server;
 pub mod host;
+pub mod metrics;
 pub mod mqtt_idle;
 pub mod mqtt_load;
 pub mod mqtt_server;

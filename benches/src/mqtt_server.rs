@@ -9,7 +9,6 @@
 
 use std::fmt::Write as _;
 use std::fs::File;
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -221,21 +220,13 @@ impl BrokerProcess {
     /// (`fjord_mqtt_messages_dropped_total` on its `/metrics`); `None` for
     /// Mosquitto or if the metrics cannot be read.
     pub fn dropped(&self) -> Option<Vec<(String, u64)>> {
-        let http = self.http?;
-        let mut stream = TcpStream::connect_timeout(&http, Duration::from_secs(1)).ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-        stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            .ok()?;
-        let mut text = String::new();
-        stream.read_to_string(&mut text).ok()?;
-        let prefix = "fjord_mqtt_messages_dropped_total{reason=\"";
+        let page = crate::metrics::scrape(&self.http?.to_string())?;
         Some(
-            text.lines()
-                .filter_map(|l| l.strip_prefix(prefix))
-                .filter_map(|rest| {
-                    let (reason, value) = rest.split_once("\"} ")?;
-                    Some((reason.to_string(), value.trim().parse::<f64>().ok()? as u64))
+            crate::metrics::labelled(&page, "fjord_mqtt_messages_dropped_total")
+                .into_iter()
+                .filter_map(|(labels, value)| {
+                    let reason = labels.strip_prefix("reason=\"")?.strip_suffix('"')?;
+                    Some((reason.to_string(), value as u64))
                 })
                 .collect(),
         )

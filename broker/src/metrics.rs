@@ -25,6 +25,8 @@ pub(crate) struct Metrics {
     produce_errors: [AtomicU64; 4],
     fetch_requests: AtomicU64,
     fetch_bytes: AtomicU64,
+    replica_fetches: AtomicU64,
+    replica_fetch_bytes: AtomicU64,
     flushes: AtomicU64,
     flush_micros: AtomicU64,
     offset_commits: AtomicU64,
@@ -54,6 +56,12 @@ impl Metrics {
     pub(crate) fn record_fetch(&self, bytes: u64) {
         self.fetch_requests.fetch_add(1, Ordering::Relaxed);
         self.fetch_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// A leader answered a follower's fetch with `bytes` of batches.
+    pub(crate) fn record_replica_fetch(&self, bytes: u64) {
+        self.replica_fetches.fetch_add(1, Ordering::Relaxed);
+        self.replica_fetch_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
     pub(crate) fn record_flush(&self, took: Duration) {
@@ -117,6 +125,18 @@ impl Metrics {
             "counter",
             "Bytes returned by fetches.",
             &[("", get(&self.fetch_bytes) as f64)],
+        );
+        metric(
+            "fjord_replica_fetch_responses_total",
+            "counter",
+            "Follower fetches this node answered as a partition leader.",
+            &[("", get(&self.replica_fetches) as f64)],
+        );
+        metric(
+            "fjord_replica_fetch_bytes_total",
+            "counter",
+            "Batch bytes sent to followers.",
+            &[("", get(&self.replica_fetch_bytes) as f64)],
         );
         metric(
             "fjord_flushes_total",

@@ -557,12 +557,10 @@ impl Partition {
     /// The follower's side: appends the leader's batches as they are.
     pub(crate) fn append_replicated(&self, data: Bytes) -> StorageResult<()> {
         let mut log = self.write_log();
-        for batch in fjord_storage::RecordBatch::iter_batches(data) {
-            let batch = batch?;
-            log.append_replicated(batch.bytes, now_ms())?;
-        }
+        let appended = log.append_replicated(data, now_ms());
+        // Whatever was appended before an error counts.
         self.leo.send_replace(log.log_end_offset());
-        Ok(())
+        appended.map(|_| ())
     }
 
     /// The follower's side: cuts the log at `offset` (a diverged tail).

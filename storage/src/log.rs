@@ -189,7 +189,7 @@ impl Log {
         &self.report
     }
 
-    fn active(&self) -> &Segment {
+    pub(crate) fn active(&self) -> &Segment {
         // The map is never empty: open and every removal keep one segment.
         self.segments
             .values()
@@ -197,7 +197,7 @@ impl Log {
             .expect("a log always has an active segment")
     }
 
-    fn active_mut(&mut self) -> &mut Segment {
+    pub(crate) fn active_mut(&mut self) -> &mut Segment {
         self.segments
             .values_mut()
             .next_back()
@@ -277,16 +277,7 @@ impl Log {
             header.partition_leader_epoch = leader_epoch;
             self.active_mut().append(&stamped, &header, now_ms)?;
         }
-        self.producers.record(&header);
-        if self
-            .leader_epochs
-            .last()
-            .is_none_or(|(e, _)| *e < leader_epoch)
-            && leader_epoch >= 0
-        {
-            self.leader_epochs.push((leader_epoch, base_offset));
-            checkpoint::write_leader_epochs(&self.dir, &self.leader_epochs)?;
-        }
+        self.record_written(&header)?;
         Ok(AppendInfo {
             base_offset,
             last_offset: header.last_offset(),
@@ -295,7 +286,19 @@ impl Log {
         })
     }
 
-    fn maybe_roll_for(&mut self, incoming: u64, now_ms: i64) -> Result<()> {
+    /// Takes note of a batch just written: its producer's sequence and, if
+    /// it starts a new leader epoch, the epoch (checkpointed).
+    pub(crate) fn record_written(&mut self, header: &BatchHeader) -> Result<()> {
+        self.producers.record(header);
+        let epoch = header.partition_leader_epoch;
+        if self.leader_epochs.last().is_none_or(|(e, _)| *e < epoch) && epoch >= 0 {
+            self.leader_epochs.push((epoch, header.base_offset));
+            checkpoint::write_leader_epochs(&self.dir, &self.leader_epochs)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn maybe_roll_for(&mut self, incoming: u64, now_ms: i64) -> Result<()> {
         let active = self.active();
         let full = active.size > 0 && active.size + incoming > self.config.segment_bytes;
         let too_big_for_index = active.size + incoming > u64::from(u32::MAX);

@@ -28,12 +28,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use memmap2::Mmap;
 
 use crate::batch::{BatchHeader, RecordBatch};
 use crate::index_file::{IndexFile, io_err};
 use crate::log::TimestampOffset;
-use crate::{Error, LogConfig, Result, mmap};
+use crate::mmap::ReadMap;
+use crate::{Error, LogConfig, Result};
+
+/// The least a growing segment's read mapping reserves (address space only).
+const MIN_RESERVE: usize = 64 << 20;
 
 /// Zero-pads a base offset the way file names carry it.
 pub(crate) fn file_stem(base_offset: i64) -> String {
@@ -66,7 +69,9 @@ pub(crate) struct Segment {
     time_index: IndexFile<12>,
     bytes_since_index: u64,
     index_interval: u64,
-    map: Mutex<Option<Arc<Mmap>>>,
+    map: Mutex<Option<Arc<ReadMap>>>,
+    /// Still taking appends: read mappings get room to grow.
+    growing: bool,
 }
 
 impl Segment {
@@ -80,6 +85,7 @@ impl Segment {
         segment.size = 0;
         segment.index.reset(config.max_index_bytes as usize)?;
         segment.time_index.reset(config.max_index_bytes as usize)?;
+        segment.growing = true;
         Ok(segment)
     }
 
@@ -112,6 +118,7 @@ impl Segment {
             bytes_since_index: 0,
             index_interval: u64::from(config.index_interval_bytes),
             map: Mutex::new(None),
+            growing: false,
         })
     }
 
@@ -148,7 +155,8 @@ impl Segment {
         let mut outcome = ScanOutcome::default();
         let mut pos = 0usize;
         if file_len > 0 {
-            let map = mmap::map_read(&self.file, file_len as usize)
+            let len = file_len as usize;
+            let map = ReadMap::new(&self.file, len, len)
                 .map_err(|e| io_err("map segment", &self.log_path, e))?;
             let data = Bytes::from_owner(MapSlice {
                 map: Arc::new(map),
@@ -251,15 +259,30 @@ impl Segment {
         header: &BatchHeader,
         now_ms: i64,
     ) -> Result<()> {
-        if let Err(e) = self.file.write_all_at(stamped, self.size) {
+        self.append_run(stamped, &[(header.clone(), stamped.len())], now_ms)
+    }
+
+    /// Writes stamped batches that lie back to back in `run` (each given by
+    /// its header and length) at the end with one write. On failure the
+    /// file is cut back so nothing partial remains.
+    pub(crate) fn append_run(
+        &mut self,
+        run: &[u8],
+        batches: &[(BatchHeader, usize)],
+        now_ms: i64,
+    ) -> Result<()> {
+        if let Err(e) = self.file.write_all_at(run, self.size) {
             let _ = self.file.set_len(self.size);
             return Err(io_err("append to segment", &self.log_path, e));
         }
-        let position = self.size;
-        self.maybe_index(header, position, stamped.len() as u64);
-        self.size += stamped.len() as u64;
-        self.next_offset = header.last_offset() + 1;
-        self.max_timestamp = self.max_timestamp.max(header.max_timestamp);
+        let mut position = self.size;
+        for (header, len) in batches {
+            self.maybe_index(header, position, *len as u64);
+            position += *len as u64;
+            self.next_offset = header.last_offset() + 1;
+            self.max_timestamp = self.max_timestamp.max(header.max_timestamp);
+        }
+        self.size = position;
         self.first_append_ms.get_or_insert(now_ms);
         Ok(())
     }
@@ -275,6 +298,9 @@ impl Segment {
 
     /// Flushes the log file and trims the indexes (on roll and close).
     pub(crate) fn seal(&mut self) -> Result<()> {
+        self.growing = false;
+        // Drop a mapping made with room to grow.
+        *self.lock_map() = None;
         self.file
             .sync_data()
             .map_err(|e| io_err("fsync segment", &self.log_path, e))?;
@@ -284,11 +310,12 @@ impl Segment {
 
     /// Makes a sealed segment writable again (it is the last one on open).
     pub(crate) fn unseal(&mut self, max_index_bytes: usize) -> Result<()> {
+        self.growing = true;
         self.index.grow(max_index_bytes)?;
         self.time_index.grow(max_index_bytes)
     }
 
-    fn lock_map(&self) -> std::sync::MutexGuard<'_, Option<Arc<Mmap>>> {
+    fn lock_map(&self) -> std::sync::MutexGuard<'_, Option<Arc<ReadMap>>> {
         self.map
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -304,8 +331,17 @@ impl Segment {
         let map = match guard.as_ref() {
             Some(map) if map.len() >= size => Arc::clone(map),
             _ => {
+                // A growing segment's mapping reaches past its end, so the
+                // next reads (a follower fetching the tail) find the new
+                // bytes in it: remapping on every read costs an mmap, page
+                // faults over the whole tail and a munmap per fetch.
+                let reserve = if self.growing {
+                    size.saturating_mul(2).max(MIN_RESERVE)
+                } else {
+                    size
+                };
                 let map = Arc::new(
-                    mmap::map_read(&self.file, size)
+                    ReadMap::new(&self.file, size, reserve)
                         .map_err(|e| io_err("map segment", &self.log_path, e))?,
                 );
                 *guard = Some(Arc::clone(&map));
@@ -436,13 +472,13 @@ fn split_time(e: [u8; 12]) -> (i64, u32) {
 
 /// Owner of a zero-copy `Bytes` over part of a mapping.
 struct MapSlice {
-    map: Arc<Mmap>,
+    map: Arc<ReadMap>,
     start: usize,
     end: usize,
 }
 
 impl AsRef<[u8]> for MapSlice {
     fn as_ref(&self) -> &[u8] {
-        &self.map[self.start..self.end]
+        self.map.get(self.start, self.end)
     }
 }

@@ -96,3 +96,132 @@ fn replicated_batches_must_start_at_the_log_end() {
     }
     assert_eq!(follower.log_end_offset(), 0);
 }
+
+/// The leader's batches from `offset` on, back to back, as one buffer.
+fn run_from(leader: &Log, offset: i64) -> bytes::Bytes {
+    let mut out = Vec::new();
+    let mut at = offset;
+    while at < leader.log_end_offset() {
+        let r = leader.read(at, 1 << 20, i64::MAX).unwrap();
+        out.extend_from_slice(&r.data);
+        at = r.next_offset;
+    }
+    out.into()
+}
+
+#[test]
+fn a_run_of_batches_is_written_across_segment_rolls_as_the_leader_stored_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut leader = Log::open(dir.path().join("l"), LogConfig::default()).unwrap();
+    for i in 0..40 {
+        leader
+            .append(
+                batch(&format!("{i}{}", "v".repeat(100)), 3, 1000 + i),
+                (i / 10) as i32,
+                1,
+            )
+            .unwrap();
+    }
+    let run = run_from(&leader, 0);
+    // The follower's segments are small, so the run rolls several times.
+    let mut follower = Log::open(dir.path().join("f"), common::small_segments()).unwrap();
+    assert!(run.len() > 3 * 4096, "{} bytes", run.len());
+    assert_eq!(follower.append_replicated(run, 1).unwrap(), 40);
+    assert_eq!(follower.log_end_offset(), 120);
+    assert!(
+        follower.segment_count() >= 4,
+        "{}",
+        follower.segment_count()
+    );
+    assert_eq!(raw(&leader), raw(&follower), "byte for byte the same");
+    assert_eq!(read_all(&leader), read_all(&follower));
+    assert_eq!(follower.leader_epochs(), leader.leader_epochs());
+    for offset in [0, 1, 59, 61, 119] {
+        let (l, f) = (
+            leader.read(offset, 1, i64::MAX).unwrap(),
+            follower.read(offset, 1, i64::MAX).unwrap(),
+        );
+        assert_eq!(l.data, f.data, "the batch holding {offset}");
+    }
+    let timestamp = follower.offset_for_timestamp(1025).unwrap().unwrap();
+    assert_eq!(timestamp.offset, 75);
+    // Its indexes and epochs survive a reopen.
+    drop(follower);
+    let follower = Log::open(dir.path().join("f"), common::small_segments()).unwrap();
+    assert_eq!(follower.log_end_offset(), 120);
+    assert_eq!(read_all(&leader), read_all(&follower));
+    assert_eq!(follower.leader_epochs(), leader.leader_epochs());
+}
+
+#[test]
+fn a_bad_batch_in_a_run_keeps_the_batches_before_it_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut leader = Log::open(dir.path().join("l"), LogConfig::default()).unwrap();
+    for i in 0..3 {
+        leader.append(batch(&format!("v{i}"), 2, 1), 0, 1).unwrap();
+    }
+    let good = run_from(&leader, 0);
+    let first = RecordBatch::iter_batches(good.clone())
+        .next()
+        .unwrap()
+        .unwrap()
+        .bytes
+        .len();
+    type Case = (&'static str, Vec<u8>, fn(&Error) -> bool);
+    let cases: Vec<Case> = vec![
+        (
+            "a flipped byte in the second batch",
+            {
+                let mut v = good.to_vec();
+                let at = first + 70;
+                v[at] ^= 0xff;
+                v
+            },
+            |e| matches!(e, Error::CorruptBatch(m) if m.contains("CRC")),
+        ),
+        (
+            "a gap: the second batch left out",
+            {
+                let mut v = good[..first].to_vec();
+                let third_at = good.len() - (good.len() - first) / 2;
+                v.extend_from_slice(&good[third_at..]);
+                v
+            },
+            |e| {
+                matches!(
+                    e,
+                    Error::OffsetMismatch {
+                        expected: 2,
+                        got: 4
+                    }
+                )
+            },
+        ),
+        (
+            "half a batch at the end",
+            {
+                let mut v = good[..first].to_vec();
+                v.extend_from_slice(&good[first..first + 30]);
+                v
+            },
+            |e| matches!(e, Error::CorruptBatch(m) if m.contains("after the last whole batch")),
+        ),
+    ];
+    for (i, (what, bytes, expected)) in cases.into_iter().enumerate() {
+        let mut follower =
+            Log::open(dir.path().join(format!("f{i}")), LogConfig::default()).unwrap();
+        match follower.append_replicated(bytes.into(), 1) {
+            Err(e) if expected(&e) => {}
+            other => panic!("{what}: unexpected {other:?}"),
+        }
+        assert_eq!(follower.log_end_offset(), 2, "{what}: only the first batch");
+        assert_eq!(raw(&follower), good[..first].to_vec(), "{what}");
+        // The rest still appends once it comes whole.
+        assert_eq!(
+            follower.append_replicated(good.slice(first..), 1).unwrap(),
+            2,
+            "{what}"
+        );
+        assert_eq!(raw(&follower), good.to_vec(), "{what}");
+    }
+}

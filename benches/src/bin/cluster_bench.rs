@@ -27,6 +27,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use clap::Parser;
+use fjord_benches::metrics;
+use fjord_benches::mqtt_server::cpu_time;
 use fjord_benches::server::sibling_fjord;
 use fjord_benches::stats::median;
 use fjord_proto::v1 as pb;
@@ -79,9 +81,18 @@ struct Node {
     args: Vec<String>,
     child: Option<Child>,
     grpc: String,
+    http: String,
 }
 
 impl Node {
+    /// CPU time (user + system) the process has used so far.
+    fn cpu(&self) -> Duration {
+        self.child
+            .as_ref()
+            .and_then(|c| cpu_time(&c.id().to_string()))
+            .unwrap_or_default()
+    }
+
     fn start(binary: &Path, data: PathBuf, args: Vec<String>) -> Result<Node> {
         let mut node = Node {
             binary: binary.to_path_buf(),
@@ -89,6 +100,7 @@ impl Node {
             args,
             child: None,
             grpc: String::new(),
+            http: String::new(),
         };
         node.restart()?;
         Ok(node)
@@ -138,8 +150,10 @@ impl Node {
                 && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
                 && v["pid"].as_u64() == Some(pid)
                 && let Some(addr) = v["grpc"].as_str()
+                && let Some(http) = v["http"].as_str()
             {
                 self.grpc = addr.to_string();
+                self.http = http.to_string();
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -260,6 +274,29 @@ fn batch(records: usize, size: usize) -> Result<Bytes> {
         b.add(Record::new(None, Some(value.clone()), 0));
     }
     Ok(b.build()?)
+}
+
+/// Follower fetches answered and their bytes, summed over `nodes`
+/// (`fjord_replica_fetch_*` on their `/metrics`; zeros if unreadable).
+fn replica_fetches(nodes: &[Node]) -> Fetches {
+    let mut total = Fetches(0.0, 0.0);
+    for node in nodes {
+        if let Some(page) = metrics::scrape(&node.http) {
+            total.0 += metrics::value(&page, "fjord_replica_fetch_responses_total").unwrap_or(0.0);
+            total.1 += metrics::value(&page, "fjord_replica_fetch_bytes_total").unwrap_or(0.0);
+        }
+    }
+    total
+}
+
+#[derive(Clone, Copy)]
+struct Fetches(f64, f64);
+
+impl std::ops::Sub for Fetches {
+    type Output = (f64, f64);
+    fn sub(self, before: Fetches) -> (f64, f64) {
+        (self.0 - before.0, self.1 - before.1)
+    }
 }
 
 /// Sends `records` to `topic` as fast as the acks allow; records/s.
@@ -405,6 +442,7 @@ async fn main() -> Result<()> {
         for run in 0..args.runs {
             let t = format!("single-{run}");
             create(&node.grpc, &t, args.partitions, 1, &[]).await?;
+            let cpu = node.cpu();
             single.push(
                 throughput(
                     std::slice::from_ref(&node.grpc),
@@ -423,10 +461,26 @@ async fn main() -> Result<()> {
                 &[("min.insync.replicas", "2")],
             )
             .await?;
+            let single_cpu = node.cpu().saturating_sub(cpu);
+            let before = replica_fetches(&nodes);
+            let cpu: Duration = nodes.iter().map(Node::cpu).sum();
             replicated.push(throughput(&addrs, &t, pb::Acks::All, &args).await?);
+            let cluster_cpu = nodes
+                .iter()
+                .map(Node::cpu)
+                .sum::<Duration>()
+                .saturating_sub(cpu);
+            let (fetches, bytes) = replica_fetches(&nodes) - before;
+            let per_record = |d: Duration| d.as_secs_f64() * 1e6 / args.records as f64;
             println!(
-                "run {run}: single node acks=1 {:.0} records/s, 3 nodes RF=3 acks=all {:.0} records/s",
-                single[run], replicated[run]
+                "run {run}: single node acks=1 {:.0} records/s ({:.2} CPU-µs/record), \
+                 3 nodes RF=3 acks=all {:.0} records/s ({:.2} CPU-µs/record over the 3 nodes; \
+                 {fetches:.0} follower fetches answered, {:.0} KiB each on average)",
+                single[run],
+                per_record(single_cpu),
+                replicated[run],
+                per_record(cluster_cpu),
+                bytes / fetches.max(1.0) / 1024.0
             );
         }
     }
@@ -444,14 +498,18 @@ async fn main() -> Result<()> {
         median(&ratios)
     );
 
-    // 2. Failover.
-    let mut nodes = cluster(
-        &binary,
-        &scratch.path().join("failover"),
-        3,
-        &args.serve_arg,
-    )
-    .await?;
+    if args.failovers > 0 {
+        failovers(&binary, scratch.path(), &args).await?;
+    }
+    if args.rebalance_partitions > 0 {
+        rebalance(&binary, scratch.path(), &args).await?;
+    }
+    Ok(())
+}
+
+/// Kills the leader `args.failovers` times; prints the percentiles.
+async fn failovers(binary: &Path, scratch: &Path, args: &Args) -> Result<()> {
+    let mut nodes = cluster(binary, &scratch.join("failover"), 3, &args.serve_arg).await?;
     create(
         &nodes[0].grpc,
         "failover",
@@ -461,7 +519,7 @@ async fn main() -> Result<()> {
     )
     .await?;
     let mut times = Vec::new();
-    for i in 0..args.failovers.max(1) {
+    for i in 0..args.failovers {
         let t = failover(&mut nodes, "failover").await?;
         println!(
             "failover {i}: first acks=all write {} ms after the kill",
@@ -478,15 +536,12 @@ async fn main() -> Result<()> {
         times.last().map_or(0, Duration::as_millis),
         times.len()
     );
+    Ok(())
+}
 
-    // 3. Rebalance onto a new node.
-    let mut nodes = cluster(
-        &binary,
-        &scratch.path().join("rebalance"),
-        3,
-        &args.serve_arg,
-    )
-    .await?;
+/// Adds a fourth node to a loaded 3-node cluster and times `rebalance`.
+async fn rebalance(binary: &Path, scratch: &Path, args: &Args) -> Result<()> {
+    let mut nodes = cluster(binary, &scratch.join("rebalance"), 3, &args.serve_arg).await?;
     let addrs: Vec<String> = nodes.iter().map(|n| n.grpc.clone()).collect();
     create(&addrs[0], "spread", args.rebalance_partitions, 3, &[]).await?;
     let fill = Args {
@@ -497,8 +552,8 @@ async fn main() -> Result<()> {
     };
     throughput(&addrs, "spread", pb::Acks::All, &fill).await?;
     nodes.push(Node::start(
-        &binary,
-        scratch.path().join("rebalance/node4"),
+        binary,
+        scratch.join("rebalance/node4"),
         args.serve_arg
             .iter()
             .cloned()
@@ -536,10 +591,11 @@ async fn main() -> Result<()> {
         }
         Err(e) => return Err(e.into()),
     };
+    // With too few partitions to share, nothing moves.
     wait_until(&addrs[0], |s| {
         s.reassigning == 0
             && s.under_replicated.is_empty()
-            && s.nodes.iter().any(|n| n.id == 4 && n.replicas > 0)
+            && (moved == 0 || s.nodes.iter().any(|n| n.id == 4 && n.replicas > 0))
     })
     .await?;
     let took = started.elapsed();

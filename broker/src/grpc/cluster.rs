@@ -221,14 +221,17 @@ impl Broker {
                         data,
                         high_watermark,
                         log_start_offset,
-                    } => pb::ReplicaFetchResponse {
-                        error: pb::ReplicaError::ReplicaNone as i32,
-                        message: String::new(),
-                        records: data,
-                        high_watermark,
-                        log_start_offset,
-                        diverging_end_offset: -1,
-                    },
+                    } => {
+                        self.inner.metrics.record_replica_fetch(data.len() as u64);
+                        pb::ReplicaFetchResponse {
+                            error: pb::ReplicaError::ReplicaNone as i32,
+                            message: String::new(),
+                            records: data,
+                            high_watermark,
+                            log_start_offset,
+                            diverging_end_offset: -1,
+                        }
+                    }
                     ReplicaFetch::Diverging { end_offset } => pb::ReplicaFetchResponse {
                         diverging_end_offset: end_offset,
                         ..replica_error(
