@@ -265,6 +265,10 @@ impl RecordBatch {
     }
 }
 
+/// The header bytes [`stamp`] writes (base offset, batch length, leader
+/// epoch); the CRC covers none of them.
+pub(crate) const STAMPED_LEN: usize = 16;
+
 /// Writes base offset and leader epoch into a batch's header bytes.
 pub(crate) fn stamp(buf: &mut [u8], base_offset: i64, leader_epoch: i32) {
     buf[0..8].copy_from_slice(&base_offset.to_be_bytes());

@@ -19,9 +19,9 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
-use crate::batch::{BatchHeader, RecordBatch, stamp};
+use crate::batch::{BatchHeader, RecordBatch, STAMPED_LEN, stamp};
 use crate::checkpoint;
 use crate::index_file::io_err;
 use crate::producer_state::{ProducerState, Verdict};
@@ -267,16 +267,20 @@ impl Log {
         now_ms: i64,
     ) -> Result<AppendInfo> {
         self.maybe_roll_for(batch.len() as u64, now_ms)?;
-        if header.base_offset == base_offset && header.partition_leader_epoch == leader_epoch {
-            // Already stamped (a follower's copy of the leader's batch).
-            self.active_mut().append(batch, &header, now_ms)?;
-        } else {
-            let mut stamped = BytesMut::from(&batch[..]);
-            stamp(&mut stamped, base_offset, leader_epoch);
-            header.base_offset = base_offset;
-            header.partition_leader_epoch = leader_epoch;
-            self.active_mut().append(&stamped, &header, now_ms)?;
-        }
+        // The base offset and leader epoch lie before the part the CRC
+        // covers: only the first 16 bytes change, and the rest is written
+        // from the producer's buffer as it is.
+        let mut head = [0u8; STAMPED_LEN];
+        head.copy_from_slice(&batch[..STAMPED_LEN]);
+        stamp(&mut head, base_offset, leader_epoch);
+        header.base_offset = base_offset;
+        header.partition_leader_epoch = leader_epoch;
+        let len = batch.len();
+        self.active_mut().append_run(
+            &[&head, &batch[STAMPED_LEN..]],
+            &[(header.clone(), len)],
+            now_ms,
+        )?;
         self.record_written(&header)?;
         Ok(AppendInfo {
             base_offset,

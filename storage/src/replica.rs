@@ -96,7 +96,7 @@ impl Log {
             }
             let run = &checked[next..end];
             self.active_mut()
-                .append_run(&data[at..at + len as usize], run, now_ms)?;
+                .append_run(&[&data[at..at + len as usize]], run, now_ms)?;
             for (header, _) in run {
                 self.record_written(header)?;
             }

@@ -23,7 +23,6 @@
 //! asked, rebuilds both indexes from what it walked.
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -251,27 +250,16 @@ impl Segment {
         self.bytes_since_index += len;
     }
 
-    /// Writes one stamped batch at the end. On failure the file is cut back
-    /// so nothing partial remains.
-    pub(crate) fn append(
-        &mut self,
-        stamped: &[u8],
-        header: &BatchHeader,
-        now_ms: i64,
-    ) -> Result<()> {
-        self.append_run(stamped, &[(header.clone(), stamped.len())], now_ms)
-    }
-
-    /// Writes stamped batches that lie back to back in `run` (each given by
-    /// its header and length) at the end with one write. On failure the
-    /// file is cut back so nothing partial remains.
+    /// Writes stamped batches that lie back to back in `parts` (each batch
+    /// given by its header and length) at the end with one write. On
+    /// failure the file is cut back so nothing partial remains.
     pub(crate) fn append_run(
         &mut self,
-        run: &[u8],
+        parts: &[&[u8]],
         batches: &[(BatchHeader, usize)],
         now_ms: i64,
     ) -> Result<()> {
-        if let Err(e) = self.file.write_all_at(run, self.size) {
+        if let Err(e) = write_all_at(&self.file, parts, self.size) {
             let _ = self.file.set_len(self.size);
             return Err(io_err("append to segment", &self.log_path, e));
         }
@@ -468,6 +456,34 @@ fn split_time(e: [u8; 12]) -> (i64, u32) {
         i64::from_be_bytes(ts),
         u32::from_be_bytes([e[8], e[9], e[10], e[11]]),
     )
+}
+
+/// Writes all of `parts`, back to back, at `offset` (one `pwritev` unless
+/// the kernel takes less).
+fn write_all_at(file: &File, parts: &[&[u8]], mut offset: u64) -> std::io::Result<()> {
+    let mut parts: Vec<&[u8]> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
+    let mut first = 0;
+    while first < parts.len() {
+        let slices: Vec<std::io::IoSlice<'_>> = parts[first..]
+            .iter()
+            .map(|p| std::io::IoSlice::new(p))
+            .collect();
+        let mut written = match rustix::io::pwritev(file, &slices, offset) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        offset += written as u64;
+        while first < parts.len() && written >= parts[first].len() {
+            written -= parts[first].len();
+            first += 1;
+        }
+        if written > 0 {
+            parts[first] = &parts[first][written..];
+        }
+    }
+    Ok(())
 }
 
 /// Owner of a zero-copy `Bytes` over part of a mapping.

@@ -276,27 +276,33 @@ fn batch(records: usize, size: usize) -> Result<Bytes> {
     Ok(b.build()?)
 }
 
-/// Follower fetches answered and their bytes, summed over `nodes`
-/// (`fjord_replica_fetch_*` on their `/metrics`; zeros if unreadable).
-fn replica_fetches(nodes: &[Node]) -> Fetches {
-    let mut total = Fetches(0.0, 0.0);
+/// Counters read off the nodes' `/metrics` pages.
+const COUNTERS: [&str; 3] = [
+    "fjord_replica_fetch_responses_total",
+    "fjord_replica_fetch_bytes_total",
+    "fjord_flushes_total",
+];
+
+/// [`COUNTERS`] summed over `nodes` (zeros where a page is unreadable).
+fn counters(nodes: &[&Node]) -> [f64; 3] {
+    let mut total = [0.0; 3];
     for node in nodes {
         if let Some(page) = metrics::scrape(&node.http) {
-            total.0 += metrics::value(&page, "fjord_replica_fetch_responses_total").unwrap_or(0.0);
-            total.1 += metrics::value(&page, "fjord_replica_fetch_bytes_total").unwrap_or(0.0);
+            for (sum, name) in total.iter_mut().zip(COUNTERS) {
+                *sum += metrics::value(&page, name).unwrap_or(0.0);
+            }
         }
     }
     total
 }
 
-#[derive(Clone, Copy)]
-struct Fetches(f64, f64);
-
-impl std::ops::Sub for Fetches {
-    type Output = (f64, f64);
-    fn sub(self, before: Fetches) -> (f64, f64) {
-        (self.0 - before.0, self.1 - before.1)
-    }
+/// How much each of [`COUNTERS`] grew.
+fn grown(after: [f64; 3], before: [f64; 3]) -> [f64; 3] {
+    [
+        after[0] - before[0],
+        after[1] - before[1],
+        after[2] - before[2],
+    ]
 }
 
 /// Sends `records` to `topic` as fast as the acks allow; records/s.
@@ -442,7 +448,15 @@ async fn main() -> Result<()> {
         for run in 0..args.runs {
             let t = format!("single-{run}");
             create(&node.grpc, &t, args.partitions, 1, &[]).await?;
-            let cpu = node.cpu();
+            // CPU time of the servers and of this load generator.
+            let cpu = |nodes: &[&Node]| -> (Duration, Duration) {
+                (
+                    nodes.iter().map(|n| n.cpu()).sum(),
+                    cpu_time("self").unwrap_or_default(),
+                )
+            };
+            let all: Vec<&Node> = nodes.iter().collect();
+            let (cpu0, counters0) = (cpu(&[&node]), counters(&[&node]));
             single.push(
                 throughput(
                     std::slice::from_ref(&node.grpc),
@@ -452,6 +466,7 @@ async fn main() -> Result<()> {
                 )
                 .await?,
             );
+            let (cpu1, counters1) = (cpu(&[&node]), counters(&[&node]));
             let t = format!("replicated-{run}");
             create(
                 &addrs[0],
@@ -461,25 +476,23 @@ async fn main() -> Result<()> {
                 &[("min.insync.replicas", "2")],
             )
             .await?;
-            let single_cpu = node.cpu().saturating_sub(cpu);
-            let before = replica_fetches(&nodes);
-            let cpu: Duration = nodes.iter().map(Node::cpu).sum();
+            let (cpu2, counters2) = (cpu(&all), counters(&all));
             replicated.push(throughput(&addrs, &t, pb::Acks::All, &args).await?);
-            let cluster_cpu = nodes
-                .iter()
-                .map(Node::cpu)
-                .sum::<Duration>()
-                .saturating_sub(cpu);
-            let (fetches, bytes) = replica_fetches(&nodes) - before;
+            let (cpu3, counters3) = (cpu(&all), counters(&all));
+            let [_, _, single_flushes] = grown(counters1, counters0);
+            let [fetches, bytes, flushes] = grown(counters3, counters2);
             let per_record = |d: Duration| d.as_secs_f64() * 1e6 / args.records as f64;
             println!(
-                "run {run}: single node acks=1 {:.0} records/s ({:.2} CPU-µs/record), \
-                 3 nodes RF=3 acks=all {:.0} records/s ({:.2} CPU-µs/record over the 3 nodes; \
-                 {fetches:.0} follower fetches answered, {:.0} KiB each on average)",
+                "run {run}: single node acks=1 {:.0} records/s (CPU-µs/record: server {:.2}, \
+                 load generator {:.2}; {single_flushes:.0} fsyncs), 3 nodes RF=3 acks=all \
+                 {:.0} records/s (CPU-µs/record: 3 servers {:.2}, load generator {:.2}; \
+                 {flushes:.0} fsyncs, {fetches:.0} follower fetches of {:.0} KiB on average)",
                 single[run],
-                per_record(single_cpu),
+                per_record(cpu1.0.saturating_sub(cpu0.0)),
+                per_record(cpu1.1.saturating_sub(cpu0.1)),
                 replicated[run],
-                per_record(cluster_cpu),
+                per_record(cpu3.0.saturating_sub(cpu2.0)),
+                per_record(cpu3.1.saturating_sub(cpu2.1)),
                 bytes / fetches.max(1.0) / 1024.0
             );
         }
