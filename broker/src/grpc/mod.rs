@@ -71,6 +71,7 @@ pub async fn serve_grpc(
         // window would cost round trips per request.
         .initial_stream_window_size(crate::cluster::WINDOW)
         .initial_connection_window_size(crate::cluster::WINDOW * 2)
+        .max_frame_size(crate::cluster::FRAME)
         .add_routes(extra)
         .add_optional_service(raft)
         .add_optional_service(metadata)
