@@ -37,6 +37,13 @@ use crate::{Error, LogConfig, Result};
 /// The least a growing segment's read mapping reserves (address space only).
 const MIN_RESERVE: usize = 64 << 20;
 
+/// Disk space a growing segment allocates ahead of its end, without
+/// changing the file's length (`FALLOC_FL_KEEP_SIZE`). Appends into
+/// allocated blocks skip the file system's per-block delayed allocation:
+/// in `cluster_bench` that was a third of the cost of a follower's write.
+/// Sealing the segment gives back what it did not use.
+const PREALLOCATE: u64 = 8 << 20;
+
 /// Zero-pads a base offset the way file names carry it.
 pub(crate) fn file_stem(base_offset: i64) -> String {
     format!("{base_offset:020}")
@@ -71,6 +78,10 @@ pub(crate) struct Segment {
     map: Mutex<Option<Arc<ReadMap>>>,
     /// Still taking appends: read mappings get room to grow.
     growing: bool,
+    /// File blocks are allocated up to here (see [`PREALLOCATE`]).
+    reserved: u64,
+    /// False once the file system said it cannot preallocate.
+    preallocates: bool,
 }
 
 impl Segment {
@@ -118,6 +129,8 @@ impl Segment {
             index_interval: u64::from(config.index_interval_bytes),
             map: Mutex::new(None),
             growing: false,
+            reserved: size,
+            preallocates: true,
         })
     }
 
@@ -259,6 +272,8 @@ impl Segment {
         batches: &[(BatchHeader, usize)],
         now_ms: i64,
     ) -> Result<()> {
+        let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
+        self.preallocate(len);
         if let Err(e) = write_all_at(&self.file, parts, self.size) {
             let _ = self.file.set_len(self.size);
             return Err(io_err("append to segment", &self.log_path, e));
@@ -275,6 +290,30 @@ impl Segment {
         Ok(())
     }
 
+    /// Allocates blocks for the next `len` bytes and [`PREALLOCATE`] more,
+    /// when they are not yet. Best effort: a file system that cannot, or a
+    /// disk too full to, simply takes the write as it would anyway.
+    fn preallocate(&mut self, len: u64) {
+        if !self.preallocates || self.size + len <= self.reserved {
+            return;
+        }
+        let want = len + PREALLOCATE;
+        match rustix::fs::fallocate(
+            &self.file,
+            rustix::fs::FallocateFlags::KEEP_SIZE,
+            self.size,
+            want,
+        ) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::NOSYS) => {
+                self.preallocates = false;
+            }
+            // Out of space (or similar): try again further on.
+            Err(e) => tracing::debug!("preallocating {}: {e}", self.log_path.display()),
+        }
+        self.reserved = self.size + want;
+    }
+
     /// A handle to fsync the log file from another thread.
     pub(crate) fn sync_handle(&self) -> Result<(File, PathBuf)> {
         let file = self
@@ -287,6 +326,14 @@ impl Segment {
     /// Flushes the log file and trims the indexes (on roll and close).
     pub(crate) fn seal(&mut self) -> Result<()> {
         self.growing = false;
+        if self.reserved > self.size {
+            // Cutting at the committed length frees the blocks allocated
+            // past it.
+            self.file
+                .set_len(self.size)
+                .map_err(|e| io_err("trim segment", &self.log_path, e))?;
+            self.reserved = self.size;
+        }
         // Drop a mapping made with room to grow.
         *self.lock_map() = None;
         self.file

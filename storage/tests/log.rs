@@ -348,3 +348,44 @@ fn idempotent_producer_retries_are_stored_once_even_after_a_reopen() {
     let values: Vec<_> = read_all(&log).into_iter().map(|(_, v)| v).collect();
     assert_eq!(values.len(), 6);
 }
+
+/// Allocated size of a file on disk, in bytes.
+fn allocated(path: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().blocks() * 512
+}
+
+#[test]
+fn the_active_segment_allocates_ahead_without_growing_and_sealing_gives_it_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p-0");
+    let mut log = Log::open(&path, LogConfig::default()).unwrap();
+    let mut written = 0;
+    for i in 0..10 {
+        let b = batch(&format!("{i}"), 20, 1);
+        written += b.len() as u64;
+        log.append(b, 0, 1).unwrap();
+    }
+    let first = path.join("00000000000000000000.log");
+    // The length is what was written; the blocks may run ahead of it.
+    assert_eq!(std::fs::metadata(&first).unwrap().len(), written);
+    let ahead = allocated(&first);
+    log.roll().unwrap();
+    // Sealed: no more than the written bytes' blocks stay allocated.
+    assert_eq!(std::fs::metadata(&first).unwrap().len(), written);
+    let sealed = allocated(&first);
+    assert!(
+        sealed <= written.next_multiple_of(4096),
+        "{sealed} of {written} ({ahead} before)"
+    );
+    log.append(batch("after", 1, 1), 0, 1).unwrap();
+    drop(log);
+    let log = Log::open(&path, LogConfig::default()).unwrap();
+    assert_eq!(log.log_end_offset(), 201);
+    assert!(
+        log.recovery_report().truncated.is_empty(),
+        "{:?}",
+        log.recovery_report()
+    );
+    assert_eq!(read_all(&log).len(), 201);
+}
