@@ -305,16 +305,53 @@ fn grown(after: [f64; 3], before: [f64; 3]) -> [f64; 3] {
     ]
 }
 
+/// Waits until every partition of a new `topic` has a leader that takes
+/// a one-record write with `acks` (so a run times the steady state, not
+/// the topic's start: leaders taking up their role, followers starting to
+/// fetch); returns the leaders' addresses.
+async fn warm_up(addr: &str, topic: &str, acks: pb::Acks) -> Result<Vec<String>> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let one = batch(1, 16)?;
+    'again: loop {
+        if Instant::now() > deadline {
+            bail!("{topic} did not take writes within 30 s");
+        }
+        let leaders = leaders(addr, topic).await?;
+        for (p, leader) in leaders.iter().enumerate() {
+            let r = ProduceServiceClient::new(channel(leader).await?)
+                .produce(pb::ProduceRequest {
+                    topic: topic.to_string(),
+                    acks: acks as i32,
+                    batches: vec![pb::PartitionBatch {
+                        partition: p as u32,
+                        batch: one.clone(),
+                    }],
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            if r.results.iter().any(|r| r.error != 0) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue 'again;
+            }
+        }
+        return Ok(leaders);
+    }
+}
+
 /// Sends `records` to `topic` as fast as the acks allow; records/s.
 async fn throughput(addrs: &[String], topic: &str, acks: pb::Acks, args: &Args) -> Result<f64> {
-    let leaders = leaders(&addrs[0], topic).await?;
+    let leaders = warm_up(&addrs[0], topic, acks).await?;
     let one = batch(args.batch_records, args.record_size)?;
     let per_task = args.records / (u64::from(args.partitions) * args.inflight as u64);
     let batches_per_task = per_task.div_ceil(args.batch_records as u64).max(1);
+    let mut channels = Vec::new();
+    for leader in &leaders {
+        channels.push(channel(leader).await?);
+    }
     let started = Instant::now();
     let mut tasks = JoinSet::new();
-    for (p, leader) in leaders.iter().enumerate() {
-        let ch = channel(leader).await?;
+    for (p, ch) in channels.iter().enumerate() {
         for _ in 0..args.inflight {
             let mut client =
                 ProduceServiceClient::new(ch.clone()).max_encoding_message_size(64 << 20);
