@@ -33,3 +33,21 @@ pub fn machine() -> String {
     let kernel = kernel.trim().split('-').next().unwrap_or_default();
     format!("{cpus} CPUs ({model}){mem_gib}, Linux {kernel}")
 }
+
+/// CPU time the whole machine has spent busy so far (every CPU's user,
+/// nice, system, irq and softirq time from `/proc/stat`): it counts the
+/// kernel's own threads too (writeback, I/O completion), which no process's
+/// time shows.
+pub fn busy_cpu() -> Option<std::time::Duration> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal ...
+    let busy =
+        fields.first()? + fields.get(1)? + fields.get(2)? + fields.get(5)? + fields.get(6)?;
+    Some(std::time::Duration::from_millis(busy * 10))
+}

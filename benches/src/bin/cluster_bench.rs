@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use clap::Parser;
+use fjord_benches::host::busy_cpu;
 use fjord_benches::metrics;
 use fjord_benches::mqtt_server::cpu_time;
 use fjord_benches::server::sibling_fjord;
@@ -485,11 +486,13 @@ async fn main() -> Result<()> {
         for run in 0..args.runs {
             let t = format!("single-{run}");
             create(&node.grpc, &t, args.partitions, 1, &[]).await?;
-            // CPU time of the servers and of this load generator.
-            let cpu = |nodes: &[&Node]| -> (Duration, Duration) {
+            // CPU time of the servers, of this load generator and of the
+            // whole machine (kernel threads included).
+            let cpu = |nodes: &[&Node]| -> (Duration, Duration, Duration) {
                 (
                     nodes.iter().map(|n| n.cpu()).sum(),
                     cpu_time("self").unwrap_or_default(),
+                    busy_cpu().unwrap_or_default(),
                 )
             };
             let all: Vec<&Node> = nodes.iter().collect();
@@ -521,15 +524,18 @@ async fn main() -> Result<()> {
             let per_record = |d: Duration| d.as_secs_f64() * 1e6 / args.records as f64;
             println!(
                 "run {run}: single node acks=1 {:.0} records/s (CPU-µs/record: server {:.2}, \
-                 load generator {:.2}; {single_flushes:.0} fsyncs), 3 nodes RF=3 acks=all \
-                 {:.0} records/s (CPU-µs/record: 3 servers {:.2}, load generator {:.2}; \
-                 {flushes:.0} fsyncs, {fetches:.0} follower fetches of {:.0} KiB on average)",
+                 load generator {:.2}, machine {:.2}; {single_flushes:.0} fsyncs), \
+                 3 nodes RF=3 acks=all {:.0} records/s (CPU-µs/record: 3 servers {:.2}, \
+                 load generator {:.2}, machine {:.2}; {flushes:.0} fsyncs, \
+                 {fetches:.0} follower fetches of {:.0} KiB on average)",
                 single[run],
                 per_record(cpu1.0.saturating_sub(cpu0.0)),
                 per_record(cpu1.1.saturating_sub(cpu0.1)),
+                per_record(cpu1.2.saturating_sub(cpu0.2)),
                 replicated[run],
                 per_record(cpu3.0.saturating_sub(cpu2.0)),
                 per_record(cpu3.1.saturating_sub(cpu2.1)),
+                per_record(cpu3.2.saturating_sub(cpu2.2)),
                 bytes / fetches.max(1.0) / 1024.0
             );
         }
