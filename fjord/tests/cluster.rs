@@ -67,6 +67,25 @@ fn three_nodes_replicate_fail_over_and_rejoin() {
         consume_all(&nodes[2], "orders"),
         (0..3000).collect::<Vec<_>>()
     );
+    // Each leader sent its records to two followers: the replica counters
+    // on `/metrics` add up to at least twice the bytes produced.
+    let counter = |node: &Server, name: &str| -> f64 {
+        let (status, page) = node.http_get("/metrics");
+        assert_eq!(status, 200);
+        page.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {page}"))
+    };
+    let sum = |name: &str| nodes.iter().map(|n| counter(n, name)).sum::<f64>();
+    let produced = sum("fjord_produce_bytes_total");
+    assert!(produced > 0.0);
+    assert!(sum("fjord_replica_fetch_responses_total") >= 6.0);
+    assert!(
+        sum("fjord_replica_fetch_bytes_total") >= 2.0 * produced,
+        "{} replicated of {produced} produced",
+        sum("fjord_replica_fetch_bytes_total")
+    );
 
     // Kill the leader of partition 0 (node 1, also the controller).
     let victim = partition(&d, 0)["leader"].as_u64().unwrap() as usize - 1;
