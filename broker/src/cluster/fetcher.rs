@@ -12,11 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fjord_proto::v1 as pb;
-use fjord_proto::v1::replica_service_client::ReplicaServiceClient;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::{Cluster, with_cluster_id};
+use super::Cluster;
+use super::fetch_stream::FetchStream;
 use crate::broker::Broker;
 use crate::partition::Partition;
 
@@ -89,10 +89,6 @@ impl Broker {
         epoch: i32,
     ) -> Result<(), String> {
         let channel = cluster.channel(addr).map_err(|e| e.to_string())?;
-        let mut client = ReplicaServiceClient::new(channel)
-            .max_decoding_message_size(64 << 20)
-            .max_encoding_message_size(64 << 20);
-        let (tx, rx) = tokio::sync::mpsc::channel::<pb::ReplicaFetchRequest>(1);
         let request_for = |partition: &Partition| {
             let (fetch_offset, last_fetched_epoch) = partition.follower_position();
             pb::ReplicaFetchRequest {
@@ -106,25 +102,17 @@ impl Broker {
                 max_wait_ms: MAX_WAIT.as_millis() as u32,
             }
         };
-        tx.send(request_for(partition))
-            .await
-            .map_err(|e| e.to_string())?;
-        let call = with_cluster_id(
-            &cluster.cluster_id,
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        );
-        let mut responses = tokio::time::timeout(Duration::from_secs(5), client.fetch(call))
-            .await
-            .map_err(|_| "the leader did not answer".to_string())?
-            .map_err(|s| s.message().to_string())?
-            .into_inner();
+        let mut stream = tokio::time::timeout(
+            Duration::from_secs(5),
+            FetchStream::open(channel, &cluster.cluster_id, &request_for(partition)),
+        )
+        .await
+        .map_err(|_| "the leader did not answer".to_string())??;
         loop {
             let response =
-                tokio::time::timeout(MAX_WAIT + Duration::from_secs(5), responses.message())
+                tokio::time::timeout(MAX_WAIT + Duration::from_secs(5), stream.message())
                     .await
-                    .map_err(|_| "the leader stopped answering".to_string())?
-                    .map_err(|s| s.message().to_string())?
-                    .ok_or("the leader ended the stream")?;
+                    .map_err(|_| "the leader stopped answering".to_string())??;
             match pb::ReplicaError::try_from(response.error) {
                 Ok(pb::ReplicaError::ReplicaNone) => {
                     if !response.records.is_empty() {
@@ -153,9 +141,7 @@ impl Broker {
                     return Err(response.message);
                 }
             }
-            tx.send(request_for(partition))
-                .await
-                .map_err(|e| e.to_string())?;
+            stream.send(&request_for(partition)).await?;
         }
     }
 }

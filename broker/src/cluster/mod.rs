@@ -31,6 +31,7 @@
 //! and snapshots live in `<data-dir>/raft/`.
 
 mod admin;
+mod fetch_stream;
 mod fetcher;
 mod formation;
 mod loops;

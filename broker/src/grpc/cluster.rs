@@ -18,7 +18,7 @@ use crate::{Broker, Error};
 pub(crate) struct Cluster(pub(crate) Broker);
 
 /// Refuses node-to-node calls from another cluster.
-fn check_cluster<T>(broker: &Broker, request: &Request<T>) -> Result<(), Status> {
+pub(super) fn check_cluster<T>(broker: &Broker, request: &Request<T>) -> Result<(), Status> {
     match broker.cluster_id() {
         Some(ours) => fjord_raft::check_cluster_id(&ours, request),
         None => Err(Status::failed_precondition(
@@ -193,7 +193,10 @@ fn replica_error(error: pb::ReplicaError, message: String) -> pb::ReplicaFetchRe
 
 impl Broker {
     /// The leader's answer to one follower fetch.
-    async fn answer_replica_fetch(&self, r: pb::ReplicaFetchRequest) -> pb::ReplicaFetchResponse {
+    pub(super) async fn answer_replica_fetch(
+        &self,
+        r: pb::ReplicaFetchRequest,
+    ) -> pb::ReplicaFetchResponse {
         let partition = match self.partition(&r.topic, r.partition) {
             Ok(p) => p,
             Err(e) => return replica_error(pb::ReplicaError::ReplicaNotLeader, e.to_string()),
@@ -264,6 +267,9 @@ impl ReplicaService for Replica {
     type FetchStream = FetchStream;
     type TunnelStream = TunnelStream;
 
+    /// The generated service's `Fetch`. The server answers `Fetch` in
+    /// `grpc::replica_fetch` (the same answers, without copying the
+    /// records); this stays for a `ReplicaServiceServer` built directly.
     async fn fetch(
         &self,
         request: Request<Streaming<pb::ReplicaFetchRequest>>,

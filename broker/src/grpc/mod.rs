@@ -8,6 +8,7 @@ mod fetch;
 mod groups;
 mod health;
 mod produce;
+mod replica_fetch;
 mod status;
 pub(crate) use status::ERROR_KIND;
 mod topics;
@@ -18,7 +19,6 @@ use fjord_proto::v1::fetch_service_server::FetchServiceServer;
 use fjord_proto::v1::group_service_server::GroupServiceServer;
 use fjord_proto::v1::health_service_server::HealthServiceServer;
 use fjord_proto::v1::produce_service_server::ProduceServiceServer;
-use fjord_proto::v1::replica_service_server::ReplicaServiceServer;
 use fjord_proto::v1::topic_service_server::TopicServiceServer;
 use fjord_proto::v1::user_service_server::UserServiceServer;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -76,11 +76,7 @@ pub async fn serve_grpc(
         .add_optional_service(raft)
         .add_optional_service(metadata)
         .add_service(ClusterServiceServer::new(cluster::Cluster(broker.clone())))
-        .add_service(
-            ReplicaServiceServer::new(cluster::Replica(broker.clone()))
-                .max_decoding_message_size(MAX_MESSAGE)
-                .max_encoding_message_size(MAX_MESSAGE),
-        )
+        .add_service(replica_fetch::ReplicaRoutes::new(broker.clone()))
         .add_service(
             TopicServiceServer::new(topics::Topics(broker.clone()))
                 .max_decoding_message_size(MAX_MESSAGE),
