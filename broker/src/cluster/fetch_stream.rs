@@ -25,9 +25,7 @@ use tonic::body::Body;
 use tonic::codegen::Service;
 use tonic::transport::Channel;
 
-const FETCH_PATH: &str = "/fjord.v1.ReplicaService/Fetch";
-/// Largest response accepted (the leader sends at most 16 MiB of records).
-const MAX_MESSAGE: usize = 64 << 20;
+use crate::grpc::{FETCH_PATH, MAX_MESSAGE};
 
 /// An open fetch stream to a partition's leader.
 pub(super) struct FetchStream {

@@ -9,6 +9,7 @@ mod groups;
 mod health;
 mod produce;
 mod replica_fetch;
+pub(crate) use replica_fetch::FETCH_PATH;
 mod status;
 pub(crate) use status::ERROR_KIND;
 mod topics;
@@ -26,7 +27,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use crate::Broker;
 
 /// Largest gRPC message accepted or sent (a fetch or a produce of big batches).
-const MAX_MESSAGE: usize = 64 << 20;
+pub(crate) const MAX_MESSAGE: usize = 64 << 20;
 
 /// Accepted connections with `TCP_NODELAY` set: the server's own
 /// `tcp_nodelay` applies only to listeners it binds itself, and without it

@@ -29,7 +29,8 @@ use super::MAX_MESSAGE;
 use super::cluster::{Replica, check_cluster};
 use crate::Broker;
 
-const FETCH_PATH: &str = "/fjord.v1.ReplicaService/Fetch";
+/// The HTTP/2 path of `ReplicaService.Fetch`.
+pub(crate) const FETCH_PATH: &str = "/fjord.v1.ReplicaService/Fetch";
 /// The field number of `ReplicaFetchResponse.records`.
 const RECORDS_FIELD: u32 = 3;
 
