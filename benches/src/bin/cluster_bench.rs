@@ -306,6 +306,24 @@ fn grown(after: [f64; 3], before: [f64; 3]) -> [f64; 3] {
     ]
 }
 
+/// One batch for one partition.
+fn produce_request(
+    topic: &str,
+    acks: pb::Acks,
+    partition: usize,
+    batch: &Bytes,
+) -> pb::ProduceRequest {
+    pb::ProduceRequest {
+        topic: topic.to_string(),
+        acks: acks as i32,
+        batches: vec![pb::PartitionBatch {
+            partition: partition as u32,
+            batch: batch.clone(),
+        }],
+        ..Default::default()
+    }
+}
+
 /// Waits until every partition of a new `topic` has a leader that takes
 /// a one-record write with `acks` (so a run times the steady state, not
 /// the topic's start: leaders taking up their role, followers starting to
@@ -320,15 +338,7 @@ async fn warm_up(addr: &str, topic: &str, acks: pb::Acks) -> Result<Vec<String>>
         let leaders = leaders(addr, topic).await?;
         for (p, leader) in leaders.iter().enumerate() {
             let r = ProduceServiceClient::new(channel(leader).await?)
-                .produce(pb::ProduceRequest {
-                    topic: topic.to_string(),
-                    acks: acks as i32,
-                    batches: vec![pb::PartitionBatch {
-                        partition: p as u32,
-                        batch: one.clone(),
-                    }],
-                    ..Default::default()
-                })
+                .produce(produce_request(topic, acks, p, &one))
                 .await?
                 .into_inner();
             if r.results.iter().any(|r| r.error != 0) {
@@ -361,15 +371,7 @@ async fn throughput(addrs: &[String], topic: &str, acks: pb::Acks, args: &Args) 
                 let mut sent = 0;
                 while sent < batches_per_task {
                     let r = client
-                        .produce(pb::ProduceRequest {
-                            topic: topic.clone(),
-                            acks: acks as i32,
-                            batches: vec![pb::PartitionBatch {
-                                partition: p as u32,
-                                batch: one.clone(),
-                            }],
-                            ..Default::default()
-                        })
+                        .produce(produce_request(&topic, acks, p, &one))
                         .await?
                         .into_inner();
                     match r.results.iter().find(|r| r.error != 0) {
