@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -20,14 +20,13 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::cluster::Cluster;
-use crate::config::{BrokerConfig, PartitionInfo, TopicDescription, TopicSpec};
+use crate::config::{BrokerConfig, TopicDescription, TopicSpec};
 use crate::coordinator::Coordinator;
+use crate::legacy;
 use crate::metrics::{Gauges, Metrics};
-use crate::offsets::{OFFSETS_TOPIC, OffsetCache};
+use crate::offsets::OffsetCache;
 use crate::partition::Partition;
-use crate::topic::{Topic, TopicMeta, load_topics, open_partitions, partition_dir, save_topics};
-use crate::topic_config::{log_config, validate_topic_name};
-use crate::user_store::load_users;
+use crate::topic::{Topic, scan_marks};
 use crate::{Error, Result};
 
 #[derive(Debug)]
@@ -41,11 +40,15 @@ pub(crate) struct Inner {
     pub(crate) offsets: OffsetCache,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tracker: TaskTracker,
-    /// Set when the node is part of a cluster.
-    pub(crate) cluster: Option<Arc<Cluster>>,
-    /// A single node's users (`users.json`); empty in a cluster, whose
-    /// users are in the metadata.
-    pub(crate) users: RwLock<BTreeMap<String, fjord_raft::User>>,
+    /// This node's membership of the metadata quorum.
+    pub(crate) cluster: Arc<Cluster>,
+    /// Marked partition directories not opened yet (a replica opens once
+    /// the metadata says this node holds it): (topic, partition) → topic
+    /// id.
+    pub(crate) unopened: Mutex<BTreeMap<(String, u32), u64>>,
+    /// A previous release's single-node stores, until they are migrated
+    /// into the quorum.
+    pub(crate) legacy: Mutex<Option<crate::legacy::SingleNodeStores>>,
     pub(crate) round_robin: AtomicU32,
     /// Gateways that take tunnelled connections, by protocol.
     pub(crate) tunnels: crate::tunnel::Tunnels,
@@ -60,14 +63,16 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// Opens the data directory, recovers every partition, rebuilds the
-    /// consumer-offset cache and starts the background tasks.
+    /// Opens the data directory and this node's Raft, and starts the
+    /// background tasks. Replicas open once the metadata says this node
+    /// holds them; call [`Broker::start_cluster`] next, once the gRPC
+    /// listener serves the node-to-node RPCs.
     ///
     /// # Errors
     /// `Metadata` when the directory cannot be created or locked (another
-    /// broker uses it) or `topics.json` or `users.json` is unreadable;
-    /// `Storage` when a
-    /// partition log cannot be opened.
+    /// broker uses it) or a previous release's `topics.json` or
+    /// `users.json` is unreadable; `Cluster` for an identity that does not
+    /// match the data directory.
     pub async fn open(config: BrokerConfig) -> Result<Broker> {
         let dir = config.data_dir.clone();
         std::fs::create_dir_all(&dir).map_err(|e| {
@@ -82,43 +87,27 @@ impl Broker {
                 dir.display()
             ))
         })?;
-        let cluster = match &config.cluster {
-            Some(cluster_config) => {
-                let advertised = config.advertised_grpc.ok_or_else(|| {
-                    Error::Metadata("a clustered node needs its advertised gRPC address".into())
-                })?;
-                Some(Arc::new(
-                    Cluster::open(
-                        &dir,
-                        u64::from(config.node_id),
-                        advertised.to_string(),
-                        cluster_config.clone(),
-                    )
-                    .await?,
-                ))
-            }
-            None => None,
-        };
-        let clustered = cluster.is_some();
-        let users = if clustered {
-            BTreeMap::new()
-        } else {
-            load_users(&dir)?
-        };
-        let mut topics = BTreeMap::new();
-        for meta in load_topics(&dir)? {
-            let log = log_config(
-                &meta.configs,
-                config.default_flush,
-                meta.replication_factor.max(1),
-            )?;
-            let partitions = open_partitions(&dir, &meta, log, clustered).await?;
-            topics.insert(meta.name.clone(), Arc::new(Topic { meta, partitions }));
-        }
+        let legacy = legacy::open(&dir, Cluster::has_identity(&dir)?)?;
+        let unopened = scan_marks(&dir)?;
+        let advertised = config
+            .advertised_grpc
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let cluster = Arc::new(
+            Cluster::open(
+                &dir,
+                u64::from(config.node_id),
+                advertised,
+                config.cluster.clone(),
+            )
+            .await?,
+        );
         let broker = Broker {
             inner: Arc::new(Inner {
                 config,
-                topics: RwLock::new(topics),
+                topics: RwLock::new(BTreeMap::new()),
+                unopened: Mutex::new(unopened),
+                legacy: Mutex::new(legacy),
                 admin: tokio::sync::Mutex::new(()),
                 producer_ids: tokio::sync::Mutex::new(()),
                 metrics: Metrics::default(),
@@ -130,26 +119,11 @@ impl Broker {
                 tunnels: crate::tunnel::Tunnels::default(),
                 closed: AtomicBool::new(false),
                 cluster,
-                users: RwLock::new(users),
                 _lock: lock,
             }),
         };
-        if !clustered && broker.topic(OFFSETS_TOPIC).is_err() {
-            let mut spec = TopicSpec::new(
-                OFFSETS_TOPIC,
-                broker.inner.config.offsets_topic_partitions.max(1),
-            );
-            spec.configs
-                .insert("cleanup.policy".into(), "compact".into());
-            spec.configs
-                .insert("segment.bytes".into(), (64u64 << 20).to_string());
-            broker.create(spec, true).await?;
-        }
-        if !clustered {
-            broker.load_offsets()?;
-        }
         broker.spawn_background();
-        info!(data_dir = %dir.display(), topics = broker.topics_read().len(), "broker open");
+        info!(data_dir = %dir.display(), "broker open");
         Ok(broker)
     }
 
@@ -237,8 +211,8 @@ impl Broker {
     /// This node's replica of a partition.
     ///
     /// # Errors
-    /// `UnknownTopic`/`UnknownPartition`; in a cluster, `NotLeader` (naming
-    /// the leader) when this node holds no replica of it.
+    /// `UnknownTopic`/`UnknownPartition`; `NotLeader` (naming the leader)
+    /// when this node holds no replica of it.
     pub(crate) fn partition(&self, topic: &str, partition: u32) -> Result<Arc<Partition>> {
         let local = self.topic(topic).ok().and_then(|t| {
             t.partitions
@@ -247,14 +221,7 @@ impl Broker {
         });
         match local {
             Some(Ok(p)) => Ok(p),
-            _ if self.cluster().is_some() => Err(self.not_leader(topic, partition)),
-            Some(Err(())) | None => match self.topic(topic) {
-                Ok(_) => Err(Error::UnknownPartition {
-                    topic: topic.to_string(),
-                    partition,
-                }),
-                Err(e) => Err(e),
-            },
+            _ => Err(self.not_leader(topic, partition)),
         }
     }
 
@@ -274,15 +241,14 @@ impl Broker {
         Ok(p)
     }
 
-    /// The partition if this node leads it (any replica on a single node).
+    /// The partition if this node leads it.
     ///
     /// # Errors
     /// As [`Broker::partition`]; `NotLeader` when this node is not the
     /// leader.
     pub(crate) fn leader_partition(&self, topic: &str, partition: u32) -> Result<Arc<Partition>> {
         let p = self.partition(topic, partition)?;
-        if self.cluster().is_some() && !matches!(&*p.role(), crate::partition::Role::Leader { .. })
-        {
+        if !matches!(&*p.role(), crate::partition::Role::Leader { .. }) {
             return Err(self.not_leader(topic, partition));
         }
         Ok(p)
@@ -299,19 +265,11 @@ impl Broker {
     /// Creates a topic.
     ///
     /// # Errors
-    /// `InvalidRequest` for a bad name, partition count, replication factor
-    /// or config; `TopicExists`; `Metadata`/`Storage` for disk failures.
+    /// `InvalidRequest` for a bad name (names starting with `__` are
+    /// reserved), partition count, replication factor or config;
+    /// `TopicExists`; `NoQuorum`.
     pub async fn create_topic(&self, spec: TopicSpec) -> Result<TopicDescription> {
-        if self.cluster().is_some() {
-            return self.create_topic_in_cluster(spec, false).await;
-        }
-        if spec.name.starts_with("__") {
-            return Err(Error::InvalidRequest(format!(
-                "topic names starting with \"__\" are reserved: {}",
-                spec.name
-            )));
-        }
-        self.create(spec, false).await
+        self.create_topic_in_cluster(spec, false).await
     }
 
     /// Creates an internal topic (its name starts with `__`), such as the
@@ -328,105 +286,26 @@ impl Broker {
                 spec.name
             )));
         }
-        if self.cluster().is_some() {
-            return self.create_topic_in_cluster(spec, true).await;
-        }
-        self.create(spec, true).await
-    }
-
-    async fn create(&self, mut spec: TopicSpec, internal: bool) -> Result<TopicDescription> {
-        self.check_open()?;
-        validate_topic_name(&spec.name)?;
-        if spec.partitions == 0 || spec.partitions > 10_000 {
-            return Err(Error::InvalidRequest(format!(
-                "partitions must be 1 to 10000, got {}",
-                spec.partitions
-            )));
-        }
-        if spec.replication_factor == 0 {
-            spec.replication_factor = 1;
-        }
-        if spec.replication_factor != 1 {
-            return Err(Error::InvalidRequest(format!(
-                "replication factor {} needs {} brokers, but this is a single-node broker",
-                spec.replication_factor, spec.replication_factor
-            )));
-        }
-        let log = log_config(
-            &spec.configs,
-            self.inner.config.default_flush,
-            spec.replication_factor,
-        )?;
-        let _admin = self.inner.admin.lock().await;
-        if self.topic(&spec.name).is_ok() {
-            return Err(Error::TopicExists(spec.name));
-        }
-        let meta = TopicMeta {
-            name: spec.name.clone(),
-            partitions: spec.partitions,
-            replication_factor: spec.replication_factor,
-            configs: spec.configs,
-            internal,
-            id: 0,
-            hosted: None,
-        };
-        let dir = &self.inner.config.data_dir;
-        for id in 0..meta.partitions {
-            // Leftovers of an earlier topic of this name must not come back.
-            let stale = partition_dir(dir, &meta.name, id);
-            if stale.exists() {
-                std::fs::remove_dir_all(&stale).map_err(|e| {
-                    Error::Metadata(format!("remove stale {}: {e}", stale.display()))
-                })?;
-            }
-        }
-        let mut all = self.topic_metas();
-        all.push(meta.clone());
-        save_topics(dir, &all)?;
-        let partitions = open_partitions(dir, &meta, log, false).await?;
-        let topic = Arc::new(Topic { meta, partitions });
-        self.inner
-            .topics
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(spec.name.clone(), Arc::clone(&topic));
-        info!(topic = %spec.name, partitions = spec.partitions, "topic created");
-        Ok(describe(&topic, self.inner.config.node_id))
-    }
-
-    fn topic_metas(&self) -> Vec<TopicMeta> {
-        let topics = self.topics_read();
-        topics.values().map(|t| t.meta.clone()).collect()
+        self.create_topic_in_cluster(spec, true).await
     }
 
     pub fn list_topics(&self, include_internal: bool) -> Vec<TopicDescription> {
-        if self.cluster().is_some() {
-            return self.list_topics_in_cluster(include_internal);
-        }
-        let topics = self.topics_read();
-        topics
-            .values()
-            .filter(|t| include_internal || !t.meta.internal)
-            .map(|t| describe(t, self.inner.config.node_id))
-            .collect()
+        self.list_topics_in_cluster(include_internal)
     }
 
     /// # Errors
     /// `UnknownTopic`.
     pub fn describe_topic(&self, name: &str) -> Result<TopicDescription> {
-        if self.cluster().is_some() {
-            return self.describe_topic_in_cluster(name);
-        }
-        let topic = self.topic(name)?;
-        Ok(describe(&topic, self.inner.config.node_id))
+        self.describe_topic_in_cluster(name)
     }
 
     /// Deletes a topic and its data.
     ///
     /// # Errors
-    /// `UnknownTopic`; `InvalidRequest` for internal topics; `Metadata`.
+    /// `UnknownTopic`; `InvalidRequest` for internal topics; `NoQuorum`.
     pub async fn delete_topic(&self, name: &str) -> Result<()> {
-        self.delete_topic_as(name, false).await
+        self.check_open()?;
+        self.delete_topic_in_cluster(name, false).await
     }
 
     /// Deletes an internal topic a gateway made for itself (an AMQP
@@ -435,42 +314,8 @@ impl Broker {
     /// # Errors
     /// As [`Broker::delete_topic`], internal topics aside.
     pub async fn delete_internal_topic(&self, name: &str) -> Result<()> {
-        self.delete_topic_as(name, true).await
-    }
-
-    async fn delete_topic_as(&self, name: &str, internal_too: bool) -> Result<()> {
         self.check_open()?;
-        if self.cluster().is_some() {
-            return self.delete_topic_in_cluster(name, internal_too).await;
-        }
-        let _admin = self.inner.admin.lock().await;
-        let topic = self.topic(name)?;
-        if topic.meta.internal && !internal_too {
-            return Err(Error::InvalidRequest(format!(
-                "internal topic {name} cannot be deleted"
-            )));
-        }
-        let remaining: Vec<TopicMeta> = self
-            .topic_metas()
-            .into_iter()
-            .filter(|m| m.name != name)
-            .collect();
-        save_topics(&self.inner.config.data_dir, &remaining)?;
-        self.inner
-            .topics
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(name);
-        for partition in topic.hosted() {
-            partition.deleted.store(true, Ordering::Release);
-            let dir = partition_dir(&self.inner.config.data_dir, name, partition.id);
-            if let Err(e) = std::fs::remove_dir_all(&dir) {
-                warn!(dir = %dir.display(), "could not remove a deleted partition's directory: {e}");
-            }
-        }
-        self.inner.offsets.forget_topic(name);
-        info!(topic = %name, "topic deleted");
-        Ok(())
+        self.delete_topic_in_cluster(name, true).await
     }
 
     /// The gRPC address clients are told to use for this node.
@@ -515,9 +360,7 @@ impl Broker {
         self.inner.shutdown.cancel();
         self.inner.tracker.close();
         self.inner.tracker.wait().await;
-        if let Some(cluster) = self.cluster()
-            && let Err(e) = cluster.node.shutdown().await
-        {
+        if let Err(e) = self.cluster().node.shutdown().await {
             warn!("stopping the metadata node: {e}");
         }
         let partitions = self.all_topic_partitions();
@@ -533,32 +376,5 @@ impl Broker {
             warn!("shutdown flush task failed: {e}");
         }
         info!("broker stopped");
-    }
-}
-
-pub(crate) fn describe(topic: &Topic, node_id: u32) -> TopicDescription {
-    TopicDescription {
-        name: topic.meta.name.clone(),
-        internal: topic.meta.internal,
-        replication_factor: topic.meta.replication_factor,
-        configs: topic.meta.configs.clone(),
-        partitions: topic
-            .hosted()
-            .map(|p| {
-                let log = p.read_log();
-                PartitionInfo {
-                    partition: p.id,
-                    leader: node_id,
-                    leader_epoch: 0,
-                    replicas: vec![node_id],
-                    isr: vec![node_id],
-                    leader_address: String::new(),
-                    log_start_offset: log.log_start_offset(),
-                    high_watermark: p.high_watermark(),
-                    log_end_offset: log.log_end_offset(),
-                    size_bytes: log.size_bytes(),
-                }
-            })
-            .collect(),
     }
 }

@@ -25,8 +25,9 @@ pub struct BrokerConfig {
     pub offsets_topic_partitions: u32,
     /// How often retention, compaction and time-based rolls run.
     pub retention_check_interval: Duration,
-    /// Set to run as a node of a cluster.
-    pub cluster: Option<crate::cluster::ClusterConfig>,
+    /// How this node forms or joins its cluster (a node alone is a
+    /// cluster of one), and the cluster's timings.
+    pub cluster: crate::cluster::ClusterConfig,
 }
 
 impl BrokerConfig {
@@ -40,7 +41,7 @@ impl BrokerConfig {
             auto_create_topics: false,
             offsets_topic_partitions: 8,
             retention_check_interval: Duration::from_secs(60),
-            cluster: None,
+            cluster: crate::cluster::ClusterConfig::new(crate::cluster::Formation::Bootstrap),
         }
     }
 }

@@ -18,40 +18,21 @@ impl Broker {
     /// Looks up a partition clients may produce to (auto-creating the topic
     /// when configured).
     async fn producible(&self, topic: &str, partition: u32) -> Result<std::sync::Arc<Partition>> {
-        if self.cluster().is_some() {
-            if topic.starts_with("__") {
-                return Err(Error::InvalidRequest(format!(
-                    "clients cannot produce to internal topic {topic}"
-                )));
-            }
-            return match self.leader_partition(topic, partition) {
-                Err(Error::UnknownTopic(_)) if self.inner.config.auto_create_topics => {
-                    let spec = TopicSpec::new(topic, self.inner.config.default_partitions.max(1));
-                    let mut spec = spec;
-                    spec.replication_factor = 0;
-                    match self.create_topic(spec).await {
-                        Ok(_) | Err(Error::TopicExists(_)) => {
-                            self.leader_partition(topic, partition)
-                        }
-                        Err(e) => Err(e),
-                    }
-                }
-                other => other,
-            };
-        }
-        match self.topic(topic) {
-            Ok(t) if t.meta.internal => Err(Error::InvalidRequest(format!(
+        if topic.starts_with("__") {
+            return Err(Error::InvalidRequest(format!(
                 "clients cannot produce to internal topic {topic}"
-            ))),
-            Ok(_) => self.partition(topic, partition),
+            )));
+        }
+        match self.leader_partition(topic, partition) {
             Err(Error::UnknownTopic(_)) if self.inner.config.auto_create_topics => {
-                let spec = TopicSpec::new(topic, self.inner.config.default_partitions.max(1));
+                let mut spec = TopicSpec::new(topic, self.inner.config.default_partitions.max(1));
+                spec.replication_factor = 0;
                 match self.create_topic(spec).await {
-                    Ok(_) | Err(Error::TopicExists(_)) => self.partition(topic, partition),
+                    Ok(_) | Err(Error::TopicExists(_)) => self.leader_partition(topic, partition),
                     Err(e) => Err(e),
                 }
             }
-            Err(e) => Err(e),
+            other => other,
         }
     }
 
@@ -149,11 +130,7 @@ impl Broker {
         }
         self.check_open()?;
         self.await_topic(topic).await;
-        let p = if self.cluster().is_some() {
-            self.leader_partition(topic, partition)?
-        } else {
-            self.partition(topic, partition)?
-        };
+        let p = self.leader_partition(topic, partition)?;
         let batch =
             build_batch(records, Compression::None).map_err(|source| Error::InvalidBatch {
                 topic: topic.to_string(),
@@ -175,57 +152,52 @@ impl Broker {
             return Err(Error::UnknownTopic(topic.to_string()));
         }
         let len = batch.len() as u64;
-        let info = if let Some(cluster) = self.cluster() {
-            // Cut off from the controller, this node may be a deposed
-            // leader: only `acks=all` writes, which its in-sync followers
-            // must confirm, can still be acknowledged safely.
-            if acks != Acks::All && cluster.self_fenced() {
-                return Err(Error::NotLeader {
+        let cluster = self.cluster();
+        // Cut off from the controller, this node may be a deposed leader:
+        // only `acks=all` writes, which its in-sync followers must confirm,
+        // can still be acknowledged safely.
+        if acks != Acks::All && cluster.self_fenced() {
+            return Err(Error::NotLeader {
+                topic: topic.to_string(),
+                partition: p.id,
+                leader: None,
+            });
+        }
+        let outcome = p
+            .append_as_leader(
+                batch,
+                acks,
+                cluster.config.produce_timeout,
+                &self.inner.metrics,
+            )
+            .await;
+        let info = match outcome {
+            Ok((info, propose)) => {
+                if let Some(isr) = propose {
+                    let cluster = std::sync::Arc::clone(cluster);
+                    let epoch = p.role().epoch();
+                    if let Ok(partition) = self.partition(topic, p.id) {
+                        self.propose_isr(&cluster, topic.to_string(), &partition, epoch, isr);
+                    }
+                }
+                info
+            }
+            Err(Refusal::NotLeader) => return Err(self.not_leader(topic, p.id)),
+            Err(Refusal::NotEnoughReplicas { isr, required }) => {
+                return Err(Error::NotEnoughReplicas {
                     topic: topic.to_string(),
                     partition: p.id,
-                    leader: None,
+                    isr,
+                    required,
                 });
             }
-            let outcome = p
-                .append_as_leader(
-                    batch,
-                    acks,
-                    cluster.config.produce_timeout,
-                    &self.inner.metrics,
-                )
-                .await;
-            match outcome {
-                Ok((info, propose)) => {
-                    if let Some(isr) = propose {
-                        let cluster = std::sync::Arc::clone(cluster);
-                        let epoch = p.role().epoch();
-                        if let Ok(partition) = self.partition(topic, p.id) {
-                            self.propose_isr(&cluster, topic.to_string(), &partition, epoch, isr);
-                        }
-                    }
-                    info
-                }
-                Err(Refusal::NotLeader) => return Err(self.not_leader(topic, p.id)),
-                Err(Refusal::NotEnoughReplicas { isr, required }) => {
-                    return Err(Error::NotEnoughReplicas {
-                        topic: topic.to_string(),
-                        partition: p.id,
-                        isr,
-                        required,
-                    });
-                }
-                Err(Refusal::Timeout) => {
-                    return Err(Error::Timeout(format!(
-                        "{topic}-{}: the in-sync replicas did not confirm the write within {:?}; it may still be committed",
-                        p.id, cluster.config.produce_timeout
-                    )));
-                }
-                Err(Refusal::Storage(e)) => return Err(Error::from_storage(topic, p.id, e)),
+            Err(Refusal::Timeout) => {
+                return Err(Error::Timeout(format!(
+                    "{topic}-{}: the in-sync replicas did not confirm the write within {:?}; it may still be committed",
+                    p.id, cluster.config.produce_timeout
+                )));
             }
-        } else {
-            p.append(batch, acks != Acks::None, &self.inner.metrics)
-                .await
-                .map_err(|e| Error::from_storage(topic, p.id, e))?
+            Err(Refusal::Storage(e)) => return Err(Error::from_storage(topic, p.id, e)),
         };
         self.inner
             .metrics

@@ -104,11 +104,7 @@ impl Broker {
         }
         self.check_open()?;
         self.await_topic(topic).await;
-        let p = if self.cluster().is_some() {
-            self.leader_partition(topic, partition)?
-        } else {
-            self.partition(topic, partition)?
-        };
+        let p = self.leader_partition(topic, partition)?;
         self.append_to(&p, topic, batch, acks).await
     }
 
@@ -120,9 +116,7 @@ impl Broker {
         batch: &Bytes,
         acks: Acks,
     ) -> Result<ProduceResult> {
-        let Some(cluster) = self.cluster() else {
-            return Err(self.not_leader(topic, partition));
-        };
+        let cluster = self.cluster();
         let channel = cluster.channel(addr)?;
         let mut client = ReplicaServiceClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE)
@@ -189,9 +183,7 @@ impl Broker {
             }) => addr,
             other => return other,
         };
-        let Some(cluster) = self.cluster() else {
-            return Err(self.not_leader(&request.topic, request.partition));
-        };
+        let cluster = self.cluster();
         let mut client = FetchServiceClient::new(cluster.channel(&addr)?)
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE);
@@ -251,9 +243,7 @@ impl Broker {
             }) => addr,
             other => return other,
         };
-        let Some(cluster) = self.cluster() else {
-            return Err(self.not_leader(topic, partition));
-        };
+        let cluster = self.cluster();
         let mut client = FetchServiceClient::new(cluster.channel(&addr)?);
         let (spec, timestamp_ms) = match spec {
             OffsetSpec::Earliest => (pb::OffsetSpec::Earliest, 0),

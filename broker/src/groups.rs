@@ -51,15 +51,6 @@ pub struct GroupDescription {
 }
 
 impl Broker {
-    /// Rebuilds the committed-offset cache from `__consumer_offsets`.
-    pub(crate) fn load_offsets(&self) -> Result<()> {
-        let topic = self.topic(OFFSETS_TOPIC)?;
-        for p in topic.hosted() {
-            self.load_offsets_from(p, p.high_watermark())?;
-        }
-        Ok(())
-    }
-
     /// Rebuilds the cache from one partition of `__consumer_offsets` when
     /// this node starts leading it at `epoch` (in a cluster). It reads up to
     /// the log end, not the high watermark: a new leader's log is the one
@@ -126,9 +117,6 @@ impl Broker {
         &self,
         p: std::sync::Arc<crate::partition::Partition>,
     ) -> Result<std::sync::Arc<crate::partition::Partition>> {
-        if self.cluster().is_none() {
-            return Ok(p);
-        }
         let epoch = p.role().epoch();
         if !p.serves_reads() || self.inner.offsets.loaded_epoch(p.id) != Some(epoch) {
             return Err(Error::LeaderNotReady {
@@ -142,9 +130,6 @@ impl Broker {
     /// As [`Broker::check_coordinator`] by group id; `Ok` when the cluster
     /// has no `__consumer_offsets` yet (nothing is committed anywhere).
     fn coordinates(&self, group_id: &str) -> Result<()> {
-        if self.cluster().is_none() {
-            return Ok(());
-        }
         let Ok(count) = self.partition_count(OFFSETS_TOPIC) else {
             return Ok(());
         };
@@ -163,24 +148,33 @@ impl Broker {
         &self,
         group_id: &str,
     ) -> Result<std::sync::Arc<crate::partition::Partition>> {
-        if self.cluster().is_some() && self.partition_count(OFFSETS_TOPIC).is_err() {
-            let mut spec = crate::TopicSpec::new(
-                OFFSETS_TOPIC,
-                self.inner.config.offsets_topic_partitions.max(1),
-            );
-            spec.replication_factor = 0;
-            spec.configs
-                .insert("cleanup.policy".into(), "compact".into());
-            spec.configs
-                .insert("segment.bytes".into(), (64u64 << 20).to_string());
-            match self.create_topic_in_cluster(spec, true).await {
-                Ok(_) | Err(Error::TopicExists(_)) => {}
-                Err(e) => return Err(e),
-            }
-        }
+        self.ensure_offsets_topic().await?;
         let count = self.partition_count(OFFSETS_TOPIC)?;
         let id = partition_for_key(group_id.as_bytes(), count);
         self.check_coordinator(self.leader_partition(OFFSETS_TOPIC, id)?)
+    }
+
+    /// Creates `__consumer_offsets` unless the cluster has it.
+    ///
+    /// # Errors
+    /// `NoQuorum` when the topic cannot be created.
+    pub(crate) async fn ensure_offsets_topic(&self) -> Result<()> {
+        if self.partition_count(OFFSETS_TOPIC).is_ok() {
+            return Ok(());
+        }
+        let mut spec = crate::TopicSpec::new(
+            OFFSETS_TOPIC,
+            self.inner.config.offsets_topic_partitions.max(1),
+        );
+        spec.replication_factor = 0;
+        spec.configs
+            .insert("cleanup.policy".into(), "compact".into());
+        spec.configs
+            .insert("segment.bytes".into(), (64u64 << 20).to_string());
+        match self.create_topic_in_cluster(spec, true).await {
+            Ok(_) | Err(Error::TopicExists(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Joins `group_id` and waits for the rebalance; returns this member's

@@ -48,10 +48,12 @@ mod config;
 mod coordinator;
 mod data;
 mod error;
+mod files;
 mod forward;
 mod group;
 mod groups;
 mod grpc;
+mod legacy;
 mod metrics;
 mod murmur2;
 mod offsets;
@@ -61,13 +63,12 @@ mod replication;
 mod topic;
 mod topic_config;
 mod tunnel;
-mod user_store;
 mod users;
 
 pub use broker::Broker;
 pub use cluster::{
     ClusterConfig, ClusterStatus, ControllerRedirect, Formation, JoinReply, NodeStatus,
-    UnderReplicated,
+    PartitionMove, UnderReplicated,
 };
 pub use config::{
     Acks, BrokerConfig, FetchRequest, FetchResult, NewRecord, OffsetSpec, PartitionInfo,

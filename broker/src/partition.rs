@@ -2,16 +2,16 @@
 //! long-poll waiting.
 //!
 //! # Invariants
-//! - The high watermark (HW) only grows. With `FlushPolicy::EveryBatch` it is
-//!   the log's recovery point (everything below it is fsync'd); with the
-//!   other policies it is the log end (durability is left to the timer or
-//!   the OS). Readers never get a batch at or above the HW.
-//! - A produce with acks ≥ leader returns only once the HW has passed it.
-//! - In a cluster the HW is the replication's instead (see [`Role`]): the
-//!   leader's is the minimum log end over the ISR, a follower's the smaller
-//!   of the leader's HW and its own log end. Only a leader appends client
-//!   batches, stamped with its leader epoch, and only a leader serves
-//!   client reads.
+//! - The high watermark (HW) only grows, except when a follower cuts a
+//!   diverged tail. A replica's own log end counts toward it only once
+//!   durable: with `FlushPolicy::EveryBatch` that is the log's recovery
+//!   point (everything below it is fsync'd); with the other policies it is
+//!   the log end (durability is left to the timer or the OS). Readers never
+//!   get a batch at or above the HW.
+//! - The leader's HW is the minimum log end over the ISR (on a node alone,
+//!   its own); a follower's is the smaller of the leader's HW and its own
+//!   log end (see [`Role`]). Only a leader appends client batches, stamped
+//!   with its leader epoch, and only a leader serves client reads.
 //!
 //! # Concurrency
 //! The log sits behind a `std::sync::RwLock` held only for in-memory work and
@@ -46,8 +46,6 @@ pub(crate) type StorageResult<T> = std::result::Result<T, fjord_storage::Error>;
 /// This node's part in a partition.
 #[derive(Debug)]
 pub(crate) enum Role {
-    /// A single-node broker: the HW follows the log (see the invariants).
-    Standalone,
     /// Leads `epoch`: appends client batches and serves reads.
     Leader {
         epoch: i32,
@@ -72,7 +70,6 @@ pub(crate) enum Role {
 impl Role {
     pub(crate) fn epoch(&self) -> i32 {
         match self {
-            Role::Standalone => 0,
             Role::Leader { epoch, .. } | Role::Follower { epoch, .. } | Role::Offline { epoch } => {
                 *epoch
             }
@@ -121,8 +118,6 @@ pub(crate) struct Partition {
     /// The log end, for followers waiting on new data.
     leo: watch::Sender<i64>,
     role: Mutex<Role>,
-    /// In a cluster the HW is the replication's, not the log's.
-    clustered: bool,
     flush_lock: tokio::sync::Mutex<()>,
     last_flush: std::sync::Mutex<Instant>,
     /// Set when the topic is deleted: appends and reads stop.
@@ -143,16 +138,11 @@ impl Partition {
         dir: std::path::PathBuf,
         id: u32,
         config: LogConfig,
-        clustered: bool,
     ) -> StorageResult<Partition> {
         let log = Log::open(dir, config)?;
-        // A replica learns its HW from the leader; it starts at nothing
-        // known (every read waits for the leader's word).
-        let (hw, role) = if clustered {
-            (log.log_start_offset(), Role::Offline { epoch: -1 })
-        } else {
-            (visible_end(&log), Role::Standalone)
-        };
+        // A replica learns its HW from its role (the leader's replication,
+        // or the leader's word); it starts at nothing known.
+        let (hw, role) = (log.log_start_offset(), Role::Offline { epoch: -1 });
         let leo = log.log_end_offset();
         Ok(Partition {
             id,
@@ -160,7 +150,6 @@ impl Partition {
             hw: watch::Sender::new(hw),
             leo: watch::Sender::new(leo),
             role: Mutex::new(role),
-            clustered,
             flush_lock: tokio::sync::Mutex::new(()),
             last_flush: std::sync::Mutex::new(Instant::now()),
             deleted: AtomicBool::new(false),
@@ -191,12 +180,8 @@ impl Partition {
 
     /// Called with the log locked: must not take the role lock (the
     /// lock order is role, then log).
-    fn publish_hw(&self, log: &Log) {
-        if self.clustered {
-            self.leo.send_replace(log.log_end_offset());
-            return;
-        }
-        self.set_hw(visible_end(log));
+    fn publish_leo(&self, log: &Log) {
+        self.leo.send_replace(log.log_end_offset());
     }
 
     /// Raises the HW (never lowers it).
@@ -209,29 +194,6 @@ impl Partition {
                 false
             }
         });
-    }
-
-    /// Appends one batch; with `wait`, returns once the HW has passed it.
-    pub(crate) async fn append(
-        &self,
-        batch: Bytes,
-        wait: bool,
-        metrics: &Metrics,
-    ) -> StorageResult<AppendInfo> {
-        let (info, every_batch) = {
-            let mut log = self.write_log();
-            let info = log.append(batch, 0, now_ms())?;
-            self.publish_hw(&log);
-            (info, log.flushes_every_batch())
-        };
-        if every_batch {
-            if wait {
-                self.flush_to(info.last_offset + 1, metrics).await?;
-            } else if let Err(e) = self.flush_to(info.last_offset + 1, metrics).await {
-                tracing::warn!("flush after an acks=0 append failed: {e}");
-            }
-        }
-        Ok(info)
     }
 
     /// Applies what the leader's replication state asks for; returns an ISR
@@ -247,7 +209,7 @@ impl Partition {
         propose
     }
 
-    /// Appends a client batch as the leader (cluster mode) and waits as
+    /// Appends a client batch as the leader and waits as
     /// `acks` asks: `None` not at all, `Leader` for the local flush, `All`
     /// for the HW to pass the batch (up to `timeout`).
     pub(crate) async fn append_as_leader(
@@ -388,11 +350,10 @@ impl Partition {
         (true, self.act(actions))
     }
 
-    /// True when clients may read: a single node, or a leader whose HW has
-    /// caught up with the start of its epoch.
+    /// True when clients may read: a leader whose HW has caught up with the
+    /// start of its epoch.
     pub(crate) fn serves_reads(&self) -> bool {
         match &*self.role() {
-            Role::Standalone => true,
             Role::Leader { epoch_start, .. } => self.high_watermark() >= *epoch_start,
             _ => false,
         }
@@ -614,7 +575,7 @@ impl Partition {
             metrics.record_flush(started.elapsed());
             let mut log = self.write_log();
             log.complete_flush(flushed);
-            self.publish_hw(&log);
+            self.publish_leo(&log);
         }
         if let Ok(mut last) = self.last_flush.lock() {
             *last = Instant::now();
@@ -758,7 +719,7 @@ impl Partition {
     pub(crate) fn flush_now(&self) -> StorageResult<()> {
         let mut log = self.write_log();
         log.flush()?;
-        self.publish_hw(&log);
+        self.publish_leo(&log);
         Ok(())
     }
 }

@@ -25,7 +25,7 @@ fn records(n: usize) -> Bytes {
 #[tokio::test]
 async fn a_new_leader_serves_reads_only_once_its_copied_tail_is_below_the_hw() {
     let dir = tempfile::tempdir().expect("a temp dir");
-    let p = Partition::open(dir.path().join("t-0"), 0, LogConfig::default(), true)
+    let p = Partition::open(dir.path().join("t-0"), 0, LogConfig::default())
         .expect("the partition opens");
     assert!(p.become_follower(1, 2).is_some());
     // Copied from the leader and acknowledged there, not flushed here yet.

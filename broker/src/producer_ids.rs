@@ -3,10 +3,8 @@
 //! # Format
 //! `<data-dir>/producer-ids`: the next id to hand out, as text, replaced
 //! atomically (temp file, fsync, rename) before the id is returned, so an id
-//! is never handed out twice even across a crash. In a cluster the node's
-//! id fills the high bits, so nodes never hand out the same id.
-
-use std::io::Write;
+//! is never handed out twice even across a crash. The node's id fills the
+//! high bits, so the nodes of a cluster never hand out the same id.
 
 use crate::broker::Broker;
 use crate::{Error, Result};
@@ -29,22 +27,17 @@ impl Broker {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
                 Err(e) => return Err(e),
             };
-            let tmp = dir.join(format!("{FILE}.tmp"));
-            let mut file = std::fs::File::create(&tmp)?;
-            file.write_all(format!("{}\n", next + 1).as_bytes())?;
-            file.sync_all()?;
-            std::fs::rename(&tmp, &path)?;
+            crate::files::write_atomic(&dir, FILE, format!("{}\n", next + 1).as_bytes(), false)
+                .map_err(std::io::Error::other)?;
             Ok(next)
         })
         .await
         .map_err(|e| Error::Metadata(format!("producer id task: {e}")))?
         .map_err(|e| Error::Metadata(format!("producer id counter in {FILE}: {e}")))?;
-        // In a cluster every node hands out ids: the node id in the high
+        // Every node of a cluster hands out ids: the node id in the high
         // bits keeps them apart.
-        let id = match self.cluster() {
-            Some(cluster) => (((cluster.id & 0x7fff) as i64) << 47) | (id & ((1 << 47) - 1)),
-            None => id,
-        };
+        let node = (self.cluster().id & 0x7fff) as i64;
+        let id = (node << 47) | (id & ((1 << 47) - 1));
         Ok((id, 0))
     }
 }

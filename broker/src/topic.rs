@@ -1,18 +1,22 @@
-//! Topics on this node and their persisted metadata.
+//! This node's replicas: the topics it holds partitions of, and the mark
+//! each partition directory carries on disk.
 //!
 //! # Format
-//! `<data-dir>/topics.json`, written atomically (temp file, fsync, rename):
-//! `{"version":1,"topics":[{"name","partitions","replication_factor",
-//! "configs":{..},"internal"}]}`. Partition logs live in
-//! `<data-dir>/<topic>-<partition>/`.
+//! A replica lives in `<data-dir>/<topic>-<partition>/` (the log's segments
+//! and indexes) with a mark file `partition.metadata`:
+//! `{"version":1,"topic":"orders","partition":0,"topic_id":7}`. The topic
+//! id is the metadata's id of the topic's creation, so a directory left
+//! from an earlier topic of the same name is told apart from the current
+//! one. Which replicas a node holds, and every topic's configs, are the
+//! metadata quorum's; the marks only say what the directories are.
 //!
 //! # Crash
-//! A topic is recorded before its partition directories are used and
-//! forgotten before they are removed, so a crash leaves at worst an orphan
-//! directory (logged on start), never a topic without its logs' metadata.
+//! A mark is written (temp file, fsync, rename) right after its directory
+//! is created and before the replica takes a role, so a directory that
+//! holds records always has its mark. A directory without one is an
+//! orphan: it is removed once the metadata is known to be current.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -22,37 +26,19 @@ use serde::{Deserialize, Serialize};
 use crate::partition::Partition;
 use crate::{Error, Result};
 
-/// Persisted description of one topic.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A topic as this node holds it.
+#[derive(Debug, Clone)]
 pub(crate) struct TopicMeta {
     pub(crate) name: String,
     pub(crate) partitions: u32,
     pub(crate) replication_factor: u32,
     pub(crate) configs: BTreeMap<String, String>,
-    pub(crate) internal: bool,
-    /// In a cluster: the topic's id in the metadata (0 on a single node).
-    #[serde(default)]
+    /// The topic's id in the metadata.
     pub(crate) id: u64,
-    /// In a cluster: the partitions this node holds a replica of (`None`:
-    /// all of them).
-    #[serde(default)]
-    pub(crate) hosted: Option<Vec<u32>>,
 }
 
-impl TopicMeta {
-    pub(crate) fn hosts(&self, partition: u32) -> bool {
-        partition < self.partitions && self.hosted.as_ref().is_none_or(|h| h.contains(&partition))
-    }
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct TopicsFile {
-    version: u32,
-    topics: Vec<TopicMeta>,
-}
-
-/// A topic with its open partitions (in a cluster, `None` for those this
-/// node holds no replica of).
+/// A topic with its open partitions (`None` for those this node holds no
+/// replica of).
 #[derive(Debug)]
 pub(crate) struct Topic {
     pub(crate) meta: TopicMeta,
@@ -69,109 +55,131 @@ pub(crate) fn partition_dir(data_dir: &Path, topic: &str, partition: u32) -> Pat
     data_dir.join(format!("{topic}-{partition}"))
 }
 
-const TOPICS_FILE: &str = "topics.json";
+const MARK_FILE: &str = "partition.metadata";
 
-/// Reads `topics.json`; an absent file is an empty list.
-///
-/// # Errors
-/// `Metadata` naming the file when it cannot be read or parsed.
-pub(crate) fn load_topics(data_dir: &Path) -> Result<Vec<TopicMeta>> {
-    let path = data_dir.join(TOPICS_FILE);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::Metadata(format!("read {}: {e}", path.display()))),
-    };
-    let file: TopicsFile = serde_json::from_str(&text).map_err(|e| {
-        Error::Metadata(format!(
-            "{} is not valid topic metadata: {e}",
-            path.display()
-        ))
-    })?;
-    if file.version != 1 {
-        return Err(Error::Metadata(format!(
-            "{}: unsupported version {}",
-            path.display(),
-            file.version
-        )));
-    }
-    Ok(file.topics)
+/// What a partition directory's mark says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Mark {
+    version: u32,
+    pub(crate) topic: String,
+    pub(crate) partition: u32,
+    pub(crate) topic_id: u64,
 }
 
-/// Writes `topics.json` atomically.
+impl Mark {
+    pub(crate) fn new(topic: &str, partition: u32, topic_id: u64) -> Mark {
+        Mark {
+            version: 1,
+            topic: topic.to_string(),
+            partition,
+            topic_id,
+        }
+    }
+}
+
+/// Writes the mark of a partition directory atomically.
 ///
 /// # Errors
 /// `Metadata` naming the file.
-pub(crate) fn save_topics(data_dir: &Path, topics: &[TopicMeta]) -> Result<()> {
-    let path = data_dir.join(TOPICS_FILE);
-    let tmp = data_dir.join(format!("{TOPICS_FILE}.tmp"));
-    let text = serde_json::to_vec_pretty(&TopicsFile {
-        version: 1,
-        topics: topics.to_vec(),
-    })
-    .map_err(|e| Error::Metadata(format!("encode topic metadata: {e}")))?;
-    let write = || -> std::io::Result<()> {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(&text)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
-        std::fs::File::open(data_dir)?.sync_all()
-    };
-    write().map_err(|e| Error::Metadata(format!("write {}: {e}", path.display())))
+pub(crate) fn write_mark(data_dir: &Path, mark: &Mark) -> Result<()> {
+    let dir = partition_dir(data_dir, &mark.topic, mark.partition);
+    let bytes = serde_json::to_vec(mark)
+        .map_err(|e| Error::Metadata(format!("encode a partition mark: {e}")))?;
+    crate::files::write_atomic(&dir, MARK_FILE, &bytes, false)
 }
 
-/// Opens every partition of `meta` (recovering their logs), on a blocking
-/// thread.
+/// The mark of one directory; `None` when it has none (or an unreadable
+/// one, which is logged).
+fn read_mark(dir: &Path) -> Option<Mark> {
+    let path = dir.join(MARK_FILE);
+    let bytes = std::fs::read(&path).ok()?;
+    match serde_json::from_slice::<Mark>(&bytes) {
+        Ok(mark) if mark.version == 1 => Some(mark),
+        Ok(mark) => {
+            tracing::warn!(file = %path.display(), version = mark.version, "unknown partition mark version");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(file = %path.display(), "unreadable partition mark: {e}");
+            None
+        }
+    }
+}
+
+/// Every marked partition directory under `data_dir`, by (topic,
+/// partition), with its topic id.
 ///
 /// # Errors
-/// `Storage` naming the partition whose log could not be opened.
-pub(crate) async fn open_partitions(
-    data_dir: &Path,
-    meta: &TopicMeta,
-    config: LogConfig,
-    clustered: bool,
-) -> Result<Vec<Option<Arc<Partition>>>> {
-    let mut partitions = Vec::with_capacity(meta.partitions as usize);
-    for id in 0..meta.partitions {
-        if !meta.hosts(id) {
-            partitions.push(None);
+/// `Metadata` when the directory cannot be listed.
+pub(crate) fn scan_marks(data_dir: &Path) -> Result<BTreeMap<(String, u32), u64>> {
+    let entries = std::fs::read_dir(data_dir)
+        .map_err(|e| Error::Metadata(format!("list {}: {e}", data_dir.display())))?;
+    let mut found = BTreeMap::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if !path.is_dir() {
             continue;
         }
-        partitions.push(Some(
-            open_partition(data_dir, meta, id, config.clone(), clustered).await?,
-        ));
+        if let Some(mark) = read_mark(&path)
+            && path == partition_dir(data_dir, &mark.topic, mark.partition)
+        {
+            found.insert((mark.topic, mark.partition), mark.topic_id);
+        }
     }
-    Ok(partitions)
+    Ok(found)
 }
 
-/// Opens (recovering) one partition's log on a blocking thread.
+/// Opens (recovering) one partition's log on a blocking thread and marks
+/// its directory as the replica of topic `meta.id`.
 ///
 /// # Errors
-/// `Storage` naming the partition.
+/// `Storage` naming the partition; `Metadata` when the mark cannot be
+/// written.
 pub(crate) async fn open_partition(
     data_dir: &Path,
     meta: &TopicMeta,
     id: u32,
     config: LogConfig,
-    clustered: bool,
 ) -> Result<Arc<Partition>> {
+    let dir = partition_dir(data_dir, &meta.name, id);
+    let opened = tokio::task::spawn_blocking(move || Partition::open(dir, id, config))
+        .await
+        .map_err(|e| Error::Metadata(format!("open {}-{id}: {e}", meta.name)))?
+        .map_err(|e| Error::from_storage(&meta.name, id, e))?;
     {
-        let dir = partition_dir(data_dir, &meta.name, id);
-        let opened =
-            tokio::task::spawn_blocking(move || Partition::open(dir, id, config, clustered))
-                .await
-                .map_err(|e| Error::Metadata(format!("open {}-{id}: {e}", meta.name)))?
-                .map_err(|e| Error::from_storage(&meta.name, id, e))?;
-        {
-            let log = opened.read_log();
-            let report = log.recovery_report();
-            for (file, bytes) in &report.truncated {
-                tracing::warn!(topic = %meta.name, partition = id, file = %file.display(), bytes, "recovery cut a torn or corrupt tail");
-            }
-            for problem in &report.problems {
-                tracing::warn!(topic = %meta.name, partition = id, "{problem}");
-            }
+        let log = opened.read_log();
+        let report = log.recovery_report();
+        for (file, bytes) in &report.truncated {
+            tracing::warn!(topic = %meta.name, partition = id, file = %file.display(), bytes, "recovery cut a torn or corrupt tail");
         }
-        Ok(Arc::new(opened))
+        for problem in &report.problems {
+            tracing::warn!(topic = %meta.name, partition = id, "{problem}");
+        }
+    }
+    let mark = Mark::new(&meta.name, id, meta.id);
+    if read_mark(&partition_dir(data_dir, &meta.name, id)).as_ref() != Some(&mark) {
+        write_mark(data_dir, &mark)?;
+    }
+    Ok(Arc::new(opened))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marks_round_trip_and_unmarked_or_misplaced_directories_are_not_replicas() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let data = dir.path();
+        std::fs::create_dir_all(partition_dir(data, "orders-eu", 2)).expect("mkdir");
+        write_mark(data, &Mark::new("orders-eu", 2, 7)).expect("mark");
+        // A directory without a mark, and one whose mark names another.
+        std::fs::create_dir_all(partition_dir(data, "orphan", 0)).expect("mkdir");
+        std::fs::create_dir_all(partition_dir(data, "moved", 0)).expect("mkdir");
+        write_mark(data, &Mark::new("moved", 0, 1)).expect("mark");
+        std::fs::rename(partition_dir(data, "moved", 0), data.join("elsewhere-3")).expect("rename");
+        std::fs::write(data.join("stray-1"), b"a file").expect("a file");
+        let found = scan_marks(data).expect("scan");
+        assert_eq!(found, BTreeMap::from([(("orders-eu".to_string(), 2), 7)]));
     }
 }

@@ -81,29 +81,23 @@ impl Broker {
         self.leader_partition(topic, partition).is_ok()
     }
 
-    /// In a cluster, waits up to `wait` until every voter of the metadata
-    /// quorum is live and at least three nodes are (the default
-    /// replication factor), so that topics created next get all their
-    /// replicas: a new cluster's first node is alone until the others
-    /// join. False when that did not happen by then (a smaller cluster).
+    /// Where the metadata quorum has three or more voters, waits up to
+    /// `wait` until every voter is live and at least three nodes are (the
+    /// default replication factor), so that topics created next get all
+    /// their replicas. A node alone, or a quorum of two, does not wait.
+    /// False when the wait ran out.
     pub async fn wait_for_voters(&self, wait: Duration) -> bool {
-        let Some(cluster) = self.cluster() else {
-            return true;
-        };
-        let wanted = cluster.config.max_voters.min(3);
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            // No status yet (the node is still joining): wait on.
-            if let Ok(status) = self.cluster_status() {
-                let all_live = status
-                    .nodes
-                    .iter()
-                    .filter(|n| n.role == "voter")
-                    .all(|n| n.live);
-                let live = status.nodes.iter().filter(|n| n.live).count();
-                if all_live && status.quorum && live >= wanted {
-                    return true;
-                }
+            let status = self.cluster_status();
+            let voters = status.nodes.iter().filter(|n| n.role == "voter");
+            if voters.clone().count() < 3 && !status.nodes.is_empty() {
+                return true;
+            }
+            let all_live = voters.clone().all(|n| n.live);
+            let live = status.nodes.iter().filter(|n| n.live).count();
+            if all_live && status.quorum && live >= 3 {
+                return true;
             }
             if tokio::time::Instant::now() >= deadline {
                 return false;
@@ -188,9 +182,7 @@ impl Broker {
         topic: &str,
         partition: u32,
     ) -> Result<DuplexStream> {
-        let Some(cluster) = self.cluster() else {
-            return Err(self.not_leader(topic, partition));
-        };
+        let cluster = self.cluster();
         let mut client = ReplicaServiceClient::new(cluster.channel(addr)?);
         let (tx, rx) = mpsc::channel::<pb::TunnelFrame>(16);
         let open = pb::TunnelFrame {

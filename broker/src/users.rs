@@ -2,14 +2,10 @@
 //! replacing, deleting and listing them, and checking a password.
 //!
 //! # Where users live
-//! - On a single node: in memory, and in `<data-dir>/users.json`
-//!   (`user_store.rs`), rewritten atomically on every change and loaded by
-//!   [`Broker::open`].
-//! - In a cluster: in the metadata quorum ([`fjord_raft::MetadataState`]'s
-//!   `users`), changed by proposing `PutUser`/`DeleteUser` from any node
-//!   (a follower forwards to the controller); every node answers
-//!   [`Broker::list_users`] and [`Broker::authenticate`] from its applied
-//!   copy.
+//! In the metadata quorum ([`fjord_raft::MetadataState`]'s `users`),
+//! changed by proposing `PutUser`/`DeleteUser` from any node (a follower
+//! forwards to the controller); every node answers [`Broker::list_users`]
+//! and [`Broker::authenticate`] from its applied copy.
 //!
 //! # Hashing
 //! Passwords are hashed before they are stored or proposed, so no password
@@ -31,7 +27,6 @@
 //! user costs the same as a wrong password (a dummy hash is checked), so
 //! timing does not tell which names exist.
 
-use std::collections::BTreeMap;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -42,7 +37,6 @@ use tracing::info;
 
 use crate::broker::Broker;
 use crate::cluster::wait_applied;
-use crate::user_store::save_users;
 use crate::{Error, Result};
 
 /// Memory per hash, in KiB (see the module header).
@@ -191,26 +185,24 @@ impl Broker {
     /// # Errors
     /// `InvalidRequest` for an empty, over-long (> 256 bytes) or
     /// control-character name, an empty password or a bad ACL filter;
-    /// `NoQuorum` in a cluster that cannot commit changes; `Metadata` when
-    /// `users.json` cannot be written.
+    /// `NoQuorum` when the quorum cannot commit changes.
     pub async fn put_user(&self, spec: UserSpec) -> Result<()> {
         self.check_open()?;
         let user = to_user(spec).await?;
+        self.store_user(user).await
+    }
+
+    /// Proposes a user whose password is hashed already.
+    pub(crate) async fn store_user(&self, user: User) -> Result<()> {
         let name = user.name.clone();
-        if let Some(cluster) = self.cluster() {
-            let hash = user.password_hash.clone();
-            cluster.propose(MetadataRequest::PutUser { user }).await?;
-            // Answer once this node lists it too.
-            wait_applied(cluster, Duration::from_secs(5), |s| {
-                s.users.get(&name).is_some_and(|u| u.password_hash == hash)
-            })
-            .await;
-        } else {
-            let _admin = self.inner.admin.lock().await;
-            let mut users = self.users_read().clone();
-            users.insert(name.clone(), user);
-            self.save_users(users).await?;
-        }
+        let cluster = self.cluster();
+        let hash = user.password_hash.clone();
+        cluster.propose(MetadataRequest::PutUser { user }).await?;
+        // Answer once this node lists it too.
+        wait_applied(cluster, Duration::from_secs(5), |s| {
+            s.users.get(&name).is_some_and(|u| u.password_hash == hash)
+        })
+        .await;
         info!(user = %name, "user saved");
         Ok(())
     }
@@ -218,55 +210,45 @@ impl Broker {
     /// Deletes a user.
     ///
     /// # Errors
-    /// `UnknownUser`; `NoQuorum` in a cluster that cannot commit changes;
-    /// `Metadata` when `users.json` cannot be written.
+    /// `UnknownUser`; `NoQuorum` when the quorum cannot commit changes.
     pub async fn delete_user(&self, name: &str) -> Result<()> {
         self.check_open()?;
         let unknown = || Error::UnknownUser(name.to_string());
-        if let Some(cluster) = self.cluster() {
-            // The quorum's answer is authoritative: this node's copy may
-            // not have the user yet if it was just added elsewhere.
-            let request = MetadataRequest::DeleteUser {
-                name: name.to_string(),
-            };
-            match cluster.propose(request).await {
-                Err(Error::InvalidRequest(reason)) if reason.contains("unknown user") => {
-                    return Err(unknown());
-                }
-                other => other?,
-            };
-            wait_applied(cluster, Duration::from_secs(5), |s| {
-                !s.users.contains_key(name)
-            })
-            .await;
-        } else {
-            let _admin = self.inner.admin.lock().await;
-            let mut users = self.users_read().clone();
-            users.remove(name).ok_or_else(unknown)?;
-            self.save_users(users).await?;
-        }
+        let cluster = self.cluster();
+        // The quorum's answer is authoritative: this node's copy may not
+        // have the user yet if it was just added elsewhere.
+        let request = MetadataRequest::DeleteUser {
+            name: name.to_string(),
+        };
+        match cluster.propose(request).await {
+            Err(Error::InvalidRequest(reason)) if reason.contains("unknown user") => {
+                return Err(unknown());
+            }
+            other => other?,
+        };
+        wait_applied(cluster, Duration::from_secs(5), |s| {
+            !s.users.contains_key(name)
+        })
+        .await;
         info!(user = %name, "user deleted");
         Ok(())
     }
 
     /// Every user, by name, without password hashes.
     pub fn list_users(&self) -> Vec<UserInfo> {
-        match self.cluster() {
-            Some(cluster) => cluster
-                .node
-                .read_state(|s| s.users.values().map(UserInfo::from).collect()),
-            None => self.users_read().values().map(UserInfo::from).collect(),
-        }
+        self.cluster()
+            .node
+            .read_state(|s| s.users.values().map(UserInfo::from).collect())
     }
 
     /// The user, if `name` exists and `password` is its password. Costs
     /// about 1 ms of CPU whether or not the user exists (see the module
     /// header).
     pub fn authenticate(&self, name: &str, password: &[u8]) -> Option<UserInfo> {
-        let user = match self.cluster() {
-            Some(cluster) => cluster.node.read_state(|s| s.users.get(name).cloned()),
-            None => self.users_read().get(name).cloned(),
-        };
+        let user = self
+            .cluster()
+            .node
+            .read_state(|s| s.users.get(name).cloned());
         match user {
             Some(user) => verify_password(&user.password_hash, password).then(|| (&user).into()),
             None => {
@@ -276,28 +258,6 @@ impl Broker {
                 None
             }
         }
-    }
-
-    fn users_read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, User>> {
-        self.inner
-            .users
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Single node: writes `users.json` (on a blocking thread), then makes
-    /// `users` current. The caller holds the admin lock.
-    async fn save_users(&self, users: BTreeMap<String, User>) -> Result<()> {
-        let dir = self.inner.config.data_dir.clone();
-        let users = tokio::task::spawn_blocking(move || save_users(&dir, &users).map(|()| users))
-            .await
-            .map_err(|e| Error::Metadata(format!("write users.json: {e}")))??;
-        *self
-            .inner
-            .users
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = users;
-        Ok(())
     }
 }
 
@@ -368,6 +328,7 @@ mod tests {
         let mut config = crate::BrokerConfig::new(dir.path());
         config.offsets_topic_partitions = 1;
         let broker = Broker::open(config).await.unwrap();
+        broker.start_cluster().await.unwrap();
         broker.put_user(spec("alice", "old")).await.unwrap();
         let info = broker.authenticate("alice", b"old").unwrap();
         assert_eq!(info.name, "alice");

@@ -31,6 +31,22 @@ async fn topics_are_created_listed_described_and_deleted() {
             .collect::<Vec<_>>(),
         vec!["orders"]
     );
+    // The consumer offsets' topic is made on a group's first commit (as in
+    // Kafka), and listed only with the internal topics.
+    node.groups()
+        .commit_offsets(pb::CommitOffsetsRequest {
+            group_id: "g".into(),
+            member_id: String::new(),
+            generation: -1,
+            offsets: vec![pb::OffsetCommit {
+                topic: "orders".into(),
+                partition: 0,
+                offset: 0,
+                metadata: String::new(),
+            }],
+        })
+        .await
+        .unwrap();
     let all = node
         .topics()
         .list_topics(pb::ListTopicsRequest {

@@ -29,7 +29,7 @@
 //! | `advertised_grpc` | `FJORD_ADVERTISED_GRPC` | `--advertised-grpc` | the bound gRPC address |
 //! | `peers` | `FJORD_PEERS` | `--peers` | none: a fixed set of voters `ID=HOST:PORT,...` (this node included) |
 //! | `join` | `FJORD_JOIN` | `--join` | none: the gRPC address of any node of the cluster to join |
-//! | `bootstrap` | `FJORD_BOOTSTRAP` | `--bootstrap` | `false`: start a new cluster that other nodes `--join` |
+//! | `bootstrap` | `FJORD_BOOTSTRAP` | `--bootstrap` | the default without `--peers` or `--join`: on first start the node forms a cluster of its own (one voter) that others may `--join` |
 //! | `cluster_id` | `FJORD_CLUSTER_ID` | `--cluster-id` | made up (bootstrap), adopted (join), `fjord` (peers) |
 //! | `rack` | `FJORD_RACK` | `--rack` | none |
 //! | `session_timeout_ms` | `FJORD_SESSION_TIMEOUT_MS` | `--session-timeout-ms` | `1500`: a broker silent this long is fenced |
@@ -144,7 +144,8 @@ pub(crate) struct ServeArgs {
     /// Join the cluster of the node at this gRPC address.
     #[arg(long, env = "FJORD_JOIN", value_name = "ADDR")]
     join: Option<String>,
-    /// Start a new cluster (its first node); others `--join` it.
+    /// Start a new cluster (its first node); others `--join` it. This is
+    /// what a node without `--peers` or `--join` does anyway.
     #[arg(long, env = "FJORD_BOOTSTRAP")]
     bootstrap: bool,
     /// The cluster's id (checked on every node-to-node call).
@@ -262,8 +263,8 @@ pub(crate) struct ServerConfig {
     pub(crate) retention_check_interval: Duration,
     pub(crate) log_level: String,
     pub(crate) json_logs: bool,
-    /// Set when the node runs in a cluster.
-    pub(crate) cluster: Option<ClusterConfig>,
+    /// How the node forms or joins its cluster (alone: a cluster of one).
+    pub(crate) cluster: ClusterConfig,
 }
 
 /// Parses `ID=HOST:PORT,...`.
@@ -365,26 +366,25 @@ impl ServeArgs {
             self.join.or(file.join).filter(|j| !j.trim().is_empty()),
             self.bootstrap || file.bootstrap.unwrap_or(false),
         ) {
-            (None, None, false) => None,
+            (None, None, _) => Formation::Bootstrap,
             (Some(peers), None, false) => {
                 let peers = parse_peers(&peers)?;
                 if !peers.contains_key(&u64::from(node_id)) {
                     bail!("--peers does not list this node's id {node_id} (set --node-id)");
                 }
-                Some(Formation::Peers(peers))
+                Formation::Peers(peers)
             }
-            (None, Some(join), false) => Some(Formation::Join(join.trim().to_string())),
-            (None, None, true) => Some(Formation::Bootstrap),
+            (None, Some(join), false) => Formation::Join(join.trim().to_string()),
             _ => bail!("use only one of --peers, --join and --bootstrap"),
         };
-        if formation.is_some() && node_id == 0 {
+        if node_id == 0 {
             bail!("node ids start at 1");
         }
         let max_voters = self.max_voters.or(file.max_voters).unwrap_or(3);
         if ![1, 3, 5].contains(&max_voters) {
             bail!("--max-voters must be 1, 3 or 5, got {max_voters}");
         }
-        let cluster = formation.map(|formation| {
+        let cluster = {
             let mut c = ClusterConfig::new(formation);
             c.cluster_id = self.cluster_id.clone().or(file.cluster_id.clone());
             c.rack = self.rack.clone().or(file.rack.clone());
@@ -401,7 +401,7 @@ impl ServeArgs {
                 .or(file.catch_up_throttle)
                 .filter(|r| *r > 0);
             c
-        });
+        };
         let flush = parse_flush_policy(
             &self
                 .flush_policy
@@ -636,8 +636,6 @@ mod tests {
         }
         .resolve()
         .unwrap();
-        assert!(
-            matches!(c.cluster.map(|c| c.formation), Some(Formation::Peers(p)) if p.len() == 3)
-        );
+        assert!(matches!(c.cluster.formation, Formation::Peers(p) if p.len() == 3));
     }
 }

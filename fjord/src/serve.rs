@@ -29,7 +29,6 @@ struct Listeners {
     /// The server's process id, so a reader can tell a stale file.
     pid: u32,
     node_id: u32,
-    /// Empty on a single node.
     cluster_id: String,
     grpc: SocketAddr,
     http: SocketAddr,
@@ -169,25 +168,20 @@ pub(crate) async fn run(config: ServerConfig) -> Result<()> {
             }
         }
     }
-    let amqp_wanted = amqp_config
-        .tcp
-        .or(amqp_config.tls.as_ref().map(|(a, _)| *a));
-    // A cluster node without AMQP listeners still runs the gateway while
-    // it leads `__amqp_acks` (the other nodes carry their clients to it).
-    let amqp_runs = amqp_wanted.is_some() || config.cluster.is_some();
-    let amqp = match amqp_runs {
-        true => match AmqpGateway::start(broker.clone(), amqp_config).await {
-            Ok(g) => Some(g),
-            Err(e) => {
-                if let Some(g) = &mqtt {
-                    g.shutdown().await;
-                }
-                broker.shutdown().await;
-                stop.cancel();
-                return Err(e).context("AMQP gateway start failed");
+    // Every node runs the AMQP gateway: a node without AMQP listeners runs
+    // it while it leads `__amqp_acks` (the other nodes carry their clients
+    // to it); where no node listens for AMQP, nothing makes that topic and
+    // the gateway stays idle.
+    let amqp = match AmqpGateway::start(broker.clone(), amqp_config).await {
+        Ok(g) => Some(g),
+        Err(e) => {
+            if let Some(g) = &mqtt {
+                g.shutdown().await;
             }
-        },
-        false => None,
+            broker.shutdown().await;
+            stop.cancel();
+            return Err(e).context("AMQP gateway start failed");
+        }
     };
     if let Some(g) = &amqp {
         let _ = amqp_cell.set(g.clone());
@@ -211,7 +205,7 @@ pub(crate) async fn run(config: ServerConfig) -> Result<()> {
         &Listeners {
             pid: std::process::id(),
             node_id: config.node_id,
-            cluster_id: broker.cluster_id().unwrap_or_default(),
+            cluster_id: broker.cluster_id(),
             grpc: grpc_addr,
             http: http_addr,
             mqtt: bound.tcp,

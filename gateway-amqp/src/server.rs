@@ -139,48 +139,54 @@ async fn supervise(weak: Weak<Shared>) {
         if shared.shutdown.is_cancelled() {
             return;
         }
-        let leads = shared.broker.leads(ACKS_TOPIC, 0);
-        let running = shared.active.borrow().clone();
-        match (leads, running) {
-            (true, None) => match Inner::open(shared.broker.clone(), shared.config.clone()).await {
-                Ok(inner) => {
-                    if shared.broker.leads(ACKS_TOPIC, 0) && !shared.shutdown.is_cancelled() {
-                        info!("this node runs the AMQP gateway");
-                        shared.active.send_replace(Some(inner));
-                    } else {
-                        inner.stop().await;
-                    }
-                }
-                Err(e) => debug!("AMQP gateway not opened yet: {e}"),
-            },
-            (false, Some(inner)) => {
-                let to = shared.broker.leader_elsewhere(ACKS_TOPIC, 0);
-                info!(to = ?to.map(|(id, _)| id), "the AMQP gateway moves to another node");
-                shared.active.send_replace(None);
-                inner.stop().await;
-            }
-            (false, None)
-                if shared.listens && shared.broker.describe_topic(ACKS_TOPIC).is_err() =>
-            {
-                // With every voter live the topics get their full
-                // replication factor (or after a while, with what there is).
-                if !shared.broker.wait_for_voters(VOTERS_WAIT).await {
-                    warn!(
-                        "not every cluster node is live: AMQP topics created now may have fewer replicas"
-                    );
-                }
-                if let Err(e) = crate::gateway::ensure_topics(&shared.broker).await {
-                    debug!("AMQP topics not created yet: {e}");
-                }
-            }
-            _ => {}
-        }
+        supervise_once(&shared, VOTERS_WAIT).await;
         let stop = shared.shutdown.clone();
         drop(shared);
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(SUPERVISE_EVERY) => {}
         }
+    }
+}
+
+/// One look at who should run the gateway: makes the gateway's topics if
+/// nobody has (a node with a listener, waiting at most `voters_wait` for
+/// every voter), then starts the gateway here if this node leads
+/// `__amqp_acks`, or stops it if it no longer does.
+async fn supervise_once(shared: &Shared, voters_wait: Duration) {
+    if shared.listens && shared.broker.describe_topic(ACKS_TOPIC).is_err() {
+        // With every voter live the topics get their full replication
+        // factor (or after a while, with what there is).
+        if !shared.broker.wait_for_voters(voters_wait).await && !voters_wait.is_zero() {
+            warn!(
+                "not every cluster node is live: AMQP topics created now may have fewer replicas"
+            );
+        }
+        if let Err(e) = crate::gateway::ensure_topics(&shared.broker).await {
+            debug!("AMQP topics not created yet: {e}");
+        }
+    }
+    let leads = shared.broker.leads(ACKS_TOPIC, 0);
+    let running = shared.active.borrow().clone();
+    match (leads, running) {
+        (true, None) => match Inner::open(shared.broker.clone(), shared.config.clone()).await {
+            Ok(inner) => {
+                if shared.broker.leads(ACKS_TOPIC, 0) && !shared.shutdown.is_cancelled() {
+                    info!("this node runs the AMQP gateway");
+                    shared.active.send_replace(Some(inner));
+                } else {
+                    inner.stop().await;
+                }
+            }
+            Err(e) => debug!("AMQP gateway not opened yet: {e}"),
+        },
+        (false, Some(inner)) => {
+            let to = shared.broker.leader_elsewhere(ACKS_TOPIC, 0);
+            info!(to = ?to.map(|(id, _)| id), "the AMQP gateway moves to another node");
+            shared.active.send_replace(None);
+            inner.stop().await;
+        }
+        _ => {}
     }
 }
 
@@ -218,7 +224,7 @@ impl Gateway {
             )),
             None => None,
         };
-        let clustered = broker.cluster_id().is_some();
+        let clustered = true;
         let shared = Arc::new(Shared {
             broker: broker.clone(),
             config: config.clone(),
@@ -229,7 +235,7 @@ impl Gateway {
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
         });
-        if clustered {
+        {
             let weak = Arc::downgrade(&shared);
             broker.set_tunnel_acceptor(
                 PROTOCOL,
@@ -244,10 +250,10 @@ impl Gateway {
                     Ok(())
                 })),
             );
+            // A first look now: a node that can run the gateway at once
+            // (alone, or leading) serves when this returns.
+            supervise_once(&shared, Duration::ZERO).await;
             shared.tracker.spawn(supervise(Arc::downgrade(&shared)));
-        } else {
-            let inner = Inner::open(broker, config).await?;
-            shared.active.send_replace(Some(inner));
         }
         let addr = listener.as_ref().and_then(|l| l.local_addr().ok());
         let tls_addr = tls.as_ref().and_then(|(l, _)| l.local_addr().ok());
@@ -295,6 +301,11 @@ impl Gateway {
         match self.runs_on() {
             Some((id, addr)) => {
                 format!("the AMQP gateway runs on node {id} ({addr}), not on this node")
+            }
+            None if !self.shared.listens
+                && self.shared.broker.describe_topic(ACKS_TOPIC).is_err() =>
+            {
+                "the AMQP gateway is off on this node (--amqp-listen off, --amqp-tls-listen off) and no node of its cluster runs it".to_string()
             }
             None if self.shared.broker.describe_topic(ACKS_TOPIC).is_err() => {
                 "no node runs the AMQP gateway yet (it starts once a node with an AMQP listener has made its topics)".to_string()

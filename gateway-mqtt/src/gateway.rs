@@ -148,7 +148,7 @@ impl Inner {
         store::ensure_compacted(&broker, SESSIONS_TOPIC).await?;
         store::ensure_compacted(&broker, RETAINED_TOPIC).await?;
         let node = broker.node_id();
-        let clustered = broker.cluster_id().is_some();
+        let clustered = true;
         let inner = Arc::new(Inner {
             broker,
             node,

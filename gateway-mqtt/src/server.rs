@@ -46,14 +46,13 @@ impl Gateway {
     /// Binds every configured listener, creates the gateway's topics if
     /// needed, restores sessions and retained messages, and serves.
     ///
-    /// On a single node all of it is done on return. In a cluster the
-    /// listeners are bound on return and the rest goes on in the
+    /// The listeners are bound on return and the rest goes on in the
     /// background (the gateway's topics need the cluster's quorum and
     /// leaders); clients that connect meanwhile wait for their CONNACK.
     ///
     /// # Errors
-    /// A listener cannot be bound, the TLS certificate cannot be read or
-    /// made, or (on a single node) the broker refuses the gateway's topics.
+    /// A listener cannot be bound, or the TLS certificate cannot be read
+    /// or made.
     pub async fn start(broker: Broker, config: MqttConfig) -> Result<Gateway> {
         let bound = Bound {
             tcp: match config.tcp {
@@ -81,34 +80,28 @@ impl Gateway {
             opener: TaskTracker::new(),
             listeners,
         };
-        if broker.cluster_id().is_none() {
-            let inner = Inner::open(broker, config).await?;
-            serve(&inner, bound);
-            let _ = gateway.inner.set(inner);
-        } else {
-            let cell = Arc::clone(&gateway.inner);
-            let stop = gateway.opening.clone();
-            gateway.opener.spawn(async move {
-                loop {
-                    let opened = tokio::select! {
-                        _ = stop.cancelled() => return,
-                        r = Inner::open(broker.clone(), config.clone()) => r,
-                    };
-                    match opened {
-                        Ok(inner) => {
-                            serve(&inner, bound);
-                            let _ = cell.set(inner);
-                            return;
-                        }
-                        Err(e) => warn!("MQTT gateway not open yet, retrying: {e}"),
+        let cell = Arc::clone(&gateway.inner);
+        let stop = gateway.opening.clone();
+        gateway.opener.spawn(async move {
+            loop {
+                let opened = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    r = Inner::open(broker.clone(), config.clone()) => r,
+                };
+                match opened {
+                    Ok(inner) => {
+                        serve(&inner, bound);
+                        let _ = cell.set(inner);
+                        return;
                     }
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
-                    }
+                    Err(e) => warn!("MQTT gateway not open yet, retrying: {e}"),
                 }
-            });
-        }
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                }
+            }
+        });
         info!(
             tcp = ?gateway.listeners.tcp,
             tls = ?gateway.listeners.tls,

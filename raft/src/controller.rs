@@ -44,10 +44,14 @@ pub fn place_replicas(
         .filter(|b| !b.fenced && !b.draining)
         .collect();
     if replication_factor == 0 || live.len() < replication_factor as usize {
-        return Err(format!(
-            "replication factor {replication_factor} needs that many live brokers; {} are live",
-            live.len()
-        ));
+        return Err(match live.len() {
+            1 => format!(
+                "replication factor {replication_factor} needs {replication_factor} live brokers, but this is a single-node cluster (add nodes with `fjord serve --join`)"
+            ),
+            n => format!(
+                "replication factor {replication_factor} needs {replication_factor} live brokers; {n} are live"
+            ),
+        });
     }
     // Current load, so new topics even out what exists.
     let mut leaders: BTreeMap<u64, usize> = live.iter().map(|b| (b.id, 0)).collect();
@@ -237,175 +241,6 @@ pub fn decide(state: &MetadataState, alive: impl Fn(u64) -> bool) -> Vec<Metadat
     out
 }
 
-/// Reassignments that move every replica off broker `id` onto the live,
-/// non-draining brokers holding the fewest replicas (preferring racks the
-/// partition does not use).
-///
-/// # Errors
-/// When some partition has no broker left to move to.
-pub fn drain_plan(state: &MetadataState, id: u64) -> Result<Vec<MetadataRequest>, String> {
-    let mut load = replica_load(state);
-    let mut out = Vec::new();
-    for (name, topic) in &state.topics {
-        for (i, p) in topic.partitions.iter().enumerate() {
-            let current = p.target.as_ref().unwrap_or(&p.replicas);
-            if !current.contains(&id) {
-                continue;
-            }
-            let racks: BTreeSet<Option<&str>> = current
-                .iter()
-                .filter(|r| **r != id)
-                .filter_map(|r| state.brokers.get(r))
-                .map(|b| b.rack.as_deref())
-                .collect();
-            let replacement = state
-                .brokers
-                .values()
-                .filter(|b| b.id != id && !b.fenced && !b.draining && !current.contains(&b.id))
-                .min_by_key(|b| {
-                    let rack = b.rack.as_deref();
-                    (
-                        rack.is_some() && racks.contains(&rack),
-                        load.get(&b.id).copied().unwrap_or(0),
-                        b.id,
-                    )
-                })
-                .map(|b| b.id)
-                .ok_or_else(|| {
-                    format!("no live broker can take over {name}-{i} from broker {id}")
-                })?;
-            *load.entry(replacement).or_default() += 1;
-            let replicas = current
-                .iter()
-                .map(|r| if *r == id { replacement } else { *r })
-                .collect();
-            out.push(MetadataRequest::Reassign {
-                topic: name.clone(),
-                partition: i as u32,
-                replicas,
-            });
-        }
-    }
-    Ok(out)
-}
-
-/// Reassignments that even out replicas and preferred leaders over the
-/// live, non-draining brokers (after a node joins): a replica moves from
-/// the most loaded broker of a partition to the least loaded broker not in
-/// it while that narrows the spread; then each partition's preferred leader
-/// (first replica) is the replica leading the fewest partitions so far.
-pub fn rebalance_plan(state: &MetadataState) -> Vec<MetadataRequest> {
-    let brokers: Vec<u64> = state
-        .brokers
-        .values()
-        .filter(|b| !b.fenced && !b.draining)
-        .map(|b| b.id)
-        .collect();
-    if brokers.is_empty() {
-        return Vec::new();
-    }
-    let mut load: BTreeMap<u64, usize> = brokers.iter().map(|b| (*b, 0)).collect();
-    let mut plans: Vec<(String, u32, Vec<u64>, Vec<u64>)> = Vec::new();
-    for (name, topic) in &state.topics {
-        for (i, p) in topic.partitions.iter().enumerate() {
-            let current = p.target.clone().unwrap_or_else(|| p.replicas.clone());
-            for r in &current {
-                *load.entry(*r).or_default() += 1;
-            }
-            plans.push((name.clone(), i as u32, current.clone(), current));
-        }
-    }
-    // Move replicas while the spread is more than one.
-    for _ in 0..plans.len() * brokers.len() {
-        let (Some((&max_b, &max_n)), Some((&min_b, &min_n))) = (
-            load.iter()
-                .max_by_key(|(b, n)| (**n, std::cmp::Reverse(**b))),
-            load.iter()
-                .filter(|(b, _)| brokers.contains(b))
-                .min_by_key(|(b, n)| (**n, **b)),
-        ) else {
-            break;
-        };
-        if max_n <= min_n + 1 {
-            break;
-        }
-        let Some(plan) = plans
-            .iter_mut()
-            .find(|(_, _, _, next)| next.contains(&max_b) && !next.contains(&min_b))
-        else {
-            break;
-        };
-        for r in plan.3.iter_mut() {
-            if *r == max_b {
-                *r = min_b;
-            }
-        }
-        *load.entry(max_b).or_default() -= 1;
-        *load.entry(min_b).or_default() += 1;
-    }
-    // Even out preferred leaders: greedily first, then move a partition's
-    // preferred leader to another of its replicas while that narrows the
-    // spread.
-    let mut leaders: BTreeMap<u64, usize> = brokers.iter().map(|b| (*b, 0)).collect();
-    for (_, _, _, next) in &mut plans {
-        if let Some(pos) = next
-            .iter()
-            .enumerate()
-            .min_by_key(|(_, b)| (leaders.get(b).copied().unwrap_or(usize::MAX), **b))
-            .map(|(pos, _)| pos)
-        {
-            next.swap(0, pos);
-            *leaders.entry(next[0]).or_default() += 1;
-        }
-    }
-    let mut improved = true;
-    while improved {
-        improved = false;
-        for (_, _, _, next) in &mut plans {
-            let current = leaders.get(&next[0]).copied().unwrap_or(0);
-            let better = next
-                .iter()
-                .enumerate()
-                .skip(1)
-                .filter(|(_, b)| brokers.contains(b))
-                .min_by_key(|(_, b)| (leaders.get(b).copied().unwrap_or(0), **b))
-                .filter(|(_, b)| leaders.get(b).copied().unwrap_or(0) + 1 < current)
-                .map(|(pos, _)| pos);
-            if let Some(pos) = better {
-                if let Some(n) = leaders.get_mut(&next[0]) {
-                    *n -= 1;
-                }
-                next.swap(0, pos);
-                *leaders.entry(next[0]).or_default() += 1;
-                improved = true;
-            }
-        }
-    }
-    let mut out = Vec::new();
-    for (topic, partition, old, next) in plans {
-        if next != old {
-            out.push(MetadataRequest::Reassign {
-                topic,
-                partition,
-                replicas: next,
-            });
-        }
-    }
-    out
-}
-
-fn replica_load(state: &MetadataState) -> BTreeMap<u64, usize> {
-    let mut load = BTreeMap::new();
-    for topic in state.topics.values() {
-        for p in &topic.partitions {
-            for r in p.target.as_ref().unwrap_or(&p.replicas) {
-                *load.entry(*r).or_default() += 1;
-            }
-        }
-    }
-    load
-}
-
 fn is_live(state: &MetadataState, id: u64) -> bool {
     state.brokers.get(&id).is_some_and(|b| !b.fenced)
 }
@@ -432,10 +267,10 @@ fn live_isr_update(state: &MetadataState, topic: &str, partition: u32) -> Option
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn cluster(racks: &[Option<&str>]) -> MetadataState {
+    pub(crate) fn cluster(racks: &[Option<&str>]) -> MetadataState {
         let mut s = MetadataState::default();
         for (i, rack) in racks.iter().enumerate() {
             let id = i as u64 + 1;
@@ -448,7 +283,7 @@ mod tests {
         s
     }
 
-    fn create(
+    pub(crate) fn create(
         s: &mut MetadataState,
         name: &str,
         replicas: Vec<Vec<u64>>,
@@ -570,7 +405,7 @@ mod tests {
 
     /// Applies `requests`, then lets the controller finish what they start
     /// (every replica catches up at once).
-    fn settle(s: &mut MetadataState, requests: Vec<MetadataRequest>) {
+    pub(crate) fn settle(s: &mut MetadataState, requests: Vec<MetadataRequest>) {
         for r in requests {
             assert!(
                 !matches!(s.apply(&r), MetadataResponse::Rejected(_)),
@@ -600,7 +435,7 @@ mod tests {
         }
     }
 
-    fn counts(s: &MetadataState) -> (BTreeMap<u64, usize>, BTreeMap<u64, usize>) {
+    pub(crate) fn counts(s: &MetadataState) -> (BTreeMap<u64, usize>, BTreeMap<u64, usize>) {
         let (mut leaders, mut replicas) = (BTreeMap::new(), BTreeMap::new());
         for p in s.topics.values().flat_map(|t| &t.partitions) {
             *leaders.entry(p.leader.unwrap_or(0)).or_default() += 1;
@@ -609,50 +444,5 @@ mod tests {
             }
         }
         (leaders, replicas)
-    }
-
-    #[test]
-    fn rebalance_gives_a_new_broker_its_share_and_drain_empties_one() {
-        let mut s = cluster(&[None, None, None]);
-        let placed = place_replicas(&s, 12, 3).unwrap();
-        create(&mut s, "t", placed, &[]);
-        s.apply(&MetadataRequest::RegisterBroker {
-            id: 4,
-            addr: "127.0.0.1:9404".into(),
-            rack: None,
-        });
-        let plan = rebalance_plan(&s);
-        assert!(!plan.is_empty());
-        settle(&mut s, plan);
-        let (leaders, replicas) = counts(&s);
-        assert_eq!(
-            replicas.values().copied().collect::<Vec<_>>(),
-            vec![9, 9, 9, 9]
-        );
-        assert_eq!(
-            leaders.values().copied().collect::<Vec<_>>(),
-            vec![3, 3, 3, 3]
-        );
-        assert!(
-            rebalance_plan(&s).is_empty(),
-            "a balanced cluster stays put"
-        );
-
-        // Draining broker 4 moves all its replicas and leaderships away.
-        s.apply(&MetadataRequest::SetDraining {
-            id: 4,
-            draining: true,
-        });
-        let plan = drain_plan(&s, 4).unwrap();
-        assert_eq!(plan.len(), 9);
-        settle(&mut s, plan);
-        let (leaders, replicas) = counts(&s);
-        assert!(!replicas.contains_key(&4) && !leaders.contains_key(&4));
-        assert_eq!(
-            s.apply(&MetadataRequest::UnregisterBroker { id: 4 }),
-            MetadataResponse::Applied
-        );
-        // With three brokers and RF=3 there is nowhere to drain to.
-        assert!(drain_plan(&s, 3).is_err());
     }
 }

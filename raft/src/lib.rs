@@ -15,6 +15,8 @@
 //! - `user`: [`User`]s the gateways authenticate and their [`AclRule`]s.
 //! - `controller`: the controller's sans-IO decisions: replica placement
 //!   ([`place_replicas`]), fencing and leader election ([`decide`]).
+//! - `plans`: scaling plans, sans-IO: draining a broker ([`drain_plan`]),
+//!   evening out and resizing replicas ([`rebalance_plan`]).
 //! - `log_store`: [`FileLogStore`], the durable Raft log and vote.
 //! - `state_machine`: [`MetadataStateMachine`], applying entries and taking
 //!   snapshots.
@@ -40,18 +42,20 @@ mod log_store;
 mod metadata;
 mod network;
 mod node;
+mod plans;
 mod service;
 mod state_machine;
 mod types;
 mod user;
 
-pub use controller::{UNCLEAN_ELECTION, decide, drain_plan, place_replicas, rebalance_plan};
+pub use controller::{UNCLEAN_ELECTION, decide, place_replicas};
 pub use log_store::FileLogStore;
 pub use metadata::{
     BrokerInfo, MetadataRequest, MetadataResponse, MetadataState, PartitionState, TopicState,
 };
 pub use network::{CLUSTER_ID_HEADER, GrpcConnection, GrpcNetwork};
 pub use node::{Error, Members, MetadataNode, ProposeService};
+pub use plans::{drain_plan, rebalance_plan};
 pub use service::{RaftRpcService, check_cluster_id};
 pub use state_machine::MetadataStateMachine;
 pub use types::{Entry, LogId, StorageError, TypeConfig};

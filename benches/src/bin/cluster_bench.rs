@@ -629,7 +629,7 @@ async fn rebalance(binary: &Path, scratch: &Path, args: &Args) -> Result<()> {
     .await?;
     let started = Instant::now();
     let moved = ClusterServiceClient::new(channel(&addrs[0]).await?)
-        .rebalance(pb::RebalanceRequest {})
+        .rebalance(pb::RebalanceRequest::default())
         .await;
     let moved = match moved {
         Ok(r) => r.into_inner().moved,
@@ -642,7 +642,7 @@ async fn rebalance(binary: &Path, scratch: &Path, args: &Args) -> Result<()> {
                 .find(|n| n.id == s.controller)
                 .context("no controller")?;
             ClusterServiceClient::new(channel(&c.address).await?)
-                .rebalance(pb::RebalanceRequest {})
+                .rebalance(pb::RebalanceRequest::default())
                 .await?
                 .into_inner()
                 .moved

@@ -31,6 +31,17 @@ pub struct NodeStatus {
     pub replicas: u32,
 }
 
+/// One partition's replica list before and after a scaling operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionMove {
+    pub topic: String,
+    pub partition: u32,
+    /// Its replicas before (the first is the preferred leader).
+    pub from: Vec<u64>,
+    /// Its replicas after.
+    pub to: Vec<u64>,
+}
+
 /// A partition with fewer in-sync replicas than replicas.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnderReplicated {
@@ -90,21 +101,10 @@ pub(crate) async fn wait_applied(
 }
 
 impl Broker {
-    fn cluster_or_err(&self) -> Result<&Arc<Cluster>> {
-        self.cluster().ok_or_else(|| {
-            Error::InvalidRequest("this node runs as a single node, not in a cluster".into())
-        })
-    }
-
     /// The error for a client request this node cannot serve: the
     /// partition's leader, or why there is none.
     pub(crate) fn not_leader(&self, topic: &str, partition: u32) -> Error {
-        let Some(cluster) = self.cluster() else {
-            return Error::UnknownPartition {
-                topic: topic.to_string(),
-                partition,
-            };
-        };
+        let cluster = self.cluster();
         let state = cluster.node.state();
         let Some(t) = state.topics.get(topic) else {
             return Error::UnknownTopic(topic.to_string());
@@ -130,10 +130,9 @@ impl Broker {
     /// through another node: give the metadata a moment to arrive before a
     /// request calls it unknown.
     pub(crate) async fn await_topic(&self, topic: &str) {
-        let Some(cluster) = self.cluster() else {
-            return;
-        };
-        if !cluster.node.state().topics.contains_key(topic) {
+        let cluster = self.cluster();
+        // The controller's metadata is current: nothing to wait for.
+        if !cluster.node.is_leader() && !cluster.node.state().topics.contains_key(topic) {
             wait_applied(cluster, Duration::from_millis(500), |s| {
                 s.topics.contains_key(topic)
             })
@@ -143,16 +142,10 @@ impl Broker {
 
     /// Partition count of a topic the cluster knows (not only local ones).
     pub(crate) fn partition_count(&self, topic: &str) -> Result<u32> {
-        if let Some(cluster) = self.cluster() {
-            return cluster
-                .node
-                .state()
-                .topics
-                .get(topic)
-                .map(|t| t.partitions.len() as u32)
-                .ok_or_else(|| Error::UnknownTopic(topic.to_string()));
-        }
-        Ok(self.topic(topic)?.partitions.len() as u32)
+        self.cluster()
+            .node
+            .read_state(|s| s.topics.get(topic).map(|t| t.partitions.len() as u32))
+            .ok_or_else(|| Error::UnknownTopic(topic.to_string()))
     }
 
     pub(crate) async fn create_topic_in_cluster(
@@ -161,7 +154,7 @@ impl Broker {
         internal: bool,
     ) -> Result<TopicDescription> {
         self.check_open()?;
-        let cluster = self.cluster_or_err()?;
+        let cluster = self.cluster();
         if spec.name.starts_with("__") && !internal {
             return Err(Error::InvalidRequest(format!(
                 "topic names starting with \"__\" are reserved: {}",
@@ -211,8 +204,34 @@ impl Broker {
             s.topics.contains_key(&spec.name)
         })
         .await;
+        self.await_local_leaders(&spec.name, Duration::from_secs(5))
+            .await;
         info!(topic = %spec.name, partitions = spec.partitions, replication_factor = spec.replication_factor, "topic created");
         self.describe_topic_in_cluster(&spec.name)
+    }
+
+    /// Applies the metadata now and waits (at most `wait`) until every
+    /// partition of `topic` that this node leads serves reads, so that a
+    /// topic is usable here when its creation returns.
+    async fn await_local_leaders(&self, topic: &str, wait: Duration) {
+        let cluster = Arc::clone(self.cluster());
+        self.reconcile(&cluster).await;
+        let me = cluster.id;
+        let led: Vec<u32> = cluster.node.read_state(|s| {
+            s.topics.get(topic).map_or_else(Vec::new, |t| {
+                (0..t.partitions.len() as u32)
+                    .filter(|p| t.partitions[*p as usize].leader == Some(me))
+                    .collect()
+            })
+        });
+        let deadline = tokio::time::Instant::now() + wait;
+        while !led
+            .iter()
+            .all(|p| self.partition(topic, *p).is_ok_and(|p| p.serves_reads()))
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     pub(crate) async fn delete_topic_in_cluster(
@@ -220,7 +239,7 @@ impl Broker {
         name: &str,
         internal_too: bool,
     ) -> Result<()> {
-        let cluster = self.cluster_or_err()?;
+        let cluster = self.cluster();
         if name.starts_with("__") && !internal_too {
             return Err(Error::InvalidRequest(format!(
                 "internal topic {name} cannot be deleted"
@@ -249,7 +268,7 @@ impl Broker {
     }
 
     pub(crate) fn describe_topic_in_cluster(&self, name: &str) -> Result<TopicDescription> {
-        let cluster = self.cluster_or_err()?;
+        let cluster = self.cluster();
         let state = cluster.node.state();
         let topic = state
             .topics
@@ -307,9 +326,7 @@ impl Broker {
     }
 
     pub(crate) fn list_topics_in_cluster(&self, include_internal: bool) -> Vec<TopicDescription> {
-        let Some(cluster) = self.cluster() else {
-            return Vec::new();
-        };
+        let cluster = self.cluster();
         let names: Vec<String> = cluster.node.state().topics.keys().cloned().collect();
         names
             .iter()
@@ -319,11 +336,8 @@ impl Broker {
     }
 
     /// The cluster as this node sees it.
-    ///
-    /// # Errors
-    /// `InvalidRequest` on a single node.
-    pub fn cluster_status(&self) -> Result<ClusterStatus> {
-        let cluster = self.cluster_or_err()?;
+    pub fn cluster_status(&self) -> ClusterStatus {
+        let cluster = self.cluster();
         let state = cluster.node.state();
         let members = cluster.node.members();
         let liveness = cluster.liveness();
@@ -390,7 +404,7 @@ impl Broker {
             })
             .collect();
         let quorum = cluster.node.has_quorum();
-        Ok(ClusterStatus {
+        ClusterStatus {
             cluster_id: cluster.cluster_id.clone(),
             node_id: cluster.id,
             controller: cluster.node.leader().map(|(id, _)| id).filter(|_| quorum),
@@ -400,18 +414,17 @@ impl Broker {
             partitions,
             offline_partitions: offline,
             reassigning,
-        })
+        }
     }
 
-    /// The cluster id, or `None` on a single node.
-    pub fn cluster_id(&self) -> Option<String> {
-        self.cluster().map(|c| c.cluster_id.clone())
+    /// The cluster id.
+    pub fn cluster_id(&self) -> String {
+        self.cluster().cluster_id.clone()
     }
 
-    /// True when the node serves: open and, in a cluster, the metadata
-    /// quorum has a leader this node can reach.
+    /// True when the metadata quorum has a leader this node can reach.
     pub fn quorum_ok(&self) -> bool {
-        self.cluster().is_none_or(|c| c.node.has_quorum())
+        self.cluster().node.has_quorum()
     }
 
     fn redirect(cluster: &Cluster) -> ControllerRedirect {
@@ -433,7 +446,7 @@ impl Broker {
         rack: Option<String>,
         cluster_id: &str,
     ) -> Result<JoinReply> {
-        let cluster = self.cluster_or_err()?;
+        let cluster = self.cluster();
         if !cluster_id.is_empty() && cluster_id != cluster.cluster_id {
             return Err(Error::Cluster(format!(
                 "wrong cluster id: this cluster is {:?}, the node says {cluster_id:?}",
@@ -484,7 +497,7 @@ impl Broker {
         address: String,
         rack: Option<String>,
     ) -> Result<std::result::Result<bool, ControllerRedirect>> {
-        let cluster = self.cluster_or_err()?;
+        let cluster = self.cluster();
         if !cluster.node.is_leader() {
             return Ok(Err(Self::redirect(cluster)));
         }
@@ -522,7 +535,7 @@ impl Broker {
     /// # Errors
     /// `InvalidRequest` for unknown brokers or partitions; `NoQuorum`.
     pub async fn reassign(&self, topic: &str, partition: u32, replicas: Vec<u64>) -> Result<()> {
-        let cluster = self.cluster_or_err()?;
+        let cluster = self.cluster();
         cluster
             .propose(MetadataRequest::Reassign {
                 topic: topic.to_string(),
@@ -534,12 +547,13 @@ impl Broker {
     }
 
     /// Moves every replica and all leadership off `node_id` and marks it
-    /// draining; returns how many partitions move.
+    /// draining; returns the partitions that move.
     ///
     /// # Errors
-    /// `InvalidRequest` when no broker can take a replica; `NoQuorum`.
-    pub async fn drain_node(&self, node_id: u64) -> Result<u32> {
-        let cluster = self.cluster_or_err()?;
+    /// `InvalidRequest` when no node can take a replica (saying why);
+    /// `NoQuorum`.
+    pub async fn drain_node(&self, node_id: u64) -> Result<Vec<PartitionMove>> {
+        let cluster = self.cluster();
         let state = cluster.node.state();
         if !state.brokers.contains_key(&node_id) {
             return Err(Error::InvalidRequest(format!("unknown node {node_id}")));
@@ -551,12 +565,61 @@ impl Broker {
                 draining: true,
             })
             .await?;
-        let moved = plan.len() as u32;
-        for request in plan {
-            cluster.propose(request).await?;
+        let moves = self.carry_out(&state, plan).await?;
+        info!(node = node_id, moved = moves.len(), "draining");
+        Ok(moves)
+    }
+
+    /// Takes a draining node back: it may hold replicas and lead again
+    /// (a `rebalance` gives it its share).
+    ///
+    /// # Errors
+    /// `InvalidRequest` for an unknown node; `NoQuorum`.
+    pub async fn undrain_node(&self, node_id: u64) -> Result<()> {
+        let cluster = self.cluster();
+        if !cluster.node.state().brokers.contains_key(&node_id) {
+            return Err(Error::InvalidRequest(format!("unknown node {node_id}")));
         }
-        info!(node = node_id, moved, "draining");
-        Ok(moved)
+        cluster
+            .propose(MetadataRequest::SetDraining {
+                id: node_id,
+                draining: false,
+            })
+            .await?;
+        info!(node = node_id, "no longer draining");
+        Ok(())
+    }
+
+    /// Proposes a plan's reassignments; returns what each one moves.
+    async fn carry_out(
+        &self,
+        state: &MetadataState,
+        plan: Vec<MetadataRequest>,
+    ) -> Result<Vec<PartitionMove>> {
+        let mut moves = Vec::with_capacity(plan.len());
+        for request in plan {
+            if let MetadataRequest::Reassign {
+                topic,
+                partition,
+                replicas,
+            } = &request
+            {
+                let from = state
+                    .topics
+                    .get(topic)
+                    .and_then(|t| t.partitions.get(*partition as usize))
+                    .map(|p| p.replicas.clone())
+                    .unwrap_or_default();
+                moves.push(PartitionMove {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    from,
+                    to: replicas.clone(),
+                });
+            }
+            self.cluster().propose(request).await?;
+        }
+        Ok(moves)
     }
 
     /// Removes a drained node from the quorum and the metadata.
@@ -564,7 +627,7 @@ impl Broker {
     /// # Errors
     /// `InvalidRequest` while it still holds replicas; `NoQuorum`.
     pub async fn remove_node(&self, node_id: u64) -> Result<()> {
-        let cluster = self.cluster_or_err()?;
+        let cluster = self.cluster();
         if node_id == cluster.id && cluster.node.is_leader() {
             // Removing the leader works, but the answer could be lost.
             info!("removing the controller itself");
@@ -589,19 +652,19 @@ impl Broker {
         Ok(())
     }
 
-    /// Evens out replicas and leaders over the live brokers; returns how
-    /// many partitions move.
+    /// Evens out replicas and leaders over the live brokers, after
+    /// bringing every partition to `replication_factor` replicas when
+    /// given; returns the partitions that move.
     ///
     /// # Errors
-    /// `NoQuorum`.
-    pub async fn rebalance(&self) -> Result<u32> {
-        let cluster = self.cluster_or_err()?;
-        let plan = rebalance_plan(&cluster.node.state());
-        let moved = plan.len() as u32;
-        for request in plan {
-            cluster.propose(request).await?;
-        }
-        info!(moved, "rebalancing");
-        Ok(moved)
+    /// `InvalidRequest` for a replication factor the live nodes cannot
+    /// hold; `NoQuorum`.
+    pub async fn rebalance(&self, replication_factor: Option<u32>) -> Result<Vec<PartitionMove>> {
+        let state = self.cluster().node.state();
+        let plan = rebalance_plan(&state, replication_factor.map(|r| r as usize))
+            .map_err(Error::InvalidRequest)?;
+        let moves = self.carry_out(&state, plan).await?;
+        info!(moved = moves.len(), ?replication_factor, "rebalancing");
+        Ok(moves)
     }
 }

@@ -1,14 +1,28 @@
-//! Forming or joining the quorum when a node starts.
+//! Forming or joining the quorum when a node starts: a node with no
+//! cluster flags forms a quorum of its own (one voter) on first start;
+//! `--peers` forms a fixed set; `--join` joins an existing cluster. A
+//! previous release's single-node data directory is migrated here.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fjord_proto::v1 as pb;
 use fjord_proto::v1::cluster_service_client::ClusterServiceClient;
-use tracing::info;
+use fjord_raft::MetadataRequest;
+use tracing::{info, warn};
 
-use super::{Cluster, Formation, with_cluster_id};
+use super::loops::register_if_needed;
+use super::{Cluster, Formation, wait_applied, with_cluster_id};
 use crate::broker::Broker;
+use crate::legacy;
+use crate::topic::scan_marks;
 use crate::{Error, Result};
+
+/// How long a start waits for the node to lead what it leads.
+const SETTLE_WAIT: Duration = Duration::from_secs(15);
+
+/// How long the migration waits for a proposal to be applied here.
+const PROPOSE_WAIT: Duration = Duration::from_secs(5);
 
 impl Broker {
     /// Forms or joins the quorum, then starts the cluster's background
@@ -19,13 +33,11 @@ impl Broker {
     /// `Cluster` when the join is refused (wrong cluster id, duplicate node
     /// id) or the cluster cannot be reached.
     pub async fn start_cluster(&self) -> Result<()> {
-        let Some(cluster) = self.cluster().cloned() else {
-            return Ok(());
-        };
+        let cluster = Arc::clone(self.cluster());
         match &cluster.config.formation {
             Formation::Bootstrap => {
                 let members = cluster.node.members();
-                if members.voters.is_empty() {
+                if members.voters.is_empty() && members.learners.is_empty() {
                     let voters = [(cluster.id, cluster.advertised.clone())].into();
                     cluster
                         .node
@@ -60,7 +72,129 @@ impl Broker {
                 }
             }
         }
+        self.migrate_single_node(&cluster).await?;
         self.spawn_cluster_loops(&cluster);
+        self.await_settled(&cluster).await;
+        Ok(())
+    }
+
+    /// Waits (a bounded time) until this node is registered and leads what
+    /// the metadata says it leads, serving reads: a node that restarts
+    /// announces itself ready to clients only then.
+    async fn await_settled(&self, cluster: &Cluster) {
+        let deadline = Instant::now() + SETTLE_WAIT;
+        while !self.settled(cluster) {
+            if Instant::now() >= deadline {
+                warn!(
+                    "the node is not settled after {SETTLE_WAIT:?} (is a majority of voters up?); serving anyway"
+                );
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn settled(&self, cluster: &Cluster) -> bool {
+        if !cluster.node.has_quorum() {
+            return false;
+        }
+        let me = cluster.id;
+        let leads: Vec<(String, u32)> = cluster
+            .node
+            .read_state(|s| {
+                if s.brokers.get(&me).is_none_or(|b| b.fenced) {
+                    return None;
+                }
+                Some(
+                    s.topics
+                        .iter()
+                        .flat_map(|(name, t)| {
+                            t.partitions
+                                .iter()
+                                .enumerate()
+                                .filter(|(_, p)| p.leader == Some(me))
+                                .map(|(i, _)| (name.clone(), i as u32))
+                        })
+                        .collect(),
+                )
+            })
+            .unwrap_or_else(|| vec![(String::new(), u32::MAX)]);
+        leads
+            .iter()
+            .all(|(t, p)| self.partition(t, *p).is_ok_and(|p| p.serves_reads()))
+    }
+
+    /// Proposes a previous release's single-node stores (topics with this
+    /// node as their only replica, users as they were) into the quorum this
+    /// node now leads alone, marks the topics' directories, and removes the
+    /// old files (see `legacy.rs`).
+    ///
+    /// # Errors
+    /// `NoQuorum` or `Cluster` when a proposal fails (the files stay, and
+    /// the next start migrates again); `Metadata` for file errors.
+    async fn migrate_single_node(&self, cluster: &Cluster) -> Result<()> {
+        let stores = self
+            .inner
+            .legacy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let Some(stores) = stores else {
+            return Ok(());
+        };
+        info!(
+            topics = stores.topics.len(),
+            users = stores.users.len(),
+            "moving a single node's topics and users into its metadata quorum"
+        );
+        let me = cluster.id;
+        register_if_needed(
+            cluster,
+            me,
+            &cluster.advertised,
+            cluster.config.rack.clone(),
+        )
+        .await;
+        wait_applied(cluster, PROPOSE_WAIT, |s| s.brokers.contains_key(&me)).await;
+        let dir = &self.inner.config.data_dir;
+        for topic in &stores.topics {
+            let known = cluster
+                .node
+                .read_state(|s| s.topics.get(&topic.name).map(|t| t.id));
+            let id = match known {
+                Some(id) => id,
+                None => {
+                    let request = MetadataRequest::CreateTopic {
+                        name: topic.name.clone(),
+                        configs: topic.configs.clone(),
+                        replicas: vec![vec![me]; topic.partitions as usize],
+                    };
+                    cluster.propose(request).await?;
+                    wait_applied(cluster, PROPOSE_WAIT, |s| {
+                        s.topics.contains_key(&topic.name)
+                    })
+                    .await;
+                    cluster
+                        .node
+                        .read_state(|s| s.topics.get(&topic.name).map(|t| t.id))
+                        .ok_or_else(|| {
+                            Error::Cluster(format!("topic {} was not created", topic.name))
+                        })?
+                }
+            };
+            legacy::mark_replicas(dir, topic, id)?;
+        }
+        self.inner
+            .unopened
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend(scan_marks(dir)?);
+        for user in stores.users {
+            self.store_user(user).await?;
+        }
+        legacy::remove(dir, legacy::TOPICS_FILE)?;
+        legacy::remove(dir, legacy::USERS_FILE)?;
+        info!("the single node's topics and users are in its metadata quorum");
         Ok(())
     }
 

@@ -108,9 +108,7 @@ impl Broker {
     /// the quorum, so the controller moves its leaderships to in-sync
     /// replicas; wait (a few seconds at most) until it leads nothing.
     pub(crate) async fn hand_off_leadership(&self) {
-        let Some(cluster) = self.cluster().cloned() else {
-            return;
-        };
+        let cluster = Arc::clone(self.cluster());
         cluster
             .leaving
             .store(true, std::sync::atomic::Ordering::Release);
@@ -120,7 +118,11 @@ impl Broker {
                 .iter()
                 .any(|(_, p)| matches!(&*p.role(), crate::partition::Role::Leader { .. }))
         };
-        if !leads(self) || !cluster.node.has_quorum() {
+        let me = cluster.id;
+        let others = cluster
+            .node
+            .read_state(|s| s.brokers.values().any(|b| b.id != me && !b.fenced));
+        if !others || !leads(self) || !cluster.node.has_quorum() {
             return;
         }
         info!("controlled shutdown: handing partition leadership away");

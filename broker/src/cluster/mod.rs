@@ -38,7 +38,9 @@ mod loops;
 mod reconcile;
 
 pub(crate) use admin::wait_applied;
-pub use admin::{ClusterStatus, ControllerRedirect, JoinReply, NodeStatus, UnderReplicated};
+pub use admin::{
+    ClusterStatus, ControllerRedirect, JoinReply, NodeStatus, PartitionMove, UnderReplicated,
+};
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -127,6 +129,17 @@ pub(crate) const FRAME: u32 = 1 << 20;
 /// How long a metadata change may take before it is reported as failed.
 const PROPOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
+impl Cluster {
+    /// True when `dir` belongs to a node that was part of a cluster before
+    /// (it has a cluster identity).
+    ///
+    /// # Errors
+    /// `Metadata` when the identity file is unreadable.
+    pub(crate) fn has_identity(dir: &Path) -> Result<bool> {
+        read_identity(dir).map(|i| i.is_some())
+    }
+}
+
 fn read_identity(dir: &Path) -> Result<Option<Identity>> {
     let path = dir.join(IDENTITY_FILE);
     match std::fs::read(&path) {
@@ -139,17 +152,9 @@ fn read_identity(dir: &Path) -> Result<Option<Identity>> {
 }
 
 fn write_identity(dir: &Path, identity: &Identity) -> Result<()> {
-    let path = dir.join(IDENTITY_FILE);
-    let tmp = dir.join(format!("{IDENTITY_FILE}.tmp"));
     let bytes = serde_json::to_vec_pretty(identity)
         .map_err(|e| Error::Metadata(format!("encode cluster identity: {e}")))?;
-    let write = || -> std::io::Result<()> {
-        std::fs::write(&tmp, &bytes)?;
-        std::fs::File::open(&tmp)?.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
-        std::fs::File::open(dir)?.sync_all()
-    };
-    write().map_err(|e| Error::Metadata(format!("write {}: {e}", path.display())))
+    crate::files::write_atomic(dir, IDENTITY_FILE, &bytes, false)
 }
 
 /// A fresh cluster id: 16 hex digits of randomness.
@@ -432,7 +437,7 @@ async fn ask_cluster_id(addr: &str, local: Option<std::net::IpAddr>) -> Result<S
             Ok(id) if !id.is_empty() => return Ok(id),
             Ok(_) => {
                 return Err(Error::Cluster(format!(
-                    "the node at {addr} is not part of a cluster (it runs as a single node)"
+                    "the node at {addr} has no cluster id (it runs an older release)"
                 )));
             }
             Err(e) if Instant::now() >= deadline => {
@@ -449,7 +454,7 @@ async fn ask_cluster_id(addr: &str, local: Option<std::net::IpAddr>) -> Result<S
 }
 
 impl Broker {
-    pub(crate) fn cluster(&self) -> Option<&Arc<Cluster>> {
-        self.inner.cluster.as_ref()
+    pub(crate) fn cluster(&self) -> &Arc<Cluster> {
+        &self.inner.cluster
     }
 }

@@ -5,9 +5,10 @@
 //! # Safety of removals
 //! A node that restarts may apply the metadata late. It removes local data
 //! only when it has caught up with the quorum (a leader is known and every
-//! entry in its log is applied) and, for a whole topic, only when the
-//! metadata has seen that topic's creation (its id is not newer than the
-//! metadata's last topic id), so stale metadata never deletes a replica.
+//! entry in its log is applied) and only when the metadata has seen the
+//! creation of the topic the data belongs to (its id, from the directory's
+//! mark, is not newer than the metadata's last topic id), so stale
+//! metadata never deletes a replica.
 
 use std::sync::Arc;
 
@@ -17,7 +18,7 @@ use tracing::{info, warn};
 use super::Cluster;
 use crate::broker::Broker;
 use crate::offsets::OFFSETS_TOPIC;
-use crate::topic::{Topic, TopicMeta, open_partition, partition_dir, save_topics};
+use crate::topic::{Topic, TopicMeta, open_partition, partition_dir};
 use crate::topic_config::{log_config, min_insync};
 
 impl Broker {
@@ -29,11 +30,9 @@ impl Broker {
             let m = cluster.node.changes().borrow().clone();
             m.current_leader.is_some() && m.last_applied.map(|l| l.index) >= m.last_log_index
         };
-        let mut changed = false;
         for (name, topic) in &state.topics {
-            match self.reconcile_topic(cluster, name, topic, caught_up).await {
-                Ok(c) => changed |= c,
-                Err(e) => warn!(topic = %name, "applying metadata failed: {e}"),
+            if let Err(e) = self.reconcile_topic(cluster, name, topic, caught_up).await {
+                warn!(topic = %name, "applying metadata failed: {e}");
             }
         }
         // Local topics the metadata no longer has.
@@ -48,60 +47,33 @@ impl Broker {
         };
         for topic in gone {
             self.drop_local_topic(&topic);
-            changed = true;
         }
-        if changed && let Err(e) = self.save_local_topics() {
-            warn!("recording local topics failed: {e}");
+        if caught_up {
+            self.remove_unheld_dirs(cluster.id, &state);
         }
         self.apply_roles(cluster, &state);
     }
 
-    /// Opens or drops this node's replicas of one topic; true when the
-    /// local topic changed.
+    /// Opens or drops this node's replicas of one topic.
     async fn reconcile_topic(
         &self,
         cluster: &Arc<Cluster>,
         name: &str,
         topic: &TopicState,
         caught_up: bool,
-    ) -> crate::Result<bool> {
+    ) -> crate::Result<()> {
         let me = cluster.id;
-        let hosted_now: Vec<u32> = topic
-            .partitions
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| p.replicas.contains(&me))
-            .map(|(i, _)| i as u32)
-            .collect();
-        let local = self.topic(name).ok();
-        if let Some(local) = &local
-            && local.meta.id != topic.id
+        let mut local = self.topic(name).ok();
+        if let Some(l) = &local
+            && l.meta.id != topic.id
         {
-            if local.meta.id > topic.id || !caught_up {
+            if l.meta.id > topic.id || !caught_up {
                 // Our metadata is older than the local data: wait.
-                return Ok(false);
+                return Ok(());
             }
             // The topic was deleted and created again while we were away.
-            self.drop_local_topic(local);
-            return Box::pin(self.reconcile_topic(cluster, name, topic, caught_up))
-                .await
-                .map(|_| true);
-        }
-        let local_hosted: Vec<u32> = local
-            .as_ref()
-            .map(|t| t.hosted().map(|p| p.id).collect())
-            .unwrap_or_default();
-        // Keep replicas the metadata dropped until we are sure.
-        let mut hosted = hosted_now.clone();
-        if !caught_up {
-            hosted.extend(local_hosted.iter().filter(|p| !hosted_now.contains(p)));
-            hosted.sort_unstable();
-        }
-        if hosted == local_hosted && local.is_some() {
-            return Ok(false);
-        }
-        if hosted.is_empty() && local.is_none() {
-            return Ok(false);
+            self.drop_local_topic(l);
+            local = None;
         }
         let replication_factor = topic
             .partitions
@@ -112,43 +84,46 @@ impl Broker {
             partitions: topic.partitions.len() as u32,
             replication_factor,
             configs: topic.configs.clone(),
-            internal: name.starts_with("__"),
             id: topic.id,
-            hosted: Some(hosted.clone()),
         };
         let log = log_config(
             &meta.configs,
             self.inner.config.default_flush,
             replication_factor.max(1),
         )?;
-        let dir = &self.inner.config.data_dir;
+        let mut changed = local.as_ref().is_none_or(|l| {
+            l.meta.partitions != meta.partitions
+                || l.meta.configs != meta.configs
+                || l.meta.replication_factor != meta.replication_factor
+        });
         let mut partitions = Vec::with_capacity(meta.partitions as usize);
-        for id in 0..meta.partitions {
+        for (id, p) in topic.partitions.iter().enumerate() {
+            let id = id as u32;
             let existing = local
                 .as_ref()
                 .and_then(|t| t.partitions.get(id as usize).cloned().flatten());
-            match (hosted.contains(&id), existing) {
-                (true, Some(p)) => partitions.push(Some(p)),
-                (true, None) => {
-                    if local.is_none() {
-                        // Leftovers of an earlier topic of this name.
-                        let stale = partition_dir(dir, name, id);
-                        if stale.exists() && !local_dir_belongs(dir, name, topic.id) {
-                            let _ = std::fs::remove_dir_all(&stale);
-                        }
-                    }
+            let slot = match (p.replicas.contains(&me), existing) {
+                (true, Some(p)) => Some(p),
+                (true, None) if self.may_open(name, id, topic.id, caught_up) => {
                     info!(topic = %name, partition = id, "opening a replica");
-                    partitions.push(Some(
-                        open_partition(dir, &meta, id, log.clone(), true).await?,
-                    ));
+                    changed = true;
+                    let dir = &self.inner.config.data_dir;
+                    Some(open_partition(dir, &meta, id, log.clone()).await?)
                 }
-                (false, Some(p)) => {
+                (false, Some(p)) if caught_up => {
                     info!(topic = %name, partition = id, "dropping a replica moved away");
                     self.drop_partition(name, &p);
-                    partitions.push(None);
+                    changed = true;
+                    None
                 }
-                (false, None) => partitions.push(None),
-            }
+                // Keep a replica the metadata dropped until we are sure.
+                (false, Some(p)) => Some(p),
+                (_, None) => None,
+            };
+            partitions.push(slot);
+        }
+        if !changed || (local.is_none() && partitions.iter().all(Option::is_none)) {
+            return Ok(());
         }
         let topic = Arc::new(Topic { meta, partitions });
         self.inner
@@ -156,7 +131,75 @@ impl Broker {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(name.to_string(), topic);
-        Ok(true)
+        Ok(())
+    }
+
+    /// Whether the replica of `topic`-`partition` (topic id `topic_id`)
+    /// may open now: its directory is this topic's, or new, or an earlier
+    /// topic's that may be removed (only once the metadata is current).
+    fn may_open(&self, topic: &str, partition: u32, topic_id: u64, caught_up: bool) -> bool {
+        let key = (topic.to_string(), partition);
+        let mut unopened = self.unopened();
+        let dir = partition_dir(&self.inner.config.data_dir, topic, partition);
+        let stale = match unopened.get(&key) {
+            Some(id) if *id == topic_id => {
+                unopened.remove(&key);
+                return true;
+            }
+            Some(id) if *id > topic_id => return false,
+            Some(_) => true,
+            None => dir.exists(),
+        };
+        if !stale {
+            return true;
+        }
+        if !caught_up {
+            return false;
+        }
+        // Leftovers of an earlier topic of this name.
+        info!(dir = %dir.display(), "removing an earlier topic's partition directory");
+        unopened.remove(&key);
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            warn!(dir = %dir.display(), "could not remove a stale partition directory: {e}");
+            return false;
+        }
+        true
+    }
+
+    /// Removes unopened directories whose replica the (current) metadata
+    /// does not place on this node.
+    fn remove_unheld_dirs(&self, me: u64, state: &MetadataState) {
+        let mut unopened = self.unopened();
+        let unheld: Vec<(String, u32)> = unopened
+            .iter()
+            .filter(|((topic, partition), id)| {
+                let held = state.topics.get(topic).is_some_and(|t| {
+                    t.id == **id
+                        && t.partitions
+                            .get(*partition as usize)
+                            .is_some_and(|p| p.replicas.contains(&me))
+                });
+                !held && **id <= state.next_topic_id
+            })
+            .map(|(key, _)| key.clone())
+            .collect();
+        for (topic, partition) in unheld {
+            unopened.remove(&(topic.clone(), partition));
+            let dir = partition_dir(&self.inner.config.data_dir, &topic, partition);
+            info!(dir = %dir.display(), "removing a replica this node no longer holds");
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                warn!(dir = %dir.display(), "could not remove a replica's directory: {e}");
+            }
+        }
+    }
+
+    fn unopened(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<(String, u32), u64>> {
+        self.inner
+            .unopened
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn drop_partition(&self, topic: &str, partition: &Arc<crate::partition::Partition>) {
@@ -181,15 +224,6 @@ impl Broker {
             self.drop_partition(&topic.meta.name, p);
         }
         self.inner.offsets.forget_topic(&topic.meta.name);
-    }
-
-    pub(crate) fn save_local_topics(&self) -> crate::Result<()> {
-        let metas: Vec<TopicMeta> = self
-            .topics_read()
-            .values()
-            .map(|t| t.meta.clone())
-            .collect();
-        save_topics(&self.inner.config.data_dir, &metas)
     }
 
     /// A new leader flushes the tail it copied as a follower at once: its
@@ -273,12 +307,4 @@ impl Broker {
             }
         }
     }
-}
-
-/// Whether the partition directories of `name` in `dir` belong to the topic
-/// with id `id`, per the recorded local topics.
-fn local_dir_belongs(dir: &std::path::Path, name: &str, id: u64) -> bool {
-    crate::topic::load_topics(dir)
-        .map(|metas| metas.iter().any(|m| m.name == name && m.id == id))
-        .unwrap_or(false)
 }

@@ -19,12 +19,7 @@ pub(crate) struct Cluster(pub(crate) Broker);
 
 /// Refuses node-to-node calls from another cluster.
 pub(super) fn check_cluster<T>(broker: &Broker, request: &Request<T>) -> Result<(), Status> {
-    match broker.cluster_id() {
-        Some(ours) => fjord_raft::check_cluster_id(&ours, request),
-        None => Err(Status::failed_precondition(
-            "this node runs as a single node, not in a cluster",
-        )),
-    }
+    fjord_raft::check_cluster_id(&broker.cluster_id(), request)
 }
 
 fn redirect(to: ControllerRedirect) -> Status {
@@ -54,15 +49,7 @@ impl ClusterService for Cluster {
         &self,
         _: Request<pb::ClusterStatusRequest>,
     ) -> GrpcResult<pb::ClusterStatusResponse> {
-        let Some(_) = self.0.cluster_id() else {
-            // A single node answers with an empty cluster id.
-            return Ok(Response::new(pb::ClusterStatusResponse {
-                node_id: u64::from(self.0.node_id()),
-                quorum: true,
-                ..Default::default()
-            }));
-        };
-        let s = self.0.cluster_status().map_err(to_status)?;
+        let s = self.0.cluster_status();
         Ok(Response::new(pb::ClusterStatusResponse {
             cluster_id: s.cluster_id,
             controller: s.controller.unwrap_or(0),
@@ -111,7 +98,7 @@ impl ClusterService for Cluster {
             .map_err(to_status)?;
         match outcome {
             JoinReply::Joined { voter } => Ok(Response::new(pb::JoinClusterResponse {
-                cluster_id: self.0.cluster_id().unwrap_or_default(),
+                cluster_id: self.0.cluster_id(),
                 role: if voter { "voter" } else { "learner" }.to_string(),
             })),
             JoinReply::Redirect(to) => Err(redirect(to)),
@@ -150,12 +137,26 @@ impl ClusterService for Cluster {
         &self,
         request: Request<pb::DrainNodeRequest>,
     ) -> GrpcResult<pb::DrainNodeResponse> {
-        let moved = self
+        let moves = self
             .0
             .drain_node(request.into_inner().node_id)
             .await
             .map_err(to_status)?;
-        Ok(Response::new(pb::DrainNodeResponse { moved }))
+        Ok(Response::new(pb::DrainNodeResponse {
+            moved: moves.len() as u32,
+            moves: moves.into_iter().map(to_move).collect(),
+        }))
+    }
+
+    async fn undrain_node(
+        &self,
+        request: Request<pb::UndrainNodeRequest>,
+    ) -> GrpcResult<pb::UndrainNodeResponse> {
+        self.0
+            .undrain_node(request.into_inner().node_id)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::UndrainNodeResponse {}))
     }
 
     async fn remove_node(
@@ -171,10 +172,27 @@ impl ClusterService for Cluster {
 
     async fn rebalance(
         &self,
-        _: Request<pb::RebalanceRequest>,
+        request: Request<pb::RebalanceRequest>,
     ) -> GrpcResult<pb::RebalanceResponse> {
-        let moved = self.0.rebalance().await.map_err(to_status)?;
-        Ok(Response::new(pb::RebalanceResponse { moved }))
+        let rf = request.into_inner().replication_factor;
+        let moves = self
+            .0
+            .rebalance((rf > 0).then_some(rf))
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::RebalanceResponse {
+            moved: moves.len() as u32,
+            moves: moves.into_iter().map(to_move).collect(),
+        }))
+    }
+}
+
+fn to_move(m: crate::PartitionMove) -> pb::PartitionMove {
+    pb::PartitionMove {
+        topic: m.topic,
+        partition: m.partition,
+        from: m.from,
+        to: m.to,
     }
 }
 
@@ -215,8 +233,8 @@ impl Broker {
             .await;
         match answer {
             Ok((answer, propose)) => {
-                if let (Some(isr), Some(cluster)) = (propose, self.cluster()) {
-                    let cluster = std::sync::Arc::clone(cluster);
+                if let Some(isr) = propose {
+                    let cluster = std::sync::Arc::clone(self.cluster());
                     self.propose_isr(&cluster, r.topic.clone(), &partition, r.leader_epoch, isr);
                 }
                 match answer {

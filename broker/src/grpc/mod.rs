@@ -59,13 +59,7 @@ pub async fn serve_grpc(
     extra: tonic::service::Routes,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
-    let (raft, metadata) = match broker.cluster() {
-        Some(cluster) => {
-            let (raft, metadata) = cluster.node.services();
-            (Some(raft), Some(metadata))
-        }
-        None => (None, None),
-    };
+    let (raft, metadata) = broker.cluster().node.services();
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
         // Large produce requests and replica fetches: a 64 KiB HTTP/2
@@ -74,8 +68,8 @@ pub async fn serve_grpc(
         .initial_connection_window_size(crate::cluster::WINDOW * 2)
         .max_frame_size(crate::cluster::FRAME)
         .add_routes(extra)
-        .add_optional_service(raft)
-        .add_optional_service(metadata)
+        .add_service(raft)
+        .add_service(metadata)
         .add_service(ClusterServiceServer::new(cluster::Cluster(broker.clone())))
         .add_service(replica_fetch::ReplicaRoutes::new(broker.clone()))
         .add_service(

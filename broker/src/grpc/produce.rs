@@ -107,6 +107,12 @@ impl ProduceService for Produce {
                 "a produce request needs batches or records",
             ));
         }
+        if r.topic.starts_with("__") {
+            return Err(Status::invalid_argument(format!(
+                "clients cannot produce to internal topic {}",
+                r.topic
+            )));
+        }
         broker.await_topic(&r.topic).await;
         let count = broker.partition_count(&r.topic).map_err(to_status)?;
         // Group convenience records by partition, in order.

@@ -29,12 +29,13 @@ impl Node {
     }
 
     pub async fn start_with(dir: &Path, tweak: impl FnOnce(&mut BrokerConfig)) -> Node {
-        let mut config = BrokerConfig::new(dir);
-        config.offsets_topic_partitions = 2;
-        tweak(&mut config);
-        let broker = Broker::open(config).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let mut config = BrokerConfig::new(dir);
+        config.offsets_topic_partitions = 2;
+        config.advertised_grpc = Some(addr);
+        tweak(&mut config);
+        let broker = Broker::open(config).await.unwrap();
         let (tx, rx) = oneshot::channel();
         let server = tokio::spawn({
             let broker = broker.clone();
@@ -46,6 +47,7 @@ impl Node {
                 .unwrap();
             }
         });
+        broker.start_cluster().await.unwrap();
         let channel = Channel::from_shared(format!("http://{addr}"))
             .unwrap()
             .connect()

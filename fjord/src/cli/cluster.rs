@@ -1,4 +1,7 @@
-//! `fjord cluster status|add-node|drain-node|remove-node|reassign|rebalance`.
+//! `fjord cluster status|add-node|drain-node|undrain-node|remove-node|
+//! reassign|rebalance`.
+
+use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use clap::Subcommand;
@@ -19,8 +22,16 @@ pub(crate) enum ClusterCommand {
         #[arg(long)]
         node_id: u64,
     },
-    /// Move every replica and all leadership off a node.
-    DrainNode { node_id: u64 },
+    /// Move every replica and all leadership off a node (waits until the
+    /// moves are done unless `--no-wait`).
+    DrainNode {
+        node_id: u64,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Take a draining node back: it may hold replicas and lead again
+    /// (`rebalance` then gives it its share).
+    UndrainNode { node_id: u64 },
     /// Remove a drained node from the cluster.
     RemoveNode { node_id: u64 },
     /// Move one partition to a new replica list (first = preferred leader).
@@ -30,8 +41,29 @@ pub(crate) enum ClusterCommand {
         /// Comma-separated node ids, e.g. `2,3,4`.
         replicas: String,
     },
-    /// Even out replicas and leaders over the live nodes.
-    Rebalance,
+    /// Even out replicas and leaders over the live nodes, optionally
+    /// bringing every partition (internal topics included) to a
+    /// replication factor first; waits until the moves are done unless
+    /// `--no-wait`.
+    Rebalance {
+        /// Give every partition this many replicas (e.g. 3 once a node
+        /// that ran alone has been joined by two more).
+        #[arg(long)]
+        replication_factor: Option<u32>,
+        #[command(flatten)]
+        wait: Wait,
+    },
+}
+
+/// Whether a scaling command waits for its moves to finish.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Wait {
+    /// Return once the moves are started, without waiting for them.
+    #[arg(long)]
+    no_wait: bool,
+    /// How long to wait for the moves to finish, in seconds.
+    #[arg(long, default_value_t = 300)]
+    timeout: u64,
 }
 
 fn ids(list: &[u64]) -> String {
@@ -54,7 +86,7 @@ async fn fetch_status(client: &ClientArgs) -> Result<pb::ClusterStatusResponse> 
 async fn controller(client: &ClientArgs) -> Result<ClusterServiceClient<Channel>> {
     let Some(at) = client.controller().await? else {
         bail!(
-            "the node at {} runs as a single node, not in a cluster",
+            "the node at {} has no cluster id (it runs an older release)",
             client.server
         );
     };
@@ -66,9 +98,6 @@ pub(crate) async fn run(client: &ClientArgs, command: ClusterCommand) -> Result<
         ClusterCommand::Status => {
             let s = fetch_status(client).await?;
             print_status(client.output, &s);
-            if s.cluster_id.is_empty() {
-                return Ok(());
-            }
             if !s.quorum {
                 bail!(
                     "no metadata quorum: metadata cannot change until a majority of voters is up"
@@ -85,15 +114,26 @@ pub(crate) async fn run(client: &ClientArgs, command: ClusterCommand) -> Result<
                 client.server, s.cluster_id
             );
         }
-        ClusterCommand::DrainNode { node_id } => {
-            let moved = controller(client)
+        ClusterCommand::DrainNode { node_id, wait } => {
+            let moves = controller(client)
                 .await?
                 .drain_node(pb::DrainNodeRequest { node_id })
                 .await
                 .map_err(status)?
                 .into_inner()
-                .moved;
-            println!("draining node {node_id}: {moved} partitions are moving away");
+                .moves;
+            println!("draining node {node_id}:");
+            finish_moves(client, &moves, &wait).await?;
+        }
+        ClusterCommand::UndrainNode { node_id } => {
+            controller(client)
+                .await?
+                .undrain_node(pb::UndrainNodeRequest { node_id })
+                .await
+                .map_err(status)?;
+            println!(
+                "node {node_id} takes replicas again; `fjord cluster rebalance` gives it its share"
+            );
         }
         ClusterCommand::RemoveNode { node_id } => {
             controller(client)
@@ -124,18 +164,72 @@ pub(crate) async fn run(client: &ClientArgs, command: ClusterCommand) -> Result<
                 .map_err(status)?;
             println!("{topic}-{partition} is moving to {}", ids(&replicas));
         }
-        ClusterCommand::Rebalance => {
-            let moved = controller(client)
+        ClusterCommand::Rebalance {
+            replication_factor,
+            wait,
+        } => {
+            let moves = controller(client)
                 .await?
-                .rebalance(pb::RebalanceRequest {})
+                .rebalance(pb::RebalanceRequest {
+                    replication_factor: replication_factor.unwrap_or(0),
+                })
                 .await
                 .map_err(status)?
                 .into_inner()
-                .moved;
-            println!("rebalancing: {moved} partitions are moving");
+                .moves;
+            println!("rebalancing:");
+            finish_moves(client, &moves, &wait).await?;
         }
     }
     Ok(())
+}
+
+/// Prints what moves from where to where, then (unless `--no-wait`) waits
+/// until no partition is moving and prints the nodes' new counts.
+async fn finish_moves(client: &ClientArgs, moves: &[pb::PartitionMove], wait: &Wait) -> Result<()> {
+    if moves.is_empty() {
+        println!("nothing to move");
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = moves
+        .iter()
+        .map(|m| {
+            vec![
+                m.topic.clone(),
+                m.partition.to_string(),
+                ids(&m.from),
+                ids(&m.to),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table::render(&["TOPIC", "PARTITION", "FROM", "TO"], &rows)
+    );
+    if wait.no_wait {
+        println!(
+            "{} partitions are moving; `fjord cluster status` shows how many still are",
+            moves.len()
+        );
+        return Ok(());
+    }
+    let deadline = Instant::now() + Duration::from_secs(wait.timeout);
+    loop {
+        let s = fetch_status(client).await?;
+        if s.reassigning == 0 {
+            println!("{} partitions moved", moves.len());
+            print_status(Output::Table, &s);
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "{} partitions are still moving after {} s (they go on; see `fjord cluster status`)",
+                s.reassigning,
+                wait.timeout
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 fn print_status(output: Output, s: &pb::ClusterStatusResponse) {
@@ -164,13 +258,6 @@ fn print_status(output: Output, s: &pb::ClusterStatusResponse) {
                 "partitions": s.partitions, "offline_partitions": s.offline_partitions,
                 "reassigning": s.reassigning,
                 "nodes": nodes, "under_replicated": under})
-        );
-        return;
-    }
-    if s.cluster_id.is_empty() {
-        println!(
-            "node {} runs as a single node (not in a cluster)",
-            s.node_id
         );
         return;
     }
