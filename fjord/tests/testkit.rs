@@ -43,6 +43,9 @@ fn metrics(node: &Node, wait: Duration) -> Option<String> {
 
 #[test]
 fn the_binary_is_found_beside_the_test_program() {
+    if std::env::var_os("FJORD_BIN").is_some() {
+        return; // the variable wins over the lookup
+    }
     let found = fjord_binary(None).unwrap();
     assert_eq!(
         found.canonicalize().unwrap(),
