@@ -37,9 +37,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use fjord_testkit::{Cluster, Gateways, Node, NodeBuilder};
 use lapin::{Connection, ConnectionProperties};
 
 use crate::mqtt_server::cpu_time;
+use crate::process::Process;
 
 /// How long a broker may take to accept an AMQP handshake after it starts.
 const START_TIMEOUT: Duration = Duration::from_secs(90);
@@ -113,7 +115,7 @@ pub struct AmqpBroker {
     pub addr: SocketAddr,
     /// `fjord serve`, or the `rabbitmq-server` script (which waits for the
     /// Erlang VM it started).
-    child: Child,
+    process: Process,
     /// The process whose CPU time is the server's: `fjord serve`, or
     /// RabbitMQ's Erlang VM (from its pid file).
     server_pid: u32,
@@ -141,7 +143,11 @@ impl AmqpBroker {
         log_level: &str,
         extra: &[String],
     ) -> Result<AmqpBroker> {
-        let (mut broker, _) = AmqpBroker::spawn_fjord(binary, dir, log_level, extra).await?;
+        let node = fjord_node(binary, log_level, extra)
+            .data_dir(dir)
+            .log(dir.with_extension("log"));
+        let node = tokio::task::spawn_blocking(move || node.start()).await??;
+        let mut broker = AmqpBroker::from_node(node)?;
         broker.wait_ready(Instant::now() + START_TIMEOUT).await?;
         Ok(broker)
     }
@@ -162,39 +168,14 @@ impl AmqpBroker {
         log_level: &str,
         extra: &[String],
     ) -> Result<AmqpBroker> {
-        let with = |more: &[&str]| -> Vec<String> {
-            more.iter()
-                .map(|s| (*s).to_string())
-                .chain(extra.iter().cloned())
-                .collect()
-        };
-        let (first, listeners) = AmqpBroker::spawn_fjord(
-            binary,
-            &dir.join("n1"),
-            log_level,
-            &with(&["--node-id", "1", "--bootstrap"]),
-        )
-        .await?;
-        let join = listeners["grpc"].as_str().unwrap_or_default().to_string();
-        let mut nodes = vec![(first, listeners)];
-        for id in ["2", "3"] {
-            nodes.push(
-                AmqpBroker::spawn_fjord(
-                    binary,
-                    &dir.join(format!("n{id}")),
-                    log_level,
-                    &with(&["--node-id", id, "--join", &join]),
-                )
-                .await?,
-            );
-        }
+        let cluster = Cluster::builder(fjord_node(binary, log_level, extra), dir, 3).logs();
+        let mut nodes = tokio::task::spawn_blocking(move || cluster.start())
+            .await??
+            .into_nodes();
         let deadline = Instant::now() + START_TIMEOUT;
         let gateway = loop {
             let serving: Vec<usize> = (0..nodes.len())
-                .filter(|i| {
-                    let http = nodes[*i].1["http"].as_str().unwrap_or_default();
-                    serves_amqp(http)
-                })
+                .filter(|i| serves_amqp(nodes[*i].http()))
                 .collect();
             if let [one] = serving[..] {
                 break one;
@@ -204,92 +185,33 @@ impl AmqpBroker {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
-        let (mut client_side, _) = nodes.remove((gateway + 1) % 3);
-        client_side.peers = nodes.into_iter().map(|(b, _)| b).collect();
+        let mut client_side = AmqpBroker::from_node(nodes.remove((gateway + 1) % 3))?;
+        client_side.peers = nodes
+            .into_iter()
+            .map(AmqpBroker::from_node)
+            .collect::<Result<_>>()?;
         client_side.wait_ready(deadline).await?;
         Ok(client_side)
     }
 
-    /// Starts `binary serve` (see [`AmqpBroker::fjord`]) and reads its
-    /// `listeners.json`, without waiting for a handshake.
-    async fn spawn_fjord(
-        binary: &Path,
-        dir: &Path,
-        log_level: &str,
-        extra: &[String],
-    ) -> Result<(AmqpBroker, serde_json::Value)> {
-        std::fs::create_dir_all(dir).with_context(|| format!("make {}", dir.display()))?;
-        let log = dir.with_extension("log");
-        let out = File::create(&log).with_context(|| format!("create {}", log.display()))?;
-        let child = Command::new(binary)
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(dir)
-            .args([
-                "--grpc-listen",
-                "127.0.0.1:0",
-                "--http-listen",
-                "127.0.0.1:0",
-                "--mqtt-listen",
-                "off",
-                "--mqtt-tls-listen",
-                "off",
-                "--mqtt-ws-listen",
-                "off",
-                "--amqp-listen",
-                "127.0.0.1:0",
-                "--amqp-tls-listen",
-                "off",
-            ])
-            .args(extra)
-            .env("FJORD_LOG_LEVEL", log_level)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out)
-            .spawn()
-            .with_context(|| format!("start {}", binary.display()))?;
-        let server_pid = child.id();
-        let mut broker = AmqpBroker {
+    /// A started Fjord node as a broker (not yet known to take a
+    /// handshake).
+    fn from_node(node: Node) -> Result<AmqpBroker> {
+        let Some(addr) = node.listeners().amqp.as_deref() else {
+            bail!(
+                "fjord serve started but announced no AMQP listener (its listeners.json has no \
+                 \"amqp\" key: this build has no AMQP gateway)"
+            );
+        };
+        Ok(AmqpBroker {
             name: "Fjord",
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            child,
-            server_pid,
-            log,
+            addr: addr.parse().context("the amqp address in listeners.json")?,
+            server_pid: node.pid().unwrap_or_default(),
+            log: node.log_path().map(Path::to_path_buf).unwrap_or_default(),
+            process: Process::Fjord(Box::new(node)),
             rabbit: None,
             peers: Vec::new(),
-        };
-        let listeners = dir.join("listeners.json");
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if let Ok(text) = std::fs::read_to_string(&listeners)
-                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
-                && v["pid"].as_u64() == Some(u64::from(server_pid))
-            {
-                let Some(addr) = v["amqp"].as_str() else {
-                    bail!(
-                        "fjord serve started but announced no AMQP listener ({} has no \"amqp\" \
-                         key: this build has no AMQP gateway)",
-                        listeners.display()
-                    );
-                };
-                broker.addr = addr.parse().context("the amqp address in listeners.json")?;
-                return Ok((broker, v));
-            }
-            if let Some(status) = broker.child.try_wait()? {
-                bail!(
-                    "fjord serve exited early ({status}); its log:\n{}",
-                    broker.log_tail(20)
-                );
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "fjord serve did not announce its listeners in {} within {} s",
-                    listeners.display(),
-                    START_TIMEOUT.as_secs()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
     }
 
     /// Starts a private RabbitMQ node with its files in `dir` (made if
@@ -413,7 +335,7 @@ impl AmqpBroker {
         let mut broker = AmqpBroker {
             name: "RabbitMQ",
             addr: SocketAddr::from(([127, 0, 0, 1], amqp)),
-            child,
+            process: Process::Other(child),
             server_pid,
             log,
             rabbit: Some(rabbit),
@@ -435,7 +357,7 @@ impl AmqpBroker {
     /// succeeds, the process exits, or `deadline` passes.
     async fn wait_ready(&mut self, deadline: Instant) -> Result<()> {
         loop {
-            if let Some(status) = self.child.try_wait()? {
+            if let Some(status) = self.process.exited() {
                 bail!(
                     "{} exited early ({status}); its log:\n{}",
                     self.name,
@@ -518,15 +440,14 @@ impl AmqpBroker {
 
     /// `Some(status)` if the process has exited.
     pub fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().ok().flatten()
+        self.process.exited()
     }
 }
 
 impl Drop for AmqpBroker {
     fn drop(&mut self) {
+        // A Fjord node is killed when its process drops.
         let Some(rabbit) = self.rabbit.take() else {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
             return;
         };
         if self.exited().is_none() {
@@ -547,7 +468,7 @@ impl Drop for AmqpBroker {
             }
             // Still there: SIGTERM (the VM stops cleanly), then SIGKILL;
             // the script exits when the VM has.
-            let vm = vm_pid(&rabbit.pid_file, self.child.id());
+            let vm = vm_pid(&rabbit.pid_file, self.process.id());
             for signal in ["-TERM", "-KILL"] {
                 let deadline = Instant::now() + Duration::from_secs(10);
                 while self.exited().is_none() && Instant::now() < deadline {
@@ -564,8 +485,7 @@ impl Drop for AmqpBroker {
                 }
             }
             if self.exited().is_none() {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
+                self.process.kill();
             }
         }
         stop_epmd(rabbit.epmd);
@@ -629,6 +549,16 @@ fn on_path(name: &str, fallback: &str) -> PathBuf {
                 .find(|p| p.is_file())
         })
         .unwrap_or_else(|| PathBuf::from(fallback))
+}
+
+/// How every Fjord node of the benchmark starts: only the AMQP, gRPC and
+/// HTTP listeners, each on an ephemeral loopback port, plus `extra`.
+fn fjord_node(binary: &Path, log_level: &str, extra: &[String]) -> NodeBuilder {
+    Node::builder(binary)
+        .gateways(Gateways::AMQP)
+        .log_level(log_level)
+        .flags(extra.iter().cloned())
+        .ready_timeout(START_TIMEOUT)
 }
 
 /// True when the node whose HTTP listener is `http` says it runs the AMQP

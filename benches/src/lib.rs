@@ -12,8 +12,9 @@
 //! - [`stats`]: medians and percentiles shared by the programs.
 //! - [`host`]: the machine a benchmark ran on (CPUs, memory, kernel, load).
 //! - [`metrics`]: reads a node's `/metrics` page.
-//! - [`server`]: starts a `fjord serve` child on ephemeral ports.
 //! - [`mqtt_server`]: starts Fjord or Mosquitto as an MQTT broker on loopback.
+//! - `process`: the process behind a broker (Fjord nodes come from
+//!   `fjord-testkit`).
 //! - [`mqtt_load`]: MQTT load generator: latency, loss, duplicates, order.
 //! - [`mqtt_idle`]: memory per idle MQTT connection on a fresh server.
 //! - `bin/amqp_bench.rs`: Fjord's AMQP gateway against RabbitMQ.
@@ -29,5 +30,5 @@ pub mod metrics;
 pub mod mqtt_idle;
 pub mod mqtt_load;
 pub mod mqtt_server;
-pub mod server;
+mod process;
 pub mod stats;

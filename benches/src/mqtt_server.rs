@@ -11,12 +11,14 @@ use std::fmt::Write as _;
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use fjord_testkit::process::rss_bytes;
+use fjord_testkit::{Gateways, Node};
 
-use crate::server::rss_bytes;
+use crate::process::Process;
 
 /// Mosquitto's settings in this benchmark, one `key value` per line, chosen
 /// so that its limits do not throttle it: 1,000 QoS 1 messages in flight
@@ -47,7 +49,7 @@ pub struct BrokerProcess {
     pub addr: SocketAddr,
     /// Fjord's HTTP listener, for its `/metrics`.
     http: Option<SocketAddr>,
-    child: Child,
+    process: Process,
     /// Its stdout and stderr.
     log: PathBuf,
 }
@@ -67,70 +69,28 @@ impl BrokerProcess {
         log_level: &str,
         extra: &[String],
     ) -> Result<BrokerProcess> {
-        std::fs::create_dir_all(dir).with_context(|| format!("make {}", dir.display()))?;
         let log = dir.with_extension("log");
-        let out = File::create(&log).with_context(|| format!("create {}", log.display()))?;
-        let child = Command::new(binary)
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(dir)
-            .args([
-                "--mqtt-listen",
-                "127.0.0.1:0",
-                "--mqtt-tls-listen",
-                "off",
-                "--mqtt-ws-listen",
-                "off",
-                "--amqp-listen",
-                "off",
-                "--amqp-tls-listen",
-                "off",
-                "--grpc-listen",
-                "127.0.0.1:0",
-                "--http-listen",
-                "127.0.0.1:0",
-            ])
-            .args(extra)
-            .env("FJORD_LOG_LEVEL", log_level)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out)
-            .spawn()
-            .with_context(|| format!("start {}", binary.display()))?;
-        let mut broker = BrokerProcess {
+        let node = Node::builder(binary)
+            .data_dir(dir)
+            .log(&log)
+            .log_level(log_level)
+            .gateways(Gateways::MQTT)
+            .flags(extra.iter().cloned())
+            .start()?;
+        let addr = node
+            .listeners()
+            .mqtt
+            .as_deref()
+            .context("fjord serve announced no MQTT listener")?
+            .parse()
+            .context("the mqtt address in listeners.json")?;
+        Ok(BrokerProcess {
             name: "Fjord",
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            http: None,
-            child,
+            addr,
+            http: node.http().parse().ok(),
+            process: Process::Fjord(Box::new(node)),
             log,
-        };
-        let listeners = dir.join("listeners.json");
-        let pid = u64::from(broker.child.id());
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(text) = std::fs::read_to_string(&listeners)
-                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
-                && v["pid"].as_u64() == Some(pid)
-                && let Some(addr) = v["mqtt"].as_str()
-            {
-                broker.addr = addr.parse().context("the mqtt address in listeners.json")?;
-                broker.http = v["http"].as_str().and_then(|a| a.parse().ok());
-                return Ok(broker);
-            }
-            if let Some(status) = broker.child.try_wait()? {
-                bail!(
-                    "fjord serve exited early ({status}); its log:\n{}",
-                    broker.log_tail(20)
-                );
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "fjord serve did not announce an MQTT listener in {} within 60 s",
-                    listeners.display()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        })
     }
 
     /// Starts `binary -c <dir>/mosquitto.conf` with [`MOSQUITTO_SETTINGS`]
@@ -177,12 +137,12 @@ impl BrokerProcess {
             name: "Mosquitto",
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             http: None,
-            child,
+            process: Process::Other(child),
             log,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Some(status) = broker.child.try_wait()? {
+            if let Some(status) = broker.process.exited() {
                 bail!(
                     "mosquitto exited early ({status}); its log:\n{}",
                     broker.log_tail(20)
@@ -203,7 +163,7 @@ impl BrokerProcess {
 
     /// Process id.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.id()
     }
 
     /// Resident set size in bytes, from `/proc/<pid>/status`.
@@ -253,14 +213,7 @@ impl BrokerProcess {
 
     /// `Some(status)` if the process has exited.
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.try_wait().ok().flatten()
-    }
-}
-
-impl Drop for BrokerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.exited()
     }
 }
 

@@ -16,16 +16,17 @@
 //! history is checked (see `history.rs`). Every run prints its seed; the
 //! same seed replays the same fault schedule.
 //!
+//! The `fjord serve` processes (started, killed, paused, restarted, and a
+//! cluster formed of them) come from `fjord-testkit`.
+//!
 //! # Layout
 //! - [`history`]: the record of a run and the checker.
-//! - [`node`]: a `fjord serve` process to kill, pause and restart.
 //! - [`proxy`]: the fault-injecting proxy in front of each cluster node,
 //!   for network partitions.
 //! - [`workload`]: producers and consumers that follow the node.
 //! - [`stop`]: the flag that ends the workload.
 
 pub mod history;
-pub mod node;
 pub mod proxy;
 pub mod stop;
 pub mod workload;
@@ -38,11 +39,11 @@ use anyhow::{Context, Result};
 use fjord_proto::v1 as pb;
 use fjord_proto::v1::cluster_service_client::ClusterServiceClient;
 use fjord_proto::v1::topic_service_client::TopicServiceClient;
+use fjord_testkit::{Cluster, Node};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::history::{History, Report, check};
-use crate::node::Node;
 use crate::stop::Stop;
 
 /// How a run goes.
@@ -77,7 +78,7 @@ impl Nodes {
     fn addr(&self, i: usize) -> String {
         self.proxies
             .get(i)
-            .map_or_else(|| self.nodes[i].grpc.clone(), |p| p.addr.clone())
+            .map_or_else(|| self.nodes[i].grpc().to_string(), |p| p.addr.clone())
     }
 
     fn addrs(&self) -> Vec<String> {
@@ -159,11 +160,15 @@ pub async fn run(binary: &Path, dir: &Path, config: &RunConfig) -> Result<(Repor
 /// Starts the single node, or bootstraps node 1 and joins the others to it,
 /// each behind its proxy (waiting until every one is live).
 async fn start_nodes(binary: &Path, dir: &Path, config: &RunConfig) -> Result<Nodes> {
-    let extra: Vec<String> = config.serve_args.clone();
+    let template = || {
+        Node::builder(binary)
+            .log_level("warn")
+            .flags(config.serve_args.iter().cloned())
+    };
     if config.nodes <= 1 {
-        let refs: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let node = template().data_dir(dir.join("node"));
         return Ok(Nodes {
-            nodes: vec![Node::start(binary, &dir.join("node"), &refs)?],
+            nodes: vec![tokio::task::spawn_blocking(move || node.start()).await??],
             proxies: Vec::new(),
         });
     }
@@ -172,49 +177,32 @@ async fn start_nodes(binary: &Path, dir: &Path, config: &RunConfig) -> Result<No
     for _ in 0..config.nodes {
         proxies.push(proxy::Proxy::start().await?);
     }
-    let mut nodes: Vec<Node> = Vec::with_capacity(config.nodes);
-    for id in 1..=config.nodes {
-        let mut args = vec![
-            "--node-id".to_string(),
-            id.to_string(),
+    // The proxy must forward before the node announces itself (a joining
+    // node is called back at its advertised address), so each node gets a
+    // free port picked here, and keeps it across restarts.
+    let mut flags = Vec::with_capacity(config.nodes);
+    for (i, proxy) in proxies.iter().enumerate() {
+        let grpc = free_port()?;
+        proxy.set_target(&grpc);
+        flags.push(vec![
+            "--grpc-listen".to_string(),
+            grpc,
             "--max-voters".to_string(),
             voters.to_string(),
             "--advertised-grpc".to_string(),
-            proxies[id - 1].addr.clone(),
+            proxy.addr.clone(),
             "--outbound-address".to_string(),
-            proxy::node_ip(id).to_string(),
-        ];
-        if id == 1 {
-            args.push("--bootstrap".into());
-        } else {
-            args.extend(["--join".to_string(), proxies[0].addr.clone()]);
-        }
-        args.extend(extra.iter().cloned());
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let data = dir.join(format!("node{id}"));
-        // The proxy must forward before the node announces itself (a
-        // joining node is called back at its advertised address), so the
-        // node gets a free port picked here, and keeps it across restarts.
-        let grpc = free_port()?;
-        proxies[id - 1].set_target(&grpc);
-        let node = Node::start_at(binary, &data, &refs, &grpc)?;
-        nodes.push(node);
+            proxy::node_ip(i + 1).to_string(),
+        ]);
     }
-    let nodes = Nodes { nodes, proxies };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(s) = cluster_status(&nodes.addr(0)).await
-            && s.nodes.len() == config.nodes
-            && s.nodes.iter().all(|n| n.live)
-        {
-            return Ok(nodes);
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the cluster did not form in 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let cluster = Cluster::builder(template(), dir, u32::try_from(config.nodes)?)
+        .join_via(&proxies[0].addr)
+        .node_flags(move |id| flags.get(id as usize - 1).cloned().unwrap_or_default());
+    let nodes = tokio::task::spawn_blocking(move || cluster.start()).await??;
+    Ok(Nodes {
+        nodes: nodes.into_nodes(),
+        proxies,
+    })
 }
 
 /// A free loopback address (bound, read back, released).
@@ -320,9 +308,9 @@ async fn nemesis(
                 at,
                 what: format!("SIGSTOP node {id} ({role}) for {} ms", lasting.as_millis()),
             });
-            nodes.nodes[victim].pause();
+            nodes.nodes[victim].pause()?;
             tokio::time::sleep(lasting).await;
-            nodes.nodes[victim].resume();
+            nodes.nodes[victim].resume()?;
         } else {
             // Cut off the victim, or (5 nodes) the victim and its
             // neighbour: a minority that may hold the leader.
@@ -364,7 +352,7 @@ async fn nemesis_single(
             });
             node = tokio::task::spawn_blocking(move || node.restart().map(|()| node)).await??;
             if let Ok(mut a) = address.lock() {
-                *a = vec![node.grpc.clone()];
+                *a = vec![node.grpc().to_string()];
             }
         } else {
             let pause = Duration::from_millis(rng.random_range(100..1200));
@@ -372,9 +360,9 @@ async fn nemesis_single(
                 at,
                 what: format!("SIGSTOP for {} ms", pause.as_millis()),
             });
-            node.pause();
+            node.pause()?;
             tokio::time::sleep(pause).await;
-            node.resume();
+            node.resume()?;
         }
     }
     Ok((node, faults))

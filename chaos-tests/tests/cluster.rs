@@ -8,8 +8,8 @@
 
 use std::time::Duration;
 
-use fjord_chaos_tests::node::fjord_binary;
 use fjord_chaos_tests::{RunConfig, run};
+use fjord_testkit::fjord_binary;
 
 async fn schedule(nodes: usize, seconds: u64) {
     let seed = std::env::var("FJORD_CHAOS_SEED")
@@ -25,7 +25,7 @@ async fn schedule(nodes: usize, seconds: u64) {
         serve_args: Vec::new(),
     };
     let dir = tempfile::tempdir().unwrap();
-    let (report, faults) = run(&fjord_binary().unwrap(), dir.path(), &config)
+    let (report, faults) = run(&fjord_binary(None).unwrap(), dir.path(), &config)
         .await
         .unwrap();
     println!("seed {seed}, {nodes} nodes: {} faults", faults.len());

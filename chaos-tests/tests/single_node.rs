@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use fjord_chaos_tests::node::fjord_binary;
 use fjord_chaos_tests::{RunConfig, run};
+use fjord_testkit::fjord_binary;
 
 async fn schedule(serve_args: &[&str]) {
     let seed = std::env::var("FJORD_CHAOS_SEED")
@@ -23,7 +23,7 @@ async fn schedule(serve_args: &[&str]) {
         serve_args: serve_args.iter().map(|s| s.to_string()).collect(),
     };
     let dir = tempfile::tempdir().unwrap();
-    let (report, faults) = run(&fjord_binary().unwrap(), dir.path(), &config)
+    let (report, faults) = run(&fjord_binary(None).unwrap(), dir.path(), &config)
         .await
         .unwrap();
     println!(

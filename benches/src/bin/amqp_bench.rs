@@ -51,8 +51,8 @@ use fjord_benches::amqp_load::{LoadSettings, RunFigures, Scenario, medians, run_
 use fjord_benches::amqp_server::{AmqpBroker, RabbitInstall};
 use fjord_benches::host::{load_average, machine};
 use fjord_benches::mqtt_server::version_line;
-use fjord_benches::server::sibling_fjord;
 use fjord_benches::stats::{median, ms, thousands};
+use fjord_testkit::fjord_binary;
 
 #[derive(Parser, Debug, Clone)]
 #[command(about = "Fjord's AMQP gateway against RabbitMQ: messages/s and latency")]
@@ -165,7 +165,7 @@ async fn main() -> Result<()> {
     if args.ack_every == 0 || args.ack_every > args.prefetch {
         bail!("--ack-every must be between 1 and --prefetch");
     }
-    let fjord_bin = args.fjord_bin.clone().unwrap_or_else(sibling_fjord);
+    let fjord_bin = fjord_binary(args.fjord_bin.as_deref())?;
     let install = RabbitInstall::new(args.rabbitmq_bin_dir.clone(), args.epmd_bin.clone());
     std::fs::create_dir_all(&args.dir)?;
     let scratch = tempfile::Builder::new()

@@ -21,7 +21,6 @@
 //! ```
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -30,13 +29,13 @@ use clap::Parser;
 use fjord_benches::host::busy_cpu;
 use fjord_benches::metrics;
 use fjord_benches::mqtt_server::cpu_time;
-use fjord_benches::server::sibling_fjord;
 use fjord_benches::stats::median;
 use fjord_proto::v1 as pb;
 use fjord_proto::v1::cluster_service_client::ClusterServiceClient;
 use fjord_proto::v1::produce_service_client::ProduceServiceClient;
 use fjord_proto::v1::topic_service_client::TopicServiceClient;
 use fjord_storage::{BatchBuilder, Compression, Record};
+use fjord_testkit::{Cluster, Node, NodeBuilder, fjord_binary};
 use tokio::task::JoinSet;
 use tonic::transport::Channel;
 
@@ -75,107 +74,18 @@ struct Args {
     serve_arg: Vec<String>,
 }
 
-/// A `fjord serve` process with a data directory that outlives restarts.
-struct Node {
-    binary: PathBuf,
-    data: PathBuf,
-    args: Vec<String>,
-    child: Option<Child>,
-    grpc: String,
-    http: String,
+/// CPU time (user + system) `node` has used so far.
+fn node_cpu(node: &Node) -> Duration {
+    node.pid()
+        .and_then(|pid| cpu_time(&pid.to_string()))
+        .unwrap_or_default()
 }
 
-impl Node {
-    /// CPU time (user + system) the process has used so far.
-    fn cpu(&self) -> Duration {
-        self.child
-            .as_ref()
-            .and_then(|c| cpu_time(&c.id().to_string()))
-            .unwrap_or_default()
-    }
-
-    fn start(binary: &Path, data: PathBuf, args: Vec<String>) -> Result<Node> {
-        let mut node = Node {
-            binary: binary.to_path_buf(),
-            data,
-            args,
-            child: None,
-            grpc: String::new(),
-            http: String::new(),
-        };
-        node.restart()?;
-        Ok(node)
-    }
-
-    fn restart(&mut self) -> Result<()> {
-        self.kill();
-        std::fs::create_dir_all(&self.data)?;
-        let grpc = if self.grpc.is_empty() {
-            "127.0.0.1:0".to_string()
-        } else {
-            self.grpc.clone()
-        };
-        let child = Command::new(&self.binary)
-            .args([
-                "serve",
-                "--grpc-listen",
-                &grpc,
-                "--http-listen",
-                "127.0.0.1:0",
-                "--mqtt-listen",
-                "off",
-                "--mqtt-tls-listen",
-                "off",
-                "--mqtt-ws-listen",
-                "off",
-                "--amqp-listen",
-                "off",
-                "--amqp-tls-listen",
-                "off",
-            ])
-            .arg("--data-dir")
-            .arg(&self.data)
-            .args(&self.args)
-            .env("FJORD_LOG_LEVEL", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("start {}", self.binary.display()))?;
-        let pid = u64::from(child.id());
-        self.child = Some(child);
-        let path = self.data.join("listeners.json");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(text) = std::fs::read_to_string(&path)
-                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
-                && v["pid"].as_u64() == Some(pid)
-                && let Some(addr) = v["grpc"].as_str()
-                && let Some(http) = v["http"].as_str()
-            {
-                self.grpc = addr.to_string();
-                self.http = http.to_string();
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!("fjord serve did not start in 60 s");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// How every node of the benchmark starts: no gateways, `extra` flags.
+fn node(binary: &Path, extra: &[String]) -> NodeBuilder {
+    Node::builder(binary)
+        .log_level("warn")
+        .flags(extra.iter().cloned())
 }
 
 async fn channel(addr: &str) -> Result<Channel> {
@@ -194,22 +104,9 @@ async fn status(addr: &str) -> Result<pb::ClusterStatusResponse> {
 }
 
 /// Bootstraps node 1 and joins the others; waits until all are live.
-async fn cluster(binary: &Path, dir: &Path, n: usize, extra: &[String]) -> Result<Vec<Node>> {
-    let mut nodes: Vec<Node> = Vec::new();
-    for id in 1..=n {
-        let mut args = extra.to_vec();
-        args.extend(["--node-id".to_string(), id.to_string()]);
-        match nodes.first() {
-            None => args.push("--bootstrap".into()),
-            Some(first) => args.extend(["--join".to_string(), first.grpc.clone()]),
-        }
-        nodes.push(Node::start(binary, dir.join(format!("node{id}")), args)?);
-    }
-    wait_until(&nodes[0].grpc, |s| {
-        s.nodes.len() == n && s.nodes.iter().all(|x| x.live)
-    })
-    .await?;
-    Ok(nodes)
+async fn start_cluster(binary: &Path, dir: &Path, n: u32, extra: &[String]) -> Result<Cluster> {
+    let cluster = Cluster::builder(node(binary, extra), dir, n);
+    tokio::task::spawn_blocking(move || cluster.start()).await?
 }
 
 async fn wait_until(addr: &str, ok: impl Fn(&pb::ClusterStatusResponse) -> bool) -> Result<()> {
@@ -288,7 +185,7 @@ const COUNTERS: [&str; 3] = [
 fn counters(nodes: &[&Node]) -> [f64; 3] {
     let mut total = [0.0; 3];
     for node in nodes {
-        if let Some(page) = metrics::scrape(&node.http) {
+        if let Some(page) = metrics::scrape(node.http()) {
             for (sum, name) in total.iter_mut().zip(COUNTERS) {
                 *sum += metrics::value(&page, name).unwrap_or(0.0);
             }
@@ -398,15 +295,15 @@ async fn throughput(addrs: &[String], topic: &str, acks: pb::Acks, args: &Args) 
 /// Kills the leader of partition 0 and times the first acknowledged write
 /// after it; the victim restarts and catches up afterwards.
 async fn failover(nodes: &mut [Node], topic: &str) -> Result<Duration> {
-    let addrs: Vec<String> = nodes.iter().map(|n| n.grpc.clone()).collect();
+    let addrs: Vec<String> = nodes.iter().map(|n| n.grpc().to_string()).collect();
     let leader = leaders(&addrs[0], topic).await?[0].clone();
     let victim = nodes
         .iter()
-        .position(|n| n.grpc == leader)
+        .position(|n| n.grpc() == leader)
         .context("leader is not a node")?;
     let one = batch(1, 100)?;
     let killed = Instant::now();
-    nodes[victim].kill();
+    nodes[victim].kill9();
     let elapsed = loop {
         let mut sent = false;
         for (i, addr) in addrs.iter().enumerate() {
@@ -445,7 +342,7 @@ async fn failover(nodes: &mut [Node], topic: &str) -> Result<Duration> {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
-    nodes[victim].restart()?;
+    tokio::task::block_in_place(|| nodes[victim].restart())?;
     wait_until(&addrs[(victim + 1) % addrs.len()], |s| {
         s.quorum && s.under_replicated.is_empty() && s.nodes.iter().all(|n| n.live)
     })
@@ -461,7 +358,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let binary = args.fjord_bin.clone().unwrap_or_else(sibling_fjord);
+    let binary = fjord_binary(args.fjord_bin.as_deref())?;
     std::fs::create_dir_all(&args.dir)?;
     let scratch = tempfile::tempdir_in(&args.dir)?;
     println!(
@@ -478,36 +375,28 @@ async fn main() -> Result<()> {
     let mut single = Vec::new();
     let mut replicated = Vec::new();
     {
-        let node = Node::start(
-            &binary,
-            scratch.path().join("single"),
-            args.serve_arg.clone(),
-        )?;
-        let nodes = cluster(&binary, &scratch.path().join("three"), 3, &args.serve_arg).await?;
-        let addrs: Vec<String> = nodes.iter().map(|n| n.grpc.clone()).collect();
+        let node = node(&binary, &args.serve_arg)
+            .data_dir(scratch.path().join("single"))
+            .start()?;
+        let three =
+            start_cluster(&binary, &scratch.path().join("three"), 3, &args.serve_arg).await?;
+        let nodes = three.nodes();
+        let addrs: Vec<String> = nodes.iter().map(|n| n.grpc().to_string()).collect();
         for run in 0..args.runs {
             let t = format!("single-{run}");
-            create(&node.grpc, &t, args.partitions, 1, &[]).await?;
+            create(node.grpc(), &t, args.partitions, 1, &[]).await?;
             // CPU time of the servers, of this load generator and of the
             // whole machine (kernel threads included).
             let cpu = |nodes: &[&Node]| -> (Duration, Duration, Duration) {
                 (
-                    nodes.iter().map(|n| n.cpu()).sum(),
+                    nodes.iter().map(|n| node_cpu(n)).sum(),
                     cpu_time("self").unwrap_or_default(),
                     busy_cpu().unwrap_or_default(),
                 )
             };
             let all: Vec<&Node> = nodes.iter().collect();
             let (cpu0, counters0) = (cpu(&[&node]), counters(&[&node]));
-            single.push(
-                throughput(
-                    std::slice::from_ref(&node.grpc),
-                    &t,
-                    pb::Acks::Leader,
-                    &args,
-                )
-                .await?,
-            );
+            single.push(throughput(&[node.grpc().to_string()], &t, pb::Acks::Leader, &args).await?);
             let (cpu1, counters1) = (cpu(&[&node]), counters(&[&node]));
             let t = format!("replicated-{run}");
             create(
@@ -567,9 +456,10 @@ async fn main() -> Result<()> {
 
 /// Kills the leader `args.failovers` times; prints the percentiles.
 async fn failovers(binary: &Path, scratch: &Path, args: &Args) -> Result<()> {
-    let mut nodes = cluster(binary, &scratch.join("failover"), 3, &args.serve_arg).await?;
+    let mut cluster = start_cluster(binary, &scratch.join("failover"), 3, &args.serve_arg).await?;
+    let nodes = cluster.nodes_mut();
     create(
-        &nodes[0].grpc,
+        nodes[0].grpc(),
         "failover",
         1,
         3,
@@ -578,14 +468,14 @@ async fn failovers(binary: &Path, scratch: &Path, args: &Args) -> Result<()> {
     .await?;
     let mut times = Vec::new();
     for i in 0..args.failovers {
-        let t = failover(&mut nodes, "failover").await?;
+        let t = failover(nodes, "failover").await?;
         println!(
             "failover {i}: first acks=all write {} ms after the kill",
             t.as_millis()
         );
         times.push(t);
     }
-    drop(nodes);
+    drop(cluster);
     times.sort();
     println!(
         "failover (kill -9 of the leader → first acks=all write): p50 {} ms, p99 {} ms, max {} ms over {} kills",
@@ -599,8 +489,12 @@ async fn failovers(binary: &Path, scratch: &Path, args: &Args) -> Result<()> {
 
 /// Adds a fourth node to a loaded 3-node cluster and times `rebalance`.
 async fn rebalance(binary: &Path, scratch: &Path, args: &Args) -> Result<()> {
-    let mut nodes = cluster(binary, &scratch.join("rebalance"), 3, &args.serve_arg).await?;
-    let addrs: Vec<String> = nodes.iter().map(|n| n.grpc.clone()).collect();
+    let mut cluster = start_cluster(binary, &scratch.join("rebalance"), 3, &args.serve_arg).await?;
+    let addrs: Vec<String> = cluster
+        .nodes()
+        .iter()
+        .map(|n| n.grpc().to_string())
+        .collect();
     create(&addrs[0], "spread", args.rebalance_partitions, 3, &[]).await?;
     let fill = Args {
         records: args.rebalance_records * u64::from(args.rebalance_partitions),
@@ -609,20 +503,7 @@ async fn rebalance(binary: &Path, scratch: &Path, args: &Args) -> Result<()> {
         ..args.clone()
     };
     throughput(&addrs, "spread", pb::Acks::All, &fill).await?;
-    nodes.push(Node::start(
-        binary,
-        scratch.join("rebalance/node4"),
-        args.serve_arg
-            .iter()
-            .cloned()
-            .chain([
-                "--node-id".into(),
-                "4".into(),
-                "--join".into(),
-                addrs[0].clone(),
-            ])
-            .collect(),
-    )?);
+    tokio::task::block_in_place(|| cluster.join_one())?;
     wait_until(&addrs[0], |s| {
         s.nodes.len() == 4 && s.nodes.iter().all(|n| n.live)
     })

@@ -20,13 +20,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use bytes::{BufMut, Bytes, BytesMut};
 use clap::Parser;
-use fjord_benches::server::{ServerProcess, rss_bytes, sibling_fjord};
 use fjord_benches::stats::median;
 use fjord_proto::v1::fetch_service_client::FetchServiceClient;
 use fjord_proto::v1::produce_service_client::ProduceServiceClient;
 use fjord_proto::v1::topic_service_client::TopicServiceClient;
 use fjord_proto::v1::{Acks, CreateTopicRequest, FetchRequest, PartitionBatch, ProduceRequest};
 use fjord_storage::{BatchBuilder, Compression, Record, RecordBatch};
+use fjord_testkit::{Node, fjord_binary};
 use hdrhistogram::Histogram;
 use tokio::task::JoinSet;
 use tonic::transport::Channel;
@@ -71,17 +71,23 @@ struct RunFigures {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let binary = args.fjord_bin.clone().unwrap_or_else(sibling_fjord);
-    let extra: Vec<&str> = args.serve_arg.iter().map(String::as_str).collect();
-    let server = ServerProcess::start(&binary, &args.dir, &extra)?;
-    let channel = Channel::from_shared(server.url())?.connect().await?;
+    let binary = fjord_binary(args.fjord_bin.as_deref())?;
+    let server = Node::builder(binary)
+        .temp_data_in(&args.dir)
+        .log(args.dir.join("e2e_bench-server.log"))
+        .log_level("warn")
+        .flags(args.serve_arg.iter().cloned())
+        .start()?;
+    let channel = Channel::from_shared(format!("http://{}", server.grpc()))?
+        .connect()
+        .await?;
     println!(
         "server {} ({}), {} records x {} B per run, batches of {}, {} in flight, {} runs",
-        server.grpc,
-        if extra.is_empty() {
+        server.grpc(),
+        if args.serve_arg.is_empty() {
             "default flush policy".to_string()
         } else {
-            extra.join(" ")
+            args.serve_arg.join(" ")
         },
         args.records,
         args.record_size,
@@ -110,7 +116,7 @@ async fn main() -> Result<()> {
             p99 / 1000.0
         );
     }
-    if let Some(rss) = rss_bytes(server.pid()) {
+    if let Some(rss) = server.rss_bytes() {
         println!(
             "server resident memory after the runs: {:.1} MiB",
             rss as f64 / (1024.0 * 1024.0)

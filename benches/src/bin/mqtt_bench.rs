@@ -39,8 +39,8 @@ use fjord_benches::host::machine;
 use fjord_benches::mqtt_idle::{IdleFigures, idle_comparison, raise_open_file_limit};
 use fjord_benches::mqtt_load::{LoadSettings, RunFigures, Scenario, medians, run_once};
 use fjord_benches::mqtt_server::{BrokerProcess, MOSQUITTO_SETTINGS, find_mosquitto, version_line};
-use fjord_benches::server::sibling_fjord;
 use fjord_benches::stats::{median, mib, ms, thousands};
+use fjord_testkit::fjord_binary;
 use rumqttc::QoS;
 
 #[derive(Parser, Debug, Clone)]
@@ -137,7 +137,7 @@ async fn main() -> Result<()> {
     if args.inflight == 0 {
         bail!("--inflight must be at least 1");
     }
-    let fjord_bin = args.fjord_bin.clone().unwrap_or_else(sibling_fjord);
+    let fjord_bin = fjord_binary(args.fjord_bin.as_deref())?;
     let mosquitto_bin = args.mosquitto_bin.clone().unwrap_or_else(find_mosquitto);
     let files = raise_open_file_limit();
     std::fs::create_dir_all(&args.dir)?;

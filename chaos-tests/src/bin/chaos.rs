@@ -13,8 +13,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use fjord_chaos_tests::node::fjord_binary;
 use fjord_chaos_tests::{RunConfig, run};
+use fjord_testkit::fjord_binary;
 
 #[derive(Parser, Debug)]
 #[command(about = "Fault injection against fjord with a history checker")]
@@ -58,7 +58,7 @@ async fn main() -> ExitCode {
         config.duration.as_secs()
     );
     let outcome = async {
-        let binary = fjord_binary()?;
+        let binary = fjord_binary(None)?;
         let dir = tempfile::tempdir()?;
         run(&binary, dir.path(), &config).await
     }

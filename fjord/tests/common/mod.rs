@@ -1,4 +1,5 @@
-//! Runs the real `fjord` binary: a server on ephemeral ports and the CLI.
+//! Runs the real `fjord` binary: servers on ephemeral ports (launched by
+//! `fjord-testkit`) and the CLI and HTTP requests against them.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
 pub mod amqp;
@@ -7,27 +8,19 @@ pub mod cluster;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+
+use fjord_testkit::{Gateways, Node};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_fjord");
 
 /// Flags for a server without the gateways (tests that count topics).
-pub const GATEWAYS_OFF: &[&str] = &[
-    "--mqtt-listen",
-    "off",
-    "--mqtt-tls-listen",
-    "off",
-    "--mqtt-ws-listen",
-    "off",
-    "--amqp-listen",
-    "off",
-    "--amqp-tls-listen",
-    "off",
-];
+pub const GATEWAYS_OFF: &[&str] = fjord_testkit::GATEWAYS_OFF;
 
+/// A node of the kit with its addresses as fields (empty when a listener
+/// is off), and CLI and HTTP helpers that panic on failure.
 pub struct Server {
-    pub child: Child,
+    node: Node,
     pub data: PathBuf,
     pub grpc: String,
     pub http: String,
@@ -42,111 +35,41 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `fjord serve` on `data` and waits (bounded) for listeners.json.
+    /// Starts `fjord serve` on `data` with every listener on a free port,
+    /// logging to `<data>.log`, and waits (bounded) for listeners.json.
     pub fn start(data: &Path) -> Server {
         Server::start_with(data, &[])
     }
 
+    /// As [`Server::start`], plus `extra` flags; a listener flag among them
+    /// (`--grpc-listen`, `--mqtt-listen off`, …) replaces the free port.
     pub fn start_with(data: &Path, extra: &[&str]) -> Server {
-        std::fs::create_dir_all(data).unwrap();
-        let log = data.with_extension(format!("log-{}", std::process::id()));
-        let log_file = std::fs::File::create(&log).unwrap();
-        // A restart may ask for its old gRPC address back.
-        let grpc = if extra.contains(&"--grpc-listen") {
-            vec![]
-        } else {
-            vec!["--grpc-listen", "127.0.0.1:0"]
-        };
-        // MQTT listeners on free ports unless the caller says otherwise.
-        let mqtt = if extra.contains(&"--mqtt-listen") {
-            vec![]
-        } else {
-            vec![
-                "--mqtt-listen",
-                "127.0.0.1:0",
-                "--mqtt-tls-listen",
-                "127.0.0.1:0",
-                "--mqtt-ws-listen",
-                "127.0.0.1:0",
-            ]
-        };
-        // The AMQP listener on a free port unless the caller says otherwise.
-        let amqp = if extra.contains(&"--amqp-listen") {
-            vec![]
-        } else {
-            vec![
-                "--amqp-listen",
-                "127.0.0.1:0",
-                "--amqp-tls-listen",
-                "127.0.0.1:0",
-            ]
-        };
-        let mut child = Command::new(BIN)
-            .arg("serve")
-            .args(grpc)
-            .args(mqtt)
-            .args(amqp)
-            .args(["--http-listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data)
-            .args(extra)
-            .env_remove("FJORD_SERVER")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .spawn()
-            .unwrap();
-        let path = data.join("listeners.json");
-        let pid = u64::from(child.id());
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(text) = std::fs::read_to_string(&path)
-                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
-                && v["pid"].as_u64() == Some(pid)
-            {
-                let grpc = v["grpc"].as_str().unwrap().to_string();
-                let http = v["http"].as_str().unwrap().to_string();
-                let addr = |k: &str| v[k].as_str().unwrap_or_default().to_string();
-                return Server {
-                    child,
-                    data: data.to_path_buf(),
-                    grpc,
-                    http,
-                    mqtt: addr("mqtt"),
-                    mqtt_tls: addr("mqtt_tls"),
-                    mqtt_ws: addr("mqtt_ws"),
-                    amqp: addr("amqp"),
-                    amqp_tls: addr("amqp_tls"),
-                    log,
-                };
-            }
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!(
-                    "fjord serve exited with {status}: {}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "fjord serve did not become ready"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let node = Node::builder(BIN)
+            .data_dir(data)
+            .log(data.with_extension("log"))
+            .gateways(Gateways::ALL)
+            .flags(extra.iter().copied())
+            .start()
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        Server::from(node)
     }
 
     pub fn kill9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+        self.node.kill9();
     }
 
     /// SIGTERM and wait; returns the exit code.
     pub fn terminate(mut self) -> Option<i32> {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        self.child.wait().unwrap().code()
+        self.node.terminate().unwrap()
     }
 
     pub fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.node.log()
+    }
+
+    /// The kit's node behind this server.
+    pub fn node(&self) -> &Node {
+        &self.node
     }
 
     /// Runs a client subcommand against this server.
@@ -208,10 +131,22 @@ impl Server {
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl From<Node> for Server {
+    fn from(node: Node) -> Server {
+        let l = node.listeners().clone();
+        let addr = |a: Option<String>| a.unwrap_or_default();
+        Server {
+            data: node.data_dir().to_path_buf(),
+            grpc: l.grpc,
+            http: l.http,
+            mqtt: addr(l.mqtt),
+            mqtt_tls: addr(l.mqtt_tls),
+            mqtt_ws: addr(l.mqtt_ws),
+            amqp: addr(l.amqp),
+            amqp_tls: addr(l.amqp_tls),
+            log: node.log_path().map(Path::to_path_buf).unwrap_or_default(),
+            node,
+        }
     }
 }
 
