@@ -35,8 +35,9 @@ fn topic_commands_produce_and_consume_round_trip() {
         "{list}"
     );
     assert!(!list.contains("__consumer_offsets"));
+    // The consumer offsets' topic is made on a group's first use.
     let all = json(&server.ok(&["topic", "list", "--internal", "--output", "json"]));
-    assert_eq!(all.as_array().unwrap().len(), 2);
+    assert_eq!(all.as_array().unwrap().len(), 1);
 
     let input = "alice,1\nbob,2\ncarol,3\nalice,4\n";
     server.ok_with_input(
@@ -117,6 +118,9 @@ fn topic_commands_produce_and_consume_round_trip() {
     let first = server.ok(&["consume", "orders", "--group", "g1", "--from-beginning"]);
     assert_eq!(first.lines().count(), 5);
     assert_eq!(server.ok(&["consume", "orders", "--group", "g1"]), "");
+    let internal = server.ok(&["topic", "list", "--internal"]);
+    assert!(internal.contains("__consumer_offsets"), "{internal}");
+    assert!(!server.ok(&["topic", "list"]).contains("__consumer_offsets"));
     server.ok_with_input(&["produce", "orders"], b"new-1\nnew-2\n");
     let next = server.ok(&["consume", "orders", "--group", "g1"]);
     let mut next: Vec<&str> = next.lines().collect();
@@ -201,7 +205,7 @@ fn http_endpoints_report_health_readiness_and_metrics() {
     for name in [
         "fjord_produce_records_total 0",
         "# TYPE fjord_fetch_requests_total counter",
-        "fjord_topics 1",
+        "fjord_topics 0",
         "process_resident_memory_bytes",
     ] {
         assert!(before.contains(name), "missing {name}:\n{before}");
@@ -210,7 +214,7 @@ fn http_endpoints_report_health_readiness_and_metrics() {
     server.ok_with_input(&["produce", "m"], b"a\nb\nc\n");
     let (_, after) = server.http_get("/metrics");
     assert!(after.contains("fjord_produce_records_total 3"), "{after}");
-    assert!(after.contains("fjord_topics 2"), "{after}");
+    assert!(after.contains("fjord_topics 1"), "{after}");
     assert_eq!(server.http_get("/nope").0, 404);
 }
 

@@ -1,8 +1,9 @@
 //! A cluster of nodes formed the way an operator forms one: node 1
 //! bootstraps (`--node-id 1 --bootstrap`), and once it has its quorum of
-//! one the others join through it (`--node-id <id> --join <addr>`); the
-//! cluster is ready when node 1's `fjord cluster status` lists every node
-//! live. Also how to ask a node for that status and wait on it.
+//! one the others join through it (`--node-id <id> --join <addr>`); once
+//! node 1's `fjord cluster status` lists every node live, `fjord cluster
+//! rebalance --replication-factor <up to 3>` gives what node 1 made alone
+//! its replicas. Also how to ask a node for that status and wait on it.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -79,6 +80,12 @@ impl ClusterBuilder {
                 .as_array()
                 .is_some_and(|x| x.len() == n && x.iter().all(|x| x["live"] == true))
         })?;
+        if n > 1 {
+            // What node 1 made while it was alone (its gateways' topics)
+            // gets its replicas on the others, as an operator would do.
+            let rf = n.min(3).to_string();
+            cluster.nodes[0].cli(&["cluster", "rebalance", "--replication-factor", &rf])?;
+        }
         Ok(cluster)
     }
 }
@@ -153,6 +160,32 @@ impl Cluster {
 }
 
 impl Node {
+    /// Runs a `fjord` client command against this node; its standard
+    /// output.
+    ///
+    /// # Errors
+    /// The command cannot run or fails (its standard error is in the
+    /// error).
+    pub fn cli(&self, args: &[&str]) -> Result<String> {
+        let out = Command::new(self.binary())
+            .args(args)
+            .arg("--server")
+            .arg(self.grpc())
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("run {}", self.binary().display()))?;
+        if !out.status.success() {
+            bail!(
+                "fjord {} on {} failed ({}): {}",
+                args.join(" "),
+                self.grpc(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// `fjord cluster status --output json`, asked of this node (printed
     /// also when the command fails for want of a quorum).
     ///
