@@ -15,7 +15,8 @@
 //! - `message`: an MQTT message as a log record; `session`: a session's
 //!   durable state; `store`: the compacted internal topics.
 //! - `registry`: subscriptions, online sessions, dispatch positions;
-//!   `gateway`: shared state, dispatchers, retained messages, wills.
+//!   `hub`: the shared state (registry, offline sessions, retained
+//!   messages, wills), the dispatchers, publishing.
 //! - `connection`: one client's packet loop; `outbound`: deliveries in
 //!   flight toward one client (sans-IO).
 //! - `auth`: users and topic ACLs; `metrics`: counters.
@@ -38,7 +39,7 @@ pub mod codec;
 mod config;
 mod connection;
 mod error;
-mod gateway;
+mod hub;
 mod mapping;
 mod message;
 mod metrics;
@@ -53,5 +54,5 @@ mod websocket;
 
 pub use config::MqttConfig;
 pub use error::{Error, Result};
-pub use gateway::MqttListeners;
+pub use hub::MqttListeners;
 pub use server::{Gateway, tls_acceptor_for};

@@ -14,14 +14,14 @@ use tracing::{debug, info, warn};
 
 use crate::config::MqttConfig;
 use crate::connection;
-use crate::gateway::{Inner, MqttListeners};
+use crate::hub::{Hub, MqttListeners};
 use crate::{Error, Result};
 
 /// The running MQTT gateway.
 #[derive(Clone)]
 pub struct Gateway {
     /// Set once the gateway's state is open (at once on a single node).
-    inner: Arc<OnceLock<Arc<Inner>>>,
+    hub: Arc<OnceLock<Arc<Hub>>>,
     /// Stops a gateway still opening.
     opening: CancellationToken,
     opener: TaskTracker,
@@ -76,28 +76,28 @@ impl Gateway {
             ws: bound.ws.as_ref().and_then(addr),
         };
         let gateway = Gateway {
-            inner: Arc::new(OnceLock::new()),
+            hub: Arc::new(OnceLock::new()),
             opening: CancellationToken::new(),
             opener: TaskTracker::new(),
             listeners,
         };
         if broker.cluster_id().is_none() {
-            let inner = Inner::open(broker, config).await?;
-            serve(&inner, bound);
-            let _ = gateway.inner.set(inner);
+            let hub = Hub::open(broker, config).await?;
+            serve(&hub, bound);
+            let _ = gateway.hub.set(hub);
         } else {
-            let cell = Arc::clone(&gateway.inner);
+            let cell = Arc::clone(&gateway.hub);
             let stop = gateway.opening.clone();
             gateway.opener.spawn(async move {
                 loop {
                     let opened = tokio::select! {
                         _ = stop.cancelled() => return,
-                        r = Inner::open(broker.clone(), config.clone()) => r,
+                        r = Hub::open(broker.clone(), config.clone()) => r,
                     };
                     match opened {
-                        Ok(inner) => {
-                            serve(&inner, bound);
-                            let _ = cell.set(inner);
+                        Ok(hub) => {
+                            serve(&hub, bound);
+                            let _ = cell.set(hub);
                             return;
                         }
                         Err(e) => warn!("MQTT gateway not open yet, retrying: {e}"),
@@ -126,7 +126,7 @@ impl Gateway {
     /// The gateway's metrics in Prometheus text format (none while it
     /// opens).
     pub fn render_metrics(&self) -> String {
-        self.inner
+        self.hub
             .get()
             .map(|i| i.metrics.render())
             .unwrap_or_default()
@@ -138,25 +138,25 @@ impl Gateway {
         self.opening.cancel();
         self.opener.close();
         self.opener.wait().await;
-        if let Some(inner) = self.inner.get() {
-            inner.shutdown.cancel();
-            inner.tracker.close();
-            inner.tracker.wait().await;
+        if let Some(hub) = self.hub.get() {
+            hub.shutdown.cancel();
+            hub.tracker.close();
+            hub.tracker.wait().await;
         }
     }
 }
 
 /// Starts accepting on every bound listener.
-fn serve(inner: &Arc<Inner>, bound: Bound) {
+fn serve(hub: &Arc<Hub>, bound: Bound) {
     if let Some(l) = bound.tcp {
-        let gw = Arc::clone(inner);
-        inner.tracker.spawn(accept(gw, l, |gw, s| async move {
+        let gw = Arc::clone(hub);
+        hub.tracker.spawn(accept(gw, l, |gw, s| async move {
             connection::serve(gw, s).await;
         }));
     }
     if let Some((l, acceptor)) = bound.tls {
-        let gw = Arc::clone(inner);
-        inner.tracker.spawn(accept(gw, l, move |gw, s| {
+        let gw = Arc::clone(hub);
+        hub.tracker.spawn(accept(gw, l, move |gw, s| {
             let acceptor = acceptor.clone();
             async move {
                 match acceptor.accept(s).await {
@@ -167,16 +167,16 @@ fn serve(inner: &Arc<Inner>, bound: Bound) {
         }));
     }
     if let Some(l) = bound.ws {
-        let gw = Arc::clone(inner);
-        inner.tracker.spawn(accept(gw, l, |gw, s| async move {
+        let gw = Arc::clone(hub);
+        hub.tracker.spawn(accept(gw, l, |gw, s| async move {
             crate::websocket::serve(gw, s).await;
         }));
     }
 }
 
-async fn accept<F, Fut>(gw: Arc<Inner>, listener: TcpListener, handle: F)
+async fn accept<F, Fut>(gw: Arc<Hub>, listener: TcpListener, handle: F)
 where
-    F: Fn(Arc<Inner>, TcpStream) -> Fut,
+    F: Fn(Arc<Hub>, TcpStream) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     loop {

@@ -1,5 +1,18 @@
-//! The running gateway: shared state, the dispatchers that tail the log
-//! and feed sessions, retained messages, offline sessions and wills.
+//! The hub: the state every connection of the MQTT gateway shares, and
+//! what it does with it.
+//!
+//! Owns the subscription registry, the sessions of clients that are away
+//! (and their expiry), retained messages, delayed wills and, in a cluster,
+//! what the log says of every client's session (see `cluster.rs`). It
+//! opens the gateway's topics, restores that state from the compacted
+//! internal topics, starts the dispatchers that tail the log and feed
+//! sessions, and publishes messages into the log.
+//!
+//! # Concurrency
+//! One `Arc<Hub>` is shared by every connection task and every dispatcher.
+//! Each piece of state sits behind its own `std` mutex, never held across
+//! an `.await`. Every task the hub spawns is tracked by `tracker` and
+//! stops when `shutdown` is cancelled.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -54,7 +67,8 @@ pub(crate) struct Retained {
     pub(crate) at: LogRef,
 }
 
-pub(crate) struct Inner {
+/// The gateway's shared state (see the module header).
+pub(crate) struct Hub {
     pub(crate) broker: Broker,
     pub(crate) config: MqttConfig,
     pub(crate) mapping: Mapping,
@@ -94,7 +108,7 @@ pub(crate) fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-impl Inner {
+impl Hub {
     pub(crate) fn registry(&self) -> MutexGuard<'_, Registry> {
         lock(&self.registry)
     }
@@ -120,7 +134,7 @@ impl Inner {
     }
 
     /// Opens the gateway's topics and state on `broker`.
-    pub(crate) async fn open(broker: Broker, config: MqttConfig) -> Result<Arc<Inner>> {
+    pub(crate) async fn open(broker: Broker, config: MqttConfig) -> Result<Arc<Hub>> {
         let mapping = Mapping::new(config.mappings.clone(), config.default_topic.clone());
         if !broker.wait_for_voters(Duration::from_secs(30)).await {
             warn!(
@@ -149,7 +163,7 @@ impl Inner {
         store::ensure_compacted(&broker, RETAINED_TOPIC).await?;
         let node = broker.node_id();
         let clustered = broker.cluster_id().is_some();
-        let inner = Arc::new(Inner {
+        let hub = Arc::new(Hub {
             broker,
             node,
             clustered,
@@ -170,23 +184,23 @@ impl Inner {
             next_id: AtomicU64::new(1),
         });
         let started = async {
-            let end = inner.load_retained().await?;
-            inner.follow(RETAINED_TOPIC, end);
-            let end = inner.load_sessions().await?;
-            if inner.clustered {
-                inner.follow(SESSIONS_TOPIC, end);
+            let end = hub.load_retained().await?;
+            hub.follow(RETAINED_TOPIC, end);
+            let end = hub.load_sessions().await?;
+            if hub.clustered {
+                hub.follow(SESSIONS_TOPIC, end);
             }
-            inner.start_dispatchers().await
+            hub.start_dispatchers().await
         }
         .await;
         if let Err(e) = started {
             // Stop what did start.
-            inner.shutdown.cancel();
-            inner.tracker.close();
-            inner.tracker.wait().await;
+            hub.shutdown.cancel();
+            hub.tracker.close();
+            hub.tracker.wait().await;
             return Err(e);
         }
-        Ok(inner)
+        Ok(hub)
     }
 
     /// Reads every retained message; returns where the topic ends.
@@ -232,12 +246,12 @@ impl Inner {
     /// Follows a one-partition internal topic from `offset`, applying each
     /// record in log order (whichever node wrote it).
     fn follow(self: &Arc<Self>, topic: &'static str, mut offset: i64) {
-        let inner = Arc::clone(self);
+        let hub = Arc::clone(self);
         self.tracker.spawn(async move {
             loop {
                 let fetched = tokio::select! {
-                    _ = inner.shutdown.cancelled() => return,
-                    r = inner.broker.fetch_anywhere(FetchRequest {
+                    _ = hub.shutdown.cancelled() => return,
+                    r = hub.broker.fetch_anywhere(FetchRequest {
                         topic: topic.to_string(),
                         partition: 0,
                         offset,
@@ -257,7 +271,7 @@ impl Inner {
                     Err(e) => {
                         debug!(topic, "following: {e}");
                         tokio::select! {
-                            _ = inner.shutdown.cancelled() => return,
+                            _ = hub.shutdown.cancelled() => return,
                             _ = tokio::time::sleep(Duration::from_millis(100)) => continue,
                         }
                     }
@@ -267,16 +281,16 @@ impl Inner {
                     Ok(records) => {
                         for r in &records {
                             if topic == RETAINED_TOPIC {
-                                inner.apply_retained(r);
+                                hub.apply_retained(r);
                             } else {
-                                inner.apply_session(r);
+                                hub.apply_session(r);
                             }
                         }
                     }
                     Err(e) => warn!(topic, offset, "a batch is skipped: {e}"),
                 }
                 offset = next;
-                inner.applied(topic).send_replace(offset);
+                hub.applied(topic).send_replace(offset);
             }
         });
     }
@@ -371,21 +385,21 @@ impl Inner {
 
     /// Ends an offline session when its expiry passes (unless it came back).
     pub(crate) fn expire_later(self: &Arc<Self>, client: String, generation: u64, after: Duration) {
-        let inner = Arc::clone(self);
+        let hub = Arc::clone(self);
         self.tracker.spawn(async move {
             tokio::select! {
-                _ = inner.shutdown.cancelled() => return,
+                _ = hub.shutdown.cancelled() => return,
                 _ = tokio::time::sleep(after) => {}
             }
             let expired = {
-                let mut offline = inner.offline();
+                let mut offline = hub.offline();
                 match offline.get(&client) {
                     Some(o) if o.generation == generation => offline.remove(&client).is_some(),
                     _ => false,
                 }
             };
             if expired {
-                inner.forget_session(&client).await;
+                hub.forget_session(&client).await;
             }
         });
     }
@@ -445,9 +459,9 @@ impl Inner {
             }
         }
         let found = futures::future::join_all(wanted.into_iter().map(|(topic, partition)| {
-            let inner = Arc::clone(self);
+            let hub = Arc::clone(self);
             async move {
-                let start = inner.end_of(&topic, partition).await;
+                let start = hub.end_of(&topic, partition).await;
                 (topic, partition, start)
             }
         }))
@@ -459,9 +473,9 @@ impl Inner {
             self.registry()
                 .positions
                 .insert((topic.clone(), partition), start);
-            let inner = Arc::clone(self);
+            let hub = Arc::clone(self);
             self.tracker
-                .spawn(async move { inner.dispatch(topic, partition, start).await });
+                .spawn(async move { hub.dispatch(topic, partition, start).await });
         }
         Ok(())
     }
@@ -679,7 +693,7 @@ impl Inner {
 
     /// Publishes a will now, or after `delay` unless the client returns.
     pub(crate) fn publish_will(self: &Arc<Self>, client: String, will: Message, delay: Duration) {
-        let inner = Arc::clone(self);
+        let hub = Arc::clone(self);
         let cancel = CancellationToken::new();
         if let Some(old) = self.wills().insert(client.clone(), cancel.clone()) {
             old.cancel();
@@ -688,20 +702,20 @@ impl Inner {
             if !delay.is_zero() {
                 tokio::select! {
                     _ = cancel.cancelled() => return,
-                    _ = inner.shutdown.cancelled() => return,
+                    _ = hub.shutdown.cancelled() => return,
                     _ = tokio::time::sleep(delay) => {}
                 }
             }
             {
-                let mut wills = inner.wills();
+                let mut wills = hub.wills();
                 if cancel.is_cancelled() {
                     return;
                 }
                 wills.remove(&client);
             }
             let qos = will.qos;
-            match inner.publish(vec![will]).await.pop() {
-                Some(Ok(())) => inner.metrics.message_in(qos),
+            match hub.publish(vec![will]).await.pop() {
+                Some(Ok(())) => hub.metrics.message_in(qos),
                 Some(Err(e)) => warn!(client, "will message not published: {e}"),
                 None => {}
             }
