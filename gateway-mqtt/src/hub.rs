@@ -15,7 +15,6 @@
 //! stops when `shutdown` is cancelled.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -754,12 +753,4 @@ impl Hub {
             w.cancel();
         }
     }
-}
-
-/// The addresses the gateway's listeners bound.
-#[derive(Debug, Clone, Default)]
-pub struct MqttListeners {
-    pub tcp: Option<SocketAddr>,
-    pub tls: Option<SocketAddr>,
-    pub ws: Option<SocketAddr>,
 }

@@ -20,8 +20,8 @@
 //! - `connection`: one client's packet loop; `outbound`: deliveries in
 //!   flight toward one client (sans-IO).
 //! - `auth`: users and topic ACLs; `metrics`: counters.
-//! - `server`: listeners (TCP, TLS, WebSocket via `websocket`) and the
-//!   [`Gateway`] handle.
+//! - `gateway`: the [`Gateway`] handle and its listeners (TCP, TLS,
+//!   WebSocket via `websocket`).
 //!
 //! # Example
 //! ```no_run
@@ -39,13 +39,13 @@ pub mod codec;
 mod config;
 mod connection;
 mod error;
+mod gateway;
 mod hub;
 mod mapping;
 mod message;
 mod metrics;
 mod outbound;
 mod registry;
-mod server;
 mod session;
 mod store;
 pub mod topic;
@@ -54,5 +54,4 @@ mod websocket;
 
 pub use config::MqttConfig;
 pub use error::{Error, Result};
-pub use hub::MqttListeners;
-pub use server::{Gateway, tls_acceptor_for};
+pub use gateway::{Gateway, MqttListeners, tls_acceptor_for};

@@ -1,5 +1,11 @@
-//! The listeners: MQTT over TCP, over TLS (rustls) and over WebSocket, and
-//! the [`Gateway`] handle `fjord serve` holds.
+//! The [`Gateway`] handle `fjord serve` holds, and its listeners: MQTT
+//! over TCP, over TLS (rustls) and over WebSocket.
+//!
+//! # Concurrency
+//! The listeners are bound before [`Gateway::start`] returns; one accept
+//! task per listener runs under the [`Hub`]'s tracker once the hub is
+//! open (at once on a single node, in the background in a cluster), and
+//! every connection gets a task of its own.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -14,8 +20,16 @@ use tracing::{debug, info, warn};
 
 use crate::config::MqttConfig;
 use crate::connection;
-use crate::hub::{Hub, MqttListeners};
+use crate::hub::Hub;
 use crate::{Error, Result};
+
+/// The addresses the gateway's listeners bound.
+#[derive(Debug, Clone, Default)]
+pub struct MqttListeners {
+    pub tcp: Option<SocketAddr>,
+    pub tls: Option<SocketAddr>,
+    pub ws: Option<SocketAddr>,
+}
 
 /// The running MQTT gateway.
 #[derive(Clone)]
