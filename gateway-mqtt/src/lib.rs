@@ -16,7 +16,9 @@
 //!   durable state; `store`: the compacted internal topics.
 //! - `registry`: subscriptions, online sessions, dispatch positions;
 //!   `hub`: the shared state (registry, offline sessions, retained
-//!   messages, wills), the dispatchers, publishing.
+//!   messages, wills) and publishing; `dispatch`: the dispatchers that
+//!   tail the log and fan messages out to sessions; `cluster`: sessions
+//!   claimed and handed over between nodes through the log.
 //! - `connection`: one client's packet loop; `outbound`: deliveries in
 //!   flight toward one client (sans-IO).
 //! - `auth`: users and topic ACLs; `metrics`: counters.
@@ -38,6 +40,7 @@ mod cluster;
 pub mod codec;
 mod config;
 mod connection;
+mod dispatch;
 mod error;
 mod gateway;
 mod hub;
