@@ -17,7 +17,7 @@ mod admin;
 pub mod codec;
 mod config;
 mod connection;
-mod gateway;
+mod engine;
 mod housekeeping;
 mod message;
 mod metrics;

@@ -35,7 +35,7 @@ use crate::admin::AdminError;
 use crate::codec::reply;
 use crate::config::AmqpConfig;
 use crate::connection;
-use crate::gateway::Inner;
+use crate::engine::Engine;
 use crate::metrics::QueueFigures;
 use crate::queue::ACKS_TOPIC;
 use crate::{Error, Result};
@@ -50,7 +50,8 @@ const SUPERVISE_EVERY: Duration = Duration::from_millis(200);
 /// gateway's topics.
 const VOTERS_WAIT: Duration = Duration::from_secs(30);
 
-/// What every node has: listeners, and the gateway while it runs here.
+/// What every node has: listeners, and the engine while the gateway runs
+/// here.
 struct Shared {
     broker: Broker,
     config: AmqpConfig,
@@ -58,8 +59,8 @@ struct Shared {
     /// It has a listener: it may make the gateway's topics (a node
     /// without one only runs the gateway once they exist and it leads).
     listens: bool,
-    /// The running gateway, while this node runs it.
-    active: watch::Sender<Option<Arc<Inner>>>,
+    /// The engine, while this node runs the gateway.
+    active: watch::Sender<Option<Arc<Engine>>>,
     /// Connections carried to another node.
     tunnelled: AtomicI64,
     shutdown: CancellationToken,
@@ -102,10 +103,10 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let active = shared.active.borrow().clone();
-    if let Some(inner) = active {
-        let tracker = inner.tracker.clone();
+    if let Some(engine) = active {
+        let tracker = engine.tracker.clone();
         if !tracker.is_closed() {
-            tracker.track_future(connection::serve(inner, io)).await;
+            tracker.track_future(connection::serve(engine, io)).await;
             return;
         }
     }
@@ -142,22 +143,24 @@ async fn supervise(weak: Weak<Shared>) {
         let leads = shared.broker.leads(ACKS_TOPIC, 0);
         let running = shared.active.borrow().clone();
         match (leads, running) {
-            (true, None) => match Inner::open(shared.broker.clone(), shared.config.clone()).await {
-                Ok(inner) => {
-                    if shared.broker.leads(ACKS_TOPIC, 0) && !shared.shutdown.is_cancelled() {
-                        info!("this node runs the AMQP gateway");
-                        shared.active.send_replace(Some(inner));
-                    } else {
-                        inner.stop().await;
+            (true, None) => {
+                match Engine::open(shared.broker.clone(), shared.config.clone()).await {
+                    Ok(engine) => {
+                        if shared.broker.leads(ACKS_TOPIC, 0) && !shared.shutdown.is_cancelled() {
+                            info!("this node runs the AMQP gateway");
+                            shared.active.send_replace(Some(engine));
+                        } else {
+                            engine.stop().await;
+                        }
                     }
+                    Err(e) => debug!("AMQP gateway not opened yet: {e}"),
                 }
-                Err(e) => debug!("AMQP gateway not opened yet: {e}"),
-            },
-            (false, Some(inner)) => {
+            }
+            (false, Some(engine)) => {
                 let to = shared.broker.leader_elsewhere(ACKS_TOPIC, 0);
                 info!(to = ?to.map(|(id, _)| id), "the AMQP gateway moves to another node");
                 shared.active.send_replace(None);
-                inner.stop().await;
+                engine.stop().await;
             }
             (false, None)
                 if shared.listens && shared.broker.describe_topic(ACKS_TOPIC).is_err() =>
@@ -169,7 +172,7 @@ async fn supervise(weak: Weak<Shared>) {
                         "not every cluster node is live: AMQP topics created now may have fewer replicas"
                     );
                 }
-                if let Err(e) = crate::gateway::ensure_topics(&shared.broker).await {
+                if let Err(e) = crate::engine::ensure_topics(&shared.broker).await {
                     debug!("AMQP topics not created yet: {e}");
                 }
             }
@@ -235,19 +238,19 @@ impl Gateway {
                 PROTOCOL,
                 Some(Arc::new(move |io| {
                     let active = weak.upgrade().and_then(|s| s.active.borrow().clone());
-                    let inner = active.ok_or("the AMQP gateway does not run on this node now")?;
-                    let tracker = inner.tracker.clone();
+                    let engine = active.ok_or("the AMQP gateway does not run on this node now")?;
+                    let tracker = engine.tracker.clone();
                     if tracker.is_closed() {
                         return Err("the AMQP gateway is stopping on this node".to_string());
                     }
-                    tracker.spawn(connection::serve(inner, io));
+                    tracker.spawn(connection::serve(engine, io));
                     Ok(())
                 })),
             );
             shared.tracker.spawn(supervise(Arc::downgrade(&shared)));
         } else {
-            let inner = Inner::open(broker, config).await?;
-            shared.active.send_replace(Some(inner));
+            let engine = Engine::open(broker, config).await?;
+            shared.active.send_replace(Some(engine));
         }
         let addr = listener.as_ref().and_then(|l| l.local_addr().ok());
         let tls_addr = tls.as_ref().and_then(|(l, _)| l.local_addr().ok());
@@ -267,8 +270,8 @@ impl Gateway {
         })
     }
 
-    /// The gateway as it runs on this node now.
-    pub(crate) fn active(&self) -> Result<Arc<Inner>, AdminError> {
+    /// The engine, while the gateway runs on this node.
+    pub(crate) fn active(&self) -> Result<Arc<Engine>, AdminError> {
         self.shared
             .active
             .borrow()
@@ -326,10 +329,10 @@ impl Gateway {
             "# HELP {name} AMQP connections this node carries to the node that runs the gateway.\n# TYPE {name} gauge\n{name} {}\n",
             self.shared.tunnelled.load(Ordering::Relaxed)
         ));
-        let Ok(inner) = self.active() else {
+        let Ok(engine) = self.active() else {
             return out;
         };
-        let queues: Vec<QueueFigures> = inner
+        let queues: Vec<QueueFigures> = engine
             .all_queues()
             .await
             .into_iter()
@@ -344,7 +347,7 @@ impl Gateway {
                 published: q.stats.published.load(Ordering::Relaxed),
             })
             .collect();
-        out.push_str(&inner.metrics.render(&queues));
+        out.push_str(&engine.metrics.render(&queues));
         out
     }
 
@@ -355,8 +358,8 @@ impl Gateway {
             self.shared.broker.set_tunnel_acceptor(PROTOCOL, None);
         }
         self.shared.shutdown.cancel();
-        if let Some(inner) = self.shared.active.send_replace(None) {
-            inner.stop().await;
+        if let Some(engine) = self.shared.active.send_replace(None) {
+            engine.stop().await;
         }
         self.shared.tracker.close();
         self.shared.tracker.wait().await;

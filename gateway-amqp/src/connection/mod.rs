@@ -30,7 +30,7 @@ use crate::codec::{
     BasicReturn, Close, ConnectionStart, ContentHeader, DecodeError, FieldTable, FieldValue, Flow,
     Frame, FramePayload, MessageCount, Method, ProtocolHeader, QueueDeclareOk, Tune, class, reply,
 };
-use crate::gateway::{Answer, Inner, Refusal};
+use crate::engine::{Answer, Engine, Refusal};
 use crate::message::Message;
 use crate::queue::{self, Consumer, Delivery, Event, QueueHandle};
 use crate::routing::Destination;
@@ -47,7 +47,7 @@ use publish::append_all;
 const READ_AHEAD: usize = 1 << 20;
 
 /// Serves one client until it goes away.
-pub(crate) async fn serve<S>(gw: Arc<Inner>, io: S)
+pub(crate) async fn serve<S>(gw: Arc<Engine>, io: S)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -106,7 +106,7 @@ struct Channel {
 }
 
 struct Conn {
-    gw: Arc<Inner>,
+    gw: Arc<Engine>,
     id: u64,
     vhost: String,
     frame_max: u32,
@@ -130,7 +130,7 @@ enum Step {
     Fail,
 }
 
-async fn run<S>(gw: Arc<Inner>, mut io: S, id: u64)
+async fn run<S>(gw: Arc<Engine>, mut io: S, id: u64)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {

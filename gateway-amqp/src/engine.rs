@@ -1,5 +1,17 @@
-//! The running gateway: topology, running queues, and the operations the
-//! channels call (declare, bind, delete, route).
+//! The engine: what runs on the node that runs the AMQP gateway. It owns
+//! the topology (vhosts, exchanges, queues and bindings, loaded from
+//! `__amqp_meta`), the running queues, and the operations channels and the
+//! admin API call: declare, bind, delete, route.
+//!
+//! # Invariants
+//! A change to the topology is written to `__amqp_meta` (when it is
+//! durable) before it is applied.
+//!
+//! # Concurrency
+//! Changes are serialised through the topology's async lock, held across
+//! the write; the running queues sit behind a `std` mutex, never held
+//! across an `.await`. Every task of the engine is tracked by `tracker` and
+//! stops with [`Engine::stop`].
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -62,7 +74,8 @@ pub(crate) struct Declared {
     pub(crate) consumers: u32,
 }
 
-pub(crate) struct Inner {
+/// The topology and the running queues (see the module header).
+pub(crate) struct Engine {
     pub(crate) broker: Broker,
     pub(crate) config: AmqpConfig,
     /// Changes are serialised through this lock (write, then apply).
@@ -135,13 +148,13 @@ fn same_table(a: &FieldTable, b: &FieldTable) -> bool {
     a.len() == b.len() && a.iter().all(|(k, v)| b.get(k) == Some(v))
 }
 
-impl Inner {
+impl Engine {
     /// Opens the topology and starts every durable queue.
-    pub(crate) async fn open(broker: Broker, config: AmqpConfig) -> Result<Arc<Inner>> {
+    pub(crate) async fn open(broker: Broker, config: AmqpConfig) -> Result<Arc<Engine>> {
         ensure_topics(&broker).await?;
         let topology = topology::load(latest(&broker, META_TOPIC).await?);
         let (house, house_rx) = mpsc::unbounded_channel();
-        let inner = Arc::new(Inner {
+        let engine = Arc::new(Engine {
             house,
             vhost_deleted: tokio::sync::broadcast::Sender::new(64),
             alarm: watch::Sender::new(Alarms::default()),
@@ -154,30 +167,30 @@ impl Inner {
             tracker: TaskTracker::new(),
             next_id: AtomicU64::new(1),
         });
-        inner.tracker.spawn(crate::housekeeping::housekeeping(
-            Arc::downgrade(&inner),
+        engine.tracker.spawn(crate::housekeeping::housekeeping(
+            Arc::downgrade(&engine),
             house_rx,
-            inner.shutdown.clone(),
+            engine.shutdown.clone(),
         ));
-        if let Some(dir) = inner.config.data_dir.clone() {
-            inner.tracker.spawn(crate::housekeeping::watch_disk(
-                Arc::downgrade(&inner),
+        if let Some(dir) = engine.config.data_dir.clone() {
+            engine.tracker.spawn(crate::housekeeping::watch_disk(
+                Arc::downgrade(&engine),
                 dir,
-                inner.config.disk_free_limit,
-                inner.shutdown.clone(),
+                engine.config.disk_free_limit,
+                engine.shutdown.clone(),
             ));
         }
-        if inner.config.memory_high_watermark > 0 {
-            inner.tracker.spawn(crate::housekeeping::watch_memory(
-                Arc::downgrade(&inner),
-                inner.config.memory_high_watermark,
-                inner.shutdown.clone(),
+        if engine.config.memory_high_watermark > 0 {
+            engine.tracker.spawn(crate::housekeeping::watch_memory(
+                Arc::downgrade(&engine),
+                engine.config.memory_high_watermark,
+                engine.shutdown.clone(),
             ));
         }
-        inner.drop_orphans(&topology).await;
+        engine.drop_orphans(&topology).await;
         let mut started = 0;
         for ((vhost, name), def) in &topology.queues {
-            if let Err(e) = inner.start_queue(vhost, name, def).await {
+            if let Err(e) = engine.start_queue(vhost, name, def).await {
                 warn!(vhost, queue = name, "queue not started: {e}");
             } else {
                 started += 1;
@@ -186,8 +199,8 @@ impl Inner {
         if started > 0 {
             info!(queues = started, "AMQP queues restored");
         }
-        *inner.topology.lock().await = topology;
-        Ok(inner)
+        *engine.topology.lock().await = topology;
+        Ok(engine)
     }
 
     /// Closes every connection (320 CONNECTION_FORCED), waits for them,
