@@ -22,7 +22,8 @@
 //! Any task; changes take the topology lock as the AMQP methods do.
 
 use crate::codec::{FieldTable, FieldValue, reply};
-use crate::engine::{Answer, Engine, Refusal};
+use crate::engine::Engine;
+use crate::refusal::{Answer, Refusal};
 use crate::routing::{Destination, ExchangeKind, RoutingError};
 use crate::server::Gateway;
 use crate::topology::{Change, Topology};

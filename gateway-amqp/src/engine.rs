@@ -28,44 +28,10 @@ use crate::codec::{FieldTable, FieldValue, reply};
 use crate::config::AmqpConfig;
 use crate::housekeeping::Alarms;
 use crate::queue::{self, ACKS_TOPIC, Housekeeping, QueueHandle};
-use crate::routing::{Destination, ExchangeDecl, ExchangeKind, RoutingError};
+use crate::refusal::{Answer, Refusal};
+use crate::routing::{Destination, ExchangeDecl, ExchangeKind};
 use crate::topology::{self, Change, META_TOPIC, QueueDef, Topology};
 use crate::{Error, Result};
-
-/// A refusal in AMQP's terms: a reply code and text, closing the channel
-/// or (for the 5xx codes) the connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Refusal {
-    pub(crate) code: u16,
-    pub(crate) text: String,
-}
-
-impl Refusal {
-    pub(crate) fn new(code: u16, text: impl Into<String>) -> Refusal {
-        Refusal {
-            code,
-            text: text.into(),
-        }
-    }
-
-    pub(crate) fn closes_connection(&self) -> bool {
-        reply::is_hard_error(self.code)
-    }
-}
-
-impl From<RoutingError> for Refusal {
-    fn from(e: RoutingError) -> Refusal {
-        Refusal::new(e.reply_code(), e.to_string())
-    }
-}
-
-impl From<Error> for Refusal {
-    fn from(e: Error) -> Refusal {
-        Refusal::new(reply::INTERNAL_ERROR, format!("INTERNAL_ERROR - {e}"))
-    }
-}
-
-pub(crate) type Answer<T> = std::result::Result<T, Refusal>;
 
 /// What `queue.declare` did.
 pub(crate) struct Declared {

@@ -22,6 +22,7 @@ mod housekeeping;
 mod message;
 mod metrics;
 mod queue;
+mod refusal;
 pub mod routing;
 mod server;
 mod topology;

@@ -30,9 +30,10 @@ use crate::codec::{
     BasicReturn, Close, ConnectionStart, ContentHeader, DecodeError, FieldTable, FieldValue, Flow,
     Frame, FramePayload, MessageCount, Method, ProtocolHeader, QueueDeclareOk, Tune, class, reply,
 };
-use crate::engine::{Answer, Engine, Refusal};
+use crate::engine::Engine;
 use crate::message::Message;
 use crate::queue::{self, Consumer, Delivery, Event, QueueHandle};
+use crate::refusal::{Answer, Refusal};
 use crate::routing::Destination;
 
 mod handshake;
