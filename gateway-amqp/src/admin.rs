@@ -23,9 +23,9 @@
 
 use crate::codec::{FieldTable, FieldValue, reply};
 use crate::engine::Engine;
+use crate::gateway::Gateway;
 use crate::refusal::{Answer, Refusal};
 use crate::routing::{Destination, ExchangeKind, RoutingError};
-use crate::server::Gateway;
 use crate::topology::{Change, Topology};
 
 /// Stands for "no connection" where the gateway checks exclusive ownership

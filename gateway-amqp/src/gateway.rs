@@ -1,4 +1,5 @@
-//! The listeners and the [`Gateway`] handle `fjord serve` holds.
+//! The [`Gateway`] handle `fjord serve` holds: the listeners, the
+//! supervisor that runs the `Engine` on the right node, admin access.
 //!
 //! # Where the gateway runs
 //! On a single node, here. In a cluster, on the leader of `__amqp_acks`
@@ -15,8 +16,8 @@
 //!
 //! # Concurrency
 //! A supervisor task (cluster only) checks leadership every
-//! `SUPERVISE_EVERY` and starts or stops the running gateway; connections
-//! read it once, when they arrive.
+//! `SUPERVISE_EVERY` and starts or stops the engine; connections read it
+//! once, when they arrive.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
