@@ -26,22 +26,20 @@ use tokio::sync::mpsc;
 use tracing::debug;
 
 use crate::codec::{
-    self, BasicCancelOk, BasicConsumeOk, BasicDeliver, BasicGetOk, BasicProperties, BasicPublish,
-    BasicReturn, Close, ConnectionStart, ContentHeader, DecodeError, FieldTable, FieldValue, Flow,
-    Frame, FramePayload, MessageCount, Method, ProtocolHeader, QueueDeclareOk, Tune, class, reply,
+    self, BasicDeliver, BasicProperties, BasicPublish, BasicReturn, Close, ConnectionStart,
+    ContentHeader, DecodeError, FieldTable, FieldValue, Frame, FramePayload, Method,
+    ProtocolHeader, Tune, class, reply,
 };
 use crate::engine::Engine;
 use crate::message::Message;
-use crate::queue::{self, Consumer, Delivery, Event, QueueHandle};
+use crate::queue::{self, Delivery, Event, QueueHandle};
 use crate::refusal::{Answer, Refusal};
-use crate::routing::Destination;
 
 mod handshake;
 mod methods;
 mod publish;
 
 use handshake::{handshake, write_method};
-use publish::append_all;
 
 /// Bytes of input a connection reads ahead while it has publishes to
 /// append.
