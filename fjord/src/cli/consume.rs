@@ -150,26 +150,49 @@ impl Ctx {
     }
 }
 
-/// Where a partition starts without a committed offset.
-pub(super) async fn start_offset(ctx: &mut Ctx, args: &ConsumeArgs, partition: u32) -> Result<i64> {
+/// Where a partition's read starts, and what decided it (in words, for
+/// the report of a group member).
+pub(super) struct Start {
+    pub(super) offset: i64,
+    pub(super) from: String,
+}
+
+/// Where a partition starts without a committed offset: `--offset`,
+/// `--timestamp` (the latest offset when no record is that recent),
+/// `--from-beginning` (the earliest), or else the latest.
+pub(super) async fn start_offset(
+    ctx: &mut Ctx,
+    args: &ConsumeArgs,
+    partition: u32,
+) -> Result<Start> {
     if let Some(offset) = args.offset {
         ctx.aim_at_leader(partition).await?;
-        return Ok(offset);
+        let from = format!("offset {offset}");
+        return Ok(Start { offset, from });
     }
     if let Some(ts) = args.timestamp {
-        let found = ctx
+        let offset = ctx
             .offset_at_leader(partition, pb::OffsetSpec::Timestamp, ts)
             .await?;
-        if found >= 0 {
-            return Ok(found);
+        if offset >= 0 {
+            let from = format!("timestamp {ts} ({offset})");
+            return Ok(Start { offset, from });
         }
     } else if args.from_beginning {
-        return ctx
+        let offset = ctx
             .offset_at_leader(partition, pb::OffsetSpec::Earliest, 0)
-            .await;
+            .await?;
+        let from = format!("earliest ({offset})");
+        return Ok(Start { offset, from });
     }
-    ctx.offset_at_leader(partition, pb::OffsetSpec::Latest, 0)
-        .await
+    let offset = ctx
+        .offset_at_leader(partition, pb::OffsetSpec::Latest, 0)
+        .await?;
+    let from = match args.timestamp {
+        Some(ts) => format!("latest ({offset}): no record at or after timestamp {ts}"),
+        None => format!("latest ({offset})"),
+    };
+    Ok(Start { offset, from })
 }
 
 /// Why `offset` cannot start a read of `partition`, whose log holds
@@ -446,7 +469,7 @@ async fn run_plain(
                 continue;
             }
         }
-        let start = start_offset(&mut ctx, args, p).await?;
+        let start = start_offset(&mut ctx, args, p).await?.offset;
         let end = if args.follow {
             None
         } else {
