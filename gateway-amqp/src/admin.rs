@@ -22,9 +22,10 @@
 //! Any task; changes take the topology lock as the AMQP methods do.
 
 use crate::codec::{FieldTable, FieldValue, reply};
-use crate::gateway::{Answer, Inner, Refusal};
+use crate::engine::Engine;
+use crate::gateway::Gateway;
+use crate::refusal::{Answer, Refusal};
 use crate::routing::{Destination, ExchangeKind, RoutingError};
-use crate::server::Gateway;
 use crate::topology::{Change, Topology};
 
 /// Stands for "no connection" where the gateway checks exclusive ownership
@@ -240,7 +241,7 @@ fn check_vhost(t: &Topology, vhost: &str) -> Answer<()> {
 }
 
 /// Whether a binding of `vhost` was stored (durable source and destination),
-/// as `Inner::bind` decides.
+/// as `Engine::bind` decides.
 fn stored_binding(t: &Topology, vhost: &str, source: &str, destination: &Destination) -> bool {
     let durable_source = t
         .exchanges
@@ -256,7 +257,7 @@ fn stored_binding(t: &Topology, vhost: &str, source: &str, destination: &Destina
         }
 }
 
-impl Inner {
+impl Engine {
     async fn declare_vhost(&self, name: &str) -> Answer<bool> {
         check_name("vhost", name, false)?;
         let mut t = self.topology.lock().await;

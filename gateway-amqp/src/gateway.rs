@@ -1,776 +1,366 @@
-//! The running gateway: topology, running queues, and the operations the
-//! channels call (declare, bind, delete, route).
+//! The [`Gateway`] handle `fjord serve` holds: the listeners, the
+//! supervisor that runs the `Engine` on the right node, admin access.
+//!
+//! # Where the gateway runs
+//! On the leader of `__amqp_acks` (partition 0; on a node alone, that
+//! node): it opens the topology and runs every queue's
+//! cursor, and writes cursor states only while it leads that partition,
+//! so a node that lost the gateway cannot undo its successor's
+//! acknowledgements. Every node listens; a node that does not run the
+//! gateway carries each client connection to the one that does over a
+//! tunnel (see `fjord_broker`'s `open_tunnel`). When leadership moves (the
+//! node failed, or handed it over), the old node closes its connections
+//! (320 CONNECTION_FORCED) and stops its queues, and the new leader opens
+//! the gateway from the log: clients reconnect, unacknowledged messages
+//! come back redelivered, and acknowledged ones stay settled.
+//!
+//! # Concurrency
+//! A supervisor task checks leadership every
+//! `SUPERVISE_EVERY` and starts or stops the engine; connections read it
+//! once, when they arrive.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
-use fjord_broker::{Broker, TopicSpec};
-use serde_json::Value;
-use tokio::sync::{mpsc, watch};
+use fjord_broker::Broker;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
-use crate::codec::{FieldTable, FieldValue, reply};
+use crate::admin::AdminError;
+use crate::codec::reply;
 use crate::config::AmqpConfig;
-use crate::housekeeping::Alarms;
-use crate::queue::{self, ACKS_TOPIC, Housekeeping, QueueHandle};
-use crate::routing::{Destination, ExchangeDecl, ExchangeKind, RoutingError};
-use crate::topology::{self, Change, META_TOPIC, QueueDef, Topology};
+use crate::connection;
+use crate::engine::Engine;
+use crate::metrics::QueueFigures;
+use crate::queue::ACKS_TOPIC;
 use crate::{Error, Result};
 
-/// A refusal in AMQP's terms: a reply code and text, closing the channel
-/// or (for the 5xx codes) the connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Refusal {
-    pub(crate) code: u16,
-    pub(crate) text: String,
+/// The protocol name tunnels of this gateway carry.
+const PROTOCOL: &str = "amqp";
+
+/// How often a cluster node checks whether it should run the gateway.
+const SUPERVISE_EVERY: Duration = Duration::from_millis(200);
+
+/// How long a new cluster waits for every voter before creating the
+/// gateway's topics.
+const VOTERS_WAIT: Duration = Duration::from_secs(30);
+
+/// What every node has: listeners, and the engine while the gateway runs
+/// here.
+struct Shared {
+    broker: Broker,
+    config: AmqpConfig,
+    /// It has a listener: it may make the gateway's topics (a node
+    /// without one only runs the gateway once they exist and it leads).
+    listens: bool,
+    /// The engine, while this node runs the gateway.
+    active: watch::Sender<Option<Arc<Engine>>>,
+    /// Connections carried to another node.
+    tunnelled: AtomicI64,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
 }
 
-impl Refusal {
-    pub(crate) fn new(code: u16, text: impl Into<String>) -> Refusal {
-        Refusal {
-            code,
-            text: text.into(),
+/// Accepts connections until shutdown, over TLS when given an acceptor.
+async fn accept(shared: Arc<Shared>, l: TcpListener, tls: Option<tokio_rustls::TlsAcceptor>) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shared.shutdown.cancelled() => return,
+            a = l.accept() => a,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                let _ = stream.set_nodelay(true);
+                let tls = tls.clone();
+                let s = Arc::clone(&shared);
+                shared.tracker.spawn(async move {
+                    match tls {
+                        None => take(s, stream).await,
+                        Some(acceptor) => match acceptor.accept(stream).await {
+                            Ok(io) => take(s, io).await,
+                            Err(e) => debug!("AMQP TLS handshake failed: {e}"),
+                        },
+                    }
+                });
+            }
+            Err(e) => {
+                warn!("AMQP accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
     }
+}
 
-    pub(crate) fn closes_connection(&self) -> bool {
-        reply::is_hard_error(self.code)
+/// Serves a client here, or carries it to the node that runs the gateway.
+async fn take<S>(shared: Arc<Shared>, mut io: S)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let active = shared.active.borrow().clone();
+    if let Some(engine) = active {
+        let tracker = engine.tracker.clone();
+        if !tracker.is_closed() {
+            tracker.track_future(connection::serve(engine, io)).await;
+            return;
+        }
+    }
+    let opened = tokio::select! {
+        _ = shared.shutdown.cancelled() => return,
+        t = shared.broker.open_tunnel(PROTOCOL, ACKS_TOPIC, 0) => t,
+    };
+    let mut tunnel = match opened {
+        Ok(t) => t,
+        Err(e) => {
+            // Like a node that is down: the client connects again.
+            warn!("AMQP connection not carried to the gateway's node: {e}");
+            return;
+        }
+    };
+    shared.tunnelled.fetch_add(1, Ordering::Relaxed);
+    tokio::select! {
+        _ = shared.shutdown.cancelled() => {}
+        _ = tokio::io::copy_bidirectional(&mut io, &mut tunnel) => {}
+    }
+    shared.tunnelled.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Runs the gateway on this node while it leads `__amqp_acks`.
+async fn supervise(weak: Weak<Shared>) {
+    loop {
+        let Some(shared) = weak.upgrade() else { return };
+        if shared.shutdown.is_cancelled() {
+            return;
+        }
+        supervise_once(&shared, VOTERS_WAIT).await;
+        let stop = shared.shutdown.clone();
+        drop(shared);
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(SUPERVISE_EVERY) => {}
+        }
     }
 }
 
-impl From<RoutingError> for Refusal {
-    fn from(e: RoutingError) -> Refusal {
-        Refusal::new(e.reply_code(), e.to_string())
+/// One look at who should run the gateway: makes the gateway's topics if
+/// nobody has (a node with a listener, waiting at most `voters_wait` for
+/// every voter), then starts the gateway here if this node leads
+/// `__amqp_acks`, or stops it if it no longer does.
+async fn supervise_once(shared: &Shared, voters_wait: Duration) {
+    if shared.listens && shared.broker.describe_topic(ACKS_TOPIC).is_err() {
+        // With every voter live the topics get their full replication
+        // factor (or after a while, with what there is).
+        if !shared.broker.wait_for_voters(voters_wait).await && !voters_wait.is_zero() {
+            warn!(
+                "not every cluster node is live: AMQP topics created now may have fewer replicas"
+            );
+        }
+        if let Err(e) = crate::engine::ensure_topics(&shared.broker).await {
+            debug!("AMQP topics not created yet: {e}");
+        }
+    }
+    let leads = shared.broker.leads(ACKS_TOPIC, 0);
+    let running = shared.active.borrow().clone();
+    match (leads, running) {
+        (true, None) => match Engine::open(shared.broker.clone(), shared.config.clone()).await {
+            Ok(engine) => {
+                if shared.broker.leads(ACKS_TOPIC, 0) && !shared.shutdown.is_cancelled() {
+                    info!("this node runs the AMQP gateway");
+                    shared.active.send_replace(Some(engine));
+                } else {
+                    engine.stop().await;
+                }
+            }
+            Err(e) => debug!("AMQP gateway not opened yet: {e}"),
+        },
+        (false, Some(engine)) => {
+            let to = shared.broker.leader_elsewhere(ACKS_TOPIC, 0);
+            info!(to = ?to.map(|(id, _)| id), "the AMQP gateway moves to another node");
+            shared.active.send_replace(None);
+            engine.stop().await;
+        }
+        _ => {}
     }
 }
 
-impl From<Error> for Refusal {
-    fn from(e: Error) -> Refusal {
-        Refusal::new(reply::INTERNAL_ERROR, format!("INTERNAL_ERROR - {e}"))
-    }
+/// The running AMQP gateway.
+#[derive(Clone)]
+pub struct Gateway {
+    shared: Arc<Shared>,
+    addr: Option<SocketAddr>,
+    tls_addr: Option<SocketAddr>,
 }
 
-pub(crate) type Answer<T> = std::result::Result<T, Refusal>;
-
-/// What `queue.declare` did.
-pub(crate) struct Declared {
-    pub(crate) name: String,
-    pub(crate) messages: u32,
-    pub(crate) consumers: u32,
-}
-
-pub(crate) struct Inner {
-    pub(crate) broker: Broker,
-    pub(crate) config: AmqpConfig,
-    /// Changes are serialised through this lock (write, then apply).
-    pub(crate) topology: tokio::sync::Mutex<Topology>,
-    /// Running queues by topic.
-    queues: Mutex<HashMap<String, QueueHandle>>,
-    pub(crate) metrics: crate::metrics::Metrics,
-    pub(crate) shutdown: CancellationToken,
-    pub(crate) tracker: TaskTracker,
-    next_id: AtomicU64,
-    /// Dead letters and expired queues, for the housekeeping task.
-    house: mpsc::UnboundedSender<Housekeeping>,
-    /// Vhosts deleted (their connections close: 320 CONNECTION_FORCED).
-    pub(crate) vhost_deleted: tokio::sync::broadcast::Sender<String>,
-    /// The resource alarms that are on.
-    pub(crate) alarm: watch::Sender<Alarms>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// The latest record of every key of a one-partition compacted topic.
-async fn latest(broker: &Broker, topic: &str) -> Result<Vec<(String, Value)>> {
-    let end = broker
-        .list_offset_anywhere(topic, 0, fjord_broker::OffsetSpec::Latest)
-        .await?
-        .map_or(0, |(o, _)| o);
-    let mut found: HashMap<String, Option<Value>> = HashMap::new();
-    for rec in broker.read_range_anywhere(topic, 0, 0, Some(end)).await? {
-        let Some(key) = rec.key.as_deref().and_then(|k| std::str::from_utf8(k).ok()) else {
-            continue;
+impl Gateway {
+    /// Binds the listeners and serves. The node that leads `__amqp_acks`
+    /// opens the topology and restores the durable queues: on return when
+    /// it can at once (a node alone), else in the background.
+    ///
+    /// # Errors
+    /// A listener cannot be bound.
+    pub async fn start(broker: Broker, config: AmqpConfig) -> Result<Gateway> {
+        let listener = match config.tcp {
+            Some(a) => Some(TcpListener::bind(a).await.map_err(|source| Error::Io {
+                what: format!("bind the AMQP listener on {a}"),
+                source,
+            })?),
+            None => None,
         };
-        let value = rec
-            .value
-            .as_deref()
-            .and_then(|v| serde_json::from_slice(v).ok());
-        found.insert(key.to_string(), value);
-    }
-    Ok(found
-        .into_iter()
-        .filter_map(|(k, v)| Some((k, v?)))
-        .collect())
-}
-
-async fn ensure_internal(broker: &Broker, name: &str, compacted: bool) -> Result<()> {
-    if broker.describe_topic(name).is_ok() {
-        return Ok(());
-    }
-    let mut spec = TopicSpec::new(name, 1);
-    spec.replication_factor = 0;
-    if compacted {
-        spec.configs
-            .insert("cleanup.policy".into(), "compact".into());
-    }
-    match broker.create_internal_topic(spec).await {
-        Ok(_) | Err(fjord_broker::Error::TopicExists(_)) => Ok(()),
-        Err(e) => Err(Error::Broker(e)),
-    }
-}
-
-/// Creates the gateway's compacted topics unless they exist.
-pub(crate) async fn ensure_topics(broker: &Broker) -> Result<()> {
-    ensure_internal(broker, META_TOPIC, true).await?;
-    ensure_internal(broker, ACKS_TOPIC, true).await
-}
-
-/// Equal field tables, entry order aside.
-fn same_table(a: &FieldTable, b: &FieldTable) -> bool {
-    a.len() == b.len() && a.iter().all(|(k, v)| b.get(k) == Some(v))
-}
-
-impl Inner {
-    /// Opens the topology and starts every durable queue.
-    pub(crate) async fn open(broker: Broker, config: AmqpConfig) -> Result<Arc<Inner>> {
-        ensure_topics(&broker).await?;
-        let topology = topology::load(latest(&broker, META_TOPIC).await?);
-        let (house, house_rx) = mpsc::unbounded_channel();
-        let inner = Arc::new(Inner {
-            house,
-            vhost_deleted: tokio::sync::broadcast::Sender::new(64),
-            alarm: watch::Sender::new(Alarms::default()),
-            broker,
-            config,
-            topology: tokio::sync::Mutex::new(Topology::default()),
-            queues: Mutex::new(HashMap::new()),
-            metrics: crate::metrics::Metrics::default(),
+        let tls = match &config.tls {
+            Some((a, tls)) => Some((
+                TcpListener::bind(a).await.map_err(|source| Error::Io {
+                    what: format!("bind the AMQP TLS listener on {a}"),
+                    source,
+                })?,
+                tls.0.clone(),
+            )),
+            None => None,
+        };
+        let shared = Arc::new(Shared {
+            broker: broker.clone(),
+            config: config.clone(),
+            listens: listener.is_some() || tls.is_some(),
+            active: watch::Sender::new(None),
+            tunnelled: AtomicI64::new(0),
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
-            next_id: AtomicU64::new(1),
         });
-        inner.tracker.spawn(crate::housekeeping::housekeeping(
-            Arc::downgrade(&inner),
-            house_rx,
-            inner.shutdown.clone(),
-        ));
-        if let Some(dir) = inner.config.data_dir.clone() {
-            inner.tracker.spawn(crate::housekeeping::watch_disk(
-                Arc::downgrade(&inner),
-                dir,
-                inner.config.disk_free_limit,
-                inner.shutdown.clone(),
-            ));
-        }
-        if inner.config.memory_high_watermark > 0 {
-            inner.tracker.spawn(crate::housekeeping::watch_memory(
-                Arc::downgrade(&inner),
-                inner.config.memory_high_watermark,
-                inner.shutdown.clone(),
-            ));
-        }
-        inner.drop_orphans(&topology).await;
-        let mut started = 0;
-        for ((vhost, name), def) in &topology.queues {
-            if let Err(e) = inner.start_queue(vhost, name, def).await {
-                warn!(vhost, queue = name, "queue not started: {e}");
-            } else {
-                started += 1;
-            }
-        }
-        if started > 0 {
-            info!(queues = started, "AMQP queues restored");
-        }
-        *inner.topology.lock().await = topology;
-        Ok(inner)
-    }
-
-    /// Closes every connection (320 CONNECTION_FORCED), waits for them,
-    /// then stops every queue (each stores its cursor, if this node still
-    /// may).
-    pub(crate) async fn stop(&self) {
-        self.shutdown.cancel();
-        self.tracker.close();
-        self.tracker.wait().await;
-        let queues: Vec<QueueHandle> = lock(&self.queues).drain().map(|(_, q)| q).collect();
-        for q in queues {
-            q.stop().await;
-        }
-    }
-
-    /// Deletes the topics (and cursor states) of queues the topology does
-    /// not hold: transient queues of an earlier run, which live only while
-    /// it does (one declared again by the same name starts empty).
-    async fn drop_orphans(&self, topology: &Topology) {
-        let known: std::collections::HashSet<&str> =
-            topology.queues.values().map(|d| d.topic.as_str()).collect();
-        for t in self.broker.list_topics(true) {
-            if t.name.starts_with(topology::QUEUE_TOPIC_PREFIX) && !known.contains(t.name.as_str())
-            {
-                queue::forget_state(&self.broker, &t.name).await;
-                match self.broker.delete_internal_topic(&t.name).await {
-                    Ok(()) => info!(
-                        topic = t.name,
-                        "an earlier run's transient queue is deleted"
-                    ),
-                    Err(e) => warn!(topic = t.name, "transient queue topic not deleted: {e}"),
+        let weak = Arc::downgrade(&shared);
+        broker.set_tunnel_acceptor(
+            PROTOCOL,
+            Some(Arc::new(move |io| {
+                let active = weak.upgrade().and_then(|s| s.active.borrow().clone());
+                let engine = active.ok_or("the AMQP gateway does not run on this node now")?;
+                let tracker = engine.tracker.clone();
+                if tracker.is_closed() {
+                    return Err("the AMQP gateway is stopping on this node".to_string());
                 }
-            }
+                tracker.spawn(connection::serve(engine, io));
+                Ok(())
+            })),
+        );
+        // A first look now: a node that can run the gateway at once (alone,
+        // or leading) serves when this returns.
+        supervise_once(&shared, Duration::ZERO).await;
+        shared.tracker.spawn(supervise(Arc::downgrade(&shared)));
+        let addr = listener.as_ref().and_then(|l| l.local_addr().ok());
+        let tls_addr = tls.as_ref().and_then(|(l, _)| l.local_addr().ok());
+        if let Some(l) = listener {
+            shared.tracker.spawn(accept(Arc::clone(&shared), l, None));
         }
-    }
-
-    pub(crate) fn next_id(&self) -> u64 {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
-    }
-
-    async fn start_queue(&self, vhost: &str, name: &str, def: &QueueDef) -> Result<QueueHandle> {
-        let handle = QueueHandle::open(
-            self.broker.clone(),
-            vhost,
-            name,
-            &def.topic,
-            &def.arguments,
-            self.config.read_ahead,
-            self.house.clone(),
-        )
-        .await?;
-        lock(&self.queues).insert(def.topic.clone(), handle.clone());
-        Ok(handle)
-    }
-
-    /// A running queue by topic.
-    pub(crate) fn queue_by_topic(&self, topic: &str) -> Option<QueueHandle> {
-        lock(&self.queues).get(topic).cloned()
-    }
-
-    /// The queue `name` of `vhost`, checked for use by connection `conn`.
-    pub(crate) async fn queue(&self, vhost: &str, name: &str, conn: u64) -> Answer<QueueHandle> {
-        let topic = {
-            let t = self.topology.lock().await;
-            let def = t
-                .queues
-                .get(&(vhost.to_string(), name.to_string()))
-                .ok_or_else(|| not_found_queue(vhost, name))?;
-            if def.exclusive.is_some_and(|owner| owner != conn) {
-                return Err(locked(vhost, name));
-            }
-            def.topic.clone()
-        };
-        self.queue_by_topic(&topic)
-            .ok_or_else(|| not_found_queue(vhost, name))
-    }
-
-    /// Every running queue: (vhost/name label, handle).
-    pub(crate) async fn all_queues(&self) -> Vec<(String, String, QueueHandle)> {
-        let t = self.topology.lock().await;
-        let queues = lock(&self.queues);
-        t.queues
-            .iter()
-            .filter_map(|((v, n), d)| Some((v.clone(), n.clone(), queues.get(&d.topic)?.clone())))
-            .collect()
-    }
-
-    pub(crate) async fn has_vhost(&self, vhost: &str) -> bool {
-        self.topology.lock().await.exchanges.has_vhost(vhost)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn declare_queue(
-        &self,
-        vhost: &str,
-        name: &str,
-        passive: bool,
-        durable: bool,
-        exclusive: bool,
-        auto_delete: bool,
-        arguments: FieldTable,
-        conn: u64,
-    ) -> Answer<Declared> {
-        let name = if name.is_empty() {
-            format!("amq.gen-{:x}-{}", crate::now_ms(), self.next_id())
-        } else {
-            name.to_string()
-        };
-        let mut t = self.topology.lock().await;
-        let key = (vhost.to_string(), name.clone());
-        if let Some(def) = t.queues.get(&key) {
-            if def.exclusive.is_some_and(|owner| owner != conn) {
-                return Err(locked(vhost, &name));
-            }
-            if !passive {
-                let mismatch = if def.durable != durable {
-                    Some(("durable", durable, def.durable))
-                } else if def.exclusive.is_some() != exclusive {
-                    Some(("exclusive", exclusive, def.exclusive.is_some()))
-                } else if def.auto_delete != auto_delete {
-                    Some(("auto_delete", auto_delete, def.auto_delete))
-                } else {
-                    None
-                };
-                if let Some((arg, asked, is)) = mismatch {
-                    return Err(Refusal::new(
-                        reply::PRECONDITION_FAILED,
-                        format!(
-                            "PRECONDITION_FAILED - inequivalent arg '{arg}' for queue '{name}' in vhost '{vhost}': received '{asked}' but current is '{is}'"
-                        ),
-                    ));
-                }
-                if !same_table(&def.arguments, &arguments) {
-                    return Err(Refusal::new(
-                        reply::PRECONDITION_FAILED,
-                        format!(
-                            "PRECONDITION_FAILED - inequivalent arguments for queue '{name}' in vhost '{vhost}'"
-                        ),
-                    ));
-                }
-            }
-            let topic = def.topic.clone();
-            drop(t);
-            let q = self
-                .queue_by_topic(&topic)
-                .ok_or_else(|| not_found_queue(vhost, &name))?;
-            q.touch();
-            return Ok(Declared {
-                name,
-                messages: q.message_count(),
-                consumers: q.consumer_count(),
-            });
+        if let Some((l, acceptor)) = tls {
+            shared
+                .tracker
+                .spawn(accept(Arc::clone(&shared), l, Some(acceptor)));
         }
-        if passive {
-            return Err(not_found_queue(vhost, &name));
-        }
-        if !t.exchanges.has_vhost(vhost) {
-            return Err(Refusal::new(
-                reply::NOT_ALLOWED,
-                format!("NOT_ALLOWED - vhost '{vhost}' not found"),
-            ));
-        }
-        if name.starts_with("amq.") && !name.starts_with("amq.gen-") {
-            return Err(Refusal::new(
-                reply::ACCESS_REFUSED,
-                format!("ACCESS_REFUSED - queue name '{name}' contains reserved prefix 'amq.*'"),
-            ));
-        }
-        check_queue_arguments(&arguments)?;
-        let topic = topology::queue_topic(vhost, &name);
-        ensure_internal(&self.broker, &topic, false).await?;
-        let def = QueueDef {
-            durable,
-            exclusive: exclusive.then_some(conn),
-            auto_delete,
-            arguments,
-            topic: topic.clone(),
-        };
-        if durable && !exclusive {
-            topology::write(
-                &self.broker,
-                Change::Queue {
-                    vhost,
-                    name: &name,
-                    def: Some(&def),
-                },
-            )
-            .await?;
-        }
-        self.start_queue(vhost, &name, &def).await?;
-        t.exchanges.add_queue(vhost, &name)?;
-        t.queues.insert(key, def);
-        let q = self.queue_by_topic(&topic);
-        Ok(Declared {
-            name,
-            messages: q.as_ref().map_or(0, QueueHandle::message_count),
-            consumers: 0,
+        info!(tcp = ?addr, tls = ?tls_addr, "AMQP gateway listening");
+        Ok(Gateway {
+            shared,
+            addr,
+            tls_addr,
         })
     }
 
-    /// Deletes a queue; returns the messages it held.
-    pub(crate) async fn delete_queue(
-        &self,
-        vhost: &str,
-        name: &str,
-        if_unused: bool,
-        if_empty: bool,
-        conn: Option<u64>,
-    ) -> Answer<u32> {
-        let mut t = self.topology.lock().await;
-        let key = (vhost.to_string(), name.to_string());
-        let Some(def) = t.queues.get(&key).cloned() else {
-            // RabbitMQ: deleting a queue that does not exist succeeds.
-            return Ok(0);
-        };
-        if let Some(conn) = conn
-            && def.exclusive.is_some_and(|owner| owner != conn)
-        {
-            return Err(locked(vhost, name));
-        }
-        let q = self.queue_by_topic(&def.topic);
-        let (messages, consumers) = q
-            .as_ref()
-            .map_or((0, 0), |q| (q.message_count(), q.consumer_count()));
-        if if_unused && consumers > 0 {
-            return Err(Refusal::new(
-                reply::PRECONDITION_FAILED,
-                format!("PRECONDITION_FAILED - queue '{name}' in vhost '{vhost}' in use"),
-            ));
-        }
-        if if_empty && messages > 0 {
-            return Err(Refusal::new(
-                reply::PRECONDITION_FAILED,
-                format!("PRECONDITION_FAILED - queue '{name}' in vhost '{vhost}' is not empty"),
-            ));
-        }
-        if def.durable && def.exclusive.is_none() {
-            topology::write(
-                &self.broker,
-                Change::Queue {
-                    vhost,
-                    name,
-                    def: None,
-                },
-            )
-            .await?;
-        }
-        let gone = bindings_touching(&t, vhost, &Destination::queue(name));
-        forget_bindings(&self.broker, vhost, gone).await;
-        let removed = t.exchanges.remove_queue(vhost, name)?;
-        for e in &removed.exchanges {
-            let _ = topology::write(
-                &self.broker,
-                Change::Exchange {
-                    vhost,
-                    name: e,
-                    decl: None,
-                },
-            )
-            .await;
-        }
-        t.queues.remove(&key);
-        drop(t);
-        if let Some(q) = q {
-            q.stop().await;
-        }
-        lock(&self.queues).remove(&def.topic);
-        queue::forget_state(&self.broker, &def.topic).await;
-        if let Err(e) = self.broker.delete_internal_topic(&def.topic).await {
-            warn!(topic = def.topic, "queue topic not deleted: {e}");
-        }
-        Ok(messages)
-    }
-
-    /// Deletes the exclusive queues of a connection that ended.
-    pub(crate) async fn drop_exclusive(&self, conn: u64) {
-        let owned: Vec<(String, String)> = {
-            let t = self.topology.lock().await;
-            t.queues
-                .iter()
-                .filter(|(_, d)| d.exclusive == Some(conn))
-                .map(|(k, _)| k.clone())
-                .collect()
-        };
-        for (vhost, name) in owned {
-            let _ = self.delete_queue(&vhost, &name, false, false, None).await;
-        }
-    }
-
-    /// Deletes an auto-delete queue that lost its last consumer.
-    pub(crate) async fn consumer_gone(&self, vhost: &str, name: &str) {
-        let auto = {
-            let t = self.topology.lock().await;
-            t.queues
-                .get(&(vhost.to_string(), name.to_string()))
-                .is_some_and(|d| d.auto_delete)
-        };
-        if !auto {
-            return;
-        }
-        let Ok(q) = self.queue(vhost, name, 0).await else {
-            return;
-        };
-        // The queue's own count settles once it handled the cancel.
-        for _ in 0..50 {
-            if q.consumer_count() == 0 {
-                let _ = self.delete_queue(vhost, name, true, false, None).await;
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn declare_exchange(
-        &self,
-        vhost: &str,
-        name: &str,
-        kind: &str,
-        passive: bool,
-        durable: bool,
-        auto_delete: bool,
-        internal: bool,
-        arguments: FieldTable,
-    ) -> Answer<()> {
-        let mut t = self.topology.lock().await;
-        if passive {
-            t.exchanges.declare_exchange_passive(vhost, name)?;
-            return Ok(());
-        }
-        let kind = ExchangeKind::parse(kind)?;
-        let decl = ExchangeDecl {
-            kind,
-            durable,
-            auto_delete,
-            internal,
-            arguments: arguments.entries().to_vec(),
-        };
-        // Check first (the table refuses what it would refuse), write, apply.
-        let mut probe = t.exchanges.clone();
-        let created = probe.declare_exchange(vhost, name, decl.clone())?;
-        if created && durable {
-            topology::write(
-                &self.broker,
-                Change::Exchange {
-                    vhost,
-                    name,
-                    decl: Some(&decl),
-                },
-            )
-            .await?;
-        }
-        t.exchanges.declare_exchange(vhost, name, decl)?;
-        Ok(())
-    }
-
-    pub(crate) async fn delete_exchange(
-        &self,
-        vhost: &str,
-        name: &str,
-        if_unused: bool,
-    ) -> Answer<()> {
-        let mut t = self.topology.lock().await;
-        let durable = t.exchanges.exchange(vhost, name).is_some_and(|d| d.durable);
-        let mut probe = t.exchanges.clone();
-        let removed = probe.delete_exchange(vhost, name, if_unused)?;
-        let gone = bindings_touching(&t, vhost, &Destination::exchange(name));
-        forget_bindings(&self.broker, vhost, gone).await;
-        if durable {
-            topology::write(
-                &self.broker,
-                Change::Exchange {
-                    vhost,
-                    name,
-                    decl: None,
-                },
-            )
-            .await?;
-        }
-        for e in &removed.exchanges {
-            let _ = topology::write(
-                &self.broker,
-                Change::Exchange {
-                    vhost,
-                    name: e,
-                    decl: None,
-                },
-            )
-            .await;
-        }
-        t.exchanges.delete_exchange(vhost, name, if_unused)?;
-        Ok(())
-    }
-
-    /// Binds (or with `bind` false unbinds) `destination` to `source`.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn bind(
-        &self,
-        vhost: &str,
-        source: &str,
-        destination: Destination,
-        routing_key: &str,
-        arguments: FieldTable,
-        bind: bool,
-        conn: u64,
-    ) -> Answer<()> {
-        let mut t = self.topology.lock().await;
-        if let Destination::Queue(q) = &destination
-            && let Some(def) = t.queues.get(&(vhost.to_string(), q.clone()))
-            && def.exclusive.is_some_and(|owner| owner != conn)
-        {
-            return Err(locked(vhost, q));
-        }
-        let args = arguments.entries().to_vec();
-        let mut probe = t.exchanges.clone();
-        if bind {
-            probe.bind(
-                vhost,
-                source,
-                destination.clone(),
-                routing_key,
-                args.clone(),
-            )?;
-        } else {
-            probe.unbind(vhost, source, &destination, routing_key, &args)?;
-        }
-        let durable_source = t
-            .exchanges
-            .exchange(vhost, source)
-            .is_some_and(|d| d.durable);
-        let durable_dest = match &destination {
-            Destination::Queue(q) => t
-                .queues
-                .get(&(vhost.to_string(), q.clone()))
-                .is_some_and(|d| d.durable && d.exclusive.is_none()),
-            Destination::Exchange(e) => t.exchanges.exchange(vhost, e).is_some_and(|d| d.durable),
-        };
-        if durable_source && durable_dest {
-            topology::write(
-                &self.broker,
-                Change::Binding {
-                    vhost,
-                    source,
-                    destination: &destination,
-                    routing_key,
-                    arguments: &args,
-                    present: bind,
-                },
-            )
-            .await?;
-        }
-        if bind {
-            t.exchanges
-                .bind(vhost, source, destination, routing_key, args)?;
-        } else {
-            t.exchanges
-                .unbind(vhost, source, &destination, routing_key, &args)?;
-        }
-        Ok(())
-    }
-
-    /// The queues (topic, handle) a publish reaches.
-    pub(crate) async fn route(
-        &self,
-        vhost: &str,
-        exchange: &str,
-        routing_key: &str,
-        headers: Option<&FieldTable>,
-    ) -> Answer<Vec<QueueHandle>> {
-        let t = self.topology.lock().await;
-        if let Some(d) = t.exchanges.exchange(vhost, exchange)
-            && d.internal
-        {
-            return Err(Refusal::new(
-                reply::ACCESS_REFUSED,
-                format!(
-                    "ACCESS_REFUSED - cannot publish to internal exchange '{exchange}' in vhost '{vhost}'"
-                ),
-            ));
-        }
-        let headers = headers.map(|h| h.entries()).unwrap_or_default();
-        let routed = t.exchanges.route(vhost, exchange, routing_key, headers)?;
-        let queues = lock(&self.queues);
-        Ok(routed
-            .queues
-            .iter()
-            .filter_map(|q| {
-                let def = t.queues.get(&(vhost.to_string(), q.clone()))?;
-                queues.get(&def.topic).cloned()
+    /// The engine, while the gateway runs on this node.
+    pub(crate) fn active(&self) -> Result<Arc<Engine>, AdminError> {
+        self.shared
+            .active
+            .borrow()
+            .clone()
+            .ok_or_else(|| AdminError {
+                code: reply::CONNECTION_FORCED,
+                text: self.elsewhere(),
             })
-            .collect())
     }
-}
 
-/// A stored binding: (source, destination, routing key, arguments).
-type StoredBinding = (String, Destination, String, Vec<(String, FieldValue)>);
+    /// True while this node runs the gateway (topology and queues).
+    pub fn runs_here(&self) -> bool {
+        self.shared.active.borrow().is_some()
+    }
 
-/// Every binding of `vhost` from or to `end` (an exchange as a source
-/// too).
-fn bindings_touching(t: &Topology, vhost: &str, end: &Destination) -> Vec<StoredBinding> {
-    let sources: Vec<String> = t
-        .exchanges
-        .exchanges(vhost)
-        .map(|(n, _)| n.to_string())
-        .collect();
-    let mut out = Vec::new();
-    for source in sources {
-        let from_end = matches!(end, Destination::Exchange(e) if *e == source);
-        for b in t.exchanges.bindings(vhost, &source) {
-            if from_end || b.destination == end {
-                out.push((
-                    source.clone(),
-                    b.destination.clone(),
-                    b.routing_key.to_string(),
-                    b.arguments.to_vec(),
-                ));
+    /// The node (id, gRPC address) that runs the gateway, when another one
+    /// does.
+    pub fn runs_on(&self) -> Option<(u64, String)> {
+        self.shared.broker.leader_elsewhere(ACKS_TOPIC, 0)
+    }
+
+    /// Why this node cannot answer for the gateway, in words.
+    pub fn elsewhere(&self) -> String {
+        match self.runs_on() {
+            Some((id, addr)) => {
+                format!("the AMQP gateway runs on node {id} ({addr}), not on this node")
             }
+            None if !self.shared.listens
+                && self.shared.broker.describe_topic(ACKS_TOPIC).is_err() =>
+            {
+                "the AMQP gateway is off on this node (--amqp-listen off, --amqp-tls-listen off) and no node of its cluster runs it".to_string()
+            }
+            None if self.shared.broker.describe_topic(ACKS_TOPIC).is_err() => {
+                "no node runs the AMQP gateway yet (it starts once a node with an AMQP listener has made its topics)".to_string()
+            }
+            None => "the AMQP gateway is starting on this node (its cluster is electing the leader of __amqp_acks)".to_string(),
         }
     }
-    out
-}
 
-/// Deletes the stored records of `bindings` (a deleted queue or exchange
-/// must not get them back after a restart when made again).
-async fn forget_bindings(broker: &Broker, vhost: &str, bindings: Vec<StoredBinding>) {
-    for (source, destination, routing_key, arguments) in bindings {
-        let r = topology::write(
-            broker,
-            Change::Binding {
-                vhost,
-                source: &source,
-                destination: &destination,
-                routing_key: &routing_key,
-                arguments: &arguments,
-                present: false,
-            },
-        )
-        .await;
-        if let Err(e) = r {
-            warn!(vhost, source, "binding record not deleted: {e}");
-        }
+    /// The bound TLS listener address.
+    pub fn tls_listener(&self) -> Option<SocketAddr> {
+        self.tls_addr
     }
-}
 
-/// Arguments this gateway acts on are checked for type; others are kept.
-fn check_queue_arguments(arguments: &FieldTable) -> Answer<()> {
-    for (k, v) in arguments.iter() {
-        let numeric = matches!(
-            k,
-            "x-message-ttl"
-                | "x-expires"
-                | "x-max-length"
-                | "x-max-length-bytes"
-                | "x-max-priority"
+    /// The bound listener address.
+    pub fn listener(&self) -> Option<SocketAddr> {
+        self.addr
+    }
+
+    /// The gateway's metrics in Prometheus text format, per queue too
+    /// (queues only where the gateway runs).
+    pub async fn render_metrics(&self) -> String {
+        let name = "fjord_amqp_serving";
+        let mut out = format!(
+            "# HELP {name} 1 when this node runs the AMQP gateway (topology and queues).\n# TYPE {name} gauge\n{name} {}\n",
+            u8::from(self.runs_here())
         );
-        if numeric && topology::as_int(v).is_none_or(|n| n < 0) {
-            return Err(Refusal::new(
-                reply::PRECONDITION_FAILED,
-                format!("PRECONDITION_FAILED - invalid arg '{k}' for queue: {v:?}"),
-            ));
-        }
-        if k == "x-dead-letter-exchange" && !matches!(v, FieldValue::LongString(_)) {
-            return Err(Refusal::new(
-                reply::PRECONDITION_FAILED,
-                format!("PRECONDITION_FAILED - invalid arg '{k}' for queue: {v:?}"),
-            ));
-        }
+        let name = "fjord_amqp_tunnelled_connections";
+        out.push_str(&format!(
+            "# HELP {name} AMQP connections this node carries to the node that runs the gateway.\n# TYPE {name} gauge\n{name} {}\n",
+            self.shared.tunnelled.load(Ordering::Relaxed)
+        ));
+        let Ok(engine) = self.active() else {
+            return out;
+        };
+        let queues: Vec<QueueFigures> = engine
+            .all_queues()
+            .await
+            .into_iter()
+            .map(|(vhost, name, q)| QueueFigures {
+                vhost,
+                name,
+                ready: q.stats.ready.load(Ordering::Relaxed),
+                unacked: q.stats.unacked.load(Ordering::Relaxed),
+                consumers: q.stats.consumers.load(Ordering::Relaxed),
+                delivered: q.stats.delivered.load(Ordering::Relaxed),
+                acked: q.stats.acked.load(Ordering::Relaxed),
+                published: q.stats.published.load(Ordering::Relaxed),
+            })
+            .collect();
+        out.push_str(&engine.metrics.render(&queues));
+        out
     }
-    Ok(())
-}
 
-fn not_found_queue(vhost: &str, name: &str) -> Refusal {
-    Refusal::new(
-        reply::NOT_FOUND,
-        format!("NOT_FOUND - no queue '{name}' in vhost '{vhost}'"),
-    )
-}
-
-fn locked(vhost: &str, name: &str) -> Refusal {
-    Refusal::new(
-        reply::RESOURCE_LOCKED,
-        format!(
-            "RESOURCE_LOCKED - cannot obtain exclusive access to locked queue '{name}' in vhost '{vhost}'"
-        ),
-    )
+    /// Closes every connection (320 CONNECTION_FORCED), stores the queues'
+    /// cursors and waits for them.
+    pub async fn shutdown(&self) {
+        self.shared.broker.set_tunnel_acceptor(PROTOCOL, None);
+        self.shared.shutdown.cancel();
+        if let Some(engine) = self.shared.active.send_replace(None) {
+            engine.stop().await;
+        }
+        self.shared.tracker.close();
+        self.shared.tracker.wait().await;
+    }
 }

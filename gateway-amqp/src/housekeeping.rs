@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::gateway::Inner;
+use crate::engine::Engine;
 use crate::queue::{self, Housekeeping};
 
 /// The resource alarms that are on, each with its reason; each watcher
@@ -34,7 +34,7 @@ impl Alarms {
 /// Raises the disk alarm while the data directory's file system has less
 /// than `limit` bytes free (checked every second), and clears it after.
 pub(crate) async fn watch_disk(
-    gw: Weak<Inner>,
+    gw: Weak<Engine>,
     dir: std::path::PathBuf,
     limit: u64,
     stop: CancellationToken,
@@ -82,7 +82,7 @@ fn resident() -> Option<u64> {
 
 /// Raises the memory alarm while the process's resident memory is at
 /// least `watermark` bytes (checked every second), and clears it after.
-pub(crate) async fn watch_memory(gw: Weak<Inner>, watermark: u64, stop: CancellationToken) {
+pub(crate) async fn watch_memory(gw: Weak<Engine>, watermark: u64, stop: CancellationToken) {
     loop {
         let Some(gw) = gw.upgrade() else { return };
         match resident() {
@@ -118,7 +118,7 @@ pub(crate) async fn watch_memory(gw: Weak<Inner>, watermark: u64, stop: Cancella
 /// Publishes dead letters and deletes expired queues, for as long as the
 /// gateway lives.
 pub(crate) async fn housekeeping(
-    gw: Weak<Inner>,
+    gw: Weak<Engine>,
     mut rx: mpsc::UnboundedReceiver<Housekeeping>,
     stop: CancellationToken,
 ) {

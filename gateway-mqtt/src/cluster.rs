@@ -2,7 +2,7 @@
 //! to another one.
 //!
 //! Every node follows `__mqtt_sessions` and knows each client's latest
-//! record (`Inner::known`). A connection *claims* its client id with a
+//! record (`Hub::known`). A connection *claims* its client id with a
 //! record of its own (node, connection, online) before it is accepted;
 //! the log orders claims. On seeing another node's claim, a node
 //!
@@ -26,7 +26,7 @@ use fjord_broker::Record;
 use tracing::debug;
 
 use crate::Result;
-use crate::gateway::{Inner, Known, lock, now_ms};
+use crate::hub::{Hub, Known, lock, now_ms};
 use crate::session::{SessionState, handover_key};
 use crate::store::{self, SESSIONS_TOPIC};
 use crate::topic;
@@ -88,7 +88,7 @@ enum Handover {
 /// How long a claimant waits for the session's previous node.
 const HANDOVER_WAIT: Duration = Duration::from_secs(5);
 
-impl Inner {
+impl Hub {
     /// Applies one `__mqtt_sessions` record written by any node.
     pub(crate) fn apply_session(self: &Arc<Self>, r: &Record) {
         let Some(client) = store::key_of(r) else {

@@ -1,746 +1,27 @@
-//! The running gateway: shared state, the dispatchers that tail the log
-//! and feed sessions, retained messages, offline sessions and wills.
+//! The [`Gateway`] handle `fjord serve` holds, and its listeners: MQTT
+//! over TCP, over TLS (rustls) and over WebSocket.
+//!
+//! # Concurrency
+//! The listeners are bound before [`Gateway::start`] returns; one accept
+//! task per listener runs under the [`Hub`]'s tracker once the hub is
+//! open (at once on a single node, in the background in a cluster), and
+//! every connection gets a task of its own.
 
-use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
 
-use bytes::Bytes;
-use fjord_broker::{Acks, Broker, FetchRequest, OffsetSpec, TopicSpec};
-use tokio::sync::watch;
+use fjord_broker::Broker;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::config::MqttConfig;
-use crate::mapping::{Mapping, partition_of};
-use crate::message::Message;
-use crate::metrics::{Dropped, Metrics};
-use crate::registry::{Delivery, Registry};
-use crate::session::{LogRef, SessionState};
-use crate::store::{self, RETAINED_TOPIC, SESSIONS_TOPIC};
+use crate::connection;
+use crate::hub::Hub;
 use crate::{Error, Result};
-
-/// A session whose client is away.
-#[derive(Debug)]
-pub(crate) struct Offline {
-    pub(crate) state: SessionState,
-    /// Bumped on every store, so a stale expiry timer does nothing.
-    pub(crate) generation: u64,
-    /// Offset of its record in `__mqtt_sessions` (-1: not known).
-    pub(crate) offset: i64,
-}
-
-/// In a cluster: what the `__mqtt_sessions` records of a client say.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Known {
-    /// The latest record that is not stale, and its offset; `None` after
-    /// a tombstone.
-    pub(crate) offset: i64,
-    pub(crate) state: Option<SessionState>,
-    /// The offset of the latest claim.
-    pub(crate) latest_claim: i64,
-    /// The latest stale record (a connection's last state, written after
-    /// another connection claimed the client id).
-    pub(crate) stale: Option<SessionState>,
-}
-
-/// A retained message and where it is stored.
-#[derive(Debug, Clone)]
-pub(crate) struct Retained {
-    pub(crate) msg: Arc<Message>,
-    pub(crate) at: LogRef,
-}
-
-pub(crate) struct Inner {
-    pub(crate) broker: Broker,
-    pub(crate) config: MqttConfig,
-    pub(crate) mapping: Mapping,
-    /// Log topic → partitions.
-    pub(crate) partitions: BTreeMap<String, u32>,
-    pub(crate) registry: Mutex<Registry>,
-    pub(crate) offline: Mutex<HashMap<String, Offline>>,
-    pub(crate) retained: Mutex<BTreeMap<String, Retained>>,
-    /// Delayed wills by client id (cancelled when the client returns).
-    pub(crate) wills: Mutex<HashMap<String, CancellationToken>>,
-    pub(crate) metrics: Metrics,
-    /// This node's id, and whether it is one of a cluster's: then sessions
-    /// move between nodes (see `cluster.rs`).
-    pub(crate) node: u32,
-    pub(crate) clustered: bool,
-    /// In a cluster: every client's latest session record, followed from
-    /// the log.
-    pub(crate) known: Mutex<HashMap<String, Known>>,
-    /// In a cluster: shared subscriptions' members on other nodes.
-    pub(crate) shares: Mutex<crate::cluster::Shares>,
-    /// How far `__mqtt_retained` / `__mqtt_sessions` have been applied
-    /// (every record below).
-    pub(crate) retained_applied: watch::Sender<i64>,
-    pub(crate) sessions_applied: watch::Sender<i64>,
-    pub(crate) shutdown: CancellationToken,
-    pub(crate) tracker: TaskTracker,
-    pub(crate) next_id: AtomicU64,
-}
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-impl Inner {
-    pub(crate) fn registry(&self) -> MutexGuard<'_, Registry> {
-        lock(&self.registry)
-    }
-
-    pub(crate) fn offline(&self) -> MutexGuard<'_, HashMap<String, Offline>> {
-        lock(&self.offline)
-    }
-
-    pub(crate) fn retained(&self) -> MutexGuard<'_, BTreeMap<String, Retained>> {
-        lock(&self.retained)
-    }
-
-    pub(crate) fn known(&self) -> MutexGuard<'_, HashMap<String, Known>> {
-        lock(&self.known)
-    }
-
-    pub(crate) fn wills(&self) -> MutexGuard<'_, HashMap<String, CancellationToken>> {
-        lock(&self.wills)
-    }
-
-    pub(crate) fn next_id(&self) -> u64 {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// Opens the gateway's topics and state on `broker`.
-    pub(crate) async fn open(broker: Broker, config: MqttConfig) -> Result<Arc<Inner>> {
-        let mapping = Mapping::new(config.mappings.clone(), config.default_topic.clone());
-        if !broker.wait_for_voters(Duration::from_secs(30)).await {
-            warn!(
-                "not every cluster node is live: MQTT topics created now may have fewer replicas"
-            );
-        }
-        let mut partitions = BTreeMap::new();
-        for topic in mapping.log_topics() {
-            let count = match broker.describe_topic(&topic) {
-                Ok(d) => d.partitions.len() as u32,
-                Err(_) => {
-                    let mut spec = TopicSpec::new(topic.clone(), config.partitions.max(1));
-                    spec.replication_factor = 0;
-                    match broker.create_topic(spec).await {
-                        Ok(d) => d.partitions.len() as u32,
-                        Err(fjord_broker::Error::TopicExists(_)) => {
-                            broker.describe_topic(&topic)?.partitions.len() as u32
-                        }
-                        Err(e) => return Err(Error::Broker(e)),
-                    }
-                }
-            };
-            partitions.insert(topic, count.max(1));
-        }
-        store::ensure_compacted(&broker, SESSIONS_TOPIC).await?;
-        store::ensure_compacted(&broker, RETAINED_TOPIC).await?;
-        let node = broker.node_id();
-        let clustered = true;
-        let inner = Arc::new(Inner {
-            broker,
-            node,
-            clustered,
-            known: Mutex::new(HashMap::new()),
-            shares: Mutex::new(crate::cluster::Shares::default()),
-            retained_applied: watch::Sender::new(0),
-            sessions_applied: watch::Sender::new(0),
-            config,
-            mapping,
-            partitions,
-            registry: Mutex::new(Registry::default()),
-            offline: Mutex::new(HashMap::new()),
-            retained: Mutex::new(BTreeMap::new()),
-            wills: Mutex::new(HashMap::new()),
-            metrics: Metrics::default(),
-            shutdown: CancellationToken::new(),
-            tracker: TaskTracker::new(),
-            next_id: AtomicU64::new(1),
-        });
-        let started = async {
-            let end = inner.load_retained().await?;
-            inner.follow(RETAINED_TOPIC, end);
-            let end = inner.load_sessions().await?;
-            if inner.clustered {
-                inner.follow(SESSIONS_TOPIC, end);
-            }
-            inner.start_dispatchers().await
-        }
-        .await;
-        if let Err(e) = started {
-            // Stop what did start.
-            inner.shutdown.cancel();
-            inner.tracker.close();
-            inner.tracker.wait().await;
-            return Err(e);
-        }
-        Ok(inner)
-    }
-
-    /// Reads every retained message; returns where the topic ends.
-    async fn load_retained(&self) -> Result<i64> {
-        let end = store::end(&self.broker, RETAINED_TOPIC).await?;
-        for r in store::load_latest(&self.broker, RETAINED_TOPIC, end).await? {
-            self.apply_retained(&r);
-        }
-        self.retained_applied.send_replace(end);
-        Ok(end)
-    }
-
-    /// Sets or deletes one retained message from its record.
-    fn apply_retained(&self, r: &fjord_broker::Record) {
-        let Some(topic) = store::key_of(r) else {
-            return;
-        };
-        let mut retained = self.retained();
-        match r.value.as_ref().and(Message::from_record(r)) {
-            Some(msg) => {
-                let at = LogRef {
-                    topic: RETAINED_TOPIC.into(),
-                    partition: 0,
-                    offset: r.offset,
-                };
-                retained.insert(
-                    topic.to_string(),
-                    Retained {
-                        msg: Arc::new(msg),
-                        at,
-                    },
-                );
-            }
-            None => {
-                retained.remove(topic);
-            }
-        }
-        self.metrics
-            .retained
-            .store(retained.len() as i64, Ordering::Relaxed);
-    }
-
-    /// Follows a one-partition internal topic from `offset`, applying each
-    /// record in log order (whichever node wrote it).
-    fn follow(self: &Arc<Self>, topic: &'static str, mut offset: i64) {
-        let inner = Arc::clone(self);
-        self.tracker.spawn(async move {
-            loop {
-                let fetched = tokio::select! {
-                    _ = inner.shutdown.cancelled() => return,
-                    r = inner.broker.fetch_anywhere(FetchRequest {
-                        topic: topic.to_string(),
-                        partition: 0,
-                        offset,
-                        max_bytes: 1 << 20,
-                        min_bytes: 1,
-                        max_wait: Duration::from_millis(500),
-                    }) => r,
-                };
-                let fetched = match fetched {
-                    Ok(f) => f,
-                    Err(fjord_broker::Error::OffsetOutOfRange { earliest, .. })
-                        if earliest > offset =>
-                    {
-                        offset = earliest;
-                        continue;
-                    }
-                    Err(e) => {
-                        debug!(topic, "following: {e}");
-                        tokio::select! {
-                            _ = inner.shutdown.cancelled() => return,
-                            _ = tokio::time::sleep(Duration::from_millis(100)) => continue,
-                        }
-                    }
-                };
-                let next = fetched.next_offset.max(offset);
-                match fjord_broker::decode_records(fetched.records, offset) {
-                    Ok(records) => {
-                        for r in &records {
-                            if topic == RETAINED_TOPIC {
-                                inner.apply_retained(r);
-                            } else {
-                                inner.apply_session(r);
-                            }
-                        }
-                    }
-                    Err(e) => warn!(topic, offset, "a batch is skipped: {e}"),
-                }
-                offset = next;
-                inner.applied(topic).send_replace(offset);
-            }
-        });
-    }
-
-    pub(crate) fn applied(&self, topic: &str) -> &watch::Sender<i64> {
-        if topic == RETAINED_TOPIC {
-            &self.retained_applied
-        } else {
-            &self.sessions_applied
-        }
-    }
-
-    /// Waits (at most `limit`) until `topic` has been applied up to `end`.
-    pub(crate) async fn await_applied(&self, topic: &str, end: i64, limit: Duration) {
-        let mut rx = self.applied(topic).subscribe();
-        let _ = tokio::time::timeout(limit, rx.wait_for(|at| *at >= end)).await;
-    }
-
-    /// Restores the sessions this node kept (in a cluster, also learns
-    /// every other node's); returns where `__mqtt_sessions` ends.
-    async fn load_sessions(self: &Arc<Self>) -> Result<i64> {
-        let now = now_ms();
-        let mut loaded = 0;
-        let end = store::end(&self.broker, SESSIONS_TOPIC).await?;
-        for r in store::load_latest(&self.broker, SESSIONS_TOPIC, end).await? {
-            let Some(client) = store::key_of(&r).map(str::to_string) else {
-                continue;
-            };
-            let state = r.value.as_deref().and_then(SessionState::decode);
-            if self.clustered {
-                let latest_claim = state
-                    .as_ref()
-                    .map_or(-1, |s| if s.claim { r.offset } else { s.epoch });
-                self.known().insert(
-                    client.clone(),
-                    Known {
-                        offset: r.offset,
-                        state: state.clone(),
-                        latest_claim,
-                        stale: None,
-                    },
-                );
-                if !client.starts_with('\0') {
-                    self.note_shares(&client, state.as_ref());
-                }
-            }
-            let Some(state) = state else {
-                continue;
-            };
-            // Another node's session, or a hand-over record.
-            if self.clustered && (state.node != self.node || client.starts_with('\0')) {
-                continue;
-            }
-            let left = state.expiry_secs.map(|secs| {
-                let gone = now - state.disconnected_at_ms.unwrap_or(now);
-                i64::from(secs) * 1000 - gone
-            });
-            if left.is_some_and(|ms| ms <= 0) {
-                let _ = store::put(&self.broker, SESSIONS_TOPIC, &client, None, Vec::new()).await;
-                continue;
-            }
-            {
-                let mut reg = self.registry();
-                for s in &state.subscriptions {
-                    reg.trie.insert(client.clone(), &s.filter, s.options());
-                }
-                self.metrics
-                    .subscriptions
-                    .store(reg.trie.len() as i64, Ordering::Relaxed);
-            }
-            let generation = self.next_id();
-            self.offline().insert(
-                client.clone(),
-                Offline {
-                    state,
-                    generation,
-                    offset: r.offset,
-                },
-            );
-            if let Some(ms) = left {
-                self.expire_later(client, generation, Duration::from_millis(ms.max(0) as u64));
-            }
-            loaded += 1;
-        }
-        self.metrics.sessions.store(loaded, Ordering::Relaxed);
-        if loaded > 0 {
-            info!(sessions = loaded, "MQTT sessions restored");
-        }
-        self.sessions_applied.send_replace(end);
-        Ok(end)
-    }
-
-    /// Ends an offline session when its expiry passes (unless it came back).
-    pub(crate) fn expire_later(self: &Arc<Self>, client: String, generation: u64, after: Duration) {
-        let inner = Arc::clone(self);
-        self.tracker.spawn(async move {
-            tokio::select! {
-                _ = inner.shutdown.cancelled() => return,
-                _ = tokio::time::sleep(after) => {}
-            }
-            let expired = {
-                let mut offline = inner.offline();
-                match offline.get(&client) {
-                    Some(o) if o.generation == generation => offline.remove(&client).is_some(),
-                    _ => false,
-                }
-            };
-            if expired {
-                inner.forget_session(&client).await;
-            }
-        });
-    }
-
-    /// Drops a session's subscriptions and its stored state.
-    pub(crate) async fn forget_session(&self, client: &str) {
-        self.drop_local(client);
-        // In a cluster, only while the latest record is still this node's
-        // (the client may have come back elsewhere).
-        if self.clustered {
-            let ours = self.known().get(client).is_none_or(|k| {
-                k.state
-                    .as_ref()
-                    .is_none_or(|s| s.node == self.node && !s.online)
-            });
-            if !ours {
-                return;
-            }
-        }
-        if let Err(e) = store::put(&self.broker, SESSIONS_TOPIC, client, None, Vec::new()).await {
-            warn!(client, "could not delete an ended MQTT session: {e}");
-        }
-    }
-
-    /// Drops the subscriptions of a session kept here (not the ones of a
-    /// connection online here).
-    pub(crate) fn drop_local(&self, client: &str) {
-        {
-            let mut reg = self.registry();
-            reg.trie.remove_all(&client.to_string());
-            self.metrics
-                .subscriptions
-                .store(reg.trie.len() as i64, Ordering::Relaxed);
-        }
-        self.metrics.sessions.fetch_sub(1, Ordering::Relaxed);
-    }
-
-    /// Stores a session's state durably; returns the record's offset.
-    pub(crate) async fn save_session(&self, client: &str, state: &SessionState) -> Result<i64> {
-        store::put(
-            &self.broker,
-            SESSIONS_TOPIC,
-            client,
-            Some(Bytes::from(state.encode())),
-            Vec::new(),
-        )
-        .await
-    }
-
-    /// Starts one dispatcher per partition of every mapped log topic, at
-    /// the partition's current end (wherever its leader is).
-    async fn start_dispatchers(self: &Arc<Self>) -> Result<()> {
-        let mut wanted = Vec::new();
-        for (topic, count) in &self.partitions {
-            for partition in 0..*count {
-                wanted.push((topic.clone(), partition));
-            }
-        }
-        let found = futures::future::join_all(wanted.into_iter().map(|(topic, partition)| {
-            let inner = Arc::clone(self);
-            async move {
-                let start = inner.end_of(&topic, partition).await;
-                (topic, partition, start)
-            }
-        }))
-        .await;
-        for (topic, partition, start) in found {
-            let Some(start) = start else {
-                return Err(Error::Broker(fjord_broker::Error::ShuttingDown));
-            };
-            self.registry()
-                .positions
-                .insert((topic.clone(), partition), start);
-            let inner = Arc::clone(self);
-            self.tracker
-                .spawn(async move { inner.dispatch(topic, partition, start).await });
-        }
-        Ok(())
-    }
-
-    /// The end of a partition once it has a leader (`None` on shutdown).
-    async fn end_of(&self, topic: &str, partition: u32) -> Option<i64> {
-        let mut warned = false;
-        loop {
-            match self
-                .broker
-                .list_offset_anywhere(topic, partition, OffsetSpec::Latest)
-                .await
-            {
-                Ok(found) => return Some(found.map_or(0, |(o, _)| o)),
-                Err(e) if !warned => {
-                    warn!(
-                        topic,
-                        partition, "MQTT dispatch waits for the partition: {e}"
-                    );
-                    warned = true;
-                }
-                Err(_) => {}
-            }
-            tokio::select! {
-                _ = self.shutdown.cancelled() => return None,
-                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-            }
-        }
-    }
-
-    /// Tails one partition and hands each message to its subscribers.
-    async fn dispatch(self: Arc<Self>, topic: String, partition: u32, mut offset: i64) {
-        loop {
-            let fetched = tokio::select! {
-                _ = self.shutdown.cancelled() => return,
-                r = self.broker.fetch_anywhere(FetchRequest {
-                    topic: topic.clone(),
-                    partition,
-                    offset,
-                    max_bytes: 1 << 20,
-                    min_bytes: 1,
-                    max_wait: Duration::from_millis(500),
-                }) => r,
-            };
-            let fetched = match fetched {
-                Ok(f) => f,
-                Err(fjord_broker::Error::OffsetOutOfRange { earliest, .. })
-                    if earliest > offset =>
-                {
-                    offset = earliest;
-                    continue;
-                }
-                Err(e) => {
-                    // A leader change: quiet, and soon retried.
-                    let moving = matches!(
-                        e,
-                        fjord_broker::Error::NotLeader { .. }
-                            | fjord_broker::Error::LeaderNotReady { .. }
-                    );
-                    if moving {
-                        debug!(topic, partition, "MQTT dispatch: {e}");
-                    } else {
-                        warn!(topic, partition, "MQTT dispatch: {e}");
-                    }
-                    let pause = Duration::from_millis(if moving { 100 } else { 500 });
-                    tokio::select! {
-                        _ = self.shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(pause) => continue,
-                    }
-                }
-            };
-            self.registry()
-                .ends
-                .insert((topic.clone(), partition), fetched.high_watermark);
-            if fetched.records.is_empty() {
-                continue;
-            }
-            let records = match fjord_broker::decode_records(fetched.records, offset) {
-                Ok(r) => r,
-                Err(e) => {
-                    warn!(topic, partition, offset, "MQTT dispatch skips a batch: {e}");
-                    offset = fetched.next_offset.max(offset + 1);
-                    continue;
-                }
-            };
-            let messages: Vec<(i64, Arc<Message>)> = records
-                .iter()
-                .filter_map(|r| Message::from_record(r).map(|m| (r.offset, Arc::new(m))))
-                .collect();
-            let next = fetched.next_offset.max(offset);
-            {
-                let mut reg = self.registry();
-                for (at, msg) in messages {
-                    self.fan_out(&mut reg, &topic, partition, at, msg);
-                }
-                reg.positions.insert((topic.clone(), partition), next);
-            }
-            offset = next;
-        }
-    }
-
-    fn fan_out(
-        &self,
-        reg: &mut Registry,
-        topic: &str,
-        partition: u32,
-        offset: i64,
-        msg: Arc<Message>,
-    ) {
-        let Registry { trie, online, .. } = reg;
-        let matched = trie.matches(&msg.topic, |k| online.get(k).is_some_and(|o| !o.closing));
-        for m in matched {
-            if m.no_local && m.key == msg.from {
-                continue;
-            }
-            if let Some(share) = &m.share
-                && !self.delivers_share(share, partition, offset)
-            {
-                continue;
-            }
-            let Some(session) = online.get_mut(&m.key).filter(|o| !o.closing) else {
-                continue;
-            };
-            let key = (topic.to_string(), partition);
-            if !m.shared && session.behind.contains_key(&key) {
-                continue;
-            }
-            let qos = msg.qos.min(m.qos);
-            let d = Delivery {
-                msg: Arc::clone(&msg),
-                at: LogRef {
-                    topic: topic.to_string(),
-                    partition,
-                    offset,
-                },
-                qos,
-                retain: m.retain_as_published && msg.retain,
-                subscription_ids: m.subscription_ids,
-            };
-            match session.tx.try_send(d) {
-                Ok(()) => {}
-                Err(tokio::sync::mpsc::error::TrySendError::Full(_)) if !m.shared => {
-                    session.behind.insert(key, offset);
-                    session.wake.notify_one();
-                }
-                Err(_) => self.metrics.dropped(Dropped::QueueFull),
-            }
-        }
-    }
-
-    /// Appends messages to the log (grouped by partition, concurrently);
-    /// returns one result per message, in order. Retained ones also update
-    /// `__mqtt_retained` (after their append committed).
-    pub(crate) async fn publish(&self, msgs: Vec<Message>) -> Vec<Result<()>> {
-        let mut groups: BTreeMap<(String, u32), Vec<usize>> = BTreeMap::new();
-        for (i, m) in msgs.iter().enumerate() {
-            let topic = self.mapping.log_topic(&m.topic).to_string();
-            let count = self.partitions.get(&topic).copied().unwrap_or(1);
-            let p = partition_of(&m.topic, count);
-            groups.entry((topic, p)).or_default().push(i);
-        }
-        let appends = groups.into_iter().map(|((topic, p), idx)| {
-            let records = idx.iter().map(|&i| msgs[i].to_record()).collect();
-            async move {
-                let r = self
-                    .broker
-                    .append_anywhere(&topic, p, records, Acks::All)
-                    .await;
-                (idx, r)
-            }
-        });
-        let done = futures::future::join_all(appends).await;
-        let mut results: Vec<Result<()>> = (0..msgs.len()).map(|_| Ok(())).collect();
-        for (idx, r) in done {
-            if let Err(e) = r {
-                let text = e.to_string();
-                for i in idx {
-                    results[i] = Err(Error::Publish(text.clone()));
-                }
-            }
-        }
-        for (i, m) in msgs.iter().enumerate() {
-            if m.retain
-                && results[i].is_ok()
-                && let Err(e) = self.retain(m).await
-            {
-                results[i] = Err(e);
-            }
-        }
-        results
-    }
-
-    /// Sets, replaces or (empty payload) deletes a retained message.
-    async fn retain(&self, m: &Message) -> Result<()> {
-        // The follower of `__mqtt_retained` applies it (on every node, in
-        // log order); wait for it here so the publisher's next SUBSCRIBE
-        // sees it.
-        let offset = if m.payload.is_empty() {
-            store::put(&self.broker, RETAINED_TOPIC, &m.topic, None, Vec::new()).await?
-        } else {
-            let record = m.to_record();
-            store::put(
-                &self.broker,
-                RETAINED_TOPIC,
-                &m.topic,
-                record.value,
-                record.headers,
-            )
-            .await?
-        };
-        self.await_applied(RETAINED_TOPIC, offset + 1, Duration::from_secs(5))
-            .await;
-        Ok(())
-    }
-
-    /// Publishes a will now, or after `delay` unless the client returns.
-    pub(crate) fn publish_will(self: &Arc<Self>, client: String, will: Message, delay: Duration) {
-        let inner = Arc::clone(self);
-        let cancel = CancellationToken::new();
-        if let Some(old) = self.wills().insert(client.clone(), cancel.clone()) {
-            old.cancel();
-        }
-        self.tracker.spawn(async move {
-            if !delay.is_zero() {
-                tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    _ = inner.shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(delay) => {}
-                }
-            }
-            {
-                let mut wills = inner.wills();
-                if cancel.is_cancelled() {
-                    return;
-                }
-                wills.remove(&client);
-            }
-            let qos = will.qos;
-            match inner.publish(vec![will]).await.pop() {
-                Some(Ok(())) => inner.metrics.message_in(qos),
-                Some(Err(e)) => warn!(client, "will message not published: {e}"),
-                None => {}
-            }
-        });
-    }
-
-    /// Partitions whose committed end is ahead of their dispatcher: the
-    /// end of each (what a subscription made now must not receive).
-    ///
-    /// The end of a partition led by another node is the one the
-    /// dispatcher last heard from its leader.
-    pub(crate) fn undispatched(&self) -> crate::registry::Positions {
-        let (positions, ends) = {
-            let reg = self.registry();
-            (reg.positions.clone(), reg.ends.clone())
-        };
-        positions
-            .into_iter()
-            .filter_map(|((topic, partition), at)| {
-                let end = match self
-                    .broker
-                    .list_offset(&topic, partition, OffsetSpec::Latest)
-                {
-                    Ok(Some((end, _))) => end,
-                    Ok(None) => return None,
-                    Err(_) => *ends.get(&(topic.clone(), partition))?,
-                };
-                (end > at).then_some(((topic, partition), end))
-            })
-            .collect()
-    }
-
-    /// Cancels a pending delayed will of `client`.
-    pub(crate) fn cancel_will(&self, client: &str) {
-        if let Some(w) = self.wills().remove(client) {
-            w.cancel();
-        }
-    }
-}
 
 /// The addresses the gateway's listeners bound.
 #[derive(Debug, Clone, Default)]
@@ -748,4 +29,259 @@ pub struct MqttListeners {
     pub tcp: Option<SocketAddr>,
     pub tls: Option<SocketAddr>,
     pub ws: Option<SocketAddr>,
+}
+
+/// The running MQTT gateway.
+#[derive(Clone)]
+pub struct Gateway {
+    /// Set once the gateway's state is open (at once on a single node).
+    hub: Arc<OnceLock<Arc<Hub>>>,
+    /// Stops a gateway still opening.
+    opening: CancellationToken,
+    opener: TaskTracker,
+    listeners: MqttListeners,
+}
+
+async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|source| Error::Io {
+        what: format!("bind the {what} listener on {addr}"),
+        source,
+    })
+}
+
+/// The bound listeners, served once the gateway is open.
+struct Bound {
+    tcp: Option<TcpListener>,
+    tls: Option<(TcpListener, TlsAcceptor)>,
+    ws: Option<TcpListener>,
+}
+
+impl Gateway {
+    /// Binds every configured listener, creates the gateway's topics if
+    /// needed, restores sessions and retained messages, and serves.
+    ///
+    /// The listeners are bound on return and the rest goes on in the
+    /// background (the gateway's topics need the cluster's quorum and
+    /// leaders); clients that connect meanwhile wait for their CONNACK.
+    ///
+    /// # Errors
+    /// A listener cannot be bound, or the TLS certificate cannot be read
+    /// or made.
+    pub async fn start(broker: Broker, config: MqttConfig) -> Result<Gateway> {
+        let bound = Bound {
+            tcp: match config.tcp {
+                Some(a) => Some(bind("MQTT", a).await?),
+                None => None,
+            },
+            tls: match config.tls {
+                Some(a) => Some((bind("MQTT TLS", a).await?, tls_acceptor(&config)?)),
+                None => None,
+            },
+            ws: match config.ws {
+                Some(a) => Some(bind("MQTT WebSocket", a).await?),
+                None => None,
+            },
+        };
+        let addr = |l: &TcpListener| l.local_addr().ok();
+        let listeners = MqttListeners {
+            tcp: bound.tcp.as_ref().and_then(addr),
+            tls: bound.tls.as_ref().and_then(|(l, _)| addr(l)),
+            ws: bound.ws.as_ref().and_then(addr),
+        };
+        let gateway = Gateway {
+            hub: Arc::new(OnceLock::new()),
+            opening: CancellationToken::new(),
+            opener: TaskTracker::new(),
+            listeners,
+        };
+        let cell = Arc::clone(&gateway.hub);
+        let stop = gateway.opening.clone();
+        gateway.opener.spawn(async move {
+            loop {
+                let opened = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    r = Hub::open(broker.clone(), config.clone()) => r,
+                };
+                match opened {
+                    Ok(hub) => {
+                        serve(&hub, bound);
+                        let _ = cell.set(hub);
+                        return;
+                    }
+                    Err(e) => warn!("MQTT gateway not open yet, retrying: {e}"),
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                }
+            }
+        });
+        info!(
+            tcp = ?gateway.listeners.tcp,
+            tls = ?gateway.listeners.tls,
+            ws = ?gateway.listeners.ws,
+            "MQTT gateway listening"
+        );
+        Ok(gateway)
+    }
+
+    /// The bound listener addresses.
+    pub fn listeners(&self) -> &MqttListeners {
+        &self.listeners
+    }
+
+    /// The gateway's metrics in Prometheus text format (none while it
+    /// opens).
+    pub fn render_metrics(&self) -> String {
+        self.hub
+            .get()
+            .map(|i| i.metrics.render())
+            .unwrap_or_default()
+    }
+
+    /// Tells clients the server is going away, then waits for their
+    /// sessions to be stored.
+    pub async fn shutdown(&self) {
+        self.opening.cancel();
+        self.opener.close();
+        self.opener.wait().await;
+        if let Some(hub) = self.hub.get() {
+            hub.shutdown.cancel();
+            hub.tracker.close();
+            hub.tracker.wait().await;
+        }
+    }
+}
+
+/// Starts accepting on every bound listener.
+fn serve(hub: &Arc<Hub>, bound: Bound) {
+    if let Some(l) = bound.tcp {
+        let gw = Arc::clone(hub);
+        hub.tracker.spawn(accept(gw, l, |gw, s| async move {
+            connection::serve(gw, s).await;
+        }));
+    }
+    if let Some((l, acceptor)) = bound.tls {
+        let gw = Arc::clone(hub);
+        hub.tracker.spawn(accept(gw, l, move |gw, s| {
+            let acceptor = acceptor.clone();
+            async move {
+                match acceptor.accept(s).await {
+                    Ok(tls) => connection::serve(gw, tls).await,
+                    Err(e) => debug!("TLS handshake failed: {e}"),
+                }
+            }
+        }));
+    }
+    if let Some(l) = bound.ws {
+        let gw = Arc::clone(hub);
+        hub.tracker.spawn(accept(gw, l, |gw, s| async move {
+            crate::websocket::serve(gw, s).await;
+        }));
+    }
+}
+
+async fn accept<F, Fut>(gw: Arc<Hub>, listener: TcpListener, handle: F)
+where
+    F: Fn(Arc<Hub>, TcpStream) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    loop {
+        let accepted = tokio::select! {
+            _ = gw.shutdown.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, _peer)) => {
+                let _ = stream.set_nodelay(true);
+                gw.tracker.spawn(handle(Arc::clone(&gw), stream));
+            }
+            Err(e) => {
+                warn!("MQTT accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+fn tls_acceptor(config: &MqttConfig) -> Result<TlsAcceptor> {
+    tls_acceptor_for(
+        config.tls_cert.as_deref(),
+        config.tls_key.as_deref(),
+        &config.tls_dir,
+        "mqtt",
+    )
+}
+
+/// A TLS acceptor (rustls, ring) for the PEM certificate chain and key
+/// given, or without them for a self-signed `localhost` development
+/// certificate kept as `{name}-dev-cert.pem`/`{name}-dev-key.pem` in
+/// `dev_dir`. The other gateways' TLS listeners use it too.
+///
+/// # Errors
+/// Only one of certificate and key given; unreadable or invalid files.
+pub fn tls_acceptor_for(
+    cert: Option<&Path>,
+    key: Option<&Path>,
+    dev_dir: &Path,
+    name: &str,
+) -> Result<TlsAcceptor> {
+    let (cert_path, key_path) = match (cert, key) {
+        (Some(c), Some(k)) => (c.to_path_buf(), k.to_path_buf()),
+        (None, None) => self_signed(dev_dir, name)?,
+        _ => {
+            return Err(Error::Tls(
+                "give both a TLS certificate and its key, or neither".into(),
+            ));
+        }
+    };
+    let read = |p: &Path| {
+        std::fs::read(p).map_err(|source| Error::Io {
+            what: format!("read {}", p.display()),
+            source,
+        })
+    };
+    let certs: Vec<_> = rustls_pemfile::certs(&mut read(&cert_path)?.as_slice())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| Error::Tls(format!("{}: {e}", cert_path.display())))?;
+    if certs.is_empty() {
+        return Err(Error::Tls(format!(
+            "{}: no certificate",
+            cert_path.display()
+        )));
+    }
+    let key = rustls_pemfile::private_key(&mut read(&key_path)?.as_slice())
+        .map_err(|e| Error::Tls(format!("{}: {e}", key_path.display())))?
+        .ok_or_else(|| Error::Tls(format!("{}: no private key", key_path.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| Error::Tls(e.to_string()))?;
+    Ok(TlsAcceptor::from(Arc::new(server)))
+}
+
+/// A development certificate for `localhost`, made once in `dir`.
+fn self_signed(dir: &Path, name: &str) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
+    let cert = dir.join(format!("{name}-dev-cert.pem"));
+    let key = dir.join(format!("{name}-dev-key.pem"));
+    if cert.exists() && key.exists() {
+        return Ok((cert, key));
+    }
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+        .map_err(|e| Error::Tls(format!("making a development certificate: {e}")))?;
+    let write = |p: &Path, text: String| {
+        std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::write(p, text))
+            .map_err(|source| Error::Io {
+                what: format!("write {}", p.display()),
+                source,
+            })
+    };
+    write(&cert, made.cert.pem())?;
+    write(&key, made.key_pair.serialize_pem())?;
+    info!(cert = %cert.display(), "made a self-signed development certificate");
+    Ok((cert, key))
 }

@@ -15,12 +15,15 @@
 //! - `message`: an MQTT message as a log record; `session`: a session's
 //!   durable state; `store`: the compacted internal topics.
 //! - `registry`: subscriptions, online sessions, dispatch positions;
-//!   `gateway`: shared state, dispatchers, retained messages, wills.
+//!   `hub`: the shared state (registry, offline sessions, retained
+//!   messages, wills) and publishing; `dispatch`: the dispatchers that
+//!   tail the log and fan messages out to sessions; `cluster`: sessions
+//!   claimed and handed over between nodes through the log.
 //! - `connection`: one client's packet loop; `outbound`: deliveries in
 //!   flight toward one client (sans-IO).
 //! - `auth`: users and topic ACLs; `metrics`: counters.
-//! - `server`: listeners (TCP, TLS, WebSocket via `websocket`) and the
-//!   [`Gateway`] handle.
+//! - `gateway`: the [`Gateway`] handle and its listeners (TCP, TLS,
+//!   WebSocket via `websocket`).
 //!
 //! # Example
 //! ```no_run
@@ -37,14 +40,15 @@ mod cluster;
 pub mod codec;
 mod config;
 mod connection;
+mod dispatch;
 mod error;
 mod gateway;
+mod hub;
 mod mapping;
 mod message;
 mod metrics;
 mod outbound;
 mod registry;
-mod server;
 mod session;
 mod store;
 pub mod topic;
@@ -53,5 +57,4 @@ mod websocket;
 
 pub use config::MqttConfig;
 pub use error::{Error, Result};
-pub use gateway::MqttListeners;
-pub use server::{Gateway, tls_acceptor_for};
+pub use gateway::{Gateway, MqttListeners, tls_acceptor_for};

@@ -15,9 +15,9 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tracing::debug;
 
 use crate::connection;
-use crate::gateway::Inner;
+use crate::hub::Hub;
 
-pub(crate) async fn serve(gw: Arc<Inner>, stream: TcpStream) {
+pub(crate) async fn serve(gw: Arc<Hub>, stream: TcpStream) {
     // The error type is tungstenite's, boxed or not.
     #[allow(clippy::result_large_err)]
     let pick_subprotocol = |req: &Request, mut resp: Response| {

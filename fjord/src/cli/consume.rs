@@ -7,6 +7,11 @@
 //! command joins the group, reads the partitions assigned to it from the
 //! committed offsets, commits what it printed (every second and on exit),
 //! heartbeats, and rejoins when the group rebalances.
+//!
+//! # Errors
+//! `--offset N` must lie in every partition read (log start ≤ N ≤ end):
+//! before anything is read, an offset past a partition's end or below its
+//! log start is refused with the partition, its log start and its end.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -103,6 +108,17 @@ impl Ctx {
 }
 
 impl Ctx {
+    /// The partition's log start and end (the next offset), at its leader.
+    pub(super) async fn bounds(&mut self, partition: u32) -> Result<(i64, i64)> {
+        let start = self
+            .offset_at_leader(partition, pb::OffsetSpec::Earliest, 0)
+            .await?;
+        let end = self
+            .offset_at_leader(partition, pb::OffsetSpec::Latest, 0)
+            .await?;
+        Ok((start, end))
+    }
+
     /// `ListOffsets` at the partition's leader, following it while
     /// leadership moves or a new leader catches up (for up to 30 s).
     pub(super) async fn offset_at_leader(
@@ -134,26 +150,71 @@ impl Ctx {
     }
 }
 
-/// Where a partition starts without a committed offset.
-pub(super) async fn start_offset(ctx: &mut Ctx, args: &ConsumeArgs, partition: u32) -> Result<i64> {
+/// Where a partition's read starts, and what decided it (in words, for
+/// the report of a group member).
+pub(super) struct Start {
+    pub(super) offset: i64,
+    pub(super) from: String,
+}
+
+/// Where a partition starts without a committed offset: `--offset`,
+/// `--timestamp` (the latest offset when no record is that recent),
+/// `--from-beginning` (the earliest), or else the latest.
+pub(super) async fn start_offset(
+    ctx: &mut Ctx,
+    args: &ConsumeArgs,
+    partition: u32,
+) -> Result<Start> {
     if let Some(offset) = args.offset {
         ctx.aim_at_leader(partition).await?;
-        return Ok(offset);
+        let from = format!("offset {offset}");
+        return Ok(Start { offset, from });
     }
     if let Some(ts) = args.timestamp {
-        let found = ctx
+        let offset = ctx
             .offset_at_leader(partition, pb::OffsetSpec::Timestamp, ts)
             .await?;
-        if found >= 0 {
-            return Ok(found);
+        if offset >= 0 {
+            let from = format!("timestamp {ts} ({offset})");
+            return Ok(Start { offset, from });
         }
     } else if args.from_beginning {
-        return ctx
+        let offset = ctx
             .offset_at_leader(partition, pb::OffsetSpec::Earliest, 0)
-            .await;
+            .await?;
+        let from = format!("earliest ({offset})");
+        return Ok(Start { offset, from });
     }
-    ctx.offset_at_leader(partition, pb::OffsetSpec::Latest, 0)
-        .await
+    let offset = ctx
+        .offset_at_leader(partition, pb::OffsetSpec::Latest, 0)
+        .await?;
+    let from = match args.timestamp {
+        Some(ts) => format!("latest ({offset}): no record at or after timestamp {ts}"),
+        None => format!("latest ({offset})"),
+    };
+    Ok(Start { offset, from })
+}
+
+/// Why `offset` cannot start a read of `partition`, whose log holds
+/// `log_start..end`: past its end, or below its log start (gone to
+/// retention). `None` when it can (`end` itself is the next record's).
+pub(super) fn outside_log(partition: u32, offset: i64, log_start: i64, end: i64) -> Option<String> {
+    if offset > end {
+        Some(format!(
+            "partition {partition}: offset {offset} is past the end of the partition (log start {log_start}, end {end})"
+        ))
+    } else if offset < log_start {
+        let gone = if log_start > 0 {
+            ": the records below it are gone (retention); --from-beginning starts at the log start"
+        } else {
+            ""
+        };
+        Some(format!(
+            "partition {partition}: offset {offset} is below the log start (log start {log_start}, end {end}){gone}"
+        ))
+    } else {
+        None
+    }
 }
 
 /// Fetches one partition from `offset` to `end` (or forever) into `out`.
@@ -397,14 +458,30 @@ async fn run_plain(
     tx: mpsc::Sender<Chunk>,
     stop: CancellationToken,
 ) -> Result<()> {
-    let mut tasks = JoinSet::new();
+    // Every partition's start is checked before any is read.
+    let mut reads = Vec::new();
+    let mut outside = Vec::new();
     for p in partitions {
-        let start = start_offset(&mut ctx, args, p).await?;
+        if let Some(offset) = args.offset {
+            let (log_start, end) = ctx.bounds(p).await?;
+            if let Some(why) = outside_log(p, offset, log_start, end) {
+                outside.push(why);
+                continue;
+            }
+        }
+        let start = start_offset(&mut ctx, args, p).await?.offset;
         let end = if args.follow {
             None
         } else {
             Some(list_offset(&mut ctx.fetch, &ctx.topic, p, pb::OffsetSpec::Latest, 0).await?)
         };
+        reads.push((p, start, end));
+    }
+    if !outside.is_empty() {
+        bail!("{}", outside.join("; "));
+    }
+    let mut tasks = JoinSet::new();
+    for (p, start, end) in reads {
         tasks.spawn(fetch_partition(
             ctx.clone(),
             p,
@@ -419,4 +496,38 @@ async fn run_plain(
         done.context("fetch task failed")??;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::outside_log;
+
+    #[test]
+    fn an_offset_from_the_log_start_to_the_end_starts_a_read() {
+        assert_eq!(outside_log(0, 5, 5, 9), None);
+        assert_eq!(outside_log(0, 9, 5, 9), None);
+        assert_eq!(outside_log(0, 0, 0, 0), None);
+    }
+
+    #[test]
+    fn an_offset_past_the_end_names_the_partition_its_start_and_end() {
+        assert_eq!(
+            outside_log(2, 10, 0, 3).as_deref(),
+            Some("partition 2: offset 10 is past the end of the partition (log start 0, end 3)")
+        );
+    }
+
+    #[test]
+    fn an_offset_below_the_log_start_says_the_records_are_gone() {
+        assert_eq!(
+            outside_log(1, 2, 5, 9).as_deref(),
+            Some(
+                "partition 1: offset 2 is below the log start (log start 5, end 9): the records below it are gone (retention); --from-beginning starts at the log start"
+            )
+        );
+        assert_eq!(
+            outside_log(0, -1, 0, 4).as_deref(),
+            Some("partition 0: offset -1 is below the log start (log start 0, end 4)")
+        );
+    }
 }

@@ -1,6 +1,13 @@
 //! The `--group` side of `fjord consume`: join, read the assigned
 //! partitions from the committed offsets, heartbeat, commit, and rejoin when
 //! the group rebalances.
+//!
+//! Where each assigned partition starts follows Kafka's
+//! `auto.offset.reset`: the group's committed offset wins; a partition
+//! without one (or whose committed offset is no longer in the log) starts
+//! at the earliest offset with `--from-beginning`, at `--timestamp`, or
+//! else at the latest. Each partition's start is printed on stderr, so a
+//! `--from-beginning` that commits override is never a surprise.
 
 use std::time::Duration;
 
@@ -78,6 +85,36 @@ async fn follow_coordinator(
     })
 }
 
+/// Where assigned partition `p` starts, given the group's committed
+/// offset (`auto.offset.reset` semantics, see the module header); says
+/// which on stderr.
+async fn group_start(
+    ctx: &mut Ctx,
+    args: &ConsumeArgs,
+    p: u32,
+    committed: Option<i64>,
+) -> Result<i64> {
+    let Some(offset) = committed else {
+        let start = start_offset(ctx, args, p).await?;
+        eprintln!(
+            "partition {p}: no committed offset, starting at {}",
+            start.from
+        );
+        return Ok(start.offset);
+    };
+    let (log_start, end) = ctx.bounds(p).await?;
+    if (log_start..=end).contains(&offset) {
+        eprintln!("partition {p}: committed offset {offset}");
+        return Ok(offset);
+    }
+    let start = start_offset(ctx, args, p).await?;
+    eprintln!(
+        "partition {p}: committed offset {offset} is outside the log (log start {log_start}, end {end}), starting at {}",
+        start.from
+    );
+    Ok(start.offset)
+}
+
 pub(super) async fn run_group(
     mut ctx: Ctx,
     args: &ConsumeArgs,
@@ -143,10 +180,7 @@ pub(super) async fn run_group(
                 .iter()
                 .find(|o| o.partition == p && o.offset >= 0)
                 .map(|o| o.offset);
-            let start = match from_commit {
-                Some(o) => o,
-                None => start_offset(&mut ctx, args, p).await?,
-            };
+            let start = group_start(&mut ctx, args, p, from_commit).await?;
             let end = if args.follow {
                 None
             } else {

@@ -37,7 +37,7 @@ pub(super) fn write_method(out: &mut BytesMut, channel: u16, m: Method) {
 /// start/start-ok, tune/tune-ok, open/open-ok. `None`: the client was
 /// refused or went away.
 pub(super) async fn handshake<S>(
-    gw: &Inner,
+    gw: &Engine,
     io: &mut S,
     rbuf: &mut BytesMut,
     deadline: tokio::time::Instant,

@@ -26,28 +26,27 @@ use tokio::sync::mpsc;
 use tracing::debug;
 
 use crate::codec::{
-    self, BasicCancelOk, BasicConsumeOk, BasicDeliver, BasicGetOk, BasicProperties, BasicPublish,
-    BasicReturn, Close, ConnectionStart, ContentHeader, DecodeError, FieldTable, FieldValue, Flow,
-    Frame, FramePayload, MessageCount, Method, ProtocolHeader, QueueDeclareOk, Tune, class, reply,
+    self, BasicDeliver, BasicProperties, BasicPublish, BasicReturn, Close, ConnectionStart,
+    ContentHeader, DecodeError, FieldTable, FieldValue, Frame, FramePayload, Method,
+    ProtocolHeader, Tune, class, reply,
 };
-use crate::gateway::{Answer, Inner, Refusal};
+use crate::engine::Engine;
 use crate::message::Message;
-use crate::queue::{self, Consumer, Delivery, Event, QueueHandle};
-use crate::routing::Destination;
+use crate::queue::{self, Delivery, Event, QueueHandle};
+use crate::refusal::{Answer, Refusal};
 
 mod handshake;
 mod methods;
 mod publish;
 
 use handshake::{handshake, write_method};
-use publish::append_all;
 
 /// Bytes of input a connection reads ahead while it has publishes to
 /// append.
 const READ_AHEAD: usize = 1 << 20;
 
 /// Serves one client until it goes away.
-pub(crate) async fn serve<S>(gw: Arc<Inner>, io: S)
+pub(crate) async fn serve<S>(gw: Arc<Engine>, io: S)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -106,7 +105,7 @@ struct Channel {
 }
 
 struct Conn {
-    gw: Arc<Inner>,
+    gw: Arc<Engine>,
     id: u64,
     vhost: String,
     frame_max: u32,
@@ -130,7 +129,7 @@ enum Step {
     Fail,
 }
 
-async fn run<S>(gw: Arc<Inner>, mut io: S, id: u64)
+async fn run<S>(gw: Arc<Engine>, mut io: S, id: u64)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {

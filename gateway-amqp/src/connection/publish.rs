@@ -222,7 +222,7 @@ impl Conn {
 /// Appends each queue's messages of `publishes` as one batch, all queues at
 /// once; returns the topics whose append failed.
 pub(super) async fn append_all(
-    gw: &Inner,
+    gw: &Engine,
     publishes: &[Outgoing],
 ) -> std::collections::HashSet<String> {
     let mut by_queue: HashMap<String, (&QueueHandle, Vec<Arc<Message>>)> = HashMap::new();

@@ -54,7 +54,7 @@ use args::{Overflow, QueueArgs};
 use cursor::Cursor;
 
 /// The compacted topic of the queues' cursor states. Its leader runs the
-/// gateway (see `server.rs`), and writes to it only while it leads: a node
+/// gateway (see `gateway.rs`), and writes to it only while it leads: a node
 /// that lost the gateway cannot overwrite its successor's states.
 pub(crate) const ACKS_TOPIC: &str = "__amqp_acks";
 

@@ -8,7 +8,7 @@ use tracing::debug;
 
 use crate::auth::{Action, Principal};
 use crate::codec::{self, ConnAck, Connect, DecodeError, Packet, Properties, Protocol, reason};
-use crate::gateway::{Inner, now_ms};
+use crate::hub::{Hub, now_ms};
 
 pub(super) async fn write_raw<S: AsyncWrite + Unpin>(io: &mut S, bytes: &[u8]) {
     let _ = io.write_all(bytes).await;
@@ -23,7 +23,7 @@ pub(super) async fn write_packet<S: AsyncWrite + Unpin>(io: &mut S, p: Packet, p
 }
 
 /// Reads the first packet, which must be CONNECT.
-pub(super) async fn read_connect<S>(gw: &Inner, io: &mut S, rbuf: &mut BytesMut) -> Option<Connect>
+pub(super) async fn read_connect<S>(gw: &Hub, io: &mut S, rbuf: &mut BytesMut) -> Option<Connect>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -81,7 +81,7 @@ pub(super) fn connack(
 /// Decides whether a CONNECT may go on: its client id (assigned when
 /// empty), and who the client is. `Err` is the CONNACK code refusing it.
 pub(super) fn admit(
-    gw: &Inner,
+    gw: &Hub,
     connect: &Connect,
 ) -> Result<(String, Option<String>, Principal), u8> {
     let v5 = connect.protocol == Protocol::V5;

@@ -19,7 +19,7 @@ use crate::auth::{Action, Principal};
 use crate::codec::{
     self, Ack, DecodeError, Disconnect, Packet, Properties, Protocol, Publish, reason,
 };
-use crate::gateway::{Inner, now_ms};
+use crate::hub::{Hub, now_ms};
 use crate::message::{Message, MessageProps};
 use crate::metrics::Dropped;
 use crate::outbound::Outbound;
@@ -59,7 +59,7 @@ struct Pending {
 }
 
 struct Connection {
-    gw: Arc<Inner>,
+    gw: Arc<Hub>,
     /// Subscriptions made while dispatch lagged behind the log: per
     /// partition, the log end when they were made. Messages below it were
     /// published before the subscription and are not delivered through it.
@@ -99,7 +99,7 @@ struct Connection {
 }
 
 /// Serves one client until it goes away.
-pub(crate) async fn serve<S>(gw: Arc<Inner>, io: S)
+pub(crate) async fn serve<S>(gw: Arc<Hub>, io: S)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -108,7 +108,7 @@ where
     gw.metrics.connections.fetch_sub(1, Ordering::Relaxed);
 }
 
-async fn run<S>(gw: Arc<Inner>, mut io: S)
+async fn run<S>(gw: Arc<Hub>, mut io: S)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {

@@ -162,7 +162,7 @@ impl Connection {
             } else {
                 self.gw.offline().insert(
                     self.client_id.clone(),
-                    crate::gateway::Offline {
+                    crate::hub::Offline {
                         state,
                         generation,
                         offset,

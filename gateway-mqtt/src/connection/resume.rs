@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tracing::debug;
 
 use super::Connection;
-use crate::gateway::now_ms;
+use crate::hub::now_ms;
 use crate::message::Message;
 use crate::registry::{Delivery, Positions};
 use crate::session::{LogRef, SessionState};

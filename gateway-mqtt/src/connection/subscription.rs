@@ -8,7 +8,7 @@ use crate::auth::Action;
 use crate::codec::{
     Packet, Properties, Protocol, SubAck, Subscribe, UnsubAck, Unsubscribe, reason,
 };
-use crate::gateway::now_ms;
+use crate::hub::now_ms;
 use crate::registry::Delivery;
 use crate::topic;
 use crate::trie::SubOptions;
