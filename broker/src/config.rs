@@ -1,14 +1,15 @@
-//! Node settings and the plain types of the broker's public API.
+//! A node's settings: where its data lives, its defaults for topics, and
+//! how it forms or joins its cluster (topic-level settings come from
+//! `TopicSpec::configs`).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bytes::Bytes;
-use fjord_storage::{FlushPolicy, RecordHeader};
+use fjord_storage::FlushPolicy;
 
-/// Node-level settings (topic-level ones come from `TopicSpec::configs`).
+/// Node-level settings.
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
     pub data_dir: PathBuf,
@@ -27,7 +28,7 @@ pub struct BrokerConfig {
     pub retention_check_interval: Duration,
     /// How this node forms or joins its cluster (a node alone is a
     /// cluster of one), and the cluster's timings.
-    pub cluster: crate::cluster::ClusterConfig,
+    pub cluster: ClusterConfig,
 }
 
 impl BrokerConfig {
@@ -41,118 +42,62 @@ impl BrokerConfig {
             auto_create_topics: false,
             offsets_topic_partitions: 8,
             retention_check_interval: Duration::from_secs(60),
-            cluster: crate::cluster::ClusterConfig::new(crate::cluster::Formation::Bootstrap),
+            cluster: ClusterConfig::new(Formation::Bootstrap),
         }
     }
 }
 
-/// When a produce is acknowledged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Acks {
-    /// Right after the append; no offsets are returned.
-    None,
-    /// Once the leader has the batch below its high watermark.
-    #[default]
-    Leader,
-    /// Once every in-sync replica has it (one node: as `Leader`).
-    All,
+/// How a node finds its cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Formation {
+    /// Start a new cluster with this node as its only voter (on first
+    /// start; later starts find their quorum on disk); others may join.
+    Bootstrap,
+    /// A fixed set of voters (id → gRPC address, this node included); the
+    /// lowest id forms the quorum.
+    Peers(BTreeMap<u64, String>),
+    /// Join the cluster that the node at this address belongs to.
+    Join(String),
 }
 
-/// What to create.
-#[derive(Debug, Clone, Default)]
-pub struct TopicSpec {
-    pub name: String,
-    pub partitions: u32,
-    pub replication_factor: u32,
-    /// Kafka topic config names (see `topic_config.rs`).
-    pub configs: BTreeMap<String, String>,
+/// How the node takes part in its cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// `None`: adopt the cluster's (joining), or make one up (bootstrap).
+    pub cluster_id: Option<String>,
+    pub formation: Formation,
+    pub rack: Option<String>,
+    pub heartbeat_interval: Duration,
+    /// A broker silent for this long is fenced.
+    pub session_timeout: Duration,
+    /// An ISR member that has not caught up for this long leaves the ISR.
+    pub replica_lag_max: Duration,
+    /// How long an `acks=all` produce waits for the ISR.
+    pub produce_timeout: Duration,
+    /// Voters the quorum grows to as nodes join (1, 3 or 5).
+    pub max_voters: usize,
+    /// Source address of connections to other nodes (`None`: the OS
+    /// picks), for hosts with several addresses.
+    pub outbound_address: Option<std::net::IpAddr>,
+    /// Bytes per second a replica outside the ISR (a new replica of a
+    /// reassignment, or one that fell behind) copies at most; `None`: no
+    /// limit.
+    pub catch_up_throttle: Option<u64>,
 }
 
-impl TopicSpec {
-    pub fn new(name: impl Into<String>, partitions: u32) -> TopicSpec {
-        TopicSpec {
-            name: name.into(),
-            partitions,
-            replication_factor: 1,
-            configs: BTreeMap::new(),
+impl ClusterConfig {
+    pub fn new(formation: Formation) -> ClusterConfig {
+        ClusterConfig {
+            cluster_id: None,
+            formation,
+            rack: None,
+            heartbeat_interval: Duration::from_millis(250),
+            session_timeout: Duration::from_millis(1500),
+            replica_lag_max: Duration::from_secs(10),
+            produce_timeout: Duration::from_secs(30),
+            max_voters: 3,
+            catch_up_throttle: None,
+            outbound_address: None,
         }
     }
-}
-
-#[derive(Debug, Clone)]
-pub struct TopicDescription {
-    pub name: String,
-    pub internal: bool,
-    pub replication_factor: u32,
-    pub configs: BTreeMap<String, String>,
-    pub partitions: Vec<PartitionInfo>,
-}
-
-#[derive(Debug, Clone)]
-pub struct PartitionInfo {
-    pub partition: u32,
-    pub leader: u32,
-    pub leader_epoch: i32,
-    pub replicas: Vec<u32>,
-    pub isr: Vec<u32>,
-    /// The leader's gRPC address (empty on a single node: this one).
-    pub leader_address: String,
-    pub log_start_offset: i64,
-    pub high_watermark: i64,
-    pub log_end_offset: i64,
-    pub size_bytes: u64,
-}
-
-/// A record to produce; the broker builds the batch.
-#[derive(Debug, Clone, Default)]
-pub struct NewRecord {
-    pub key: Option<Bytes>,
-    pub value: Option<Bytes>,
-    pub headers: Vec<RecordHeader>,
-    /// 0 = now.
-    pub timestamp_ms: i64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProduceResult {
-    pub partition: u32,
-    /// -1 with `Acks::None`.
-    pub base_offset: i64,
-    pub last_offset: i64,
-    pub log_append_time_ms: i64,
-    pub log_start_offset: i64,
-}
-
-#[derive(Debug, Clone)]
-pub struct FetchRequest {
-    pub topic: String,
-    pub partition: u32,
-    pub offset: i64,
-    pub max_bytes: usize,
-    /// Wait (up to `max_wait`) until at least this much is available.
-    pub min_bytes: usize,
-    pub max_wait: Duration,
-}
-
-#[derive(Debug, Clone)]
-pub struct FetchResult {
-    /// Whole batches, below the high watermark; zero-copy from the segment.
-    pub records: Bytes,
-    pub next_offset: i64,
-    pub high_watermark: i64,
-    pub log_start_offset: i64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OffsetSpec {
-    Earliest,
-    Latest,
-    Timestamp(i64),
-}
-
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

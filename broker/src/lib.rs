@@ -1,90 +1,85 @@
 //! The Fjord broker.
 //!
-//! Owns the partitions of one node (each partition's `fjord_storage::Log`
-//! with its high watermark and group commit), produce and fetch, topic
-//! administration, the consumer-group coordinator with offsets in the
-//! compacted internal topic `__consumer_offsets`, users and their ACL rules
-//! for the gateways (stored, not evaluated), broker metrics, and the gRPC
-//! services of `fjord-proto`. It does not own sockets other than the gRPC
-//! service, nor protocol gateways: those call the cloneable [`Broker`] handle.
+//! Owns a node's partitions and their replication, the node's part in the
+//! metadata quorum (a node alone is a cluster of one), produce and fetch
+//! wherever a partition's leader is, topics and users, consumer groups
+//! with their offsets, broker metrics, and the gRPC services of
+//! `fjord-proto`. It does not own sockets other than the gRPC service, nor
+//! protocol gateways: those call the cloneable [`Broker`] handle.
 //!
 //! # Layout
-//! - `config`: [`BrokerConfig`] and the plain request/response types.
-//! - `broker`: the [`Broker`] handle: open, topics, maintenance, shutdown.
-//! - `data`: produce, fetch and offset lookups.
-//! - `groups`, `coordinator`, `group`: consumer groups (API, clock and
-//!   channels, sans-IO membership core); `offsets`: committed offsets.
-//! - `partition`: one partition: log, high watermark, group commit, waits.
-//! - `topic`, `topic_config`: topic metadata on disk and topic configs.
-//! - `users`: users the gateways authenticate ([`UserSpec`], [`UserInfo`],
-//!   ACL rules), password hashing; `user_store`: a single node's
-//!   `users.json`.
-//! - `replication`: a partition leader's sans-IO view of its followers (high
-//!   watermark, ISR proposals, `acks=all`).
-//! - `cluster`: running as a node of a cluster: forming or joining the
-//!   metadata quorum (`fjord-raft`), heartbeats and the controller loop,
-//!   applying metadata to local replicas, follower fetchers, cluster admin
-//!   and scaling operations.
-//! - `producer_ids`: ids for idempotent producers.
-//! - `murmur2`: Kafka's default partitioner.
-//! - `metrics`: counters rendered as Prometheus text.
-//! - `grpc`: the services, and the one error → status mapping.
+//! The broker is in parts, each a folder with one way in; a part uses
+//! only the parts above it in this list.
+//! - `quorum`: this node's part in the metadata quorum (`fjord-raft`):
+//!   identity, forming or joining, heartbeats, the controller's rounds,
+//!   membership, proposals, who leads what.
+//! - `replica`: the replica manager: partitions and their roles, applying
+//!   the metadata, followers' fetchers and the leader side of their
+//!   fetches, the leader's appends and reads; the only place replication
+//!   actions (high watermarks, ISR changes) are carried out.
+//! - `router`: sends a produce, fetch or offset lookup to the partition's
+//!   leader, follows partitions ([`Tail`]), carries gateway connections
+//!   to another node ([`Tunnels`]).
+//! - `admin`: topics and configs, users, cluster operations ([`Admin`]).
+//! - `coordinator`: consumer groups, committed offsets, producer ids
+//!   ([`GroupCoordinator`]).
+//! - `grpc`: the gRPC services, a thin mapping over the parts, and the one
+//!   error → status mapping.
+//! - `broker`: the [`Broker`] handle over the parts.
+//! - Shared by all: `api` (the public request and response types),
+//!   `config` ([`BrokerConfig`]), `batch` (building and decoding record
+//!   batches), `clock`, `files` (atomic small files), `metrics`,
+//!   `murmur2` (Kafka's partitioner), `error`.
 //!
 //! # Example
 //! ```no_run
 //! # async fn run() -> fjord_broker::Result<()> {
-//! use fjord_broker::{Acks, Broker, BrokerConfig, NewRecord, TopicSpec};
+//! use fjord_broker::{Broker, BrokerConfig, NewRecord, ProduceRequest, TopicSpec};
 //! let broker = Broker::open(BrokerConfig::new("./fjord-data")).await?;
-//! broker.create_topic(TopicSpec::new("orders", 3)).await?;
+//! broker.start().await?;
+//! broker.admin().create_topic(TopicSpec::new("orders", 3)).await?;
 //! let rec = NewRecord { key: Some("k".into()), value: Some("v".into()), ..Default::default() };
-//! broker.produce_records("orders", Some(0), vec![rec], Default::default(), Acks::Leader).await?;
+//! broker.produce(ProduceRequest::records("orders", Some(0), vec![rec])).await?;
 //! broker.shutdown().await;
 //! # Ok(()) }
 //! ```
 
+mod admin;
+mod api;
+mod batch;
 mod broker;
-mod cluster;
+mod clock;
 mod config;
 mod coordinator;
-mod data;
 mod error;
 mod files;
-mod forward;
-mod group;
-mod groups;
 mod grpc;
-mod legacy;
 mod metrics;
 mod murmur2;
-mod offsets;
-mod partition;
-mod producer_ids;
-mod replication;
-mod topic;
-mod topic_config;
-mod tunnel;
-mod users;
+mod quorum;
+mod replica;
+mod router;
 
+pub use admin::{
+    Admin, ClusterStatus, NodeStatus, PartitionMove, UnderReplicated, UserInfo, UserSpec,
+};
+pub use api::{
+    Acks, FetchRequest, FetchResult, Leader, NewRecord, OffsetSpec, PartitionInfo, ProduceRequest,
+    ProduceResult, Records, Route, TopicDescription, TopicSpec,
+};
+pub use batch::decode_records;
 pub use broker::Broker;
-pub use cluster::{
-    ClusterConfig, ClusterStatus, ControllerRedirect, Formation, JoinReply, NodeStatus,
-    PartitionMove, UnderReplicated,
+pub use clock::now_ms;
+pub use config::{BrokerConfig, ClusterConfig, Formation};
+pub use coordinator::{
+    Assignment, CommittedOffset, GroupCoordinator, GroupDescription, GroupState, GroupSummary,
+    JoinOutcome, MemberDescription, Membership, OFFSETS_TOPIC, OffsetCommit, PartitionLag,
 };
-pub use config::{
-    Acks, BrokerConfig, FetchRequest, FetchResult, NewRecord, OffsetSpec, PartitionInfo,
-    ProduceResult, TopicDescription, TopicSpec,
-};
-pub use coordinator::{MemberDescription, Membership};
-pub use data::decode_records;
 pub use error::{Error, Result};
 pub use fjord_raft::{AclAction, AclRule};
 pub use fjord_storage::{Compression, FlushPolicy, Record, RecordHeader};
-pub use group::{Assignment, GroupState, JoinOutcome};
-pub use groups::{GroupDescription, GroupSummary, OffsetCommit, PartitionLag};
 pub use grpc::serve_grpc;
 pub use murmur2::{murmur2, partition_for_key};
-pub use offsets::{CommittedOffset, OFFSETS_TOPIC};
-pub use replication::{AckCheck, LeaderReplication, ReplicationAction};
-pub use topic_config::TOPIC_CONFIG_KEYS;
-pub use tunnel::TunnelAcceptor;
-pub use users::{UserInfo, UserSpec};
+pub use quorum::{ControllerRedirect, JoinReply};
+pub use replica::topic_config::TOPIC_CONFIG_KEYS;
+pub use router::{Tail, TailBatch, TailRead, TunnelAcceptor, Tunnels};

@@ -266,7 +266,10 @@ async fn retention_by_size_runs_on_its_timer() {
             let mut t = node.topics();
             async move {
                 let d = t
-                    .describe_topic(pb::DescribeTopicRequest { name: "r".into() })
+                    .describe_topic(pb::DescribeTopicRequest {
+                        name: "r".into(),
+                        local_only: false,
+                    })
                     .await
                     .unwrap()
                     .into_inner();

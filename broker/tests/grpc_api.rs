@@ -64,6 +64,7 @@ async fn topics_are_created_listed_described_and_deleted() {
         .topics()
         .describe_topic(pb::DescribeTopicRequest {
             name: "orders".into(),
+            local_only: false,
         })
         .await
         .unwrap()
@@ -138,6 +139,7 @@ async fn topics_are_created_listed_described_and_deleted() {
         .topics()
         .describe_topic(pb::DescribeTopicRequest {
             name: "orders".into(),
+            local_only: false,
         })
         .await
         .unwrap_err();

@@ -84,7 +84,7 @@ async fn users_are_put_listed_and_survive_a_restart_and_bad_input_is_refused() {
         .unwrap_err();
     assert_eq!(e.code(), Code::NotFound, "{e:?}");
     assert!(e.message().contains("unknown user nobody"), "{e:?}");
-    assert_eq!(node.broker.list_users().len(), 1);
+    assert_eq!(node.broker.admin().list_users().len(), 1);
 
     // On disk (the metadata quorum's log): the hash, never the password.
     let mut stored = Vec::new();
@@ -99,7 +99,11 @@ async fn users_are_put_listed_and_survive_a_restart_and_bad_input_is_refused() {
 
     node.stop().await;
     let node = Node::start(dir.path()).await;
-    let info = node.broker.authenticate("sensor-1", b"s3cret-pw").unwrap();
+    let info = node
+        .broker
+        .admin()
+        .authenticate("sensor-1", b"s3cret-pw")
+        .unwrap();
     assert_eq!(
         info.acls[0],
         AclRule {
@@ -108,7 +112,12 @@ async fn users_are_put_listed_and_survive_a_restart_and_bad_input_is_refused() {
             allow: true,
         }
     );
-    assert!(node.broker.authenticate("sensor-1", b"s3cret-PW").is_none());
+    assert!(
+        node.broker
+            .admin()
+            .authenticate("sensor-1", b"s3cret-PW")
+            .is_none()
+    );
     users(&node)
         .delete_user(pb::DeleteUserRequest {
             name: "sensor-1".into(),
@@ -117,7 +126,12 @@ async fn users_are_put_listed_and_survive_a_restart_and_bad_input_is_refused() {
         .unwrap();
     node.stop().await;
     let node = Node::start(dir.path()).await;
-    assert!(node.broker.list_users().is_empty());
-    assert!(node.broker.authenticate("sensor-1", b"s3cret-pw").is_none());
+    assert!(node.broker.admin().list_users().is_empty());
+    assert!(
+        node.broker
+            .admin()
+            .authenticate("sensor-1", b"s3cret-pw")
+            .is_none()
+    );
     node.stop().await;
 }

@@ -243,7 +243,10 @@ async fn pick_victim(nodes: &Nodes, topic: &str, rng: &mut StdRng) -> (usize, &'
         if let Ok(ch) = tonic::transport::Endpoint::from_shared(format!("http://{asked}"))
             && let Ok(ch) = ch.connect().await
             && let Ok(d) = TopicServiceClient::new(ch)
-                .describe_topic(pb::DescribeTopicRequest { name: topic.into() })
+                .describe_topic(pb::DescribeTopicRequest {
+                    name: topic.into(),
+                    local_only: false,
+                })
                 .await
             && let Some(p) = d
                 .into_inner()

@@ -50,6 +50,7 @@ pub async fn leader(address: &Address, topic: &str, partition: u32) -> Option<Ch
         let described = TopicServiceClient::new(channel.clone())
             .describe_topic(pb::DescribeTopicRequest {
                 name: topic.to_string(),
+                local_only: false,
             })
             .await;
         let Ok(described) = described else { continue };

@@ -41,17 +41,10 @@ async fn health() -> &'static str {
     "ok\n"
 }
 
-async fn ready(State(state): State<HttpState>) -> (StatusCode, &'static str) {
-    let broker = &state.broker;
-    if !broker.is_ready() {
-        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
-    } else if !broker.quorum_ok() {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no metadata quorum: metadata cannot change (is a majority of voters up?)\n",
-        )
-    } else {
-        (StatusCode::OK, "ready\n")
+async fn ready(State(state): State<HttpState>) -> (StatusCode, String) {
+    match state.broker.readiness() {
+        Ok(()) => (StatusCode::OK, "ready\n".to_string()),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
     }
 }
 

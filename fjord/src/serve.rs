@@ -123,7 +123,7 @@ pub(crate) async fn run(config: ServerConfig) -> Result<()> {
             .await
     });
     // Form or join the cluster now that the Raft RPCs are served.
-    if let Err(e) = broker.start_cluster().await {
+    if let Err(e) = broker.start().await {
         broker.shutdown().await;
         stop.cancel();
         return Err(e).context("cluster start failed");

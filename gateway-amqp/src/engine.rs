@@ -66,12 +66,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// The latest record of every key of a one-partition compacted topic.
 async fn latest(broker: &Broker, topic: &str) -> Result<Vec<(String, Value)>> {
-    let end = broker
-        .list_offset_anywhere(topic, 0, fjord_broker::OffsetSpec::Latest)
-        .await?
-        .map_or(0, |(o, _)| o);
     let mut found: HashMap<String, Option<Value>> = HashMap::new();
-    for rec in broker.read_range_anywhere(topic, 0, 0, Some(end)).await? {
+    let (records, _) = broker.tail(topic, 0, 0).read_to_end().await?;
+    for rec in records {
         let Some(key) = rec.key.as_deref().and_then(|k| std::str::from_utf8(k).ok()) else {
             continue;
         };
@@ -88,7 +85,7 @@ async fn latest(broker: &Broker, topic: &str) -> Result<Vec<(String, Value)>> {
 }
 
 async fn ensure_internal(broker: &Broker, name: &str, compacted: bool) -> Result<()> {
-    if broker.describe_topic(name).is_ok() {
+    if broker.admin().partition_count(name).is_ok() {
         return Ok(());
     }
     let mut spec = TopicSpec::new(name, 1);
@@ -97,7 +94,7 @@ async fn ensure_internal(broker: &Broker, name: &str, compacted: bool) -> Result
         spec.configs
             .insert("cleanup.policy".into(), "compact".into());
     }
-    match broker.create_internal_topic(spec).await {
+    match broker.admin().create_internal_topic(spec).await {
         Ok(_) | Err(fjord_broker::Error::TopicExists(_)) => Ok(()),
         Err(e) => Err(Error::Broker(e)),
     }
@@ -188,11 +185,11 @@ impl Engine {
     async fn drop_orphans(&self, topology: &Topology) {
         let known: std::collections::HashSet<&str> =
             topology.queues.values().map(|d| d.topic.as_str()).collect();
-        for t in self.broker.list_topics(true) {
+        for t in self.broker.admin().list_topics(true) {
             if t.name.starts_with(topology::QUEUE_TOPIC_PREFIX) && !known.contains(t.name.as_str())
             {
                 queue::forget_state(&self.broker, &t.name).await;
-                match self.broker.delete_internal_topic(&t.name).await {
+                match self.broker.admin().delete_internal_topic(&t.name).await {
                     Ok(()) => info!(
                         topic = t.name,
                         "an earlier run's transient queue is deleted"
@@ -435,7 +432,7 @@ impl Engine {
         }
         lock(&self.queues).remove(&def.topic);
         queue::forget_state(&self.broker, &def.topic).await;
-        if let Err(e) = self.broker.delete_internal_topic(&def.topic).await {
+        if let Err(e) = self.broker.admin().delete_internal_topic(&def.topic).await {
             warn!(topic = def.topic, "queue topic not deleted: {e}");
         }
         Ok(messages)

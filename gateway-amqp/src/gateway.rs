@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use fjord_broker::Broker;
+use fjord_broker::{Broker, Leader};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -112,7 +112,7 @@ where
     }
     let opened = tokio::select! {
         _ = shared.shutdown.cancelled() => return,
-        t = shared.broker.open_tunnel(PROTOCOL, ACKS_TOPIC, 0) => t,
+        t = shared.broker.tunnels().open(PROTOCOL, ACKS_TOPIC, 0) => t,
     };
     let mut tunnel = match opened {
         Ok(t) => t,
@@ -152,10 +152,10 @@ async fn supervise(weak: Weak<Shared>) {
 /// every voter), then starts the gateway here if this node leads
 /// `__amqp_acks`, or stops it if it no longer does.
 async fn supervise_once(shared: &Shared, voters_wait: Duration) {
-    if shared.listens && shared.broker.describe_topic(ACKS_TOPIC).is_err() {
+    if shared.listens && shared.broker.admin().partition_count(ACKS_TOPIC).is_err() {
         // With every voter live the topics get their full replication
         // factor (or after a while, with what there is).
-        if !shared.broker.wait_for_voters(voters_wait).await && !voters_wait.is_zero() {
+        if !shared.broker.admin().wait_for_voters(voters_wait).await && !voters_wait.is_zero() {
             warn!(
                 "not every cluster node is live: AMQP topics created now may have fewer replicas"
             );
@@ -164,12 +164,13 @@ async fn supervise_once(shared: &Shared, voters_wait: Duration) {
             debug!("AMQP topics not created yet: {e}");
         }
     }
-    let leads = shared.broker.leads(ACKS_TOPIC, 0);
+    let leads = shared.broker.leader_of(ACKS_TOPIC, 0) == Leader::Here;
     let running = shared.active.borrow().clone();
     match (leads, running) {
         (true, None) => match Engine::open(shared.broker.clone(), shared.config.clone()).await {
             Ok(engine) => {
-                if shared.broker.leads(ACKS_TOPIC, 0) && !shared.shutdown.is_cancelled() {
+                let still = shared.broker.leader_of(ACKS_TOPIC, 0) == Leader::Here;
+                if still && !shared.shutdown.is_cancelled() {
                     info!("this node runs the AMQP gateway");
                     shared.active.send_replace(Some(engine));
                 } else {
@@ -179,8 +180,8 @@ async fn supervise_once(shared: &Shared, voters_wait: Duration) {
             Err(e) => debug!("AMQP gateway not opened yet: {e}"),
         },
         (false, Some(engine)) => {
-            let to = shared.broker.leader_elsewhere(ACKS_TOPIC, 0);
-            info!(to = ?to.map(|(id, _)| id), "the AMQP gateway moves to another node");
+            let to = shared.broker.leader_of(ACKS_TOPIC, 0);
+            info!(?to, "the AMQP gateway moves to another node");
             shared.active.send_replace(None);
             engine.stop().await;
         }
@@ -231,7 +232,7 @@ impl Gateway {
             tracker: TaskTracker::new(),
         });
         let weak = Arc::downgrade(&shared);
-        broker.set_tunnel_acceptor(
+        broker.tunnels().set_acceptor(
             PROTOCOL,
             Some(Arc::new(move |io| {
                 let active = weak.upgrade().and_then(|s| s.active.borrow().clone());
@@ -286,7 +287,10 @@ impl Gateway {
     /// The node (id, gRPC address) that runs the gateway, when another one
     /// does.
     pub fn runs_on(&self) -> Option<(u64, String)> {
-        self.shared.broker.leader_elsewhere(ACKS_TOPIC, 0)
+        match self.shared.broker.leader_of(ACKS_TOPIC, 0) {
+            Leader::Node(id, addr) => Some((id, addr)),
+            Leader::Here | Leader::Unknown => None,
+        }
     }
 
     /// Why this node cannot answer for the gateway, in words.
@@ -295,16 +299,23 @@ impl Gateway {
             Some((id, addr)) => {
                 format!("the AMQP gateway runs on node {id} ({addr}), not on this node")
             }
-            None if !self.shared.listens
-                && self.shared.broker.describe_topic(ACKS_TOPIC).is_err() =>
+            None if !self.shared.listens && !self.topics_exist() =>
             {
                 "the AMQP gateway is off on this node (--amqp-listen off, --amqp-tls-listen off) and no node of its cluster runs it".to_string()
             }
-            None if self.shared.broker.describe_topic(ACKS_TOPIC).is_err() => {
+            None if !self.topics_exist() => {
                 "no node runs the AMQP gateway yet (it starts once a node with an AMQP listener has made its topics)".to_string()
             }
             None => "the AMQP gateway is starting on this node (its cluster is electing the leader of __amqp_acks)".to_string(),
         }
+    }
+
+    fn topics_exist(&self) -> bool {
+        self.shared
+            .broker
+            .admin()
+            .partition_count(ACKS_TOPIC)
+            .is_ok()
     }
 
     /// The bound TLS listener address.
@@ -355,7 +366,7 @@ impl Gateway {
     /// Closes every connection (320 CONNECTION_FORCED), stores the queues'
     /// cursors and waits for them.
     pub async fn shutdown(&self) {
-        self.shared.broker.set_tunnel_acceptor(PROTOCOL, None);
+        self.shared.broker.tunnels().set_acceptor(PROTOCOL, None);
         self.shared.shutdown.cancel();
         if let Some(engine) = self.shared.active.send_replace(None) {
             engine.stop().await;

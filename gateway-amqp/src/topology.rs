@@ -17,7 +17,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use bytes::Bytes;
-use fjord_broker::{Acks, Broker, NewRecord};
+use fjord_broker::{Broker, Leader, NewRecord, ProduceRequest};
 use serde_json::{Value, json};
 
 use crate::codec::{FieldTable, FieldValue};
@@ -169,15 +169,19 @@ pub(crate) async fn write(broker: &Broker, change: Change<'_>) -> crate::Result<
     };
     // Only the node that runs the gateway changes the topology (one that
     // just lost it must not write behind its successor's back).
-    if !broker.leads(crate::queue::ACKS_TOPIC, 0) {
+    let leader = broker.leader_of(crate::queue::ACKS_TOPIC, 0);
+    if leader != Leader::Here {
         return Err(crate::Error::Broker(fjord_broker::Error::NotLeader {
             topic: crate::queue::ACKS_TOPIC.to_string(),
             partition: 0,
-            leader: broker.leader_elsewhere(crate::queue::ACKS_TOPIC, 0),
+            leader: match leader {
+                Leader::Node(id, addr) => Some((id, addr)),
+                Leader::Here | Leader::Unknown => None,
+            },
         }));
     }
     broker
-        .append_anywhere(META_TOPIC, 0, vec![record], Acks::All)
+        .produce(ProduceRequest::records(META_TOPIC, Some(0), vec![record]))
         .await
         .map(|_| ())
         .map_err(crate::Error::Broker)

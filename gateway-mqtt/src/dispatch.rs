@@ -16,14 +16,15 @@
 //! with `try_send`, so a slow client never stalls a dispatcher.
 //!
 //! # Errors
-//! A leader change is retried quietly; other fetch errors are logged and
-//! retried. An offset gone to retention moves the reader to the log start;
-//! a batch that does not decode is logged and skipped.
+//! Each reader is a broker [`Tail`]: a leader change is retried quietly,
+//! other fetch errors are logged and retried, an offset gone to retention
+//! moves the reader to the log start, and a batch that does not decode is
+//! logged and skipped.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use fjord_broker::{FetchRequest, OffsetSpec};
+use fjord_broker::{OffsetSpec, Route, Tail, TailBatch};
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
@@ -73,7 +74,7 @@ impl Hub {
         loop {
             match self
                 .broker
-                .list_offset_anywhere(topic, partition, OffsetSpec::Latest)
+                .list_offset(topic, partition, OffsetSpec::Latest, Route::Leader)
                 .await
             {
                 Ok(found) => return Some(found.map_or(0, |(o, _)| o)),
@@ -93,74 +94,52 @@ impl Hub {
         }
     }
 
-    /// Tails one partition and hands each message to its subscribers.
-    async fn dispatch(self: Arc<Self>, topic: String, partition: u32, mut offset: i64) {
+    /// The next batch of a tail (the broker's tail handles leader moves and
+    /// the log start moving); `None` on shutdown.
+    async fn next_of(&self, tail: &mut Tail) -> Option<TailBatch> {
         loop {
-            let fetched = tokio::select! {
-                _ = self.shutdown.cancelled() => return,
-                r = self.broker.fetch_anywhere(FetchRequest {
-                    topic: topic.clone(),
-                    partition,
-                    offset,
-                    max_bytes: 1 << 20,
-                    min_bytes: 1,
-                    max_wait: Duration::from_millis(500),
-                }) => r,
+            let read = tokio::select! {
+                _ = self.shutdown.cancelled() => return None,
+                r = tail.next() => r,
             };
-            let fetched = match fetched {
-                Ok(f) => f,
-                Err(fjord_broker::Error::OffsetOutOfRange { earliest, .. })
-                    if earliest > offset =>
-                {
-                    offset = earliest;
-                    continue;
-                }
+            match read {
+                Ok(batch) => return Some(batch),
+                Err(fjord_broker::Error::ShuttingDown) => return None,
                 Err(e) => {
-                    // A leader change: quiet, and soon retried.
-                    let moving = matches!(
-                        e,
-                        fjord_broker::Error::NotLeader { .. }
-                            | fjord_broker::Error::LeaderNotReady { .. }
+                    // The topic is gone (deleted); it may come back.
+                    debug!(
+                        topic = tail.topic(),
+                        partition = tail.partition(),
+                        "MQTT tail: {e}"
                     );
-                    if moving {
-                        debug!(topic, partition, "MQTT dispatch: {e}");
-                    } else {
-                        warn!(topic, partition, "MQTT dispatch: {e}");
-                    }
-                    let pause = Duration::from_millis(if moving { 100 } else { 500 });
                     tokio::select! {
-                        _ = self.shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(pause) => continue,
+                        _ = self.shutdown.cancelled() => return None,
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                     }
                 }
-            };
-            self.registry()
-                .ends
-                .insert((topic.clone(), partition), fetched.high_watermark);
-            if fetched.records.is_empty() {
-                continue;
             }
-            let records = match fjord_broker::decode_records(fetched.records, offset) {
-                Ok(r) => r,
-                Err(e) => {
-                    warn!(topic, partition, offset, "MQTT dispatch skips a batch: {e}");
-                    offset = fetched.next_offset.max(offset + 1);
-                    continue;
-                }
-            };
-            let messages: Vec<(i64, Arc<Message>)> = records
+        }
+    }
+
+    /// Tails one partition and hands each message to its subscribers.
+    async fn dispatch(self: Arc<Self>, topic: String, partition: u32, start: i64) {
+        let mut tail = self.broker.tail(&topic, partition, start);
+        while let Some(batch) = self.next_of(&mut tail).await {
+            let messages: Vec<(i64, Arc<Message>)> = batch
+                .records
                 .iter()
                 .filter_map(|r| Message::from_record(r).map(|m| (r.offset, Arc::new(m))))
                 .collect();
-            let next = fetched.next_offset.max(offset);
-            {
-                let mut reg = self.registry();
-                for (at, msg) in messages {
-                    self.fan_out(&mut reg, &topic, partition, at, msg);
-                }
-                reg.positions.insert((topic.clone(), partition), next);
+            let mut reg = self.registry();
+            if batch.high_watermark >= 0 {
+                reg.ends
+                    .insert((topic.clone(), partition), batch.high_watermark);
             }
-            offset = next;
+            for (at, msg) in messages {
+                self.fan_out(&mut reg, &topic, partition, at, msg);
+            }
+            reg.positions
+                .insert((topic.clone(), partition), tail.position());
         }
     }
 
@@ -218,75 +197,47 @@ impl Hub {
     ///
     /// The end of a partition led by another node is the one the
     /// dispatcher last heard from its leader.
-    pub(crate) fn undispatched(&self) -> crate::registry::Positions {
+    pub(crate) async fn undispatched(&self) -> crate::registry::Positions {
         let (positions, ends) = {
             let reg = self.registry();
             (reg.positions.clone(), reg.ends.clone())
         };
-        positions
-            .into_iter()
-            .filter_map(|((topic, partition), at)| {
-                let end = match self
-                    .broker
-                    .list_offset(&topic, partition, OffsetSpec::Latest)
-                {
-                    Ok(Some((end, _))) => end,
-                    Ok(None) => return None,
-                    Err(_) => *ends.get(&(topic.clone(), partition))?,
-                };
-                (end > at).then_some(((topic, partition), end))
-            })
-            .collect()
+        let mut behind = crate::registry::Positions::new();
+        for ((topic, partition), at) in positions {
+            let end = match self
+                .broker
+                .list_offset(&topic, partition, OffsetSpec::Latest, Route::Local)
+                .await
+            {
+                Ok(Some((end, _))) => end,
+                Ok(None) => continue,
+                Err(_) => match ends.get(&(topic.clone(), partition)) {
+                    Some(end) => *end,
+                    None => continue,
+                },
+            };
+            if end > at {
+                behind.insert((topic, partition), end);
+            }
+        }
+        behind
     }
 
     /// Follows a one-partition internal topic from `offset`, applying each
     /// record in log order (whichever node wrote it).
-    pub(crate) fn follow(self: &Arc<Self>, topic: &'static str, mut offset: i64) {
+    pub(crate) fn follow(self: &Arc<Self>, topic: &'static str, offset: i64) {
         let hub = Arc::clone(self);
         self.tracker.spawn(async move {
-            loop {
-                let fetched = tokio::select! {
-                    _ = hub.shutdown.cancelled() => return,
-                    r = hub.broker.fetch_anywhere(FetchRequest {
-                        topic: topic.to_string(),
-                        partition: 0,
-                        offset,
-                        max_bytes: 1 << 20,
-                        min_bytes: 1,
-                        max_wait: Duration::from_millis(500),
-                    }) => r,
-                };
-                let fetched = match fetched {
-                    Ok(f) => f,
-                    Err(fjord_broker::Error::OffsetOutOfRange { earliest, .. })
-                        if earliest > offset =>
-                    {
-                        offset = earliest;
-                        continue;
+            let mut tail = hub.broker.tail(topic, 0, offset);
+            while let Some(batch) = hub.next_of(&mut tail).await {
+                for r in &batch.records {
+                    if topic == RETAINED_TOPIC {
+                        hub.apply_retained(r);
+                    } else {
+                        hub.apply_session(r);
                     }
-                    Err(e) => {
-                        debug!(topic, "following: {e}");
-                        tokio::select! {
-                            _ = hub.shutdown.cancelled() => return,
-                            _ = tokio::time::sleep(Duration::from_millis(100)) => continue,
-                        }
-                    }
-                };
-                let next = fetched.next_offset.max(offset);
-                match fjord_broker::decode_records(fetched.records, offset) {
-                    Ok(records) => {
-                        for r in &records {
-                            if topic == RETAINED_TOPIC {
-                                hub.apply_retained(r);
-                            } else {
-                                hub.apply_session(r);
-                            }
-                        }
-                    }
-                    Err(e) => warn!(topic, offset, "a batch is skipped: {e}"),
                 }
-                offset = next;
-                hub.applied(topic).send_replace(offset);
+                hub.applied(topic).send_replace(tail.position());
             }
         });
     }

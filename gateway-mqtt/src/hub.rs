@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use fjord_broker::{Acks, Broker, TopicSpec};
+use fjord_broker::{Broker, ProduceRequest, TopicSpec};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -135,22 +135,30 @@ impl Hub {
     /// Opens the gateway's topics and state on `broker`.
     pub(crate) async fn open(broker: Broker, config: MqttConfig) -> Result<Arc<Hub>> {
         let mapping = Mapping::new(config.mappings.clone(), config.default_topic.clone());
-        if !broker.wait_for_voters(Duration::from_secs(30)).await {
+        let admin = broker.admin();
+        let own = [store::SESSIONS_TOPIC, store::RETAINED_TOPIC];
+        let missing = mapping
+            .log_topics()
+            .into_iter()
+            .chain(own.iter().map(|t| t.to_string()))
+            .any(|t| admin.partition_count(&t).is_err());
+        // Topics made now get all their replicas once every voter is live.
+        if missing && !admin.wait_for_voters(Duration::from_secs(30)).await {
             warn!(
                 "not every cluster node is live: MQTT topics created now may have fewer replicas"
             );
         }
         let mut partitions = BTreeMap::new();
         for topic in mapping.log_topics() {
-            let count = match broker.describe_topic(&topic) {
-                Ok(d) => d.partitions.len() as u32,
+            let count = match admin.partition_count(&topic) {
+                Ok(n) => n,
                 Err(_) => {
                     let mut spec = TopicSpec::new(topic.clone(), config.partitions.max(1));
                     spec.replication_factor = 0;
-                    match broker.create_topic(spec).await {
+                    match admin.create_topic(spec).await {
                         Ok(d) => d.partitions.len() as u32,
                         Err(fjord_broker::Error::TopicExists(_)) => {
-                            broker.describe_topic(&topic)?.partitions.len() as u32
+                            admin.partition_count(&topic)?
                         }
                         Err(e) => return Err(Error::Broker(e)),
                     }
@@ -398,7 +406,7 @@ impl Hub {
             async move {
                 let r = self
                     .broker
-                    .append_anywhere(&topic, p, records, Acks::All)
+                    .produce(ProduceRequest::records(topic, Some(p), records))
                     .await;
                 (idx, r)
             }

@@ -4,7 +4,7 @@
 //! with `acks=all`; a tombstone (null value) deletes a key.
 
 use bytes::Bytes;
-use fjord_broker::{Acks, Broker, NewRecord, Record, TopicSpec};
+use fjord_broker::{Broker, NewRecord, OffsetSpec, ProduceRequest, Record, Route, TopicSpec};
 
 use crate::{Error, Result};
 
@@ -13,7 +13,7 @@ pub(crate) const RETAINED_TOPIC: &str = "__mqtt_retained";
 
 /// Creates `name` (compacted, one partition) unless it exists.
 pub(crate) async fn ensure_compacted(broker: &Broker, name: &str) -> Result<()> {
-    if broker.describe_topic(name).is_ok() {
+    if broker.admin().partition_count(name).is_ok() {
         return Ok(());
     }
     let mut spec = TopicSpec::new(name, 1);
@@ -23,7 +23,7 @@ pub(crate) async fn ensure_compacted(broker: &Broker, name: &str) -> Result<()> 
         .insert("cleanup.policy".into(), "compact".into());
     spec.configs
         .insert("segment.bytes".into(), (64u64 << 20).to_string());
-    match broker.create_internal_topic(spec).await {
+    match broker.admin().create_internal_topic(spec).await {
         Ok(_) | Err(fjord_broker::Error::TopicExists(_)) => Ok(()),
         Err(e) => Err(Error::Broker(e)),
     }
@@ -38,9 +38,7 @@ pub(crate) async fn read_range(
     from: i64,
     to: Option<i64>,
 ) -> Result<Vec<Record>> {
-    Ok(broker
-        .read_range_anywhere(topic, partition, from, to)
-        .await?)
+    Ok(broker.tail(topic, partition, from).read_to(to).await?)
 }
 
 /// The latest record of every key of a compacted one-partition topic
@@ -59,7 +57,7 @@ pub(crate) async fn load_latest(broker: &Broker, topic: &str, to: i64) -> Result
 /// The end of a one-partition internal topic (wherever its leader is).
 pub(crate) async fn end(broker: &Broker, topic: &str) -> Result<i64> {
     Ok(broker
-        .list_offset_anywhere(topic, 0, fjord_broker::OffsetSpec::Latest)
+        .list_offset(topic, 0, OffsetSpec::Latest, Route::Leader)
         .await?
         .map_or(0, |(o, _)| o))
 }
@@ -84,7 +82,7 @@ pub(crate) async fn put(
         timestamp_ms: 0,
     };
     let r = broker
-        .append_anywhere(topic, 0, vec![record], Acks::All)
+        .produce(ProduceRequest::records(topic, Some(0), vec![record]))
         .await?;
     Ok(r.base_offset)
 }

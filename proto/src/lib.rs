@@ -35,3 +35,7 @@ pub mod raft {
 pub mod v1 {
     tonic::include_proto!("fjord.v1");
 }
+
+/// Largest gRPC message either end of the API sends or accepts (a fetch
+/// or a produce of big batches, a replica fetch, a forwarded append).
+pub const MAX_MESSAGE: usize = 64 << 20;

@@ -54,7 +54,7 @@ pub use metadata::{
     BrokerInfo, MetadataRequest, MetadataResponse, MetadataState, PartitionState, TopicState,
 };
 pub use network::{CLUSTER_ID_HEADER, GrpcConnection, GrpcNetwork};
-pub use node::{Error, Members, MetadataNode, ProposeService};
+pub use node::{Error, Members, MetadataNode, MetadataWatch, ProposeService};
 pub use plans::{drain_plan, rebalance_plan};
 pub use service::{RaftRpcService, check_cluster_id};
 pub use state_machine::MetadataStateMachine;

@@ -50,6 +50,13 @@ const QUORUM_ACK_MAX_MS: u64 = 2_000;
 /// How long a proposal waits for a leader.
 const LEADER_WAIT: Duration = Duration::from_secs(10);
 
+/// Raft timings: the leader's heartbeat, and the range an election
+/// timeout is drawn from (a follower that hears no leader for that long
+/// stands for election).
+const HEARTBEAT_MS: u64 = 100;
+const ELECTION_MIN_MS: u64 = 400;
+const ELECTION_MAX_MS: u64 = 800;
+
 /// One node of the metadata quorum; cheap to clone.
 #[derive(Clone)]
 pub struct MetadataNode {
@@ -77,7 +84,6 @@ impl MetadataNode {
     pub async fn start(
         id: u64,
         dir: &Path,
-        config: Config,
         cluster_id: &str,
         local_address: Option<std::net::IpAddr>,
     ) -> Result<MetadataNode, Error> {
@@ -87,6 +93,13 @@ impl MetadataNode {
         };
         let log = FileLogStore::open(dir).map_err(store_err)?;
         let state = MetadataStateMachine::open(dir).map_err(store_err)?;
+        let config = Config {
+            cluster_name: cluster_id.to_string(),
+            heartbeat_interval: HEARTBEAT_MS,
+            election_timeout_min: ELECTION_MIN_MS,
+            election_timeout_max: ELECTION_MAX_MS,
+            ..Default::default()
+        };
         let config = Arc::new(config.validate().map_err(|e| Error::Raft(e.to_string()))?);
         let network = GrpcNetwork {
             cluster_id: cluster_id.to_string(),
@@ -160,9 +173,22 @@ impl MetadataNode {
         members
     }
 
-    /// Wakes on every Raft state change (applies, leader changes).
-    pub fn changes(&self) -> tokio::sync::watch::Receiver<openraft::RaftMetrics<u64, BasicNode>> {
-        self.raft.metrics()
+    /// A watch that wakes when the applied metadata or the leader
+    /// changes (not on every Raft heartbeat).
+    pub fn watch(&self) -> MetadataWatch {
+        MetadataWatch {
+            changes: self.raft.metrics(),
+            seen: None,
+        }
+    }
+
+    /// True when this node knows a leader and has applied everything its
+    /// log holds: its metadata is current enough to act on as the truth
+    /// (to delete data it no longer holds, say).
+    pub fn caught_up(&self) -> bool {
+        let receiver = self.raft.metrics();
+        let m = receiver.borrow();
+        m.current_leader.is_some() && m.last_applied.map(|l| l.index) >= m.last_log_index
     }
 
     /// Adds a node as a learner (waiting until it has caught up) and, with
@@ -359,6 +385,36 @@ async fn forward(
     let result: Result<MetadataResponse, String> =
         serde_json::from_slice(&reply.into_inner().json).map_err(|e| fail(e.to_string()))?;
     result.map_err(fail)
+}
+
+/// Wakes on applied metadata and leader changes.
+pub struct MetadataWatch {
+    changes: tokio::sync::watch::Receiver<openraft::RaftMetrics<u64, BasicNode>>,
+    seen: Option<(Option<u64>, Option<u64>)>,
+}
+
+impl MetadataWatch {
+    /// Returns once the applied metadata or the leader moved on from what
+    /// the last call saw (at once, the first time); `false` once the node
+    /// has stopped.
+    ///
+    /// # Cancel safety
+    /// Safe: it only waits.
+    pub async fn changed(&mut self) -> bool {
+        loop {
+            let now = {
+                let m = self.changes.borrow_and_update();
+                (m.last_applied.map(|l| l.index), m.current_leader)
+            };
+            if self.seen != Some(now) {
+                self.seen = Some(now);
+                return true;
+            }
+            if self.changes.changed().await.is_err() {
+                return false;
+            }
+        }
+    }
 }
 
 /// `MetadataService`: proposals forwarded by followers.

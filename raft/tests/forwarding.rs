@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use fjord_raft::{MetadataNode, MetadataRequest, MetadataResponse};
-use openraft::Config;
 use tokio::sync::oneshot;
 use tokio_stream::wrappers::TcpListenerStream;
 
@@ -17,13 +16,7 @@ struct Running {
 }
 
 async fn start(id: u64, listener: tokio::net::TcpListener, dir: &std::path::Path) -> Running {
-    let config = Config {
-        heartbeat_interval: 100,
-        election_timeout_min: 400,
-        election_timeout_max: 800,
-        ..Default::default()
-    };
-    let node = MetadataNode::start(id, dir, config, "test-cluster", None)
+    let node = MetadataNode::start(id, dir, "test-cluster", None)
         .await
         .unwrap();
     let (raft, metadata) = node.services();

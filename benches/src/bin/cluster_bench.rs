@@ -148,7 +148,10 @@ async fn create(
 /// The leader address of each partition, as `addr` describes them.
 async fn leaders(addr: &str, topic: &str) -> Result<Vec<String>> {
     let t = TopicServiceClient::new(channel(addr).await?)
-        .describe_topic(pb::DescribeTopicRequest { name: topic.into() })
+        .describe_topic(pb::DescribeTopicRequest {
+            name: topic.into(),
+            local_only: false,
+        })
         .await?
         .into_inner()
         .topic

@@ -2,7 +2,6 @@
 //! `ReplicaService` (followers' fetch streams).
 
 use std::pin::Pin;
-use std::time::Duration;
 
 use fjord_proto::v1 as pb;
 use fjord_proto::v1::cluster_service_server::ClusterService;
@@ -11,15 +10,14 @@ use futures::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::status::{GrpcResult, to_status};
-use crate::cluster::{ControllerRedirect, JoinReply};
-use crate::partition::ReplicaFetch;
-use crate::{Broker, Error};
+use crate::Broker;
+use crate::quorum::{ControllerRedirect, JoinReply};
 
 pub(crate) struct Cluster(pub(crate) Broker);
 
 /// Refuses node-to-node calls from another cluster.
 pub(super) fn check_cluster<T>(broker: &Broker, request: &Request<T>) -> Result<(), Status> {
-    fjord_raft::check_cluster_id(&broker.cluster_id(), request)
+    fjord_raft::check_cluster_id(broker.parts().quorum.cluster_id(), request)
 }
 
 fn redirect(to: ControllerRedirect) -> Status {
@@ -49,7 +47,7 @@ impl ClusterService for Cluster {
         &self,
         _: Request<pb::ClusterStatusRequest>,
     ) -> GrpcResult<pb::ClusterStatusResponse> {
-        let s = self.0.cluster_status();
+        let s = self.0.admin().cluster_status();
         Ok(Response::new(pb::ClusterStatusResponse {
             cluster_id: s.cluster_id,
             controller: s.controller.unwrap_or(0),
@@ -93,6 +91,8 @@ impl ClusterService for Cluster {
         let r = request.into_inner();
         let outcome = self
             .0
+            .parts()
+            .quorum
             .handle_join(r.node_id, r.address, rack(r.rack), &r.cluster_id)
             .await
             .map_err(to_status)?;
@@ -113,6 +113,8 @@ impl ClusterService for Cluster {
         let r = request.into_inner();
         match self
             .0
+            .parts()
+            .quorum
             .handle_heartbeat(r.node_id, r.address, rack(r.rack))
             .map_err(to_status)?
         {
@@ -127,6 +129,7 @@ impl ClusterService for Cluster {
     ) -> GrpcResult<pb::ReassignResponse> {
         let r = request.into_inner();
         self.0
+            .admin()
             .reassign(&r.topic, r.partition, r.replicas)
             .await
             .map_err(to_status)?;
@@ -139,6 +142,7 @@ impl ClusterService for Cluster {
     ) -> GrpcResult<pb::DrainNodeResponse> {
         let moves = self
             .0
+            .admin()
             .drain_node(request.into_inner().node_id)
             .await
             .map_err(to_status)?;
@@ -153,6 +157,7 @@ impl ClusterService for Cluster {
         request: Request<pb::UndrainNodeRequest>,
     ) -> GrpcResult<pb::UndrainNodeResponse> {
         self.0
+            .admin()
             .undrain_node(request.into_inner().node_id)
             .await
             .map_err(to_status)?;
@@ -164,6 +169,7 @@ impl ClusterService for Cluster {
         request: Request<pb::RemoveNodeRequest>,
     ) -> GrpcResult<pb::RemoveNodeResponse> {
         self.0
+            .admin()
             .remove_node(request.into_inner().node_id)
             .await
             .map_err(to_status)?;
@@ -177,6 +183,7 @@ impl ClusterService for Cluster {
         let rf = request.into_inner().replication_factor;
         let moves = self
             .0
+            .admin()
             .rebalance((rf > 0).then_some(rf))
             .await
             .map_err(to_status)?;
@@ -201,85 +208,6 @@ pub(crate) struct Replica(pub(crate) Broker);
 type FetchStream = Pin<Box<dyn Stream<Item = Result<pb::ReplicaFetchResponse, Status>> + Send>>;
 type TunnelStream = Pin<Box<dyn Stream<Item = Result<pb::TunnelFrame, Status>> + Send>>;
 
-fn replica_error(error: pb::ReplicaError, message: String) -> pb::ReplicaFetchResponse {
-    pb::ReplicaFetchResponse {
-        error: error as i32,
-        message,
-        ..Default::default()
-    }
-}
-
-impl Broker {
-    /// The leader's answer to one follower fetch.
-    pub(super) async fn answer_replica_fetch(
-        &self,
-        r: pb::ReplicaFetchRequest,
-    ) -> pb::ReplicaFetchResponse {
-        let partition = match self.partition(&r.topic, r.partition) {
-            Ok(p) => p,
-            Err(e) => return replica_error(pb::ReplicaError::ReplicaNotLeader, e.to_string()),
-        };
-        let max_wait = Duration::from_millis(u64::from(r.max_wait_ms.min(5_000)));
-        let max_bytes = (r.max_bytes as usize).clamp(1, 16 << 20);
-        let answer = partition
-            .replica_fetch(
-                r.replica_id,
-                r.leader_epoch,
-                r.fetch_offset,
-                r.last_fetched_epoch,
-                max_bytes,
-                max_wait,
-            )
-            .await;
-        match answer {
-            Ok((answer, propose)) => {
-                if let Some(isr) = propose {
-                    let cluster = std::sync::Arc::clone(self.cluster());
-                    self.propose_isr(&cluster, r.topic.clone(), &partition, r.leader_epoch, isr);
-                }
-                match answer {
-                    ReplicaFetch::Records {
-                        data,
-                        high_watermark,
-                        log_start_offset,
-                    } => {
-                        self.inner.metrics.record_replica_fetch(data.len() as u64);
-                        pb::ReplicaFetchResponse {
-                            error: pb::ReplicaError::ReplicaNone as i32,
-                            message: String::new(),
-                            records: data,
-                            high_watermark,
-                            log_start_offset,
-                            diverging_end_offset: -1,
-                        }
-                    }
-                    ReplicaFetch::Diverging { end_offset } => pb::ReplicaFetchResponse {
-                        diverging_end_offset: end_offset,
-                        ..replica_error(
-                            pb::ReplicaError::ReplicaDiverging,
-                            format!("truncate to {end_offset}"),
-                        )
-                    },
-                    ReplicaFetch::WrongEpoch { ours } => replica_error(
-                        pb::ReplicaError::ReplicaFencedEpoch,
-                        match ours {
-                            Some(e) => format!(
-                                "{}-{} is at leader epoch {e}, the follower asked for {}",
-                                r.topic, r.partition, r.leader_epoch
-                            ),
-                            None => format!("this node does not lead {}-{}", r.topic, r.partition),
-                        },
-                    ),
-                }
-            }
-            Err(e) => replica_error(
-                pb::ReplicaError::ReplicaNotLeader,
-                Error::from_storage(&r.topic, r.partition, e).to_string(),
-            ),
-        }
-    }
-}
-
 #[tonic::async_trait]
 impl ReplicaService for Replica {
     type FetchStream = FetchStream;
@@ -297,7 +225,7 @@ impl ReplicaService for Replica {
         let broker = self.0.clone();
         let stream = async_stream::try_stream! {
             while let Some(r) = inbound.message().await? {
-                yield broker.answer_replica_fetch(r).await;
+                yield broker.parts().replicas.answer_replica_fetch(r).await;
             }
         };
         Ok(Response::new(Box::pin(stream)))
@@ -310,10 +238,10 @@ impl ReplicaService for Replica {
         check_cluster(&self.0, &request)?;
         let r = request.into_inner();
         let acks = super::produce::acks(r.acks)?;
-        let outcome = self
-            .0
-            .append_here(&r.topic, r.partition, r.batch, acks)
-            .await;
+        // Forwarded by a node that does not lead the partition: appended
+        // only if this one does.
+        let request = crate::ProduceRequest::batch(r.topic, r.partition, r.batch).acks(acks);
+        let outcome = self.0.produce(request).await;
         Ok(Response::new(super::produce::result_for(
             r.partition,
             outcome,
@@ -335,9 +263,10 @@ impl ReplicaService for Replica {
             .ok_or_else(|| Status::invalid_argument("a tunnel opens with a frame naming it"))?;
         let io = self
             .0
-            .accept_tunnel(&open)
+            .tunnels()
+            .accept(&open)
             .map_err(super::status::to_status)?;
-        Ok(Response::new(Box::pin(crate::tunnel::pump(
+        Ok(Response::new(Box::pin(crate::router::pump(
             io, inbound, first.data,
         ))))
     }

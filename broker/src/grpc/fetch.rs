@@ -11,7 +11,7 @@ use futures::Stream;
 use tonic::{Request, Response, Status};
 
 use super::status::{GrpcResult, to_status};
-use crate::{Broker, Error, FetchRequest, FetchResult, OffsetSpec};
+use crate::{Broker, Error, FetchRequest, FetchResult, OffsetSpec, Route};
 
 pub(crate) struct Fetch(pub(crate) Broker);
 
@@ -84,6 +84,7 @@ impl FetchService for Fetch {
                 max_bytes: (r.max_bytes as usize).min(MAX_FETCH_BYTES),
                 min_bytes: r.min_bytes as usize,
                 max_wait: Duration::from_millis(u64::from(r.max_wait_ms.min(60_000))),
+                route: Route::Local,
             })
             .await
             .map_err(to_status)?;
@@ -101,9 +102,9 @@ impl FetchService for Fetch {
         let r = request.into_inner();
         let broker = self.0.clone();
         // Fail fast on a bad topic, partition or offset.
-        broker.await_topic(&r.topic).await;
         broker
-            .list_offset(&r.topic, r.partition, OffsetSpec::Latest)
+            .list_offset(&r.topic, r.partition, OffsetSpec::Latest, Route::Local)
+            .await
             .map_err(to_status)?;
         let stream = async_stream::try_stream! {
             let mut offset = r.offset;
@@ -116,6 +117,7 @@ impl FetchService for Fetch {
                         max_bytes: (r.max_bytes as usize).min(MAX_FETCH_BYTES),
                         min_bytes: 1,
                         max_wait: TAIL_WAIT,
+                        route: Route::Local,
                     })
                     .await;
                 let result = match fetched {
@@ -150,10 +152,10 @@ impl FetchService for Fetch {
                 )));
             }
         };
-        self.0.await_topic(&r.topic).await;
         let found = self
             .0
-            .list_offset(&r.topic, r.partition, spec)
+            .list_offset(&r.topic, r.partition, spec, Route::Local)
+            .await
             .map_err(to_status)?;
         let (offset, timestamp_ms) = found.unwrap_or((-1, -1));
         Ok(Response::new(pb::ListOffsetsResponse {

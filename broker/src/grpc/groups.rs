@@ -37,6 +37,7 @@ impl GroupService for Groups {
         };
         let outcome = self
             .0
+            .groups()
             .join_group(
                 &r.group_id,
                 &r.member_id,
@@ -62,6 +63,7 @@ impl GroupService for Groups {
         let r = request.into_inner();
         let rebalance = self
             .0
+            .groups()
             .heartbeat(&r.group_id, &r.member_id, r.generation)
             .map_err(to_status)?;
         Ok(Response::new(pb::HeartbeatResponse { rebalance }))
@@ -72,7 +74,7 @@ impl GroupService for Groups {
         request: Request<pb::LeaveGroupRequest>,
     ) -> GrpcResult<pb::LeaveGroupResponse> {
         let r = request.into_inner();
-        self.0.leave_group(&r.group_id, &r.member_id);
+        self.0.groups().leave_group(&r.group_id, &r.member_id);
         Ok(Response::new(pb::LeaveGroupResponse {}))
     }
 
@@ -92,6 +94,7 @@ impl GroupService for Groups {
             })
             .collect();
         self.0
+            .groups()
             .commit_offsets(&r.group_id, &r.member_id, r.generation, commits)
             .await
             .map_err(to_status)?;
@@ -118,6 +121,7 @@ impl GroupService for Groups {
         });
         let offsets = self
             .0
+            .groups()
             .fetch_offsets(&r.group_id, wanted)
             .map_err(to_status)?
             .into_iter()
@@ -138,6 +142,7 @@ impl GroupService for Groups {
     ) -> GrpcResult<pb::ListGroupsResponse> {
         let groups = self
             .0
+            .groups()
             .list_groups()
             .into_iter()
             .map(|g| pb::GroupSummary {
@@ -155,7 +160,9 @@ impl GroupService for Groups {
     ) -> GrpcResult<pb::DescribeGroupResponse> {
         let d = self
             .0
+            .groups()
             .describe_group(&request.into_inner().group_id)
+            .await
             .map_err(|e| match e {
                 crate::Error::InvalidRequest(m) => Status::not_found(m),
                 other => to_status(other),

@@ -13,7 +13,7 @@ pub(crate) struct Health(pub(crate) Broker);
 impl HealthService for Health {
     async fn check(&self, _: Request<HealthCheckRequest>) -> GrpcResult<HealthCheckResponse> {
         Ok(Response::new(HealthCheckResponse {
-            serving: self.0.is_ready(),
+            serving: self.0.readiness().is_ok(),
             node_id: self.0.node_id(),
             version: env!("CARGO_PKG_VERSION").to_string(),
         }))

@@ -9,9 +9,7 @@ mod groups;
 mod health;
 mod produce;
 mod replica_fetch;
-pub(crate) use replica_fetch::FETCH_PATH;
 mod status;
-pub(crate) use status::ERROR_KIND;
 mod topics;
 mod users;
 
@@ -26,8 +24,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::Broker;
 
-/// Largest gRPC message accepted or sent (a fetch or a produce of big batches).
-pub(crate) const MAX_MESSAGE: usize = 64 << 20;
+use fjord_proto::MAX_MESSAGE;
 
 /// Accepted connections with `TCP_NODELAY` set: the server's own
 /// `tcp_nodelay` applies only to listeners it binds itself, and without it
@@ -59,14 +56,14 @@ pub async fn serve_grpc(
     extra: tonic::service::Routes,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
-    let (raft, metadata) = broker.cluster().node.services();
+    let (raft, metadata) = broker.parts().quorum.node.services();
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
         // Large produce requests and replica fetches: a 64 KiB HTTP/2
         // window would cost round trips per request.
-        .initial_stream_window_size(crate::cluster::WINDOW)
-        .initial_connection_window_size(crate::cluster::WINDOW * 2)
-        .max_frame_size(crate::cluster::FRAME)
+        .initial_stream_window_size(crate::quorum::WINDOW)
+        .initial_connection_window_size(crate::quorum::WINDOW * 2)
+        .max_frame_size(crate::quorum::FRAME)
         .add_routes(extra)
         .add_service(raft)
         .add_service(metadata)

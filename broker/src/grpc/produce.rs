@@ -9,7 +9,7 @@ use fjord_storage::{Compression, RecordHeader};
 use tonic::{Request, Response, Status};
 
 use super::status::{GrpcResult, to_status};
-use crate::{Acks, Broker, Error, NewRecord};
+use crate::{Acks, Broker, Error, NewRecord, ProduceRequest};
 
 pub(crate) struct Produce(pub(crate) Broker);
 
@@ -88,7 +88,12 @@ impl ProduceService for Produce {
         &self,
         _: Request<pb::InitProducerIdRequest>,
     ) -> GrpcResult<pb::InitProducerIdResponse> {
-        let (producer_id, epoch) = self.0.init_producer_id().await.map_err(to_status)?;
+        let (producer_id, epoch) = self
+            .0
+            .groups()
+            .init_producer_id()
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(pb::InitProducerIdResponse {
             producer_id,
             producer_epoch: i32::from(epoch),
@@ -113,14 +118,15 @@ impl ProduceService for Produce {
                 r.topic
             )));
         }
-        broker.await_topic(&r.topic).await;
-        let count = broker.partition_count(&r.topic).map_err(to_status)?;
+        let parts = broker.parts();
+        parts.quorum.await_topic(&r.topic).await;
+        let count = parts.quorum.partition_count(&r.topic).map_err(to_status)?;
         // Group convenience records by partition, in order.
         let mut by_partition: BTreeMap<u32, Vec<NewRecord>> = BTreeMap::new();
         for record in r.records {
             let partition = match record.partition {
                 Some(p) => p,
-                None => broker.pick_partition(record.key.as_deref(), count),
+                None => parts.router.pick_partition(record.key.as_deref(), count),
             };
             by_partition.entry(partition).or_default().push(NewRecord {
                 key: record.key,
@@ -143,24 +149,22 @@ impl ProduceService for Produce {
             .map(|b| (b.partition, b.batch))
             .collect();
         for (partition, records) in by_partition {
-            let batch = crate::data::build_batch(records, codec).map_err(|source| {
-                to_status(Error::InvalidBatch {
-                    topic: r.topic.clone(),
-                    partition,
-                    source,
-                })
-            })?;
+            let batch = crate::batch::build_batch(&r.topic, partition, records, codec)
+                .map_err(to_status)?;
             batches.push((partition, batch));
         }
         // Nothing is appended unless every batch validates.
         for (partition, batch) in &batches {
-            broker
+            parts
+                .replicas
                 .validate_batch(&r.topic, *partition, batch)
                 .map_err(to_status)?;
         }
         let mut results = Vec::with_capacity(batches.len());
         for (partition, batch) in batches {
-            let outcome = broker.produce(&r.topic, partition, batch, acks).await;
+            // Clients follow leaders: appended only where it leads.
+            let request = ProduceRequest::batch(r.topic.clone(), partition, batch).acks(acks);
+            let outcome = broker.produce(request).await;
             if let Err(Error::InvalidRequest(_)) = &outcome {
                 return Err(to_status(outcome.err().unwrap_or(Error::ShuttingDown)));
             }

@@ -25,12 +25,12 @@ use tonic::codec::{BufferSettings, Streaming};
 use tonic::codegen::{BoxFuture, Service};
 use tonic::server::NamedService;
 
-use super::MAX_MESSAGE;
+use fjord_proto::MAX_MESSAGE;
+
 use super::cluster::{Replica, check_cluster};
 use crate::Broker;
+use crate::replica::FETCH_PATH;
 
-/// The HTTP/2 path of `ReplicaService.Fetch`.
-pub(crate) const FETCH_PATH: &str = "/fjord.v1.ReplicaService/Fetch";
 /// The field number of `ReplicaFetchResponse.records`.
 const RECORDS_FIELD: u32 = 3;
 
@@ -95,7 +95,7 @@ fn fetch(broker: Broker, request: http::Request<Body>) -> http::Response<Body> {
         let status = loop {
             match inbound.message().await {
                 Ok(Some(r)) => {
-                    let (head, records) = message(broker.answer_replica_fetch(r).await);
+                    let (head, records) = message(broker.parts().replicas.answer_replica_fetch(r).await);
                     yield Ok::<_, Status>(Frame::data(head));
                     if !records.is_empty() {
                         yield Ok(Frame::data(records));

@@ -3,6 +3,7 @@
 use tonic::{Code, Status};
 
 use crate::Error;
+use crate::router::ERROR_KIND;
 
 /// Maps a broker error to a status; out-of-range carries the valid range in
 /// the metadata keys `fjord-earliest-offset` and `fjord-latest-offset`.
@@ -67,8 +68,5 @@ pub(crate) fn to_status(e: Error) -> Status {
     }
     status
 }
-
-/// The metadata key naming a refusal's kind (see [`to_status`]).
-pub(crate) const ERROR_KIND: &str = "fjord-error";
 
 pub(crate) type GrpcResult<T> = Result<tonic::Response<T>, Status>;

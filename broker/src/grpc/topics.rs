@@ -60,7 +60,7 @@ impl TopicService for Topics {
             replication_factor: r.replication_factor,
             configs: r.configs.into_iter().collect(),
         };
-        let d = self.0.create_topic(spec).await.map_err(to_status)?;
+        let d = self.0.admin().create_topic(spec).await.map_err(to_status)?;
         Ok(Response::new(pb::CreateTopicResponse {
             topic: Some(to_pb(d, &self.address())),
         }))
@@ -72,6 +72,7 @@ impl TopicService for Topics {
     ) -> GrpcResult<pb::ListTopicsResponse> {
         let topics = self
             .0
+            .admin()
             .list_topics(request.into_inner().include_internal)
             .into_iter()
             .map(|t| pb::TopicSummary {
@@ -88,10 +89,14 @@ impl TopicService for Topics {
         &self,
         request: Request<pb::DescribeTopicRequest>,
     ) -> GrpcResult<pb::DescribeTopicResponse> {
-        let d = self
-            .0
-            .describe_topic(&request.into_inner().name)
-            .map_err(to_status)?;
+        let r = request.into_inner();
+        let admin = self.0.admin();
+        let d = if r.local_only {
+            admin.describe_local(&r.name)
+        } else {
+            admin.describe_topic(&r.name).await
+        }
+        .map_err(to_status)?;
         Ok(Response::new(pb::DescribeTopicResponse {
             topic: Some(to_pb(d, &self.address())),
         }))
@@ -102,6 +107,7 @@ impl TopicService for Topics {
         request: Request<pb::DeleteTopicRequest>,
     ) -> GrpcResult<pb::DeleteTopicResponse> {
         self.0
+            .admin()
             .delete_topic(&request.into_inner().name)
             .await
             .map_err(to_status)?;

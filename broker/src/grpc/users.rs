@@ -66,7 +66,7 @@ impl UserService for Users {
                 .collect::<Result<_, _>>()?,
             superuser: r.superuser,
         };
-        self.0.put_user(spec).await.map_err(to_status)?;
+        self.0.admin().put_user(spec).await.map_err(to_status)?;
         Ok(Response::new(pb::PutUserResponse {}))
     }
 
@@ -75,6 +75,7 @@ impl UserService for Users {
         request: Request<pb::DeleteUserRequest>,
     ) -> GrpcResult<pb::DeleteUserResponse> {
         self.0
+            .admin()
             .delete_user(&request.into_inner().name)
             .await
             .map_err(to_status)?;
@@ -85,7 +86,13 @@ impl UserService for Users {
         &self,
         _: Request<pb::ListUsersRequest>,
     ) -> GrpcResult<pb::ListUsersResponse> {
-        let users = self.0.list_users().into_iter().map(user_to_pb).collect();
+        let users = self
+            .0
+            .admin()
+            .list_users()
+            .into_iter()
+            .map(user_to_pb)
+            .collect();
         Ok(Response::new(pb::ListUsersResponse { users }))
     }
 }

@@ -47,7 +47,7 @@ impl Node {
                 .unwrap();
             }
         });
-        broker.start_cluster().await.unwrap();
+        broker.start().await.unwrap();
         let channel = Channel::from_shared(format!("http://{addr}"))
             .unwrap()
             .connect()
@@ -148,7 +148,10 @@ impl Node {
     pub async fn log_end(&self, topic: &str, partition: u32) -> i64 {
         let d = self
             .topics()
-            .describe_topic(pb::DescribeTopicRequest { name: topic.into() })
+            .describe_topic(pb::DescribeTopicRequest {
+                name: topic.into(),
+                local_only: false,
+            })
             .await
             .unwrap()
             .into_inner();

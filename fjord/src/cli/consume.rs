@@ -342,6 +342,7 @@ pub(crate) async fn run(client: &ClientArgs, args: ConsumeArgs) -> Result<()> {
     let topic = TopicServiceClient::new(channel.clone())
         .describe_topic(pb::DescribeTopicRequest {
             name: args.topic.clone(),
+            local_only: false,
         })
         .await
         .map_err(status)?

@@ -108,6 +108,7 @@ impl ClientArgs {
         let described = TopicServiceClient::new(base.clone())
             .describe_topic(pb::DescribeTopicRequest {
                 name: topic.to_string(),
+                local_only: false,
             })
             .await
             .map_err(status)?

@@ -176,6 +176,7 @@ pub(crate) async fn run(client: &ClientArgs, args: ProduceArgs) -> Result<()> {
     let described = TopicServiceClient::new(channel.clone())
         .describe_topic(pb::DescribeTopicRequest {
             name: args.topic.clone(),
+            local_only: false,
         })
         .await
         .map_err(status)?

@@ -187,7 +187,10 @@ pub(crate) async fn run(client: &ClientArgs, command: TopicCommand) -> Result<()
         }
         TopicCommand::Describe { name } => {
             let r = topics
-                .describe_topic(pb::DescribeTopicRequest { name })
+                .describe_topic(pb::DescribeTopicRequest {
+                    name,
+                    local_only: false,
+                })
                 .await
                 .map_err(status)?
                 .into_inner();

@@ -114,7 +114,11 @@ where
     };
     let allowed = match &creds {
         Some((user, pass)) if gw.config.allow_guest && user == "guest" && pass == "guest" => true,
-        Some((user, pass)) => gw.broker.authenticate(user, pass.as_bytes()).is_some(),
+        Some((user, pass)) => gw
+            .broker
+            .admin()
+            .authenticate(user, pass.as_bytes())
+            .is_some(),
         None => false,
     };
     if !allowed {

@@ -6,7 +6,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use fjord_broker::{Acks, Broker, FetchRequest, FetchResult, NewRecord, OffsetSpec};
+use fjord_broker::{
+    Broker, NewRecord, OffsetSpec, ProduceRequest, Route, Tail, TailBatch, TailRead,
+};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
@@ -49,8 +51,8 @@ pub(super) struct Cursor {
     pub(super) args: QueueArgs,
     pub(super) house: mpsc::UnboundedSender<Housekeeping>,
     pub(super) read_ahead: usize,
-    /// The next offset to read from the log.
-    pub(super) next: i64,
+    /// The queue's log, followed from the next offset to read.
+    pub(super) tail: Tail,
     /// Every offset below is settled.
     pub(super) floor: i64,
     /// The log end as last heard.
@@ -107,6 +109,7 @@ impl Cursor {
         stats: Arc<QueueStats>,
     ) -> Cursor {
         Cursor {
+            tail: broker.tail(&topic, 0, stored.next.max(stored.floor)),
             broker,
             vhost,
             name,
@@ -115,7 +118,6 @@ impl Cursor {
             args,
             house,
             read_ahead: read_ahead.max(1),
-            next: stored.next.max(stored.floor),
             floor: stored.floor,
             end: stored.next,
             unacked: HashMap::new(),
@@ -149,7 +151,7 @@ impl Cursor {
     }
 
     pub(super) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Cmd>) {
-        let mut fetching: Option<BoxFuture<'static, fjord_broker::Result<FetchResult>>> = None;
+        let mut fetching: Option<BoxFuture<'static, TailRead>> = None;
         let mut saving: Option<BoxFuture<'static, Option<i64>>> = None;
         loop {
             if fetching.is_none() && self.ready.len() < self.read_ahead {
@@ -188,7 +190,8 @@ impl Cursor {
                                 self.catch_up().await;
                                 let dropped = self.ready_count();
                                 self.ready.clear();
-                                self.next = self.next.max(self.end);
+                                let next = self.tail.position().max(self.end);
+                                self.tail.seek(next);
                                 self.dirty = true;
                                 let _ = reply.send(u32::try_from(dropped).unwrap_or(u32::MAX));
                             }
@@ -330,59 +333,33 @@ impl Cursor {
         });
     }
 
-    fn fetch(&self) -> BoxFuture<'static, fjord_broker::Result<FetchResult>> {
-        let broker = self.broker.clone();
-        let request = FetchRequest {
-            topic: self.topic.to_string(),
-            partition: 0,
-            offset: self.next,
-            max_bytes: 1 << 20,
-            min_bytes: 1,
-            max_wait: Duration::from_millis(500),
-        };
-        async move {
-            let r = broker.fetch_anywhere(request).await;
-            if r.is_err() {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            r
-        }
-        .boxed()
+    /// The next read of the queue's log (see [`Tail`]).
+    fn fetch(&self) -> BoxFuture<'static, TailRead> {
+        self.tail.read().boxed()
     }
 
-    fn fetched(&mut self, r: fjord_broker::Result<FetchResult>) {
-        let r = match r {
-            Ok(r) => r,
-            Err(fjord_broker::Error::OffsetOutOfRange { earliest, .. }) if earliest > self.next => {
-                self.next = earliest;
-                return;
-            }
-            Err(e) => {
-                debug!(queue = %self.name, "queue read: {e}");
-                return;
-            }
-        };
-        self.end = self.end.max(r.high_watermark);
-        if r.records.is_empty() {
-            return;
+    /// Takes a read of the queue's log: its messages become ready.
+    fn fetched(&mut self, read: TailRead) {
+        match self.tail.advance(read) {
+            Ok(Some(batch)) => self.take(batch),
+            Ok(None) => {}
+            Err(e) => debug!(queue = %self.name, "queue read: {e}"),
         }
-        match fjord_broker::decode_records(r.records, self.next) {
-            Ok(records) => {
-                for rec in records {
-                    match Message::from_record(&rec) {
-                        Some(m) => {
-                            let maybe = rec.offset < self.recovered_mark;
-                            self.add(rec.offset, rec.timestamp_ms, m, maybe);
-                        }
-                        None => {
-                            warn!(queue = %self.name, offset = rec.offset, "not a message; skipped");
-                        }
-                    }
+    }
+
+    fn take(&mut self, batch: TailBatch) {
+        self.end = self.end.max(batch.high_watermark);
+        for rec in batch.records {
+            match Message::from_record(&rec) {
+                Some(m) => {
+                    let maybe = rec.offset < self.recovered_mark;
+                    self.add(rec.offset, rec.timestamp_ms, m, maybe);
+                }
+                None => {
+                    warn!(queue = %self.name, offset = rec.offset, "not a message; skipped");
                 }
             }
-            Err(e) => warn!(queue = %self.name, "a batch is skipped: {e}"),
         }
-        self.next = r.next_offset.max(self.next);
         self.dirty = true;
     }
 
@@ -390,30 +367,26 @@ impl Cursor {
     async fn catch_up(&mut self) {
         let Ok(Some((end, _))) = self
             .broker
-            .list_offset_anywhere(&self.topic, 0, OffsetSpec::Latest)
+            .list_offset(&self.topic, 0, OffsetSpec::Latest, Route::Leader)
             .await
         else {
             return;
         };
         self.end = self.end.max(end);
-        while self.next < end && self.ready.len() < self.read_ahead * 2 {
-            let before = self.next;
-            let r = self
-                .broker
-                .fetch_anywhere(FetchRequest {
-                    topic: self.topic.to_string(),
-                    partition: 0,
-                    offset: self.next,
-                    max_bytes: 1 << 20,
-                    min_bytes: 0,
-                    max_wait: Duration::ZERO,
-                })
-                .await;
-            self.fetched(r);
-            if self.next <= before {
+        let mut now = self.tail.clone().max_wait(Duration::ZERO);
+        while now.position() < end && self.ready.len() < self.read_ahead * 2 {
+            let before = now.position();
+            let read = now.read().await;
+            match now.advance(read) {
+                Ok(Some(batch)) => self.take(batch),
+                Ok(None) => {}
+                Err(e) => debug!(queue = %self.name, "queue read: {e}"),
+            }
+            if now.position() <= before {
                 break;
             }
         }
+        self.tail.seek(now.position());
     }
 
     /// A save is done: with its mark, if it was stored.
@@ -567,7 +540,7 @@ impl Cursor {
 
     /// Messages ready in memory or not read yet.
     fn ready_count(&self) -> usize {
-        self.ready.len() + usize::try_from(self.end - self.next).unwrap_or(0)
+        self.ready.len() + usize::try_from(self.end - self.tail.position()).unwrap_or(0)
     }
 
     /// Hands ready messages to consumers with room, round robin (only the
@@ -686,7 +659,9 @@ impl Cursor {
         self.stats
             .ready
             .store(self.ready_count() as u64, Ordering::Relaxed);
-        self.stats.next.store(self.next, Ordering::Relaxed);
+        self.stats
+            .next
+            .store(self.tail.position(), Ordering::Relaxed);
         self.stats.appended(self.end);
         // Deliveries in the current span and the one before: a rate over
         // one to two spans, known from the first deliveries on.
@@ -722,11 +697,11 @@ impl Cursor {
     fn save(&mut self, mark: Mark) -> BoxFuture<'static, Option<i64>> {
         let first_ready = self.ready.offsets().next();
         let first_unacked = self.unacked.keys().min().copied();
-        self.floor = [first_ready, first_unacked, Some(self.next)]
+        self.floor = [first_ready, first_unacked, Some(self.tail.position())]
             .into_iter()
             .flatten()
             .min()
-            .unwrap_or(self.next);
+            .unwrap_or(self.tail.position());
         let mut pending: Vec<i64> = self.ready.offsets().collect();
         // Delivered before: unacknowledged, or requeued after a delivery.
         let mut delivered: Vec<i64> = self.unacked.keys().copied().collect();
@@ -736,14 +711,14 @@ impl Cursor {
         delivered.sort_unstable();
         let mark = match mark {
             Mark::Ahead => {
-                let base = self.ready.first_offset().unwrap_or(self.next);
+                let base = self.ready.first_offset().unwrap_or(self.tail.position());
                 self.mark.max(base + MARK_AHEAD)
             }
             Mark::Exact => self.floor,
         };
         let state = Stored {
             floor: self.floor,
-            next: self.next,
+            next: self.tail.position(),
             pending,
             delivered,
             mark,
@@ -752,19 +727,17 @@ impl Cursor {
         let broker = self.broker.clone();
         let topic = self.topic.to_string();
         async move {
-            let r = broker
-                .append_if_leader(
-                    ACKS_TOPIC,
-                    0,
-                    vec![NewRecord {
-                        key: Some(Bytes::from(topic.clone().into_bytes())),
-                        value: Some(Bytes::from(value)),
-                        headers: Vec::new(),
-                        timestamp_ms: 0,
-                    }],
-                    Acks::All,
-                )
-                .await;
+            let record = NewRecord {
+                key: Some(Bytes::from(topic.clone().into_bytes())),
+                value: Some(Bytes::from(value)),
+                headers: Vec::new(),
+                timestamp_ms: 0,
+            };
+            // Only while this node leads the partition: a node that lost
+            // the gateway cannot undo its successor's acknowledgements.
+            let request =
+                ProduceRequest::records(ACKS_TOPIC, Some(0), vec![record]).route(Route::Local);
+            let r = broker.produce(request).await;
             match r {
                 Ok(_) => Some(mark),
                 Err(e) => {

@@ -43,7 +43,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use bytes::Bytes;
-use fjord_broker::{Acks, Broker, NewRecord, OffsetSpec};
+use fjord_broker::{Broker, NewRecord, OffsetSpec, ProduceRequest, Route};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
@@ -323,9 +323,9 @@ impl QueueHandle {
                     cursor.add(offset, at_ms, m, maybe);
                 }
             }
-            cursor.next = stored.next;
+            cursor.tail.seek(stored.next);
         }
-        cursor.end = cursor.end.max(cursor.next);
+        cursor.end = cursor.end.max(cursor.tail.position());
         cursor.publish_stats();
         tokio::spawn(cursor.run(rx));
         Ok(QueueHandle {
@@ -455,7 +455,11 @@ pub(crate) async fn append(
 ) -> crate::Result<()> {
     let records: Vec<NewRecord> = messages.iter().map(|m| m.to_record()).collect();
     let done = broker
-        .append_anywhere(&q.topic, 0, records, Acks::All)
+        .produce(ProduceRequest::records(
+            q.topic.to_string(),
+            Some(0),
+            records,
+        ))
         .await
         .map_err(crate::Error::Broker)?;
     q.stats.appended(done.last_offset + 1);
@@ -466,15 +470,9 @@ pub(crate) async fn append(
 }
 
 async fn load_state(broker: &Broker, topic: &str) -> crate::Result<Stored> {
-    let end = broker
-        .list_offset_anywhere(ACKS_TOPIC, 0, OffsetSpec::Latest)
-        .await?
-        .map_or(0, |(o, _)| o);
     let mut state = Stored::default();
-    for rec in broker
-        .read_range_anywhere(ACKS_TOPIC, 0, 0, Some(end))
-        .await?
-    {
+    let (records, _) = broker.tail(ACKS_TOPIC, 0, 0).read_to_end().await?;
+    for rec in records {
         if rec.key.as_deref() == Some(topic.as_bytes()) {
             state = rec
                 .value
@@ -485,7 +483,7 @@ async fn load_state(broker: &Broker, topic: &str) -> crate::Result<Stored> {
     }
     // A queue whose log start moved (retention) starts there.
     if let Ok(Some((start, _))) = broker
-        .list_offset_anywhere(topic, 0, OffsetSpec::Earliest)
+        .list_offset(topic, 0, OffsetSpec::Earliest, Route::Leader)
         .await
         && start > state.floor
     {
@@ -498,19 +496,15 @@ async fn load_state(broker: &Broker, topic: &str) -> crate::Result<Stored> {
 
 /// Deletes a queue's cursor state.
 pub(crate) async fn forget_state(broker: &Broker, topic: &str) {
-    let r = broker
-        .append_if_leader(
-            ACKS_TOPIC,
-            0,
-            vec![NewRecord {
-                key: Some(Bytes::from(topic.to_string().into_bytes())),
-                value: None,
-                headers: Vec::new(),
-                timestamp_ms: 0,
-            }],
-            Acks::All,
-        )
-        .await;
+    // Only while this node runs the gateway (leads the topic).
+    let tombstone = NewRecord {
+        key: Some(Bytes::from(topic.to_string().into_bytes())),
+        value: None,
+        headers: Vec::new(),
+        timestamp_ms: 0,
+    };
+    let request = ProduceRequest::records(ACKS_TOPIC, Some(0), vec![tombstone]).route(Route::Local);
+    let r = broker.produce(request).await;
     if let Err(e) = r {
         debug!(topic, "queue state not deleted: {e}");
     }
@@ -524,7 +518,8 @@ async fn read(
     to: i64,
 ) -> crate::Result<Vec<(i64, i64, Message)>> {
     Ok(broker
-        .read_range_anywhere(topic, 0, from, Some(to))
+        .tail(topic, 0, from)
+        .read_to(Some(to))
         .await?
         .into_iter()
         .filter_map(|rec| Some((rec.offset, rec.timestamp_ms, Message::from_record(&rec)?)))

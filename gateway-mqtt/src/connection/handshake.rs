@@ -105,10 +105,14 @@ pub(super) fn admit(
     let user = match &connect.username {
         Some(name) => {
             let password = connect.password.clone().unwrap_or_default();
-            let user = gw.broker.authenticate(name, &password).ok_or(refuse(
-                reason::BAD_USER_NAME_OR_PASSWORD,
-                reason::V3_BAD_USERNAME_PASSWORD,
-            ))?;
+            let user = gw
+                .broker
+                .admin()
+                .authenticate(name, &password)
+                .ok_or(refuse(
+                    reason::BAD_USER_NAME_OR_PASSWORD,
+                    reason::V3_BAD_USERNAME_PASSWORD,
+                ))?;
             Some(user)
         }
         None if gw.config.allow_anonymous => None,

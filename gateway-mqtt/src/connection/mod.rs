@@ -234,7 +234,7 @@ where
     // came back, even when dispatch still lags behind it (the log ends,
     // taken before registering).
     let lag = if stored.is_some() {
-        gw.undispatched()
+        gw.undispatched().await
     } else {
         Positions::new()
     };

@@ -68,7 +68,7 @@ impl Connection {
             };
             self.subs.insert(f.filter.clone(), options);
             if shared.is_none() {
-                let lag = self.gw.undispatched();
+                let lag = self.gw.undispatched().await;
                 self.recent.retain(|(filter, _)| filter != &f.filter);
                 if !lag.is_empty() {
                     self.recent.push((f.filter.clone(), lag));

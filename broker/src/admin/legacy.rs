@@ -15,7 +15,7 @@
 //! - A cluster node's `topics.json` becomes partition marks (its ids are
 //!   the metadata's already) and is removed when the node opens.
 //! - A single node's stores are proposed into its new one-voter quorum
-//!   once it leads it (`migrate_single_node` in the cluster formation):
+//!   once it leads it ([`Admin::migrate_single_node`], when the node starts):
 //!   each topic is created with this node as its only replica, each
 //!   partition directory is marked with the new topic id, each user is put
 //!   as it was (hash included); only then are both files removed.
@@ -31,7 +31,11 @@ use std::path::Path;
 use fjord_raft::User;
 use serde::Deserialize;
 
-use crate::topic::{Mark, partition_dir, write_mark};
+use fjord_raft::MetadataRequest;
+use tracing::info;
+
+use super::{APPLY_WAIT, Admin};
+use crate::replica::topic::{Mark, partition_dir, write_mark};
 use crate::{Error, Result};
 
 pub(crate) const TOPICS_FILE: &str = "topics.json";
@@ -146,6 +150,67 @@ pub(crate) fn remove(dir: &Path, name: &str) -> Result<()> {
     }
 }
 
+impl Admin {
+    /// Proposes a previous release's single-node stores (topics with this
+    /// node as their only replica, users as they were) into the quorum this
+    /// node now leads alone, marks the topics' directories, and removes the
+    /// old files.
+    ///
+    /// # Errors
+    /// `NoQuorum` or `Cluster` when a proposal fails (the files stay, and
+    /// the next start migrates again); `Metadata` for file errors.
+    pub(crate) async fn migrate_single_node(&self) -> Result<()> {
+        let stores = self
+            .legacy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let Some(stores) = stores else {
+            return Ok(());
+        };
+        info!(
+            topics = stores.topics.len(),
+            users = stores.users.len(),
+            "moving a single node's topics and users into its metadata quorum"
+        );
+        self.quorum.register_self().await;
+        for topic in &stores.topics {
+            let id = self.migrate_topic(topic).await?;
+            mark_replicas(&self.data_dir, topic, id)?;
+        }
+        self.replicas.rescan()?;
+        for user in stores.users {
+            self.store_user(user).await?;
+        }
+        remove(&self.data_dir, TOPICS_FILE)?;
+        remove(&self.data_dir, USERS_FILE)?;
+        info!("the single node's topics and users are in its metadata quorum");
+        Ok(())
+    }
+
+    /// Creates a migrated topic unless the metadata has it (an earlier,
+    /// interrupted migration); its id.
+    async fn migrate_topic(&self, topic: &LegacyTopic) -> Result<u64> {
+        let id_of = |s: &fjord_raft::MetadataState| s.topics.get(&topic.name).map(|t| t.id);
+        if let Some(id) = self.quorum.read(id_of) {
+            return Ok(id);
+        }
+        let me = self.quorum.id;
+        let request = MetadataRequest::CreateTopic {
+            name: topic.name.clone(),
+            configs: topic.configs.clone(),
+            replicas: vec![vec![me]; topic.partitions as usize],
+        };
+        self.quorum.propose(request).await?;
+        self.quorum
+            .await_applied(APPLY_WAIT, |s| s.topics.contains_key(&topic.name))
+            .await;
+        self.quorum
+            .read(id_of)
+            .ok_or_else(|| Error::Cluster(format!("topic {} was not created", topic.name)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,7 +249,7 @@ mod tests {
         }
         assert!(open(dir.path(), true).expect("open").is_none());
         assert!(!dir.path().join(TOPICS_FILE).exists());
-        let marks = crate::topic::scan_marks(dir.path()).expect("scan");
+        let marks = crate::replica::topic::scan_marks(dir.path()).expect("scan");
         assert_eq!(
             marks,
             BTreeMap::from([(("t".to_string(), 0), 4), (("t".to_string(), 2), 4)])

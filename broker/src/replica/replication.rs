@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 /// What the leader should do after an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReplicationAction {
+pub(crate) enum ReplicationAction {
     /// Readers may now see offsets below this.
     AdvanceHighWatermark(i64),
     /// Ask the controller to commit this ISR (with the current leader epoch).
@@ -30,7 +30,7 @@ pub enum ReplicationAction {
 
 /// Whether an `acks=all` produce may be appended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AckCheck {
+pub(crate) enum AckCheck {
     Ok,
     /// The ISR is smaller than `min.insync.replicas`.
     NotEnoughReplicas {
@@ -47,7 +47,7 @@ struct Follower {
 
 /// The leader's replication state for one partition.
 #[derive(Debug, Clone)]
-pub struct LeaderReplication {
+pub(crate) struct LeaderReplication {
     leader: u64,
     isr: BTreeSet<u64>,
     followers: BTreeMap<u64, Follower>,
@@ -60,7 +60,7 @@ pub struct LeaderReplication {
 impl LeaderReplication {
     /// Starts leading with `replicas` and the committed `isr`; followers
     /// count as caught up as of `now`.
-    pub fn new(
+    pub(crate) fn new(
         leader: u64,
         replicas: &[u64],
         isr: &[u64],
@@ -93,11 +93,13 @@ impl LeaderReplication {
         }
     }
 
-    pub fn high_watermark(&self) -> i64 {
+    #[cfg(test)]
+    pub(crate) fn high_watermark(&self) -> i64 {
         self.high_watermark
     }
 
-    pub fn isr(&self) -> Vec<u64> {
+    #[cfg(test)]
+    pub(crate) fn isr(&self) -> Vec<u64> {
         self.isr.iter().copied().collect()
     }
 
@@ -135,7 +137,7 @@ impl LeaderReplication {
     }
 
     /// The leader appended; its log now ends at `log_end`.
-    pub fn on_append(&mut self, log_end: i64) -> Vec<ReplicationAction> {
+    pub(crate) fn on_append(&mut self, log_end: i64) -> Vec<ReplicationAction> {
         let mut out = Vec::new();
         self.leader_log_end = log_end;
         self.recompute(&mut out);
@@ -143,7 +145,12 @@ impl LeaderReplication {
     }
 
     /// `follower` fetched from `offset`.
-    pub fn on_fetch(&mut self, follower: u64, offset: i64, now: Instant) -> Vec<ReplicationAction> {
+    pub(crate) fn on_fetch(
+        &mut self,
+        follower: u64,
+        offset: i64,
+        now: Instant,
+    ) -> Vec<ReplicationAction> {
         let mut out = Vec::new();
         let Some(state) = self.followers.get_mut(&follower) else {
             return out;
@@ -166,7 +173,7 @@ impl LeaderReplication {
     }
 
     /// Time passed: followers lagging longer than the limit are proposed out.
-    pub fn on_tick(&mut self, now: Instant) -> Vec<ReplicationAction> {
+    pub(crate) fn on_tick(&mut self, now: Instant) -> Vec<ReplicationAction> {
         let mut out = Vec::new();
         let lagging: Vec<u64> = self
             .followers
@@ -190,7 +197,7 @@ impl LeaderReplication {
     }
 
     /// The controller committed `isr`.
-    pub fn on_isr_committed(&mut self, isr: &[u64]) -> Vec<ReplicationAction> {
+    pub(crate) fn on_isr_committed(&mut self, isr: &[u64]) -> Vec<ReplicationAction> {
         let mut out = Vec::new();
         self.isr = isr.iter().copied().collect();
         self.isr.insert(self.leader);
@@ -200,12 +207,12 @@ impl LeaderReplication {
     }
 
     /// The last ISR proposal was refused or lost: allow proposing again.
-    pub fn on_isr_rejected(&mut self) {
+    pub(crate) fn on_isr_rejected(&mut self) {
         self.pending = None;
     }
 
     /// May an `acks=all` batch be appended now?
-    pub fn check_acks_all(&self, min_insync: usize) -> AckCheck {
+    pub(crate) fn check_acks_all(&self, min_insync: usize) -> AckCheck {
         if self.isr.len() < min_insync {
             AckCheck::NotEnoughReplicas {
                 isr: self.isr.len(),
@@ -217,7 +224,8 @@ impl LeaderReplication {
     }
 
     /// Is a batch ending at `last_offset` committed (below the HW)?
-    pub fn is_committed(&self, last_offset: i64) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_committed(&self, last_offset: i64) -> bool {
         self.high_watermark > last_offset
     }
 }

@@ -138,9 +138,10 @@ impl OffsetCache {
     }
 
     /// Forgets every commit for `topic` (it was deleted).
-    pub(crate) fn forget_topic(&self, topic: &str) {
+    /// Forgets the commits of topics `keep` says no longer exist.
+    pub(crate) fn retain_topics(&self, keep: impl Fn(&str) -> bool) {
         for offsets in self.lock().values_mut() {
-            offsets.retain(|(t, _), _| t != topic);
+            offsets.retain(|(topic, _), _| keep(topic));
         }
     }
 }

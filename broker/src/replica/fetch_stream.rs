@@ -25,7 +25,10 @@ use tonic::body::Body;
 use tonic::codegen::Service;
 use tonic::transport::Channel;
 
-use crate::grpc::{FETCH_PATH, MAX_MESSAGE};
+use fjord_proto::MAX_MESSAGE;
+
+/// The HTTP/2 path of `ReplicaService.Fetch`.
+pub(crate) const FETCH_PATH: &str = "/fjord.v1.ReplicaService/Fetch";
 
 /// An open fetch stream to a partition's leader.
 pub(super) struct FetchStream {

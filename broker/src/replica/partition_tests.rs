@@ -6,8 +6,8 @@ use bytes::Bytes;
 use fjord_storage::{Compression, LogConfig};
 
 use super::Partition;
-use crate::config::NewRecord;
-use crate::data::build_batch;
+use crate::api::NewRecord;
+use crate::batch::build_batch;
 use crate::metrics::Metrics;
 
 fn records(n: usize) -> Bytes {
@@ -19,7 +19,7 @@ fn records(n: usize) -> Bytes {
             timestamp_ms: 0,
         })
         .collect();
-    build_batch(records, Compression::None).expect("a batch")
+    build_batch("t", 0, records, Compression::None).expect("a batch")
 }
 
 #[tokio::test]
@@ -34,16 +34,30 @@ async fn a_new_leader_serves_reads_only_once_its_copied_tail_is_below_the_hw() {
     assert!(p.read_log().recovery_point() < 5);
 
     // The leader dies; this replica leads alone.
-    let (became, _) = p.become_leader(1, 2, &[1, 2], &[1], 1, Duration::from_secs(10));
+    let (became, actions) = p.become_leader(1, 2, &[1, 2], &[1], 1, Duration::from_secs(10));
     assert!(became);
+    for action in actions {
+        if let crate::replica::replication::ReplicationAction::AdvanceHighWatermark(hw) = action {
+            p.advance_hw(hw);
+        }
+    }
     // Answering now would give an end offset below acknowledged records.
     assert!(!p.serves_reads());
 
-    let propose = p
-        .flush_copied_tail(&Metrics::default())
+    let actions = p
+        .flush_copied_tail(2, &Metrics::default())
         .await
         .expect("the tail flushes");
-    assert_eq!(propose, None);
+    let mut proposed = false;
+    for action in actions {
+        match action {
+            crate::replica::replication::ReplicationAction::AdvanceHighWatermark(hw) => {
+                p.advance_hw(hw);
+            }
+            crate::replica::replication::ReplicationAction::ProposeIsr(_) => proposed = true,
+        }
+    }
+    assert!(!proposed);
     assert_eq!(p.high_watermark(), 5);
     assert!(p.serves_reads());
 }

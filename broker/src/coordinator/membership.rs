@@ -1,9 +1,9 @@
-//! The group coordinator: runs the membership core of `group.rs` against
+//! Group membership at run time: the membership core of `group.rs` against
 //! the clock and answers waiting joins.
 //!
 //! # Concurrency
 //! One `std::sync::Mutex` guards the groups and the join waiters; it is
-//! never held across an `.await`. A background task calls [`Coordinator::tick`]
+//! never held across an `.await`. A background task calls [`Memberships::tick`]
 //! every 100 ms to expire sessions and rebalance deadlines.
 
 use std::collections::{BTreeMap, HashMap};
@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::group::{Assignment, Group, GroupState, JoinOutcome, Member};
+use super::group::{Assignment, Group, GroupState, JoinOutcome, Member};
 use crate::{Error, Result};
 
 /// What a member asks for when it joins.
@@ -53,7 +53,7 @@ struct State {
 }
 
 #[derive(Debug, Default)]
-pub(crate) struct Coordinator {
+pub(crate) struct Memberships {
     state: Mutex<State>,
     next_member: AtomicU64,
 }
@@ -71,7 +71,7 @@ impl State {
     }
 }
 
-impl Coordinator {
+impl Memberships {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state
             .lock()
@@ -95,7 +95,7 @@ impl Coordinator {
             } else {
                 request.client_id.as_str()
             };
-            format!("{client}-{n}-{:x}", crate::config::now_ms())
+            format!("{client}-{n}-{:x}", crate::clock::now_ms())
         } else {
             request.member_id.clone()
         };

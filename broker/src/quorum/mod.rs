@@ -1,123 +1,61 @@
-//! The broker in a cluster: forming or joining the metadata quorum,
-//! registration and heartbeats, the controller's loop, and the node's view
-//! of who leads what.
+//! This node's part in the metadata quorum: its Raft node, its identity,
+//! connections to the other nodes, proposals, and what the metadata says
+//! about liveness and leadership.
 //!
 //! # How the pieces meet
 //! - Every node runs a [`MetadataNode`]; the Raft leader is the
 //!   **controller**. Brokers send it heartbeats; it registers them, fences
 //!   those whose heartbeats lapse and elects partition leaders from the ISR
-//!   (`fjord_raft::decide`), proposing each change through the quorum.
-//! - Each node applies the committed metadata to its own partitions
-//!   (`reconcile.rs`): it opens the replicas it holds, leads those it is
-//!   named leader of (at the named leader epoch) and follows the others,
-//!   pulling from the leader over `ReplicaService.Fetch` (`fetcher.rs`).
+//!   (`fjord_raft::decide`), proposing each change through the quorum
+//!   (`loops.rs`).
+//! - The replica manager (`crate::replica`) applies the committed metadata
+//!   to this node's partitions.
 //! - A broker that cannot reach the controller for a session timeout
-//!   fences itself for `acks=0|1` writes until it is heard again, so a node
-//!   cut off from the quorum does not acknowledge writes on its own word.
-//!   `acks=all` writes go on: they complete only once the ISR the metadata
-//!   last committed has them, so they stay safe, and partitions whose ISR
-//!   is intact keep serving when the quorum itself is lost.
+//!   fences itself for `acks=0|1` writes until it is heard again
+//!   ([`Quorum::self_fenced`]), so a node cut off from the quorum does not
+//!   acknowledge writes on its own word. `acks=all` writes go on: they
+//!   complete only once the ISR the metadata last committed has them, so
+//!   they stay safe, and partitions whose ISR is intact keep serving when
+//!   the quorum itself is lost.
 //!
 //! # Layout
-//! This file: settings, identity and the [`Cluster`] handle; `formation`:
-//! bootstrap, fixed peers and joins; `loops`: heartbeats, controller
-//! rounds, metadata application, ISR checks, controlled shutdown;
-//! `reconcile`: metadata → local replicas; `fetcher`: followers; `admin`:
-//! topics, status, joins and heartbeats on the controller, scaling.
+//! This file: the [`Quorum`] handle, channels to other nodes, proposals,
+//! liveness, leadership lookups; `identity`: `cluster.json`; `formation`:
+//! bootstrap, fixed peers and joins; `loops`: heartbeats and the
+//! controller's rounds; `membership`: joins, heartbeats and removals
+//! answered by the controller, and the voters the quorum keeps.
 //!
 //! # Files
 //! `<data-dir>/cluster.json` records the cluster id and this node's id on
 //! first start; a later start with other ids is refused. The quorum's log
 //! and snapshots live in `<data-dir>/raft/`.
 
-mod admin;
-mod fetch_stream;
-mod fetcher;
 mod formation;
+mod identity;
 mod loops;
-mod reconcile;
+mod membership;
 
-pub(crate) use admin::wait_applied;
-pub use admin::{
-    ClusterStatus, ControllerRedirect, JoinReply, NodeStatus, PartitionMove, UnderReplicated,
-};
+pub use membership::{ControllerRedirect, JoinReply};
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use fjord_proto::v1 as pb;
 use fjord_proto::v1::cluster_service_client::ClusterServiceClient;
-use fjord_raft::{CLUSTER_ID_HEADER, MetadataNode, MetadataRequest, MetadataResponse};
-use serde::{Deserialize, Serialize};
+use fjord_raft::{
+    CLUSTER_ID_HEADER, MetadataNode, MetadataRequest, MetadataResponse, MetadataState,
+};
+use tokio_util::task::TaskTracker;
 use tonic::transport::{Channel, Endpoint};
 use tracing::{info, warn};
 
-use crate::broker::Broker;
+use crate::api::Leader;
+use crate::config::{ClusterConfig, Formation};
 use crate::{Error, Result};
-
-/// How a node finds its cluster.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Formation {
-    /// Start a new cluster with this node as its only voter; others join.
-    Bootstrap,
-    /// A fixed set of voters (id → gRPC address, this node included); the
-    /// lowest id forms the quorum.
-    Peers(BTreeMap<u64, String>),
-    /// Join the cluster that the node at this address belongs to.
-    Join(String),
-}
-
-/// Settings of a clustered node.
-#[derive(Debug, Clone)]
-pub struct ClusterConfig {
-    /// `None`: adopt the cluster's (joining), or make one up (bootstrap).
-    pub cluster_id: Option<String>,
-    pub formation: Formation,
-    pub rack: Option<String>,
-    pub heartbeat_interval: Duration,
-    /// A broker silent for this long is fenced.
-    pub session_timeout: Duration,
-    /// An ISR member that has not caught up for this long leaves the ISR.
-    pub replica_lag_max: Duration,
-    /// How long an `acks=all` produce waits for the ISR.
-    pub produce_timeout: Duration,
-    /// Voters the quorum grows to as nodes join (3 or 5).
-    pub max_voters: usize,
-    /// Source address of connections to other nodes (`None`: the OS
-    /// picks), for hosts with several addresses.
-    pub outbound_address: Option<std::net::IpAddr>,
-    /// Bytes per second a replica outside the ISR (a new replica of a
-    /// reassignment, or one that fell behind) copies at most; `None`: no
-    /// limit.
-    pub catch_up_throttle: Option<u64>,
-}
-
-impl ClusterConfig {
-    pub fn new(formation: Formation) -> ClusterConfig {
-        ClusterConfig {
-            cluster_id: None,
-            formation,
-            rack: None,
-            heartbeat_interval: Duration::from_millis(250),
-            session_timeout: Duration::from_millis(1500),
-            replica_lag_max: Duration::from_secs(10),
-            produce_timeout: Duration::from_secs(30),
-            max_voters: 3,
-            catch_up_throttle: None,
-            outbound_address: None,
-        }
-    }
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct Identity {
-    cluster_id: String,
-    node_id: u64,
-}
-
-const IDENTITY_FILE: &str = "cluster.json";
+pub(crate) use identity::has_identity;
+use identity::{Identity, new_cluster_id, read_identity, write_identity};
 
 /// HTTP/2 flow-control window for node-to-node connections.
 pub(crate) const WINDOW: u32 = 16 << 20;
@@ -129,39 +67,6 @@ pub(crate) const FRAME: u32 = 1 << 20;
 /// How long a metadata change may take before it is reported as failed.
 const PROPOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
-impl Cluster {
-    /// True when `dir` belongs to a node that was part of a cluster before
-    /// (it has a cluster identity).
-    ///
-    /// # Errors
-    /// `Metadata` when the identity file is unreadable.
-    pub(crate) fn has_identity(dir: &Path) -> Result<bool> {
-        read_identity(dir).map(|i| i.is_some())
-    }
-}
-
-fn read_identity(dir: &Path) -> Result<Option<Identity>> {
-    let path = dir.join(IDENTITY_FILE);
-    match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-            Error::Metadata(format!("{} is not a cluster identity: {e}", path.display()))
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::Metadata(format!("read {}: {e}", path.display()))),
-    }
-}
-
-fn write_identity(dir: &Path, identity: &Identity) -> Result<()> {
-    let bytes = serde_json::to_vec_pretty(identity)
-        .map_err(|e| Error::Metadata(format!("encode cluster identity: {e}")))?;
-    crate::files::write_atomic(dir, IDENTITY_FILE, &bytes, false)
-}
-
-/// A fresh cluster id: 16 hex digits of randomness.
-fn new_cluster_id() -> String {
-    format!("{:016x}", rand::random::<u64>())
-}
-
 /// Adds the cluster id to a node-to-node request.
 pub(crate) fn with_cluster_id<T>(cluster_id: &str, message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
@@ -171,8 +76,8 @@ pub(crate) fn with_cluster_id<T>(cluster_id: &str, message: T) -> tonic::Request
     request
 }
 
-/// The node's cluster state; owned by the broker.
-pub(crate) struct Cluster {
+/// This node's part in the metadata quorum; shared by the broker's parts.
+pub(crate) struct Quorum {
     pub(crate) node: MetadataNode,
     pub(crate) id: u64,
     pub(crate) cluster_id: String,
@@ -191,15 +96,17 @@ pub(crate) struct Cluster {
     channels: Mutex<HashMap<String, Channel>>,
     /// Set by a controlled shutdown: heartbeats stop.
     leaving: std::sync::atomic::AtomicBool,
+    /// The broker's tasks (the quorum spawns some of its work).
+    tracker: TaskTracker,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-impl std::fmt::Debug for Cluster {
+impl std::fmt::Debug for Quorum {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cluster")
+        f.debug_struct("Quorum")
             .field("id", &self.id)
             .field("cluster_id", &self.cluster_id)
             .field("advertised", &self.advertised)
@@ -207,7 +114,7 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
-impl Cluster {
+impl Quorum {
     /// Checks and records the node's identity, learns the cluster id when
     /// joining, and starts the node's Raft (not yet part of a quorum).
     ///
@@ -219,7 +126,8 @@ impl Cluster {
         node_id: u64,
         advertised: String,
         config: ClusterConfig,
-    ) -> Result<Cluster> {
+        tracker: TaskTracker,
+    ) -> Result<Quorum> {
         let stored = read_identity(data_dir)?;
         if let Some(stored) = &stored {
             if stored.node_id != node_id {
@@ -268,24 +176,16 @@ impl Cluster {
                 },
             )?;
         }
-        let raft_config = openraft::Config {
-            cluster_name: cluster_id.clone(),
-            heartbeat_interval: 100,
-            election_timeout_min: 400,
-            election_timeout_max: 800,
-            ..Default::default()
-        };
         let node = MetadataNode::start(
             node_id,
             &data_dir.join("raft"),
-            raft_config,
             &cluster_id,
             config.outbound_address,
         )
         .await
         .map_err(|e| Error::Metadata(e.to_string()))?;
         info!(cluster_id = %cluster_id, node_id, "metadata node started");
-        Ok(Cluster {
+        Ok(Quorum {
             node,
             id: node_id,
             cluster_id,
@@ -297,6 +197,7 @@ impl Cluster {
             last_heard: Mutex::new(Instant::now()),
             channels: Mutex::new(HashMap::new()),
             leaving: std::sync::atomic::AtomicBool::new(false),
+            tracker,
         })
     }
 
@@ -419,6 +320,119 @@ impl Cluster {
     }
 }
 
+impl Quorum {
+    /// The cluster id.
+    pub(crate) fn cluster_id(&self) -> &str {
+        &self.cluster_id
+    }
+
+    /// The committed metadata as this node has applied it (a copy).
+    pub(crate) fn state(&self) -> MetadataState {
+        self.node.state()
+    }
+
+    /// Reads the applied metadata in place; `read` must be short.
+    pub(crate) fn read<R>(&self, read: impl FnOnce(&MetadataState) -> R) -> R {
+        self.node.read_state(read)
+    }
+
+    /// Who leads `topic`-`partition`, as the applied metadata says.
+    pub(crate) fn leader_of(&self, topic: &str, partition: u32) -> Leader {
+        let leader = self.read(|s| {
+            s.topics
+                .get(topic)
+                .and_then(|t| t.partitions.get(partition as usize))
+                .and_then(|p| p.leader)
+        });
+        match leader {
+            Some(id) if id == self.id => Leader::Here,
+            Some(id) => self
+                .broker_addr(id)
+                .map_or(Leader::Unknown, |addr| Leader::Node(id, addr)),
+            None => Leader::Unknown,
+        }
+    }
+
+    /// The error for a request this node cannot serve: the partition's
+    /// leader, or why there is none.
+    pub(crate) fn not_leader(&self, topic: &str, partition: u32) -> Error {
+        let exists = self.read(|s| {
+            s.topics
+                .get(topic)
+                .map(|t| (partition as usize) < t.partitions.len())
+        });
+        match exists {
+            None => Error::UnknownTopic(topic.to_string()),
+            Some(false) => Error::UnknownPartition {
+                topic: topic.to_string(),
+                partition,
+            },
+            Some(true) => Error::NotLeader {
+                topic: topic.to_string(),
+                partition,
+                leader: match self.leader_of(topic, partition) {
+                    Leader::Node(id, addr) => Some((id, addr)),
+                    Leader::Here | Leader::Unknown => None,
+                },
+            },
+        }
+    }
+
+    /// Partition count of a topic the cluster knows.
+    ///
+    /// # Errors
+    /// `UnknownTopic`.
+    pub(crate) fn partition_count(&self, topic: &str) -> Result<u32> {
+        self.read(|s| s.topics.get(topic).map(|t| t.partitions.len() as u32))
+            .ok_or_else(|| Error::UnknownTopic(topic.to_string()))
+    }
+
+    /// A topic this node does not know yet may have just been created
+    /// through another node: give the metadata a moment to arrive before a
+    /// request calls it unknown. The controller's metadata is current.
+    pub(crate) async fn await_topic(&self, topic: &str) {
+        if !self.node.is_leader() && !self.read(|s| s.topics.contains_key(topic)) {
+            self.await_applied(Duration::from_millis(500), |s| s.topics.contains_key(topic))
+                .await;
+        }
+    }
+
+    /// Waits (at most `wait`) until the applied metadata satisfies `done`
+    /// (after a proposal that another node committed).
+    pub(crate) async fn await_applied(
+        &self,
+        wait: Duration,
+        done: impl Fn(&MetadataState) -> bool,
+    ) {
+        let mut changes = self.node.watch();
+        let deadline = tokio::time::Instant::now() + wait;
+        while !self.node.read_state(&done) {
+            tokio::select! {
+                _ = changes.changed() => {}
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                _ = tokio::time::sleep_until(deadline) => return,
+            }
+        }
+    }
+
+    /// True when the metadata quorum has a leader this node can reach.
+    pub(crate) fn has_quorum(&self) -> bool {
+        self.node.has_quorum()
+    }
+
+    /// True when this node knows a leader and has applied everything its
+    /// log holds: its metadata is current enough to delete data on its
+    /// word.
+    pub(crate) fn caught_up(&self) -> bool {
+        self.node.caught_up()
+    }
+
+    /// Wakes when the applied metadata or the leader changes.
+    pub(crate) fn watch(&self) -> fjord_raft::MetadataWatch {
+        self.node.watch()
+    }
+}
+
 /// Reads the cluster id of the node at `addr`.
 async fn ask_cluster_id(addr: &str, local: Option<std::net::IpAddr>) -> Result<String> {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -450,11 +464,5 @@ async fn ask_cluster_id(addr: &str, local: Option<std::net::IpAddr>) -> Result<S
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
-    }
-}
-
-impl Broker {
-    pub(crate) fn cluster(&self) -> &Arc<Cluster> {
-        &self.inner.cluster
     }
 }

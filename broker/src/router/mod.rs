@@ -1,111 +1,164 @@
-//! Reads and writes for the gateways wherever a partition's leader is: on
-//! this node, or forwarded to the leader's gRPC listener. A gateway runs on
-//! every node and serves its clients from any partition of the cluster.
+//! The router: sends a produce, fetch or offset lookup to the node that
+//! leads the partition, so a gateway never asks "do I lead this?".
 //!
-//! Only refusals that prove nothing was appended (this node, or the one
-//! asked, does not lead the partition) are retried, with the leader's
-//! address refreshed from the metadata each time; any other failure goes
-//! back to the gateway, which answers its client in the protocol's terms.
+//! A request with [`Route::Local`] is served by this node's replica
+//! manager or refused (`NotLeader` naming the leader); one with
+//! [`Route::Leader`] goes to this node's replica when it leads, else is
+//! forwarded to the leader's gRPC listener. Only refusals that prove
+//! nothing was done (this node, or the one asked, does not lead the
+//! partition, or its high watermark is catching up) are retried, with the
+//! leader's address refreshed from the metadata each time, for a few
+//! seconds; any other failure goes back to the caller, which answers its
+//! client in its protocol's terms.
+//!
+//! # Layout
+//! This file: the [`Router`] and forwarding; `tail`: following a
+//! partition ([`Tail`]); `tunnel`: client connections carried to the node
+//! that runs a gateway.
 
+mod tail;
+mod tunnel;
+
+pub use tail::{Tail, TailBatch, TailRead};
+pub(crate) use tunnel::pump;
+pub use tunnel::{TunnelAcceptor, Tunnels};
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use fjord_proto::MAX_MESSAGE;
 use fjord_proto::v1 as pb;
 use fjord_proto::v1::fetch_service_client::FetchServiceClient;
 use fjord_proto::v1::replica_service_client::ReplicaServiceClient;
-use fjord_storage::Compression;
 use tonic::{Code, Status};
 
-use crate::broker::Broker;
-use crate::cluster::with_cluster_id;
-use crate::data::build_batch;
-use crate::grpc::ERROR_KIND;
-use crate::{Acks, Error, FetchRequest, FetchResult, NewRecord, OffsetSpec, ProduceResult, Result};
+use crate::api::{
+    Acks, FetchRequest, FetchResult, Leader, OffsetSpec, ProduceRequest, ProduceResult, Records,
+    Route,
+};
+use crate::batch::build_batch;
+use crate::murmur2::partition_for_key;
+use crate::quorum::{Quorum, with_cluster_id};
+use crate::replica::ReplicaManager;
+use crate::{Error, Result};
 
-/// How long a gateway's request waits for a partition to have a leader.
+/// How long a request to the leader waits for a partition to have one.
 const LEADER_WAIT: Duration = Duration::from_secs(5);
-
-/// Larger than any fetch (1 MiB) or append a gateway makes.
-const MAX_MESSAGE: usize = 64 << 20;
 
 /// Time a forwarded request may take beyond its own wait.
 const RPC_SLACK: Duration = Duration::from_secs(10);
 
-impl Broker {
-    /// Appends `records` to `topic`-`partition` (internal topics included)
-    /// on its leader, here or on another node.
+/// The metadata key naming a refusal's kind on a gRPC status (set by the
+/// broker's one error → status mapping, read back here).
+pub(crate) const ERROR_KIND: &str = "fjord-error";
+
+/// Sends requests to partitions' leaders; shared by the broker's parts.
+pub(crate) struct Router {
+    quorum: Arc<Quorum>,
+    replicas: Arc<ReplicaManager>,
+    round_robin: AtomicU32,
+    tunnels: Tunnels,
+}
+
+impl Router {
+    pub(crate) fn new(quorum: Arc<Quorum>, replicas: Arc<ReplicaManager>) -> Router {
+        Router {
+            tunnels: Tunnels::new(Arc::clone(&quorum), Arc::clone(&replicas)),
+            quorum,
+            replicas,
+            round_robin: AtomicU32::new(0),
+        }
+    }
+
+    pub(crate) fn tunnels(&self) -> &Tunnels {
+        &self.tunnels
+    }
+
+    /// Who leads `topic`-`partition`: this node only once its replica has
+    /// taken the leader role.
+    pub(crate) fn leader_of(&self, topic: &str, partition: u32) -> Leader {
+        if self.replicas.leader(topic, partition).is_ok() {
+            return Leader::Here;
+        }
+        match self.quorum.leader_of(topic, partition) {
+            Leader::Here => Leader::Unknown,
+            other => other,
+        }
+    }
+
+    /// Kafka's default partitioner: murmur2 of the key, else round-robin.
+    pub(crate) fn pick_partition(&self, key: Option<&[u8]>, partitions: u32) -> u32 {
+        match key {
+            Some(key) => partition_for_key(key, partitions),
+            None => self.round_robin.fetch_add(1, Ordering::Relaxed) % partitions.max(1),
+        }
+    }
+
+    /// Appends `request`'s records where its route says.
     ///
     /// # Errors
-    /// As [`Broker::produce`]; `NotLeader` when no leader appeared within a
-    /// few seconds; `Cluster` when the leader could not be reached (the
+    /// `UnknownTopic`/`UnknownPartition`; `InvalidRequest` for no records;
+    /// `InvalidBatch`; as [`ReplicaManager::append`] on the leader;
+    /// `NotLeader` when no leader appeared within a few seconds (route
+    /// `Leader`); `Cluster` when the leader could not be reached (the
     /// append may or may not have happened).
-    pub async fn append_anywhere(
-        &self,
-        topic: &str,
-        partition: u32,
-        records: Vec<NewRecord>,
-        acks: Acks,
-    ) -> Result<ProduceResult> {
-        let batch = batch_of(topic, partition, records)?;
-        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
-        let mut pause = Duration::from_millis(20);
-        loop {
-            let outcome = match self
-                .append_here(topic, partition, batch.clone(), acks)
-                .await
-            {
-                Err(Error::NotLeader {
-                    leader: Some((_, addr)),
-                    ..
-                }) => {
-                    self.forward_append(&addr, topic, partition, &batch, acks)
-                        .await
-                }
-                other => other,
-            };
-            match outcome {
-                Err(Error::NotLeader { .. } | Error::LeaderNotReady { .. })
-                    if tokio::time::Instant::now() + pause < deadline =>
-                {
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_millis(250));
-                }
-                other => return other,
+    pub(crate) async fn produce(&self, request: ProduceRequest) -> Result<ProduceResult> {
+        let topic = request.topic.as_str();
+        self.quorum.await_topic(topic).await;
+        let partition = match request.partition {
+            Some(p) => p,
+            None => {
+                let count = self.quorum.partition_count(topic)?;
+                let key = match &request.records {
+                    Records::New { records, .. } => records.first().and_then(|r| r.key.clone()),
+                    Records::Batch(_) => None,
+                };
+                self.pick_partition(key.as_deref(), count)
+            }
+        };
+        let batch = match request.records {
+            Records::Batch(batch) => batch,
+            Records::New {
+                records,
+                compression,
+            } => build_batch(topic, partition, records, compression)?,
+        };
+        match request.route {
+            Route::Local => {
+                self.replicas
+                    .append(topic, partition, batch, request.acks)
+                    .await
+            }
+            Route::Leader => {
+                let acks = request.acks;
+                retry_moving(|| self.append_on_leader(topic, partition, &batch, acks)).await
             }
         }
     }
 
-    /// Appends `records` to `topic`-`partition` only if this node leads it:
-    /// a writer fenced by leadership (a node that lost it cannot write).
-    ///
-    /// # Errors
-    /// `NotLeader` on any other node; as [`Broker::produce`].
-    pub async fn append_if_leader(
+    async fn append_on_leader(
         &self,
         topic: &str,
         partition: u32,
-        records: Vec<NewRecord>,
+        batch: &Bytes,
         acks: Acks,
     ) -> Result<ProduceResult> {
-        let batch = batch_of(topic, partition, records)?;
-        self.append_here(topic, partition, batch, acks).await
-    }
-
-    /// Appends a batch this node leads (a forwarded one too).
-    pub(crate) async fn append_here(
-        &self,
-        topic: &str,
-        partition: u32,
-        batch: Bytes,
-        acks: Acks,
-    ) -> Result<ProduceResult> {
-        if !topic.starts_with("__") {
-            return self.produce(topic, partition, batch, acks).await;
+        match self
+            .replicas
+            .append(topic, partition, batch.clone(), acks)
+            .await
+        {
+            Err(Error::NotLeader {
+                leader: Some((_, addr)),
+                ..
+            }) => {
+                self.forward_append(&addr, topic, partition, batch, acks)
+                    .await
+            }
+            other => other,
         }
-        self.check_open()?;
-        self.await_topic(topic).await;
-        let p = self.leader_partition(topic, partition)?;
-        self.append_to(&p, topic, batch, acks).await
     }
 
     async fn forward_append(
@@ -116,13 +169,11 @@ impl Broker {
         batch: &Bytes,
         acks: Acks,
     ) -> Result<ProduceResult> {
-        let cluster = self.cluster();
-        let channel = cluster.channel(addr)?;
-        let mut client = ReplicaServiceClient::new(channel)
+        let mut client = ReplicaServiceClient::new(self.quorum.channel(addr)?)
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE);
         let mut request = with_cluster_id(
-            cluster.node.cluster_id(),
+            self.quorum.cluster_id(),
             pb::ForwardAppendRequest {
                 topic: topic.to_string(),
                 partition,
@@ -134,12 +185,12 @@ impl Broker {
                 } as i32,
             },
         );
-        request.set_timeout(cluster.config.produce_timeout + RPC_SLACK);
+        request.set_timeout(self.quorum.config.produce_timeout + RPC_SLACK);
         let r = match client.append(request).await {
             Ok(r) => r.into_inner(),
             Err(status) => {
                 if status.code() == Code::Unavailable {
-                    cluster.drop_channel(addr);
+                    self.quorum.drop_channel(addr);
                 }
                 return Err(from_status(topic, partition, status));
             }
@@ -165,26 +216,31 @@ impl Broker {
         }
     }
 
-    /// Reads from `topic`-`partition` on its leader, here or on another
-    /// node; as [`Broker::fetch`].
+    /// Reads where the request's route says.
     ///
     /// # Errors
-    /// As [`Broker::fetch`]; `Cluster` when the leader could not be reached.
-    pub async fn fetch_anywhere(&self, request: FetchRequest) -> Result<FetchResult> {
-        retry_moving(|| self.fetch_once(&request)).await
+    /// As [`ReplicaManager::read`]; `Cluster` when the leader could not be
+    /// reached.
+    ///
+    /// # Cancel safety
+    /// Safe: a fetch only reads.
+    pub(crate) async fn fetch(&self, request: &FetchRequest) -> Result<FetchResult> {
+        self.quorum.await_topic(&request.topic).await;
+        match request.route {
+            Route::Local => self.replicas.read(request).await,
+            Route::Leader => retry_moving(|| self.fetch_on_leader(request)).await,
+        }
     }
 
-    async fn fetch_once(&self, request: &FetchRequest) -> Result<FetchResult> {
-        let request = request.clone();
-        let addr = match self.fetch(request.clone()).await {
+    async fn fetch_on_leader(&self, request: &FetchRequest) -> Result<FetchResult> {
+        let addr = match self.replicas.read(request).await {
             Err(Error::NotLeader {
                 leader: Some((_, addr)),
                 ..
             }) => addr,
             other => return other,
         };
-        let cluster = self.cluster();
-        let mut client = FetchServiceClient::new(cluster.channel(&addr)?)
+        let mut client = FetchServiceClient::new(self.quorum.channel(&addr)?)
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE);
         let mut rpc = tonic::Request::new(pb::FetchRequest {
@@ -209,42 +265,49 @@ impl Broker {
             }
             Err(status) => {
                 if status.code() == Code::Unavailable {
-                    cluster.drop_channel(&addr);
+                    self.quorum.drop_channel(&addr);
                 }
                 Err(from_status(&request.topic, request.partition, status))
             }
         }
     }
 
-    /// As [`Broker::list_offset`], on the partition's leader wherever it is.
+    /// `(offset, timestamp)` of `spec` on `topic`-`partition`, where
+    /// `route` says (see [`ReplicaManager::list_offset`]).
     ///
     /// # Errors
-    /// As [`Broker::list_offset`]; `Cluster` when the leader could not be
-    /// reached.
-    pub async fn list_offset_anywhere(
+    /// As [`ReplicaManager::list_offset`]; `Cluster` when the leader could
+    /// not be reached.
+    pub(crate) async fn list_offset(
         &self,
         topic: &str,
         partition: u32,
         spec: OffsetSpec,
+        route: Route,
     ) -> Result<Option<(i64, i64)>> {
-        retry_moving(|| self.list_offset_once(topic, partition, spec)).await
+        self.quorum.await_topic(topic).await;
+        match route {
+            Route::Local => self.replicas.list_offset(topic, partition, spec),
+            Route::Leader => {
+                retry_moving(|| self.list_offset_on_leader(topic, partition, spec)).await
+            }
+        }
     }
 
-    async fn list_offset_once(
+    async fn list_offset_on_leader(
         &self,
         topic: &str,
         partition: u32,
         spec: OffsetSpec,
     ) -> Result<Option<(i64, i64)>> {
-        let addr = match self.list_offset(topic, partition, spec) {
+        let addr = match self.replicas.list_offset(topic, partition, spec) {
             Err(Error::NotLeader {
                 leader: Some((_, addr)),
                 ..
             }) => addr,
             other => return other,
         };
-        let cluster = self.cluster();
-        let mut client = FetchServiceClient::new(cluster.channel(&addr)?);
+        let mut client = FetchServiceClient::new(self.quorum.channel(&addr)?);
         let (spec, timestamp_ms) = match spec {
             OffsetSpec::Earliest => (pb::OffsetSpec::Earliest, 0),
             OffsetSpec::Latest => (pb::OffsetSpec::Latest, 0),
@@ -264,75 +327,12 @@ impl Broker {
             }
             Err(status) => {
                 if status.code() == Code::Unavailable {
-                    cluster.drop_channel(&addr);
+                    self.quorum.drop_channel(&addr);
                 }
                 Err(from_status(topic, partition, status))
             }
         }
     }
-}
-
-impl Broker {
-    /// Every record of `topic`-`partition` from `from` up to `to` (or its
-    /// end as of each read), wherever its leader is. Retention or
-    /// compaction having moved the start, it goes on from there.
-    ///
-    /// # Errors
-    /// As [`Broker::fetch_anywhere`]; `InvalidRequest` for a batch that
-    /// does not decode.
-    pub async fn read_range_anywhere(
-        &self,
-        topic: &str,
-        partition: u32,
-        from: i64,
-        to: Option<i64>,
-    ) -> Result<Vec<fjord_storage::Record>> {
-        let mut out = Vec::new();
-        let mut offset = from;
-        while to.is_none_or(|to| offset < to) {
-            let r = self
-                .fetch_anywhere(FetchRequest {
-                    topic: topic.to_string(),
-                    partition,
-                    offset,
-                    max_bytes: 1 << 20,
-                    min_bytes: 0,
-                    max_wait: Duration::ZERO,
-                })
-                .await;
-            let r = match r {
-                Ok(r) => r,
-                Err(Error::OffsetOutOfRange { earliest, .. }) if earliest > offset => {
-                    offset = earliest;
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            if r.records.is_empty() || r.next_offset <= offset {
-                break;
-            }
-            let records = crate::decode_records(r.records, offset)?;
-            out.extend(
-                records
-                    .into_iter()
-                    .filter(|rec| to.is_none_or(|to| rec.offset < to)),
-            );
-            offset = r.next_offset;
-        }
-        Ok(out)
-    }
-}
-
-/// One uncompressed batch of `records` for `topic`-`partition`.
-fn batch_of(topic: &str, partition: u32, records: Vec<NewRecord>) -> Result<Bytes> {
-    if records.is_empty() {
-        return Err(Error::InvalidRequest("no records to produce".into()));
-    }
-    build_batch(records, Compression::None).map_err(|source| Error::InvalidBatch {
-        topic: topic.to_string(),
-        partition,
-        source,
-    })
 }
 
 /// Runs `op` again while the partition has no leader it can reach (a new

@@ -33,9 +33,10 @@ use fjord_storage::{AppendInfo, FlushPolicy, Log, LogConfig, ReadResult, Timesta
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Acks, now_ms};
+use super::replication::{AckCheck, LeaderReplication, ReplicationAction};
+use crate::api::Acks;
+use crate::clock::now_ms;
 use crate::metrics::Metrics;
-use crate::replication::{AckCheck, LeaderReplication, ReplicationAction};
 
 /// How often a follower of an fsync-per-batch topic fsyncs what it copied.
 pub(crate) const FOLLOWER_FLUSH_EVERY: Duration = Duration::from_millis(100);
@@ -184,8 +185,9 @@ impl Partition {
         self.leo.send_replace(log.log_end_offset());
     }
 
-    /// Raises the HW (never lowers it).
-    fn set_hw(&self, hw: i64) {
+    /// Raises the HW (never lowers it): the replication's
+    /// `AdvanceHighWatermark`, or a follower hearing the leader's.
+    pub(crate) fn advance_hw(&self, hw: i64) {
         self.hw.send_if_modified(|current| {
             if hw > *current {
                 *current = hw;
@@ -196,29 +198,17 @@ impl Partition {
         });
     }
 
-    /// Applies what the leader's replication state asks for; returns an ISR
-    /// to propose, if any.
-    fn act(&self, actions: Vec<ReplicationAction>) -> Option<Vec<u64>> {
-        let mut propose = None;
-        for action in actions {
-            match action {
-                ReplicationAction::AdvanceHighWatermark(hw) => self.set_hw(hw),
-                ReplicationAction::ProposeIsr(isr) => propose = Some(isr),
-            }
-        }
-        propose
-    }
-
-    /// Appends a client batch as the leader and waits as
-    /// `acks` asks: `None` not at all, `Leader` for the local flush, `All`
-    /// for the HW to pass the batch (up to `timeout`).
+    /// Appends a client batch as the leader (flushing it first under
+    /// `FlushPolicy::EveryBatch`); returns where it went, the epoch it was
+    /// appended at, and what the replication asks for next (the caller
+    /// carries it out, then waits as `acks` asks with
+    /// [`Partition::await_committed`]).
     pub(crate) async fn append_as_leader(
         &self,
         batch: Bytes,
         acks: Acks,
-        timeout: Duration,
         metrics: &Metrics,
-    ) -> Result<(AppendInfo, Option<Vec<u64>>), Refusal> {
+    ) -> Result<(AppendInfo, i32, Vec<ReplicationAction>), Refusal> {
         let (info, epoch, every_batch) = {
             let role = self.role();
             let Role::Leader {
@@ -246,15 +236,22 @@ impl Partition {
         if every_batch {
             self.flush_to(info.last_offset + 1, metrics).await?;
         }
-        let propose = self.leader_progress(epoch);
-        if acks != Acks::All {
-            return Ok((info, propose));
-        }
+        Ok((info, epoch, self.leader_progress(epoch)))
+    }
+
+    /// Waits (up to `timeout`) until the HW passes `last_offset`, while
+    /// this node leads at `epoch`.
+    pub(crate) async fn await_committed(
+        &self,
+        last_offset: i64,
+        epoch: i32,
+        timeout: Duration,
+    ) -> Result<(), Refusal> {
         let mut hw = self.hw.subscribe();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            if *hw.borrow_and_update() > info.last_offset {
-                return Ok((info, propose));
+            if *hw.borrow_and_update() > last_offset {
+                return Ok(());
             }
             if !matches!(&*self.role(), Role::Leader { epoch: e, .. } if *e == epoch) {
                 return Err(Refusal::NotLeader);
@@ -267,28 +264,24 @@ impl Partition {
         }
     }
 
-    /// The leader's log end moved (an append or a flush): recompute the HW.
-    fn leader_progress(&self, epoch: i32) -> Option<Vec<u64>> {
+    /// The leader's log end moved (an append or a flush): what the
+    /// replication asks for now.
+    fn leader_progress(&self, epoch: i32) -> Vec<ReplicationAction> {
         let end = visible_end(&self.read_log());
         let mut role = self.role();
-        let Role::Leader {
-            epoch: e,
-            replication,
-            ..
-        } = &mut *role
-        else {
-            return None;
-        };
-        if *e != epoch {
-            return None;
+        match &mut *role {
+            Role::Leader {
+                epoch: e,
+                replication,
+                ..
+            } if *e == epoch => replication.on_append(end),
+            _ => Vec::new(),
         }
-        let actions = replication.on_append(end);
-        drop(role);
-        self.act(actions)
     }
 
     /// Takes the leader role for `epoch` (or, at the same epoch, takes in a
-    /// committed ISR and replica list). Returns true when the role changed.
+    /// committed ISR and replica list). Returns true when the role changed,
+    /// and what the replication asks for.
     pub(crate) fn become_leader(
         &self,
         me: u64,
@@ -297,7 +290,7 @@ impl Partition {
         isr: &[u64],
         min_insync: usize,
         lag_max: Duration,
-    ) -> (bool, Option<Vec<u64>>) {
+    ) -> (bool, Vec<ReplicationAction>) {
         // What this replica may count as its own (durable) log end, and the
         // whole log end: a follower's copied tail may not be flushed yet, and
         // records in it may have been acknowledged under the previous leader.
@@ -317,9 +310,7 @@ impl Partition {
             && current.as_slice() == replicas
         {
             *m = min_insync;
-            let actions = replication.on_isr_committed(isr);
-            drop(role);
-            return (false, self.act(actions));
+            return (false, replication.on_isr_committed(isr));
         }
         if let Role::Follower { stop, .. } = &*role {
             stop.cancel();
@@ -346,8 +337,7 @@ impl Partition {
             replicas: replicas.to_vec(),
             epoch_start,
         };
-        drop(role);
-        (true, self.act(actions))
+        (true, actions)
     }
 
     /// True when clients may read: a leader whose HW has caught up with the
@@ -401,8 +391,9 @@ impl Partition {
         }
     }
 
-    /// The leader's periodic check: ISR members lagging too long.
-    pub(crate) fn leader_tick(&self) -> Option<(i32, Vec<u64>)> {
+    /// The leader's periodic check (ISR members lagging too long): its
+    /// epoch and what the replication asks for.
+    pub(crate) fn leader_tick(&self) -> Option<(i32, Vec<ReplicationAction>)> {
         let mut role = self.role();
         let Role::Leader {
             epoch, replication, ..
@@ -410,10 +401,7 @@ impl Partition {
         else {
             return None;
         };
-        let epoch = *epoch;
-        let actions = replication.on_tick(Instant::now());
-        drop(role);
-        self.act(actions).map(|isr| (epoch, isr))
+        Some((*epoch, replication.on_tick(Instant::now())))
     }
 
     /// An ISR proposal failed: allow another.
@@ -426,7 +414,7 @@ impl Partition {
     /// The leader's side of a follower's fetch: checks the epoch and the
     /// follower's log against ours, records its progress, waits up to
     /// `max_wait` for data past `fetch_offset`, and reads from there to our
-    /// log end. Returns also an ISR to propose.
+    /// log end. Returns also what the replication asks for.
     pub(crate) async fn replica_fetch(
         &self,
         follower: u64,
@@ -435,7 +423,7 @@ impl Partition {
         last_fetched_epoch: i32,
         max_bytes: usize,
         max_wait: Duration,
-    ) -> StorageResult<(ReplicaFetch, Option<Vec<u64>>)> {
+    ) -> StorageResult<(ReplicaFetch, Vec<ReplicationAction>)> {
         let check = || -> Option<ReplicaFetch> {
             let role = self.role();
             match &*role {
@@ -445,7 +433,7 @@ impl Partition {
             }
         };
         if let Some(wrong) = check() {
-            return Ok((wrong, None));
+            return Ok((wrong, Vec::new()));
         }
         {
             let log = self.read_log();
@@ -464,22 +452,17 @@ impl Partition {
                 None
             };
             if let Some(end_offset) = diverging {
-                return Ok((ReplicaFetch::Diverging { end_offset }, None));
+                return Ok((ReplicaFetch::Diverging { end_offset }, Vec::new()));
             }
             if fetch_offset > end {
-                return Ok((ReplicaFetch::Diverging { end_offset: end }, None));
+                return Ok((ReplicaFetch::Diverging { end_offset: end }, Vec::new()));
             }
         }
-        let propose = {
-            let mut role = self.role();
-            match &mut *role {
-                Role::Leader { replication, .. } => {
-                    let actions = replication.on_fetch(follower, fetch_offset, Instant::now());
-                    drop(role);
-                    self.act(actions)
-                }
-                _ => None,
+        let propose = match &mut *self.role() {
+            Role::Leader { replication, .. } => {
+                replication.on_fetch(follower, fetch_offset, Instant::now())
             }
+            _ => Vec::new(),
         };
         let mut leo = self.leo.subscribe();
         let deadline = tokio::time::Instant::now() + max_wait;
@@ -545,7 +528,7 @@ impl Partition {
     /// The follower's side: the leader's HW, capped by what we have.
     pub(crate) fn follow_hw(&self, leader_hw: i64) {
         let end = visible_end(&self.read_log());
-        self.set_hw(leader_hw.min(end));
+        self.advance_hw(leader_hw.min(end));
     }
 
     /// The log end a follower reports (what it has durably, per policy),
@@ -584,18 +567,16 @@ impl Partition {
     }
 
     /// A new leader makes the tail it copied as a follower durable, so that
-    /// it counts toward the HW (its reads wait for that). Returns an ISR
-    /// change to propose, as an append does.
+    /// it counts toward the HW (its reads wait for that). Returns what the
+    /// replication asks for then, as an append does (nothing when this
+    /// node no longer leads at `epoch`).
     pub(crate) async fn flush_copied_tail(
         &self,
+        epoch: i32,
         metrics: &Metrics,
-    ) -> StorageResult<Option<Vec<u64>>> {
+    ) -> StorageResult<Vec<ReplicationAction>> {
         let end = self.read_log().log_end_offset();
         self.flush_to(end, metrics).await?;
-        let epoch = match &*self.role() {
-            Role::Leader { epoch, .. } => *epoch,
-            _ => return Ok(None),
-        };
         Ok(self.leader_progress(epoch))
     }
 

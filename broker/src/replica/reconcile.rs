@@ -10,28 +10,25 @@
 //! mark, is not newer than the metadata's last topic id), so stale
 //! metadata never deletes a replica.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use fjord_raft::{MetadataState, TopicState};
 use tracing::{info, warn};
 
-use super::Cluster;
-use crate::broker::Broker;
-use crate::offsets::OFFSETS_TOPIC;
-use crate::topic::{Topic, TopicMeta, open_partition, partition_dir};
-use crate::topic_config::{log_config, min_insync};
+use super::ReplicaManager;
+use super::partition::Partition;
+use super::topic::{Topic, TopicMeta, open_partition, partition_dir};
+use super::topic_config::{log_config, min_insync};
 
-impl Broker {
+impl ReplicaManager {
     /// Brings local partitions and roles in line with the metadata.
-    pub(crate) async fn reconcile(&self, cluster: &Arc<Cluster>) {
-        let _admin = self.inner.admin.lock().await;
-        let state = cluster.node.state();
-        let caught_up = {
-            let m = cluster.node.changes().borrow().clone();
-            m.current_leader.is_some() && m.last_applied.map(|l| l.index) >= m.last_log_index
-        };
+    pub(crate) async fn reconcile(&self) {
+        let _turn = self.reconciling.lock().await;
+        let state = self.quorum.state();
+        let caught_up = self.quorum.caught_up();
         for (name, topic) in &state.topics {
-            if let Err(e) = self.reconcile_topic(cluster, name, topic, caught_up).await {
+            if let Err(e) = self.reconcile_topic(name, topic, caught_up).await {
                 warn!(topic = %name, "applying metadata failed: {e}");
             }
         }
@@ -49,21 +46,20 @@ impl Broker {
             self.drop_local_topic(&topic);
         }
         if caught_up {
-            self.remove_unheld_dirs(cluster.id, &state);
+            self.remove_unheld_dirs(self.quorum.id, &state);
         }
-        self.apply_roles(cluster, &state);
+        self.apply_roles(&state);
     }
 
     /// Opens or drops this node's replicas of one topic.
     async fn reconcile_topic(
         &self,
-        cluster: &Arc<Cluster>,
         name: &str,
         topic: &TopicState,
         caught_up: bool,
     ) -> crate::Result<()> {
-        let me = cluster.id;
-        let mut local = self.topic(name).ok();
+        let me = self.quorum.id;
+        let mut local = self.topics_read().get(name).cloned();
         if let Some(l) = &local
             && l.meta.id != topic.id
         {
@@ -86,11 +82,7 @@ impl Broker {
             configs: topic.configs.clone(),
             id: topic.id,
         };
-        let log = log_config(
-            &meta.configs,
-            self.inner.config.default_flush,
-            replication_factor.max(1),
-        )?;
+        let log = log_config(&meta.configs, self.default_flush, replication_factor.max(1))?;
         let mut changed = local.as_ref().is_none_or(|l| {
             l.meta.partitions != meta.partitions
                 || l.meta.configs != meta.configs
@@ -107,8 +99,7 @@ impl Broker {
                 (true, None) if self.may_open(name, id, topic.id, caught_up) => {
                     info!(topic = %name, partition = id, "opening a replica");
                     changed = true;
-                    let dir = &self.inner.config.data_dir;
-                    Some(open_partition(dir, &meta, id, log.clone()).await?)
+                    Some(open_partition(&self.data_dir, &meta, id, log.clone()).await?)
                 }
                 (false, Some(p)) if caught_up => {
                     info!(topic = %name, partition = id, "dropping a replica moved away");
@@ -126,8 +117,7 @@ impl Broker {
             return Ok(());
         }
         let topic = Arc::new(Topic { meta, partitions });
-        self.inner
-            .topics
+        self.topics
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(name.to_string(), topic);
@@ -140,7 +130,7 @@ impl Broker {
     fn may_open(&self, topic: &str, partition: u32, topic_id: u64, caught_up: bool) -> bool {
         let key = (topic.to_string(), partition);
         let mut unopened = self.unopened();
-        let dir = partition_dir(&self.inner.config.data_dir, topic, partition);
+        let dir = partition_dir(&self.data_dir, topic, partition);
         let stale = match unopened.get(&key) {
             Some(id) if *id == topic_id => {
                 unopened.remove(&key);
@@ -185,7 +175,7 @@ impl Broker {
             .collect();
         for (topic, partition) in unheld {
             unopened.remove(&(topic.clone(), partition));
-            let dir = partition_dir(&self.inner.config.data_dir, &topic, partition);
+            let dir = partition_dir(&self.data_dir, &topic, partition);
             info!(dir = %dir.display(), "removing a replica this node no longer holds");
             if let Err(e) = std::fs::remove_dir_all(&dir) {
                 warn!(dir = %dir.display(), "could not remove a replica's directory: {e}");
@@ -193,21 +183,16 @@ impl Broker {
         }
     }
 
-    fn unopened(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<(String, u32), u64>> {
-        self.inner
-            .unopened
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn unopened(&self) -> std::sync::MutexGuard<'_, BTreeMap<(String, u32), u64>> {
+        super::lock(&self.unopened)
     }
 
-    fn drop_partition(&self, topic: &str, partition: &Arc<crate::partition::Partition>) {
+    fn drop_partition(&self, topic: &str, partition: &Arc<Partition>) {
         partition.stop_role();
         partition
             .deleted
             .store(true, std::sync::atomic::Ordering::Release);
-        let dir = partition_dir(&self.inner.config.data_dir, topic, partition.id);
+        let dir = partition_dir(&self.data_dir, topic, partition.id);
         if let Err(e) = std::fs::remove_dir_all(&dir) {
             warn!(dir = %dir.display(), "could not remove a dropped replica: {e}");
         }
@@ -215,35 +200,29 @@ impl Broker {
 
     fn drop_local_topic(&self, topic: &Topic) {
         info!(topic = %topic.meta.name, "removing a deleted topic's replicas");
-        self.inner
-            .topics
+        self.topics
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(&topic.meta.name);
         for p in topic.hosted() {
             self.drop_partition(&topic.meta.name, p);
         }
-        self.inner.offsets.forget_topic(&topic.meta.name);
     }
 
     /// A new leader flushes the tail it copied as a follower at once: its
     /// reads wait for the HW to reach that tail.
-    fn flush_copied_tail(
-        &self,
-        cluster: &Arc<Cluster>,
-        topic: String,
-        partition: &Arc<crate::partition::Partition>,
-        leader_epoch: i32,
-    ) {
+    fn flush_copied_tail(&self, topic: String, partition: &Arc<Partition>, leader_epoch: i32) {
         let partition = Arc::clone(partition);
-        let cluster = Arc::clone(cluster);
-        let broker = self.clone();
-        self.inner.tracker.spawn(async move {
-            match partition.flush_copied_tail(&broker.inner.metrics).await {
-                Ok(Some(isr)) => {
-                    broker.propose_isr(&cluster, topic, &partition, leader_epoch, isr);
-                }
-                Ok(None) => {}
+        let manager = self.me.clone();
+        self.tracker.spawn(async move {
+            let Some(manager) = manager.upgrade() else {
+                return;
+            };
+            match partition
+                .flush_copied_tail(leader_epoch, &manager.metrics)
+                .await
+            {
+                Ok(actions) => manager.carry_out(&topic, &partition, leader_epoch, actions),
                 Err(e) => {
                     warn!(
                         partition = partition.id,
@@ -255,9 +234,9 @@ impl Broker {
     }
 
     /// Takes the role the metadata names for every local replica.
-    fn apply_roles(&self, cluster: &Arc<Cluster>, state: &MetadataState) {
-        let me = cluster.id;
-        for (name, partition) in self.all_topic_partitions() {
+    fn apply_roles(&self, state: &MetadataState) {
+        let me = self.quorum.id;
+        for (name, partition) in self.all() {
             let Some(topic) = state.topics.get(&name) else {
                 continue;
             };
@@ -266,30 +245,27 @@ impl Broker {
             };
             match p.leader {
                 Some(leader) if leader == me => {
-                    let (became, propose) = partition.become_leader(
+                    let (became, actions) = partition.become_leader(
                         me,
                         p.leader_epoch,
                         &p.replicas,
                         &p.isr,
                         min_insync(&topic.configs),
-                        cluster.config.replica_lag_max,
+                        self.quorum.config.replica_lag_max,
                     );
+                    self.carry_out(&name, &partition, p.leader_epoch, actions);
                     if became {
                         info!(topic = %name, partition = partition.id, epoch = p.leader_epoch, "leading");
-                        self.flush_copied_tail(cluster, name.clone(), &partition, p.leader_epoch);
-                        if name == OFFSETS_TOPIC {
-                            self.load_offsets_partition(&partition, p.leader_epoch);
+                        self.flush_copied_tail(name.clone(), &partition, p.leader_epoch);
+                        if let Some(hook) = super::lock(&self.hooks).get(&name) {
+                            hook(&partition, p.leader_epoch);
                         }
-                    }
-                    if let Some(isr) = propose {
-                        self.propose_isr(cluster, name.clone(), &partition, p.leader_epoch, isr);
                     }
                 }
                 Some(leader) => {
                     if let Some(stop) = partition.become_follower(p.leader_epoch, leader) {
                         info!(topic = %name, partition = partition.id, epoch = p.leader_epoch, leader, "following");
                         self.spawn_fetcher(
-                            cluster,
                             name.clone(),
                             Arc::clone(&partition),
                             p.leader_epoch,

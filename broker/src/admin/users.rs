@@ -4,8 +4,8 @@
 //! # Where users live
 //! In the metadata quorum ([`fjord_raft::MetadataState`]'s `users`),
 //! changed by proposing `PutUser`/`DeleteUser` from any node (a follower
-//! forwards to the controller); every node answers [`Broker::list_users`]
-//! and [`Broker::authenticate`] from its applied copy.
+//! forwards to the controller); every node answers [`Admin::list_users`]
+//! and [`Admin::authenticate`] from its applied copy.
 //!
 //! # Hashing
 //! Passwords are hashed before they are stored or proposed, so no password
@@ -22,21 +22,19 @@
 //! they can change later and old hashes still verify.
 //!
 //! # Concurrency
-//! [`Broker::authenticate`] is synchronous and costs ~1 ms of CPU; a
+//! [`Admin::authenticate`] is synchronous and costs ~1 ms of CPU; a
 //! gateway with many connects may run it on a blocking thread. An unknown
 //! user costs the same as a wrong password (a dummy hash is checked), so
 //! timing does not tell which names exist.
 
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use fjord_raft::{AclRule, MetadataRequest, User};
 use tracing::info;
 
-use crate::broker::Broker;
-use crate::cluster::wait_applied;
+use super::{APPLY_WAIT, Admin};
 use crate::{Error, Result};
 
 /// Memory per hash, in KiB (see the module header).
@@ -178,7 +176,7 @@ async fn to_user(spec: UserSpec) -> Result<User> {
     .map_err(|e| Error::Metadata(format!("password hashing task: {e}")))?
 }
 
-impl Broker {
+impl Admin {
     /// Adds a user, or replaces the user of that name (password, ACL rules
     /// and superuser flag alike).
     ///
@@ -187,7 +185,6 @@ impl Broker {
     /// control-character name, an empty password or a bad ACL filter;
     /// `NoQuorum` when the quorum cannot commit changes.
     pub async fn put_user(&self, spec: UserSpec) -> Result<()> {
-        self.check_open()?;
         let user = to_user(spec).await?;
         self.store_user(user).await
     }
@@ -195,14 +192,16 @@ impl Broker {
     /// Proposes a user whose password is hashed already.
     pub(crate) async fn store_user(&self, user: User) -> Result<()> {
         let name = user.name.clone();
-        let cluster = self.cluster();
         let hash = user.password_hash.clone();
-        cluster.propose(MetadataRequest::PutUser { user }).await?;
+        self.quorum
+            .propose(MetadataRequest::PutUser { user })
+            .await?;
         // Answer once this node lists it too.
-        wait_applied(cluster, Duration::from_secs(5), |s| {
-            s.users.get(&name).is_some_and(|u| u.password_hash == hash)
-        })
-        .await;
+        self.quorum
+            .await_applied(APPLY_WAIT, |s| {
+                s.users.get(&name).is_some_and(|u| u.password_hash == hash)
+            })
+            .await;
         info!(user = %name, "user saved");
         Ok(())
     }
@@ -212,43 +211,36 @@ impl Broker {
     /// # Errors
     /// `UnknownUser`; `NoQuorum` when the quorum cannot commit changes.
     pub async fn delete_user(&self, name: &str) -> Result<()> {
-        self.check_open()?;
         let unknown = || Error::UnknownUser(name.to_string());
-        let cluster = self.cluster();
         // The quorum's answer is authoritative: this node's copy may not
         // have the user yet if it was just added elsewhere.
         let request = MetadataRequest::DeleteUser {
             name: name.to_string(),
         };
-        match cluster.propose(request).await {
+        match self.quorum.propose(request).await {
             Err(Error::InvalidRequest(reason)) if reason.contains("unknown user") => {
                 return Err(unknown());
             }
             other => other?,
         };
-        wait_applied(cluster, Duration::from_secs(5), |s| {
-            !s.users.contains_key(name)
-        })
-        .await;
+        self.quorum
+            .await_applied(APPLY_WAIT, |s| !s.users.contains_key(name))
+            .await;
         info!(user = %name, "user deleted");
         Ok(())
     }
 
     /// Every user, by name, without password hashes.
     pub fn list_users(&self) -> Vec<UserInfo> {
-        self.cluster()
-            .node
-            .read_state(|s| s.users.values().map(UserInfo::from).collect())
+        self.quorum
+            .read(|s| s.users.values().map(UserInfo::from).collect())
     }
 
     /// The user, if `name` exists and `password` is its password. Costs
     /// about 1 ms of CPU whether or not the user exists (see the module
     /// header).
     pub fn authenticate(&self, name: &str, password: &[u8]) -> Option<UserInfo> {
-        let user = self
-            .cluster()
-            .node
-            .read_state(|s| s.users.get(name).cloned());
+        let user = self.quorum.read(|s| s.users.get(name).cloned());
         match user {
             Some(user) => verify_password(&user.password_hash, password).then(|| (&user).into()),
             None => {
@@ -327,8 +319,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut config = crate::BrokerConfig::new(dir.path());
         config.offsets_topic_partitions = 1;
-        let broker = Broker::open(config).await.unwrap();
-        broker.start_cluster().await.unwrap();
+        let node = crate::Broker::open(config).await.unwrap();
+        node.start().await.unwrap();
+        let broker = node.admin();
         broker.put_user(spec("alice", "old")).await.unwrap();
         let info = broker.authenticate("alice", b"old").unwrap();
         assert_eq!(info.name, "alice");
@@ -351,6 +344,6 @@ mod tests {
             broker.delete_user("alice").await,
             Err(Error::UnknownUser(name)) if name == "alice"
         ));
-        broker.shutdown().await;
+        node.shutdown().await;
     }
 }

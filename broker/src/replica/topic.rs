@@ -23,7 +23,7 @@ use std::sync::Arc;
 use fjord_storage::LogConfig;
 use serde::{Deserialize, Serialize};
 
-use crate::partition::Partition;
+use super::partition::Partition;
 use crate::{Error, Result};
 
 /// A topic as this node holds it.

@@ -27,32 +27,15 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 
-use crate::broker::Broker;
-use crate::cluster::with_cluster_id;
+use crate::api::Leader;
+use crate::quorum::{Quorum, with_cluster_id};
+use crate::replica::ReplicaManager;
 use crate::{Error, Result};
 
 /// Takes a tunnelled connection, or says why this node does not take one
 /// now (its gateway is starting or stopping).
 pub type TunnelAcceptor =
     Arc<dyn Fn(DuplexStream) -> std::result::Result<(), String> + Send + Sync>;
-
-/// The acceptors registered on a node, by protocol.
-#[derive(Default)]
-pub(crate) struct Tunnels(std::sync::Mutex<HashMap<String, TunnelAcceptor>>);
-
-impl Tunnels {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, TunnelAcceptor>> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
-impl std::fmt::Debug for Tunnels {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.lock().keys()).finish()
-    }
-}
 
 /// Bytes buffered between a tunnel's stream and its connection.
 const BUFFER: usize = 256 << 10;
@@ -64,58 +47,43 @@ const CHUNK: usize = 64 << 10;
 /// takes it.
 const OPEN_WAIT: Duration = Duration::from_secs(10);
 
-impl Broker {
+/// The gateways that take tunnelled connections on this node, by
+/// protocol, and the tunnels this node opens to others.
+pub struct Tunnels {
+    quorum: Arc<Quorum>,
+    replicas: Arc<ReplicaManager>,
+    acceptors: std::sync::Mutex<HashMap<String, TunnelAcceptor>>,
+}
+
+impl std::fmt::Debug for Tunnels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.acceptors().keys()).finish()
+    }
+}
+
+impl Tunnels {
+    pub(crate) fn new(quorum: Arc<Quorum>, replicas: Arc<ReplicaManager>) -> Tunnels {
+        Tunnels {
+            quorum,
+            replicas,
+            acceptors: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn acceptors(&self) -> std::sync::MutexGuard<'_, HashMap<String, TunnelAcceptor>> {
+        self.acceptors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Registers (or with `None` removes) the gateway that takes tunnels of
     /// `protocol` on this node.
-    pub fn set_tunnel_acceptor(&self, protocol: &str, acceptor: Option<TunnelAcceptor>) {
-        let mut tunnels = self.inner.tunnels.lock();
+    pub fn set_acceptor(&self, protocol: &str, acceptor: Option<TunnelAcceptor>) {
+        let mut acceptors = self.acceptors();
         match acceptor {
-            Some(a) => tunnels.insert(protocol.to_string(), a),
-            None => tunnels.remove(protocol),
+            Some(a) => acceptors.insert(protocol.to_string(), a),
+            None => acceptors.remove(protocol),
         };
-    }
-
-    /// True when this node leads `topic`-`partition` (always on a single
-    /// node that has it).
-    pub fn leads(&self, topic: &str, partition: u32) -> bool {
-        self.leader_partition(topic, partition).is_ok()
-    }
-
-    /// Where the metadata quorum has three or more voters, waits up to
-    /// `wait` until every voter is live and at least three nodes are (the
-    /// default replication factor), so that topics created next get all
-    /// their replicas. A node alone, or a quorum of two, does not wait.
-    /// False when the wait ran out.
-    pub async fn wait_for_voters(&self, wait: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            let status = self.cluster_status();
-            let voters = status.nodes.iter().filter(|n| n.role == "voter");
-            if voters.clone().count() < 3 && !status.nodes.is_empty() {
-                return true;
-            }
-            let all_live = voters.clone().all(|n| n.live);
-            let live = status.nodes.iter().filter(|n| n.live).count();
-            if all_live && status.quorum && live >= 3 {
-                return true;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// The node id and gRPC address of `topic`-`partition`'s leader as the
-    /// metadata says, when it is another node.
-    pub fn leader_elsewhere(&self, topic: &str, partition: u32) -> Option<(u64, String)> {
-        if self.leads(topic, partition) {
-            return None;
-        }
-        match self.not_leader(topic, partition) {
-            Error::NotLeader { leader, .. } => leader,
-            _ => None,
-        }
     }
 
     /// Opens a connection to the `protocol` gateway of the node that leads
@@ -124,23 +92,19 @@ impl Broker {
     /// # Errors
     /// `NotLeader`/`LeaderNotReady` when no leader took it within a few
     /// seconds; `Cluster` when the leader could not be reached by then.
-    pub async fn open_tunnel(
-        &self,
-        protocol: &str,
-        topic: &str,
-        partition: u32,
-    ) -> Result<DuplexStream> {
+    pub async fn open(&self, protocol: &str, topic: &str, partition: u32) -> Result<DuplexStream> {
         let deadline = tokio::time::Instant::now() + OPEN_WAIT;
         let mut pause = Duration::from_millis(20);
         loop {
-            let outcome = match self.leader_elsewhere(topic, partition) {
-                None if self.leads(topic, partition) => self.accept_tunnel(&pb::TunnelOpen {
+            let leads = self.replicas.leader(topic, partition).is_ok();
+            let outcome = match self.quorum.leader_of(topic, partition) {
+                _ if leads => self.accept(&pb::TunnelOpen {
                     protocol: protocol.to_string(),
                     topic: topic.to_string(),
                     partition,
                 }),
-                None => Err(self.not_leader(topic, partition)),
-                Some((_, addr)) => self.remote_tunnel(&addr, protocol, topic, partition).await,
+                Leader::Node(_, addr) => self.remote(&addr, protocol, topic, partition).await,
+                Leader::Here | Leader::Unknown => Err(self.quorum.not_leader(topic, partition)),
             };
             // Opening has no effect until it succeeds: a leader that cannot
             // be reached (it failed; a new one is being elected) is tried
@@ -158,10 +122,9 @@ impl Broker {
     }
 
     /// The leader's side: a connection for the gateway, once it took it.
-    pub(crate) fn accept_tunnel(&self, open: &pb::TunnelOpen) -> Result<DuplexStream> {
-        self.check_open()?;
-        self.leader_partition(&open.topic, open.partition)?;
-        let acceptor = self.inner.tunnels.lock().get(&open.protocol).cloned();
+    pub(crate) fn accept(&self, open: &pb::TunnelOpen) -> Result<DuplexStream> {
+        self.replicas.leader(&open.topic, open.partition)?;
+        let acceptor = self.acceptors().get(&open.protocol).cloned();
         let not_ready = || Error::LeaderNotReady {
             topic: open.topic.clone(),
             partition: open.partition,
@@ -175,14 +138,14 @@ impl Broker {
         Ok(ours)
     }
 
-    async fn remote_tunnel(
+    async fn remote(
         &self,
         addr: &str,
         protocol: &str,
         topic: &str,
         partition: u32,
     ) -> Result<DuplexStream> {
-        let cluster = self.cluster();
+        let cluster = &self.quorum;
         let mut client = ReplicaServiceClient::new(cluster.channel(addr)?);
         let (tx, rx) = mpsc::channel::<pb::TunnelFrame>(16);
         let open = pb::TunnelFrame {
@@ -196,14 +159,14 @@ impl Broker {
         if tx.send(open).await.is_err() {
             return Err(Error::Cluster("tunnel closed before it opened".into()));
         }
-        let request = with_cluster_id(cluster.node.cluster_id(), ReceiverStream::new(rx));
+        let request = with_cluster_id(cluster.cluster_id(), ReceiverStream::new(rx));
         let mut inbound = match client.tunnel(request).await {
             Ok(r) => r.into_inner(),
             Err(status) => {
                 if status.code() == Code::Unavailable && status.metadata().is_empty() {
                     cluster.drop_channel(addr);
                 }
-                return Err(crate::forward::from_status(topic, partition, status));
+                return Err(super::from_status(topic, partition, status));
             }
         };
         let (ours, theirs) = tokio::io::duplex(BUFFER);

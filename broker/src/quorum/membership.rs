@@ -1,0 +1,183 @@
+//! Membership of the quorum, answered by the controller: nodes joining,
+//! brokers' heartbeats, and nodes removed.
+
+use std::sync::Arc;
+
+use fjord_raft::MetadataRequest;
+use tracing::info;
+
+use super::Quorum;
+use super::loops::register_if_needed;
+use crate::{Error, Result};
+
+/// What a join or heartbeat sent to a non-controller should do instead.
+#[derive(Debug)]
+pub enum ControllerRedirect {
+    /// Ask this address (the controller's).
+    Controller(String),
+    /// No controller is known.
+    Unknown,
+}
+
+/// The outcome of a join request.
+#[derive(Debug)]
+pub enum JoinReply {
+    Joined { voter: bool },
+    Redirect(ControllerRedirect),
+}
+
+impl Quorum {
+    fn redirect(&self) -> ControllerRedirect {
+        let cluster = self;
+        match cluster.node.leader() {
+            Some((_, addr)) => ControllerRedirect::Controller(addr),
+            None => ControllerRedirect::Unknown,
+        }
+    }
+
+    /// Controller side of a join.
+    ///
+    /// # Errors
+    /// `Cluster` for a wrong cluster id or a node id a live node uses;
+    /// `NoQuorum` when the change cannot be made.
+    pub(crate) async fn handle_join(
+        &self,
+        node_id: u64,
+        address: String,
+        rack: Option<String>,
+        cluster_id: &str,
+    ) -> Result<JoinReply> {
+        let cluster = self;
+        if !cluster_id.is_empty() && cluster_id != cluster.cluster_id {
+            return Err(Error::Cluster(format!(
+                "wrong cluster id: this cluster is {:?}, the node says {cluster_id:?}",
+                cluster.cluster_id
+            )));
+        }
+        if node_id == 0 {
+            return Err(Error::Cluster("node id 0 is not allowed".into()));
+        }
+        if !cluster.node.is_leader() {
+            return Ok(JoinReply::Redirect(self.redirect()));
+        }
+        let members = cluster.node.members();
+        let known = members
+            .voters
+            .get(&node_id)
+            .or_else(|| members.learners.get(&node_id));
+        if let Some(existing) = known
+            && *existing != address
+        {
+            let live = cluster.liveness().get(&node_id).copied().unwrap_or(false);
+            if live || node_id == cluster.id {
+                return Err(Error::Cluster(format!(
+                    "duplicate node id: node {node_id} is already in the cluster, live at {existing}"
+                )));
+            }
+        }
+        let voter = members.voters.contains_key(&node_id)
+            || members.voters.len() < cluster.config.max_voters;
+        cluster
+            .node
+            .add_node(node_id, address.clone(), voter)
+            .await
+            .map_err(|e| Error::NoQuorum(format!("adding node {node_id}: {e}")))?;
+        cluster.heard_from(node_id);
+        register_if_needed(cluster, node_id, &address, rack).await;
+        info!(node = node_id, %address, voter, "node joined");
+        Ok(JoinReply::Joined { voter })
+    }
+
+    /// Controller side of a heartbeat; `Ok(Some(fenced))`, or a redirect.
+    ///
+    /// # Errors
+    /// `Cluster` for a node that is not a member.
+    pub(crate) fn handle_heartbeat(
+        self: &Arc<Self>,
+        node_id: u64,
+        address: String,
+        rack: Option<String>,
+    ) -> Result<std::result::Result<bool, ControllerRedirect>> {
+        let cluster = self;
+        if !cluster.node.is_leader() {
+            return Ok(Err(self.redirect()));
+        }
+        let members = cluster.node.members();
+        if !members.voters.contains_key(&node_id) && !members.learners.contains_key(&node_id) {
+            return Err(Error::Cluster(format!(
+                "node {node_id} is not a member of cluster {:?}",
+                cluster.cluster_id
+            )));
+        }
+        cluster.heard_from(node_id);
+        let fenced = cluster
+            .node
+            .state()
+            .brokers
+            .get(&node_id)
+            .is_none_or(|b| b.fenced);
+        let needs_registration = cluster
+            .node
+            .state()
+            .brokers
+            .get(&node_id)
+            .is_none_or(|b| b.fenced || b.addr != address || b.rack != rack);
+        if needs_registration {
+            let cluster = Arc::clone(self);
+            self.tracker.spawn(async move {
+                register_if_needed(&cluster, node_id, &address, rack).await;
+            });
+        }
+        Ok(Ok(fenced))
+    }
+
+    /// Removes a drained node from the quorum and the metadata.
+    ///
+    /// # Errors
+    /// `InvalidRequest` while it still holds replicas; `NoQuorum`.
+    pub(crate) async fn remove_node(&self, node_id: u64) -> Result<()> {
+        let cluster = self;
+        if node_id == cluster.id && cluster.node.is_leader() {
+            // Removing the leader works, but the answer could be lost.
+            info!("removing the controller itself");
+        }
+        let state = cluster.node.state();
+        if state.brokers.contains_key(&node_id) {
+            cluster
+                .propose(MetadataRequest::UnregisterBroker { id: node_id })
+                .await?;
+        }
+        if !cluster.node.is_leader() {
+            return Err(Error::NoQuorum(
+                "send remove-node to the controller (see `fjord cluster status`)".into(),
+            ));
+        }
+        cluster
+            .node
+            .remove_node(node_id)
+            .await
+            .map_err(|e| Error::NoQuorum(format!("removing node {node_id}: {e}")))?;
+        info!(node = node_id, "node removed");
+        Ok(())
+    }
+
+    /// True when topics created now get all their replicas: the quorum
+    /// has fewer than three voters (a node alone, or two), or every voter
+    /// is live and at least three nodes are. False before the node knows
+    /// its quorum.
+    pub(crate) fn enough_live_voters(&self) -> bool {
+        let members = self.node.members();
+        if members.voters.is_empty() {
+            return false;
+        }
+        if members.voters.len() < 3 {
+            return true;
+        }
+        let live = self.liveness();
+        let voters_live = members
+            .voters
+            .keys()
+            .all(|v| live.get(v).copied().unwrap_or(false));
+        voters_live && self.has_quorum() && live.values().filter(|l| **l).count() >= 3
+    }
+}
