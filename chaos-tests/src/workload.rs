@@ -22,7 +22,7 @@ use crate::history::History;
 use crate::stop::Stop;
 
 /// Largest response accepted (a fetch carries batches and decoded records).
-const MAX_MESSAGE: usize = 64 << 20;
+use fjord_proto::MAX_MESSAGE;
 
 /// The nodes' current gRPC addresses, updated by the nemesis on restarts.
 pub type Address = Arc<Mutex<Vec<String>>>;

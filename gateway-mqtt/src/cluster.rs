@@ -1,5 +1,5 @@
-//! Sessions in a cluster: a client may connect to any node, and reconnect
-//! to another one.
+//! Sessions across nodes: a client may connect to any node of its cluster
+//! (a node alone is a cluster of one), and reconnect to another one.
 //!
 //! Every node follows `__mqtt_sessions` and knows each client's latest
 //! record (`Hub::known`). A connection *claims* its client id with a
@@ -165,9 +165,6 @@ impl Hub {
     /// members too, each message goes to the members of one node, chosen
     /// by its offset, so the group gets it once.
     pub(crate) fn delivers_share(&self, filter: &str, partition: u32, offset: i64) -> bool {
-        if !self.clustered {
-            return true;
-        }
         let shares = lock(&self.shares);
         let Some(others) = shares.nodes.get(filter) else {
             return true;

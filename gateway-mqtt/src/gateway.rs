@@ -4,7 +4,7 @@
 //! # Concurrency
 //! The listeners are bound before [`Gateway::start`] returns; one accept
 //! task per listener runs under the [`Hub`]'s tracker once the hub is
-//! open (at once on a single node, in the background in a cluster), and
+//! open (in the background: its topics need the cluster's leaders), and
 //! every connection gets a task of its own.
 
 use std::net::SocketAddr;
@@ -34,7 +34,7 @@ pub struct MqttListeners {
 /// The running MQTT gateway.
 #[derive(Clone)]
 pub struct Gateway {
-    /// Set once the gateway's state is open (at once on a single node).
+    /// Set once the gateway's state is open.
     hub: Arc<OnceLock<Arc<Hub>>>,
     /// Stops a gateway still opening.
     opening: CancellationToken,

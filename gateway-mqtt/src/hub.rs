@@ -2,8 +2,8 @@
 //! what it does with it.
 //!
 //! Owns the subscription registry, the sessions of clients that are away
-//! (and their expiry), retained messages, delayed wills and, in a cluster,
-//! what the log says of every client's session (see `cluster.rs`). It
+//! (and their expiry), retained messages, delayed wills and what the log
+//! says of every client's session on any node (see `cluster.rs`). It
 //! opens the gateway's topics, restores that state from the compacted
 //! internal topics, starts the dispatchers that tail the log and feed
 //! sessions (see `dispatch.rs`), and publishes messages into the log.
@@ -38,14 +38,13 @@ use crate::{Error, Result};
 /// A session whose client is away.
 #[derive(Debug)]
 pub(crate) struct Offline {
-    pub(crate) state: SessionState,
     /// Bumped on every store, so a stale expiry timer does nothing.
     pub(crate) generation: u64,
     /// Offset of its record in `__mqtt_sessions` (-1: not known).
     pub(crate) offset: i64,
 }
 
-/// In a cluster: what the `__mqtt_sessions` records of a client say.
+/// What the `__mqtt_sessions` records of a client say.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Known {
     /// The latest record that is not stale, and its offset; `None` after
@@ -82,11 +81,10 @@ pub(crate) struct Hub {
     /// This node's id, and whether it is one of a cluster's: then sessions
     /// move between nodes (see `cluster.rs`).
     pub(crate) node: u32,
-    pub(crate) clustered: bool,
-    /// In a cluster: every client's latest session record, followed from
+    /// Every client's latest session record, followed from
     /// the log.
     pub(crate) known: Mutex<HashMap<String, Known>>,
-    /// In a cluster: shared subscriptions' members on other nodes.
+    /// Shared subscriptions' members on other nodes.
     pub(crate) shares: Mutex<crate::cluster::Shares>,
     /// How far `__mqtt_retained` / `__mqtt_sessions` have been applied
     /// (every record below).
@@ -101,11 +99,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+pub(crate) use fjord_broker::now_ms;
 
 impl Hub {
     pub(crate) fn registry(&self) -> MutexGuard<'_, Registry> {
@@ -169,11 +163,9 @@ impl Hub {
         store::ensure_compacted(&broker, SESSIONS_TOPIC).await?;
         store::ensure_compacted(&broker, RETAINED_TOPIC).await?;
         let node = broker.node_id();
-        let clustered = true;
         let hub = Arc::new(Hub {
             broker,
             node,
-            clustered,
             known: Mutex::new(HashMap::new()),
             shares: Mutex::new(crate::cluster::Shares::default()),
             retained_applied: watch::Sender::new(0),
@@ -194,9 +186,7 @@ impl Hub {
             let end = hub.load_retained().await?;
             hub.follow(RETAINED_TOPIC, end);
             let end = hub.load_sessions().await?;
-            if hub.clustered {
-                hub.follow(SESSIONS_TOPIC, end);
-            }
+            hub.follow(SESSIONS_TOPIC, end);
             hub.start_dispatchers().await
         }
         .await;
@@ -250,8 +240,8 @@ impl Hub {
             .store(retained.len() as i64, Ordering::Relaxed);
     }
 
-    /// Restores the sessions this node kept (in a cluster, also learns
-    /// every other node's); returns where `__mqtt_sessions` ends.
+    /// Restores the sessions this node kept, and learns every other
+    /// node's; returns where `__mqtt_sessions` ends.
     async fn load_sessions(self: &Arc<Self>) -> Result<i64> {
         let now = now_ms();
         let mut loaded = 0;
@@ -261,7 +251,7 @@ impl Hub {
                 continue;
             };
             let state = r.value.as_deref().and_then(SessionState::decode);
-            if self.clustered {
+            {
                 let latest_claim = state
                     .as_ref()
                     .map_or(-1, |s| if s.claim { r.offset } else { s.epoch });
@@ -282,7 +272,7 @@ impl Hub {
                 continue;
             };
             // Another node's session, or a hand-over record.
-            if self.clustered && (state.node != self.node || client.starts_with('\0')) {
+            if state.node != self.node || client.starts_with('\0') {
                 continue;
             }
             let left = state.expiry_secs.map(|secs| {
@@ -306,7 +296,6 @@ impl Hub {
             self.offline().insert(
                 client.clone(),
                 Offline {
-                    state,
                     generation,
                     offset: r.offset,
                 },
@@ -348,17 +337,15 @@ impl Hub {
     /// Drops a session's subscriptions and its stored state.
     pub(crate) async fn forget_session(&self, client: &str) {
         self.drop_local(client);
-        // In a cluster, only while the latest record is still this node's
-        // (the client may have come back elsewhere).
-        if self.clustered {
-            let ours = self.known().get(client).is_none_or(|k| {
-                k.state
-                    .as_ref()
-                    .is_none_or(|s| s.node == self.node && !s.online)
-            });
-            if !ours {
-                return;
-            }
+        // Only while the latest record is still this node's (the client
+        // may have come back on another node).
+        let ours = self.known().get(client).is_none_or(|k| {
+            k.state
+                .as_ref()
+                .is_none_or(|s| s.node == self.node && !s.online)
+        });
+        if !ours {
+            return;
         }
         if let Err(e) = store::put(&self.broker, SESSIONS_TOPIC, client, None, Vec::new()).await {
             warn!(client, "could not delete an ended MQTT session: {e}");

@@ -54,8 +54,8 @@ pub(crate) struct Online {
     /// The connection has ended and is storing the session: dispatchers
     /// skip it, and a new connection with its client id waits for `done`.
     pub(crate) closing: bool,
-    /// In a cluster: the offset of this connection's claim (-1 on a single
-    /// node); an older claim from another node does not take it over.
+    /// The offset of this connection's claim on its client id; an older
+    /// claim from another node does not take it over.
     pub(crate) claim: i64,
     /// Set when another node's claim took the session over.
     pub(crate) handed_to: Option<i64>,

@@ -97,7 +97,8 @@ pub(crate) struct SessionState {
     /// When the client went away (for expiry after a restart).
     #[serde(default)]
     pub(crate) disconnected_at_ms: Option<i64>,
-    /// The node that wrote this record (0 on a single node).
+    /// The node that wrote this record (0 in records of releases whose
+    /// single nodes wrote none).
     #[serde(default)]
     pub(crate) node: u32,
     /// Written by that node's connection `connection` while the client was

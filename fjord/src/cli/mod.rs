@@ -158,4 +158,4 @@ pub(crate) fn status(e: tonic::Status) -> anyhow::Error {
 }
 
 /// Largest message the CLI accepts from the server.
-pub(crate) const MAX_MESSAGE: usize = 64 << 20;
+pub(crate) use fjord_proto::MAX_MESSAGE;

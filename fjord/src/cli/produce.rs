@@ -26,6 +26,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tonic::transport::Channel;
 
+use fjord_broker::now_ms;
+
 use super::{ClientArgs, MAX_MESSAGE, Output, status};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -301,12 +303,6 @@ pub(crate) async fn run(client: &ClientArgs, args: ProduceArgs) -> Result<()> {
     outcome.with_context(|| {
         format!("{acknowledged} of {read} records were acknowledged before the failure")
     })
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

@@ -70,7 +70,7 @@ struct Connection {
     resumed_below: Positions,
     /// This connection's id in the registry.
     id: u64,
-    /// In a cluster, the offset of its claim on the client id.
+    /// The offset of its claim on the client id.
     claim: i64,
     /// Woken when the session falls behind on a partition (and after an
     /// acknowledgement while it catches up).
@@ -163,44 +163,35 @@ where
         (a, None) => a,
     };
     let conn_id = gw.next_id();
-    // A session kept here, or in a cluster the latest one of any node.
+    // A session kept here (its expiry timer and will are this node's).
     let local = gw.offline().remove(&client_id);
     let kept_here = local.is_some();
-    let mut stored = local.as_ref().map(|o| o.state.clone());
-    let mut claim = -1;
-    if gw.clustered {
-        match gw
-            .claim(&client_id, conn_id, connect.clean_start, expiry)
-            .await
-        {
-            Ok((offset, state)) => {
-                claim = offset;
-                stored = state;
+    // The claim (a record in `__mqtt_sessions`) takes the client id over
+    // on every node and returns its latest session, wherever it was kept.
+    let (claim, mut stored) = match gw
+        .claim(&client_id, conn_id, connect.clean_start, expiry)
+        .await
+    {
+        Ok(claimed) => claimed,
+        Err(e) => {
+            debug!(client = %client_id, "session not claimed: {e}");
+            if let Some(o) = local {
+                gw.offline().insert(client_id, o);
             }
-            Err(e) => {
-                debug!(client = %client_id, "session not claimed: {e}");
-                if let Some(o) = local {
-                    gw.offline().insert(client_id, o);
-                }
-                gw.metrics.connects_refused.fetch_add(1, Ordering::Relaxed);
-                let code = match protocol {
-                    Protocol::V5 => reason::SERVER_UNAVAILABLE,
-                    Protocol::V311 => reason::V3_SERVER_UNAVAILABLE,
-                };
-                let p = connack(protocol, false, code, Properties::default());
-                write_packet(&mut io, p, protocol).await;
-                return;
-            }
+            gw.metrics.connects_refused.fetch_add(1, Ordering::Relaxed);
+            let code = match protocol {
+                Protocol::V5 => reason::SERVER_UNAVAILABLE,
+                Protocol::V311 => reason::V3_SERVER_UNAVAILABLE,
+            };
+            let p = connack(protocol, false, code, Properties::default());
+            write_packet(&mut io, p, protocol).await;
+            return;
         }
-    }
+    };
     if connect.clean_start && kept_here {
-        // The session kept here ends (in a cluster the claim replaced its
-        // record already).
-        if gw.clustered {
-            gw.drop_local(&client_id);
-        } else {
-            gw.forget_session(&client_id).await;
-        }
+        // The session kept here ends (the claim replaced its record
+        // already).
+        gw.drop_local(&client_id);
         stored = None;
     }
     let session_present = stored.is_some();
@@ -323,16 +314,14 @@ where
         out: Vec::new(),
     };
     conn.out.push(connack(protocol, session_present, 0, props));
-    // In a cluster the claim is a record to delete when the session ends.
-    conn.stored.store(gw.clustered, Ordering::Relaxed);
+    // The claim is a record to delete when the session ends.
+    conn.stored.store(true, Ordering::Relaxed);
     if let Some(state) = stored {
         conn.stored.store(true, Ordering::Relaxed);
         Box::pin(conn.resume(state, &resume_to)).await;
-        if gw.clustered {
-            // The latest record is this connection's again (the one it
-            // took the session over from may have saved after the claim).
-            conn.save().await;
-        }
+        // The latest record is this connection's again (the one it took
+        // the session over from may have saved after the claim).
+        conn.save().await;
     }
     let mut rx = rx;
     // The big, rare steps (handshake, resume, finish, a batch of input)

@@ -32,12 +32,9 @@ impl Connection {
         }
     }
 
-    /// In a cluster: whether a later claim on the client id came from
+    /// Whether a later claim on the client id came from
     /// another connection (not applied yet when this one ended).
     pub(super) async fn claimed_elsewhere(&self) -> Option<i64> {
-        if !self.gw.clustered {
-            return None;
-        }
         if let Ok(end) = store::end(&self.gw.broker, store::SESSIONS_TOPIC).await {
             self.gw
                 .await_applied(store::SESSIONS_TOPIC, end, Duration::from_secs(2))
@@ -50,11 +47,8 @@ impl Connection {
 
     /// Stores the session durably if it outlives the connection.
     pub(super) async fn save(&self) {
-        // In a cluster every session's subscriptions are written: other
+        // Every session's subscriptions are written, clean ones too: other
         // nodes share its shared subscriptions' messages with it.
-        if self.expiry == Some(0) && !self.gw.clustered {
-            return;
-        }
         match self.gw.save_session(&self.client_id, &self.state()).await {
             Ok(_) => self.stored.store(true, Ordering::Relaxed),
             Err(e) => debug!(client = %self.client_id, "session not stored: {e}"),
@@ -162,11 +156,7 @@ impl Connection {
             } else {
                 self.gw.offline().insert(
                     self.client_id.clone(),
-                    crate::hub::Offline {
-                        state,
-                        generation,
-                        offset,
-                    },
+                    crate::hub::Offline { generation, offset },
                 );
             }
             if let Some(secs) = self.expiry.filter(|_| handed.is_none()) {
