@@ -6,9 +6,10 @@
 //! its own runs. It does not own storage or replication: queues are topics
 //! of the [`fjord_broker::Broker`]. Admin operations
 //! ([`Gateway::vhosts`], [`Gateway::declare_queue`], ...) list and change
-//! the topology as an operator does. In a cluster one node runs the engine
-//! (the leader of `__amqp_acks`) and the others carry their clients'
-//! connections to it (see `gateway.rs`).
+//! the topology as an operator does. One node of the cluster (the leader
+//! of `__amqp_acks`; a node alone is its own) runs the engine, and the
+//! others carry their clients' connections to it (see `gateway.rs`).
+//! Queues read their logs through the broker's [`fjord_broker::Tail`].
 //!
 //! # Layout
 //! - [`codec`]: the wire format, pure (no I/O): frames, methods, content

@@ -5,7 +5,7 @@
 //! log topics. It does not own storage or replication: every PUBLISH is a
 //! record appended through the [`fjord_broker::Broker`] handle (and
 //! acknowledged once committed), and every delivery is read back from the
-//! log by a dispatcher per partition.
+//! log by a dispatcher per partition (a broker [`fjord_broker::Tail`]).
 //!
 //! # Layout
 //! - `codec`: the pure packet codec (bytes in, packets out), fuzzable.
