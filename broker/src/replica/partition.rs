@@ -411,29 +411,30 @@ impl Partition {
         }
     }
 
-    /// The leader's side of a follower's fetch: checks the epoch and the
-    /// follower's log against ours, records its progress, waits up to
-    /// `max_wait` for data past `fetch_offset`, and reads from there to our
-    /// log end. Returns also what the replication asks for.
-    pub(crate) async fn replica_fetch(
+    /// Why a follower at `follower_epoch` may not fetch from this replica,
+    /// if it may not.
+    fn wrong_epoch(&self, follower_epoch: i32) -> Option<ReplicaFetch> {
+        match &*self.role() {
+            Role::Leader { epoch, .. } if *epoch == follower_epoch => None,
+            Role::Leader { epoch, .. } => Some(ReplicaFetch::WrongEpoch { ours: Some(*epoch) }),
+            _ => Some(ReplicaFetch::WrongEpoch { ours: None }),
+        }
+    }
+
+    /// The leader's side of a follower's fetch, first step: checks the
+    /// epoch and the follower's log against ours and records its progress.
+    /// Returns what the replication asks for (to be carried out before the
+    /// read waits, so that the HW moves at once), or the answer when the
+    /// fetch goes no further.
+    pub(crate) fn replica_fetched(
         &self,
         follower: u64,
         follower_epoch: i32,
         fetch_offset: i64,
         last_fetched_epoch: i32,
-        max_bytes: usize,
-        max_wait: Duration,
-    ) -> StorageResult<(ReplicaFetch, Vec<ReplicationAction>)> {
-        let check = || -> Option<ReplicaFetch> {
-            let role = self.role();
-            match &*role {
-                Role::Leader { epoch, .. } if *epoch == follower_epoch => None,
-                Role::Leader { epoch, .. } => Some(ReplicaFetch::WrongEpoch { ours: Some(*epoch) }),
-                _ => Some(ReplicaFetch::WrongEpoch { ours: None }),
-            }
-        };
-        if let Some(wrong) = check() {
-            return Ok((wrong, Vec::new()));
+    ) -> Result<Vec<ReplicationAction>, ReplicaFetch> {
+        if let Some(wrong) = self.wrong_epoch(follower_epoch) {
+            return Err(wrong);
         }
         {
             let log = self.read_log();
@@ -452,18 +453,30 @@ impl Partition {
                 None
             };
             if let Some(end_offset) = diverging {
-                return Ok((ReplicaFetch::Diverging { end_offset }, Vec::new()));
+                return Err(ReplicaFetch::Diverging { end_offset });
             }
             if fetch_offset > end {
-                return Ok((ReplicaFetch::Diverging { end_offset: end }, Vec::new()));
+                return Err(ReplicaFetch::Diverging { end_offset: end });
             }
         }
-        let propose = match &mut *self.role() {
+        Ok(match &mut *self.role() {
             Role::Leader { replication, .. } => {
                 replication.on_fetch(follower, fetch_offset, Instant::now())
             }
             _ => Vec::new(),
-        };
+        })
+    }
+
+    /// The leader's side of a follower's fetch, second step: waits up to
+    /// `max_wait` for data past `fetch_offset`, and reads from there to our
+    /// log end.
+    pub(crate) async fn replica_read(
+        &self,
+        follower_epoch: i32,
+        fetch_offset: i64,
+        max_bytes: usize,
+        max_wait: Duration,
+    ) -> StorageResult<ReplicaFetch> {
         let mut leo = self.leo.subscribe();
         let deadline = tokio::time::Instant::now() + max_wait;
         loop {
@@ -471,7 +484,7 @@ impl Partition {
             if end > fetch_offset || tokio::time::Instant::now() >= deadline {
                 break;
             }
-            if check().is_some() {
+            if self.wrong_epoch(follower_epoch).is_some() {
                 break;
             }
             tokio::select! {
@@ -485,17 +498,14 @@ impl Partition {
         if fetch_offset < start {
             // Retention removed what the follower wants: it starts over
             // from our log start.
-            return Ok((ReplicaFetch::Diverging { end_offset: start }, propose));
+            return Ok(ReplicaFetch::Diverging { end_offset: start });
         }
         let read = log.read(fetch_offset, max_bytes, log.log_end_offset())?;
-        Ok((
-            ReplicaFetch::Records {
-                data: read.data,
-                high_watermark: self.high_watermark(),
-                log_start_offset: start,
-            },
-            propose,
-        ))
+        Ok(ReplicaFetch::Records {
+            data: read.data,
+            high_watermark: self.high_watermark(),
+            log_start_offset: start,
+        })
     }
 
     /// The follower's side: appends the leader's batches as they are.
