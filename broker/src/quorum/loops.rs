@@ -139,7 +139,7 @@ pub(crate) async fn register_if_needed(
 }
 
 /// One round of the controller: fence lapsed brokers, elect leaders,
-/// complete reassignments.
+/// complete reassignments, keep the quorum's voters.
 async fn controller_round(cluster: &Quorum) {
     if !cluster.node.is_leader() {
         *lock(&cluster.controller_since) = None;
@@ -162,7 +162,8 @@ async fn controller_round(cluster: &Quorum) {
         tracing::info!(?request, "controller decision");
         if let Err(e) = cluster.propose(request).await {
             warn!("controller proposal failed: {e}");
-            break;
+            return;
         }
     }
+    cluster.keep_voters().await;
 }
