@@ -1,11 +1,14 @@
 //! The metadata quorum under an operator's changes and under failures: a
-//! removed or long-silent voter's place goes to a caught-up learner.
+//! removed or long-silent voter's place goes to a caught-up learner, and a
+//! node left without a majority stops promptly and quietly on SIGTERM.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
+use std::time::{Duration, Instant};
+
 use common::Server;
-use common::cluster::{cluster, cluster_with_flags, wait_for};
+use common::cluster::{cluster, cluster_with_flags, status, wait_for};
 use serde_json::Value;
 
 fn nodes_of(s: &Value) -> Vec<Value> {
@@ -103,4 +106,33 @@ fn a_voter_silent_past_the_limit_is_replaced_by_a_learner() {
     });
     let another = follower_voter(&s, &[silent]);
     metadata_changes_after_losing(&mut nodes, another);
+}
+
+#[test]
+fn a_node_left_without_a_quorum_stops_promptly_and_quietly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = cluster(dir.path(), 3);
+    nodes[0].ok(&["topic", "create", "held", "--partitions", "3"]);
+    // Keep the controller, which leads a partition of `held`.
+    let s = status(&nodes[0]);
+    let keep = nodes.remove(s["controller"].as_u64().unwrap() as usize - 1);
+    for n in nodes {
+        n.kill9();
+    }
+    wait_for(&keep, "the quorum lost", |s| s["quorum"] == false);
+    let log = keep.log.clone();
+    let asked = Instant::now();
+    assert_eq!(keep.terminate(), Some(0));
+    let took = asked.elapsed();
+    println!("stopped {took:?} after SIGTERM");
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    let log = std::fs::read_to_string(log).unwrap();
+    let (_, shutdown) = log.split_once("shutdown requested").unwrap();
+    let errors: Vec<&str> = shutdown.lines().filter(|l| l.contains("ERROR")).collect();
+    assert!(errors.len() <= 5, "{}", errors.join("\n"));
+    let gave_up: Vec<&str> = shutdown
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("gave up"))
+        .collect();
+    assert_eq!(gave_up.len(), 1, "{shutdown}");
 }

@@ -281,6 +281,14 @@ impl MetadataNode {
         }
     }
 
+    /// Stops standing for election: a node on its way out must not start
+    /// elections (each a round of vote requests, to nodes that may be
+    /// gone) nor take leadership. It still votes, and follows or leads as
+    /// it did.
+    pub fn stop_campaigning(&self) {
+        self.raft.runtime_config().elect(false);
+    }
+
     /// Stops this node's Raft.
     ///
     /// # Errors
