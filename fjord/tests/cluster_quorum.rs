@@ -1,6 +1,8 @@
 //! The metadata quorum under an operator's changes and under failures: a
-//! removed or long-silent voter's place goes to a caught-up learner, and a
-//! node left without a majority stops promptly and quietly on SIGTERM.
+//! removed or long-silent voter's place goes to a caught-up learner, a
+//! drain that no node can take is refused and an undrained node takes
+//! replicas again, and a node left without a majority stops promptly and
+//! quietly on SIGTERM.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -106,6 +108,56 @@ fn a_voter_silent_past_the_limit_is_replaced_by_a_learner() {
     });
     let another = follower_voter(&s, &[silent]);
     metadata_changes_after_losing(&mut nodes, another);
+}
+
+#[test]
+fn a_drain_no_node_can_take_is_refused_and_an_undrained_node_takes_replicas_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = cluster(dir.path(), 3);
+    nodes[0].ok(&["topic", "create", "acks", "--replication-factor", "3"]);
+    nodes[0].ok(&[
+        "topic",
+        "create",
+        "pairs",
+        "--partitions",
+        "3",
+        "--replication-factor",
+        "2",
+    ]);
+    let out = nodes[0].cli(&["cluster", "drain-node", "3"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no other live node can take"), "{err}");
+    assert!(err.contains("add a node first"), "{err}");
+    let s = status(&nodes[0]);
+    assert!(
+        nodes_of(&s).iter().all(|n| n["draining"] == false),
+        "a refused drain marks nothing: {s}"
+    );
+
+    // Without the three-replica topic node 3 can be drained ...
+    nodes[0].ok(&["topic", "delete", "acks"]);
+    nodes[0].ok(&["cluster", "drain-node", "3"]);
+    let holds = |s: &Value, id: u64| {
+        nodes_of(s)
+            .iter()
+            .find(|n| n["id"] == id)
+            .and_then(|n| n["replicas"].as_u64())
+            .unwrap_or(0)
+    };
+    wait_for(&nodes[0], "node 3 drained", |s| {
+        s["reassigning"] == 0 && holds(s, 3) == 0
+    });
+    // ... gets nothing new while draining ...
+    nodes[0].ok(&["cluster", "rebalance"]);
+    assert_eq!(holds(&status(&nodes[0]), 3), 0);
+    // ... and takes replicas again once undrained.
+    nodes[0].ok(&["cluster", "undrain-node", "3"]);
+    nodes[0].ok(&["cluster", "rebalance"]);
+    let s = wait_for(&nodes[0], "node 3 holding replicas again", |s| {
+        s["reassigning"] == 0 && holds(s, 3) >= 1
+    });
+    assert!(nodes_of(&s).iter().all(|n| n["draining"] == false), "{s}");
 }
 
 #[test]
