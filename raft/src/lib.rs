@@ -19,6 +19,8 @@
 //!   evening out and resizing replicas ([`rebalance_plan`]).
 //! - `voters`: which members vote, sans-IO: keeping the configured number
 //!   of voters ([`plan_voters`]).
+//! - `topic_changes`: applying changes to a topic that exists (configs,
+//!   more partitions).
 //! - `log_store`: [`FileLogStore`], the durable Raft log and vote.
 //! - `state_machine`: [`MetadataStateMachine`], applying entries and taking
 //!   snapshots.
@@ -50,6 +52,7 @@ mod node;
 mod plans;
 mod service;
 mod state_machine;
+mod topic_changes;
 mod types;
 mod user;
 mod voters;
