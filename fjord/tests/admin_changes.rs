@@ -1,16 +1,18 @@
 //! An operator's changes to what exists, through the CLI as Kafka users
 //! know them: a topic's configs (`topic alter-config`) and partition count
 //! (`topic add-partitions`), on a node alone and on every replica of a
-//! cluster.
+//! cluster, and a group's offsets (`group reset-offsets`, dry run first)
+//! and the group itself (`group delete`).
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::cluster::cluster_with_flags;
-use common::{GATEWAYS_OFF, Server};
+use common::{BIN, GATEWAYS_OFF, Server};
 use serde_json::Value;
 
 fn json(text: &str) -> Value {
@@ -224,4 +226,177 @@ fn altered_configs_and_added_partitions_reach_every_replica_of_a_cluster() {
     );
     let out = nodes[1].ok(&["consume", "metrics", "--partition", "2", "--from-beginning"]);
     assert_eq!(out.trim(), "late");
+}
+
+/// A consumer that stays in group `group` until killed.
+fn member(server: &Server, group: &str, topic: &str) -> Child {
+    Command::new(BIN)
+        .args(["consume", topic, "--group", group, "--follow"])
+        .args(["--server", &server.grpc])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn committed(server: &Server, group: &str) -> Vec<i64> {
+    let d = json(&server.ok(&["group", "describe", group, "--output", "json"]));
+    let mut offsets: Vec<(u64, i64)> = d["offsets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["partition"].as_u64().unwrap(),
+                o["committed"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    offsets.sort_unstable();
+    offsets.into_iter().map(|(_, o)| o).collect()
+}
+
+fn reset(server: &Server, to: &[&str]) -> Value {
+    let mut args = vec![
+        "group",
+        "reset-offsets",
+        "g",
+        "--topic",
+        "jobs",
+        "--output",
+        "json",
+    ];
+    args.extend(to);
+    json(&server.ok(&args))
+}
+
+#[test]
+fn a_groups_offsets_are_reset_as_planned_and_the_group_deleted_once_it_has_no_members() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&dir.path().join("data"), GATEWAYS_OFF);
+    server.ok(&["topic", "create", "jobs", "--partitions", "2"]);
+    server.ok_with_input(&["produce", "jobs", "--partition", "0"], &lines(0..100));
+    server.ok_with_input(&["produce", "jobs", "--partition", "1"], &lines(0..50));
+    server.ok(&["consume", "jobs", "--group", "g", "--from-beginning"]);
+    assert_eq!(committed(&server, "g"), vec![100, 50]);
+
+    // A dry run by default: the plan, nothing committed.
+    let plan = server.ok(&[
+        "group",
+        "reset-offsets",
+        "g",
+        "--topic",
+        "jobs",
+        "--to-earliest",
+    ]);
+    assert!(plan.contains("dry run"), "{plan}");
+    assert!(plan.contains("NEW-OFFSET"), "{plan}");
+    assert_eq!(committed(&server, "g"), vec![100, 50]);
+    let r = reset(&server, &["--to-offset", "10", "--execute"]);
+    assert_eq!(r["executed"], true, "{r}");
+    assert_eq!(r["partitions"][0]["current"], 100, "{r}");
+    assert_eq!(committed(&server, "g"), vec![10, 10]);
+    reset(&server, &["--shift-by", "-5", "--execute"]);
+    assert_eq!(committed(&server, "g"), vec![5, 5]);
+    // Out of the log's range: clamped to it, and said so.
+    let r = reset(&server, &["--to-offset", "1000", "--execute"]);
+    assert_eq!(r["partitions"][0]["clamped"], true, "{r}");
+    assert_eq!(committed(&server, "g"), vec![100, 50]);
+    let table = server.ok(&[
+        "group",
+        "reset-offsets",
+        "g",
+        "--topic",
+        "jobs",
+        "--shift-by",
+        "-500",
+    ]);
+    assert!(table.contains("clamped to the log's range"), "{table}");
+    reset(&server, &["--to-earliest", "--execute"]);
+    assert_eq!(committed(&server, "g"), vec![0, 0]);
+    reset(&server, &["--to-timestamp", "32503680000000", "--execute"]);
+    assert_eq!(committed(&server, "g"), vec![100, 50]);
+    reset(&server, &["--to-timestamp", "0", "--execute"]);
+    assert_eq!(committed(&server, "g"), vec![0, 0]);
+    reset(&server, &["--to-latest", "--execute"]);
+    assert_eq!(committed(&server, "g"), vec![100, 50]);
+    // The group resumes where it was reset to.
+    reset(&server, &["--to-offset", "95", "--execute"]);
+    let out = server.ok(&["consume", "jobs", "--group", "g"]);
+    assert_eq!(out.lines().count(), 5, "{out}");
+    let err = refused(
+        &server,
+        &[
+            "group",
+            "reset-offsets",
+            "g",
+            "--topic",
+            "nope",
+            "--to-latest",
+        ],
+    );
+    assert!(err.contains("unknown topic"), "{err}");
+    let err = refused(&server, &["group", "reset-offsets", "g", "--topic", "jobs"]);
+    assert!(err.contains("--to-earliest"), "a target is required: {err}");
+
+    // Refused while the group has members.
+    let mut consumer = member(&server, "g", "jobs");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let d = json(&server.ok(&["group", "describe", "g", "--output", "json"]));
+        if d["members"].as_array().is_some_and(|m| !m.is_empty()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the consumer never joined: {d}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let err = refused(
+        &server,
+        &[
+            "group",
+            "reset-offsets",
+            "g",
+            "--topic",
+            "jobs",
+            "--to-earliest",
+        ],
+    );
+    assert!(err.contains("active members"), "{err}");
+    let err = refused(&server, &["group", "delete", "g"]);
+    assert!(err.contains("active members"), "{err}");
+    consumer.kill().unwrap();
+    consumer.wait().unwrap();
+
+    // Once its member's session lapsed the group can go, offsets and all.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let out = loop {
+        let out = server.cli(&["group", "delete", "g"]);
+        if out.status.success() {
+            break String::from_utf8_lossy(&out.stdout).to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        out.contains("deleted group g (2 committed offsets removed)"),
+        "{out}"
+    );
+    let list = json(&server.ok(&["group", "list", "--output", "json"]));
+    assert!(
+        list.as_array().unwrap().iter().all(|g| g["group"] != "g"),
+        "{list}"
+    );
+    let err = refused(&server, &["group", "describe", "g"]);
+    assert!(err.contains("unknown group"), "{err}");
+    let err = refused(&server, &["group", "delete", "g"]);
+    assert!(err.contains("unknown group"), "{err}");
+    // Deleted for good: a restart reloads the tombstones, not the offsets.
+    assert_eq!(server.terminate(), Some(0));
+    let server = Server::start_with(&dir.path().join("data"), GATEWAYS_OFF);
+    let err = refused(&server, &["group", "describe", "g"]);
+    assert!(err.contains("unknown group"), "{err}");
 }
