@@ -29,6 +29,12 @@ use crate::replica::{ReplicaManager, ReplicaSettings};
 use crate::router::{Router, Tail, Tunnels};
 use crate::{Error, Result};
 
+/// How long a shutdown waits for the background tasks to stop.
+const TASKS_STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How long a shutdown waits for the Raft node to stop.
+const RAFT_STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The broker's parts, each with one way in.
 pub(crate) struct Parts {
     config: BrokerConfig,
@@ -105,6 +111,7 @@ impl Broker {
                 advertised,
                 config.cluster.clone(),
                 tracker.clone(),
+                shutdown.clone(),
             )
             .await?,
         );
@@ -319,20 +326,43 @@ impl Broker {
 
     /// Hands leadership away (when another node can take it), stops the
     /// background work and the Raft node, and flushes every replica.
-    /// Idempotent.
+    /// Each step is bounded, so a node without a metadata quorum stops
+    /// within seconds too; what a step gave up on is said once, in one
+    /// warning. Idempotent.
     pub async fn shutdown(&self) {
         let parts = &self.inner;
         if parts.closed.swap(true, Ordering::AcqRel) {
             return;
         }
-        parts.replicas.hand_off().await;
+        let mut gave_up = Vec::new();
+        if let Err(why) = parts.replicas.hand_off().await {
+            gave_up.push(why);
+        }
         parts.shutdown.cancel();
         parts.tracker.close();
-        parts.tracker.wait().await;
-        if let Err(e) = parts.quorum.node.shutdown().await {
-            warn!("stopping the metadata node: {e}");
+        if tokio::time::timeout(TASKS_STOP_WAIT, parts.tracker.wait())
+            .await
+            .is_err()
+        {
+            gave_up.push(format!(
+                "waiting for {} background tasks to stop",
+                parts.tracker.len()
+            ));
+        }
+        match tokio::time::timeout(RAFT_STOP_WAIT, parts.quorum.node.shutdown()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => gave_up.push(format!("stopping the metadata node ({e})")),
+            Err(_) => gave_up.push(format!(
+                "waiting for the metadata node to stop (over {RAFT_STOP_WAIT:?})"
+            )),
         }
         parts.replicas.flush_all().await;
+        if !gave_up.is_empty() {
+            warn!(
+                "controlled shutdown gave up on {}; stopped anyway",
+                gave_up.join(", ")
+            );
+        }
         info!("broker stopped");
     }
 }

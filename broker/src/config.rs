@@ -74,8 +74,12 @@ pub struct ClusterConfig {
     pub replica_lag_max: Duration,
     /// How long an `acks=all` produce waits for the ISR.
     pub produce_timeout: Duration,
-    /// Voters the quorum grows to as nodes join (1, 3 or 5).
+    /// Voters the quorum grows to as nodes join, and keeps while enough
+    /// live nodes exist (1, 3 or 5).
     pub max_voters: usize,
+    /// A voter silent (fenced) for this long is replaced by a caught-up
+    /// learner, which keeps the quorum's size when a voter dies for good.
+    pub voter_replace_after: Duration,
     /// Source address of connections to other nodes (`None`: the OS
     /// picks), for hosts with several addresses.
     pub outbound_address: Option<std::net::IpAddr>,
@@ -96,6 +100,7 @@ impl ClusterConfig {
             replica_lag_max: Duration::from_secs(10),
             produce_timeout: Duration::from_secs(30),
             max_voters: 3,
+            voter_replace_after: Duration::from_secs(60),
             catch_up_throttle: None,
             outbound_address: None,
         }

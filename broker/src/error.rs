@@ -57,6 +57,13 @@ pub enum Error {
         generation: i32,
         current: i32,
     },
+    #[error("unknown group {0}")]
+    UnknownGroup(String),
+    /// An operator's change to a group that needs it without members.
+    #[error(
+        "group {group_id} has {members} active members: stop its consumers first (the change needs an empty group)"
+    )]
+    GroupNotEmpty { group_id: String, members: usize },
     #[error("broker is shutting down")]
     ShuttingDown,
     /// In a cluster: this node does not lead the partition (or is fenced).

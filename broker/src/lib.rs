@@ -73,7 +73,8 @@ pub use clock::now_ms;
 pub use config::{BrokerConfig, ClusterConfig, Formation};
 pub use coordinator::{
     Assignment, CommittedOffset, GroupCoordinator, GroupDescription, GroupState, GroupSummary,
-    JoinOutcome, MemberDescription, Membership, OFFSETS_TOPIC, OffsetCommit, PartitionLag,
+    JoinOutcome, MemberDescription, Membership, OFFSETS_TOPIC, OffsetCommit, OffsetReset,
+    OffsetResetSpec, PartitionLag,
 };
 pub use error::{Error, Result};
 pub use fjord_raft::{AclAction, AclRule};

@@ -34,6 +34,7 @@
 //! | `rack` | `FJORD_RACK` | `--rack` | none |
 //! | `session_timeout_ms` | `FJORD_SESSION_TIMEOUT_MS` | `--session-timeout-ms` | `1500`: a broker silent this long is fenced |
 //! | `max_voters` | `FJORD_MAX_VOTERS` | `--max-voters` | `3`: voters the quorum grows to as nodes join (1, 3 or 5); later nodes are learners |
+//! | `voter_replace_after_ms` | `FJORD_VOTER_REPLACE_AFTER_MS` | `--voter-replace-after-ms` | `60000`: a voter silent this long is replaced by a caught-up learner (a removed voter at once) |
 //! | `outbound_address` | `FJORD_OUTBOUND_ADDRESS` | `--outbound-address` | none: the source address of connections to other nodes |
 //! | `catch_up_throttle` | `FJORD_CATCH_UP_THROTTLE` | `--catch-up-throttle` | `0` (none): bytes/s a replica outside the ISR copies at most |
 //! | `replica_lag_max_ms` | `FJORD_REPLICA_LAG_MAX_MS` | `--replica-lag-max-ms` | `10000`: a follower behind this long leaves the ISR |
@@ -164,6 +165,10 @@ pub(crate) struct ServeArgs {
     /// nodes are learners.
     #[arg(long, env = "FJORD_MAX_VOTERS")]
     max_voters: Option<usize>,
+    /// A voter silent (fenced) this long is replaced by a live learner
+    /// whose log has caught up, in ms.
+    #[arg(long, env = "FJORD_VOTER_REPLACE_AFTER_MS")]
+    voter_replace_after_ms: Option<u64>,
     /// Source address for connections to other nodes (hosts with several
     /// addresses).
     #[arg(long, env = "FJORD_OUTBOUND_ADDRESS", value_name = "IP")]
@@ -232,6 +237,7 @@ struct FileConfig {
     session_timeout_ms: Option<u64>,
     replica_lag_max_ms: Option<u64>,
     max_voters: Option<usize>,
+    voter_replace_after_ms: Option<u64>,
     catch_up_throttle: Option<u64>,
     outbound_address: Option<std::net::IpAddr>,
     flush_policy: Option<String>,
@@ -395,6 +401,9 @@ impl ServeArgs {
                 c.replica_lag_max = Duration::from_millis(ms.max(100));
             }
             c.max_voters = max_voters;
+            if let Some(ms) = self.voter_replace_after_ms.or(file.voter_replace_after_ms) {
+                c.voter_replace_after = Duration::from_millis(ms.max(1000));
+            }
             c.outbound_address = self.outbound_address.or(file.outbound_address);
             c.catch_up_throttle = self
                 .catch_up_throttle

@@ -37,7 +37,7 @@ struct Cli {
 enum Command {
     /// Run a node (a single node with every listener on its defaults).
     Serve(Box<ServeArgs>),
-    /// Create, list, describe and delete topics.
+    /// Create, list, describe, alter and delete topics; add partitions.
     Topic {
         #[command(flatten)]
         client: ClientArgs,
@@ -58,7 +58,7 @@ enum Command {
         #[command(flatten)]
         args: ConsumeArgs,
     },
-    /// List and describe consumer groups.
+    /// List and describe consumer groups; reset their offsets, delete them.
     Group {
         #[command(flatten)]
         client: ClientArgs,

@@ -17,6 +17,10 @@
 //!   ([`place_replicas`]), fencing and leader election ([`decide`]).
 //! - `plans`: scaling plans, sans-IO: draining a broker ([`drain_plan`]),
 //!   evening out and resizing replicas ([`rebalance_plan`]).
+//! - `voters`: which members vote, sans-IO: keeping the configured number
+//!   of voters ([`plan_voters`]).
+//! - `topic_changes`: applying changes to a topic that exists (configs,
+//!   more partitions).
 //! - `log_store`: [`FileLogStore`], the durable Raft log and vote.
 //! - `state_machine`: [`MetadataStateMachine`], applying entries and taking
 //!   snapshots.
@@ -25,6 +29,8 @@
 //! - `node`: [`MetadataNode`], a node of the quorum: start, initialize,
 //!   propose from any node (followers forward to the leader), and the
 //!   services to mount; the crate's [`Error`].
+//! - `membership`: the quorum's [`Members`]: adding and removing nodes,
+//!   carrying out voter changes.
 //!
 //! # Example
 //! ```no_run
@@ -39,24 +45,29 @@
 
 mod controller;
 mod log_store;
+mod membership;
 mod metadata;
 mod network;
 mod node;
 mod plans;
 mod service;
 mod state_machine;
+mod topic_changes;
 mod types;
 mod user;
+mod voters;
 
 pub use controller::{UNCLEAN_ELECTION, decide, place_replicas};
 pub use log_store::FileLogStore;
+pub use membership::Members;
 pub use metadata::{
     BrokerInfo, MetadataRequest, MetadataResponse, MetadataState, PartitionState, TopicState,
 };
 pub use network::{CLUSTER_ID_HEADER, GrpcConnection, GrpcNetwork};
-pub use node::{Error, Members, MetadataNode, MetadataWatch, ProposeService};
+pub use node::{Error, MetadataNode, MetadataWatch, ProposeService};
 pub use plans::{drain_plan, rebalance_plan};
 pub use service::{RaftRpcService, check_cluster_id};
 pub use state_machine::MetadataStateMachine;
 pub use types::{Entry, LogId, StorageError, TypeConfig};
 pub use user::{AclAction, AclRule, User};
+pub use voters::{CAUGHT_UP_LAG, MemberHealth, VoterChange, VoterPolicy, plan_voters};

@@ -151,6 +151,21 @@ pub enum MetadataRequest {
     DeleteUser {
         name: String,
     },
+    /// Sets configs of a topic and removes others (checked by the
+    /// proposer against the topic-config rules).
+    AlterTopicConfig {
+        name: String,
+        set: BTreeMap<String, String>,
+        delete: Vec<String>,
+    },
+    /// Adds partitions `first`, `first + 1`, ... to a topic that has
+    /// `first` partitions, with the given replica lists; each starts led
+    /// by its first replica, all replicas in sync.
+    AddPartitions {
+        name: String,
+        first: u32,
+        replicas: Vec<Vec<u64>>,
+    },
 }
 
 /// What applying a request did.
@@ -220,25 +235,7 @@ impl MetadataState {
                 }
                 let mut partitions = Vec::with_capacity(replicas.len());
                 for (i, set) in replicas.iter().enumerate() {
-                    if set.is_empty() {
-                        return Err(format!("partition {name}-{i} has no replicas"));
-                    }
-                    if let Some(missing) = set.iter().find(|b| !self.brokers.contains_key(b)) {
-                        return Err(format!("partition {name}-{i}: unknown broker {missing}"));
-                    }
-                    let mut unique = set.clone();
-                    unique.sort_unstable();
-                    unique.dedup();
-                    if unique.len() != set.len() {
-                        return Err(format!("partition {name}-{i} lists a broker twice"));
-                    }
-                    partitions.push(PartitionState {
-                        replicas: set.clone(),
-                        leader: Some(set[0]),
-                        leader_epoch: 0,
-                        isr: set.clone(),
-                        target: None,
-                    });
+                    partitions.push(self.new_partition(name, i, set)?);
                 }
                 self.next_topic_id += 1;
                 self.topics.insert(
@@ -387,6 +384,14 @@ impl MetadataState {
             }
             MetadataRequest::PutUser { user } => return self.put_user(user),
             MetadataRequest::DeleteUser { name } => return self.delete_user(name),
+            MetadataRequest::AlterTopicConfig { name, set, delete } => {
+                return self.alter_topic_config(name, set, delete);
+            }
+            MetadataRequest::AddPartitions {
+                name,
+                first,
+                replicas,
+            } => return self.add_partitions(name, *first, replicas),
         }
         Ok(MetadataResponse::Applied)
     }

@@ -13,7 +13,7 @@ use openraft::BasicNode;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
-use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::network::{Backoff, RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
@@ -136,7 +136,24 @@ impl GrpcConnection {
     }
 }
 
+/// The first wait before trying an unreachable node again, doubled on
+/// each failure up to [`BACKOFF_MAX`]; a call that gets through resets it.
+const BACKOFF_FIRST: Duration = Duration::from_millis(500);
+
+/// The longest wait between tries of an unreachable node: a node that
+/// comes back is reached again within this long.
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+
 impl RaftNetwork<TypeConfig> for GrpcConnection {
+    /// Exponential, not openraft's constant 500 ms: a dead node costs the
+    /// leader a few connection attempts (and log lines) a minute, not two
+    /// a second.
+    fn backoff(&self) -> Backoff {
+        Backoff::new(std::iter::successors(Some(BACKOFF_FIRST), |d| {
+            Some((*d * 2).min(BACKOFF_MAX))
+        }))
+    }
+
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,

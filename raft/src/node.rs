@@ -67,14 +67,6 @@ pub struct MetadataNode {
     local_address: Option<std::net::IpAddr>,
 }
 
-/// The quorum's members as this node knows them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Members {
-    /// id → address.
-    pub voters: BTreeMap<u64, String>,
-    pub learners: BTreeMap<u64, String>,
-}
-
 impl MetadataNode {
     /// Opens the node's log and state machine in `dir` and starts its Raft.
     ///
@@ -158,21 +150,6 @@ impl MetadataNode {
         self.raft.metrics().borrow().current_leader == Some(self.id)
     }
 
-    /// Voters and learners of the latest membership this node knows.
-    pub fn members(&self) -> Members {
-        let metrics = self.raft.metrics().borrow().clone();
-        let membership = metrics.membership_config.membership();
-        let mut members = Members::default();
-        for (id, node) in membership.nodes() {
-            if membership.voter_ids().any(|v| v == *id) {
-                members.voters.insert(*id, node.addr.clone());
-            } else {
-                members.learners.insert(*id, node.addr.clone());
-            }
-        }
-        members
-    }
-
     /// A watch that wakes when the applied metadata or the leader
     /// changes (not on every Raft heartbeat).
     pub fn watch(&self) -> MetadataWatch {
@@ -189,46 +166,6 @@ impl MetadataNode {
         let receiver = self.raft.metrics();
         let m = receiver.borrow();
         m.current_leader.is_some() && m.last_applied.map(|l| l.index) >= m.last_log_index
-    }
-
-    /// Adds a node as a learner (waiting until it has caught up) and, with
-    /// `voter`, promotes it. Must run on the leader.
-    ///
-    /// # Errors
-    /// `Raft`, including "not the leader".
-    pub async fn add_node(&self, id: u64, addr: String, voter: bool) -> Result<(), Error> {
-        self.raft
-            .add_learner(id, BasicNode::new(addr), true)
-            .await
-            .map_err(|e| Error::Raft(e.to_string()))?;
-        if voter {
-            let ids: std::collections::BTreeSet<u64> = [id].into();
-            self.raft
-                .change_membership(openraft::ChangeMembers::AddVoterIds(ids), false)
-                .await
-                .map_err(|e| Error::Raft(e.to_string()))?;
-        }
-        Ok(())
-    }
-
-    /// Removes a node from the quorum (as voter and learner). Must run on
-    /// the leader.
-    ///
-    /// # Errors
-    /// `Raft`, including "not the leader".
-    pub async fn remove_node(&self, id: u64) -> Result<(), Error> {
-        let ids: std::collections::BTreeSet<u64> = [id].into();
-        if self.members().voters.contains_key(&id) {
-            self.raft
-                .change_membership(openraft::ChangeMembers::RemoveVoters(ids.clone()), false)
-                .await
-                .map_err(|e| Error::Raft(e.to_string()))?;
-        }
-        self.raft
-            .change_membership(openraft::ChangeMembers::RemoveNodes(ids), false)
-            .await
-            .map_err(|e| Error::Raft(e.to_string()))?;
-        Ok(())
     }
 
     pub fn id(&self) -> u64 {
@@ -342,6 +279,14 @@ impl MetadataNode {
                 Err(None)
             }
         }
+    }
+
+    /// Stops standing for election: a node on its way out must not start
+    /// elections (each a round of vote requests, to nodes that may be
+    /// gone) nor take leadership. It still votes, and follows or leads as
+    /// it did.
+    pub fn stop_campaigning(&self) {
+        self.raft.runtime_config().elect(false);
     }
 
     /// Stops this node's Raft.

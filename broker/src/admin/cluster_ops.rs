@@ -51,6 +51,8 @@ pub struct ClusterStatus {
     pub node_id: u64,
     pub controller: Option<u64>,
     pub quorum: bool,
+    /// The voters the answering node's quorum keeps (`--max-voters`).
+    pub max_voters: u32,
     pub nodes: Vec<NodeStatus>,
     pub under_replicated: Vec<UnderReplicated>,
     pub partitions: u64,
@@ -133,6 +135,7 @@ impl Admin {
             node_id: cluster.id,
             controller: cluster.node.leader().map(|(id, _)| id).filter(|_| quorum),
             quorum,
+            max_voters: cluster.config.max_voters as u32,
             nodes,
             under_replicated,
             partitions,

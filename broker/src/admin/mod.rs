@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //! This file: [`Admin`] and topics (create, delete, list, partition
-//! counts); `describe`: a topic with its leaders' figures;
+//! counts); `topic_changes`: altering a topic's configs, adding
+//! partitions; `describe`: a topic with its leaders' figures;
 //! `cluster_ops`: the cluster's status, reassignments, draining and
 //! rebalancing; `users`: users and their password hashes; `legacy`: a
 //! previous release's single-node stores, migrated into the quorum.
@@ -11,6 +12,7 @@
 mod cluster_ops;
 mod describe;
 pub(crate) mod legacy;
+mod topic_changes;
 mod users;
 
 pub use cluster_ops::{ClusterStatus, NodeStatus, PartitionMove, UnderReplicated};

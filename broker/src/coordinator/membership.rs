@@ -209,6 +209,20 @@ impl Memberships {
         })
     }
 
+    /// Forgets a group without members (deleted); `Err` with its member
+    /// count when it has some.
+    pub(crate) fn forget_empty(&self, group_id: &str) -> std::result::Result<(), usize> {
+        let mut state = self.lock();
+        match state.groups.get(group_id) {
+            Some(group) if !group.members.is_empty() => Err(group.members.len()),
+            Some(_) => {
+                state.groups.remove(group_id);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
     pub(crate) fn group_ids(&self) -> Vec<String> {
         self.lock().groups.keys().cloned().collect()
     }

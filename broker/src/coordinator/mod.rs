@@ -11,15 +11,18 @@
 //! # Layout
 //! This file: [`GroupCoordinator`]; `membership`: joins, heartbeats and
 //! rebalances against the clock; `group`: the membership core;
-//! `offsets`: commit records and their cache; `producer_ids`: ids for
-//! idempotent producers.
+//! `offsets`: commit records and their cache; `group_ops`: an operator's
+//! offset resets and group deletes; `producer_ids`: ids for idempotent
+//! producers.
 
 mod group;
+mod group_ops;
 mod membership;
 mod offsets;
 mod producer_ids;
 
 pub use group::{Assignment, GroupState, JoinOutcome};
+pub use group_ops::{OffsetReset, OffsetResetSpec};
 pub use membership::{MemberDescription, Membership};
 pub use offsets::{CommittedOffset, OFFSETS_TOPIC};
 
@@ -27,13 +30,12 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use fjord_storage::{Compression, RecordBatch};
+use fjord_storage::RecordBatch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin::Admin;
-use crate::api::{Acks, NewRecord, OffsetSpec, Route, TopicSpec};
-use crate::batch::build_batch;
+use crate::api::{OffsetSpec, Route, TopicSpec};
 use crate::clock::now_ms;
 use crate::metrics::Metrics;
 use crate::murmur2::partition_for_key;
@@ -43,7 +45,7 @@ use crate::replica::partition::Partition;
 use crate::router::Router;
 use crate::{Error, Result};
 use membership::{JoinRequest, Memberships};
-use offsets::{OffsetCache, decode, encode_key, encode_value};
+use offsets::{OffsetCache, decode};
 use producer_ids::ProducerIds;
 
 /// Groups, offsets and producer ids; one per broker.
@@ -357,34 +359,18 @@ impl GroupCoordinator {
             }
         }
         let now = now_ms();
-        let mut records = Vec::with_capacity(commits.len());
-        for c in &commits {
-            let committed = CommittedOffset {
-                offset: c.offset,
-                metadata: c.metadata.clone(),
-                commit_time_ms: now,
-            };
-            records.push(NewRecord {
-                key: Some(encode_key(group_id, &c.topic, c.partition)),
-                value: Some(encode_value(&committed)),
-                headers: Vec::new(),
-                timestamp_ms: now,
-            });
-        }
-        let p = self.coordinator_partition(group_id).await?;
-        let batch = build_batch(OFFSETS_TOPIC, p.id, records, Compression::None)?;
-        self.replicas
-            .append(OFFSETS_TOPIC, p.id, batch, Acks::All)
-            .await?;
-        for c in commits {
-            let committed = CommittedOffset {
-                offset: c.offset,
-                metadata: c.metadata,
-                commit_time_ms: now,
-            };
-            self.offsets
-                .apply(group_id.to_string(), c.topic, c.partition, Some(committed));
-        }
+        let commits = commits
+            .into_iter()
+            .map(|c| {
+                let committed = CommittedOffset {
+                    offset: c.offset,
+                    metadata: c.metadata,
+                    commit_time_ms: now,
+                };
+                (c.topic, c.partition, Some(committed))
+            })
+            .collect();
+        self.write_commits(group_id, commits).await?;
         self.metrics.record_offset_commit();
         Ok(())
     }

@@ -99,6 +99,10 @@ impl OffsetCache {
             None => {
                 if let Some(g) = groups.get_mut(&group) {
                     g.remove(&(topic, partition));
+                    // A group whose last commit was deleted is gone.
+                    if g.is_empty() {
+                        groups.remove(&group);
+                    }
                 }
             }
         }

@@ -81,6 +81,7 @@ impl ClusterService for Cluster {
             offline_partitions: s.offline_partitions,
             partitions: s.partitions,
             reassigning: s.reassigning,
+            max_voters: s.max_voters,
         }))
     }
 

@@ -1,4 +1,5 @@
-//! `GroupService`: membership with coordinator-side assignment, offsets.
+//! `GroupService`: membership with coordinator-side assignment, offsets,
+//! an operator's offset resets and group deletes.
 
 use std::time::Duration;
 
@@ -7,9 +8,25 @@ use fjord_proto::v1::group_service_server::GroupService;
 use tonic::{Request, Response, Status};
 
 use super::status::{GrpcResult, to_status};
-use crate::{Broker, OffsetCommit};
+use crate::{Broker, OffsetCommit, OffsetResetSpec};
 
 pub(crate) struct Groups(pub(crate) Broker);
+
+/// Where a `ResetOffsetsRequest` moves the group.
+fn reset_spec(to: i32, value: i64) -> Result<OffsetResetSpec, Status> {
+    Ok(match pb::ResetTo::try_from(to) {
+        Ok(pb::ResetTo::Earliest) => OffsetResetSpec::Earliest,
+        Ok(pb::ResetTo::Latest) => OffsetResetSpec::Latest,
+        Ok(pb::ResetTo::Offset) => OffsetResetSpec::Offset(value),
+        Ok(pb::ResetTo::Timestamp) => OffsetResetSpec::Timestamp(value),
+        Ok(pb::ResetTo::ShiftBy) => OffsetResetSpec::ShiftBy(value),
+        Ok(pb::ResetTo::Unspecified) | Err(_) => {
+            return Err(Status::invalid_argument(
+                "say where to reset to: earliest, latest, offset, timestamp or shift-by",
+            ));
+        }
+    })
+}
 
 fn topic_partitions(assignment: Vec<(String, Vec<u32>)>) -> Vec<pb::TopicPartitions> {
     assignment
@@ -192,6 +209,48 @@ impl GroupService for Groups {
                     lag: o.lag,
                 })
                 .collect(),
+        }))
+    }
+
+    async fn reset_offsets(
+        &self,
+        request: Request<pb::ResetOffsetsRequest>,
+    ) -> GrpcResult<pb::ResetOffsetsResponse> {
+        let r = request.into_inner();
+        let spec = reset_spec(r.to, r.value)?;
+        let plan = self
+            .0
+            .groups()
+            .reset_offsets(&r.group_id, &r.topic, spec, r.execute)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ResetOffsetsResponse {
+            partitions: plan
+                .into_iter()
+                .map(|p| pb::OffsetReset {
+                    topic: p.topic,
+                    partition: p.partition,
+                    current_offset: p.current.unwrap_or(-1),
+                    new_offset: p.target,
+                    clamped: p.clamped,
+                })
+                .collect(),
+            executed: r.execute,
+        }))
+    }
+
+    async fn delete_group(
+        &self,
+        request: Request<pb::DeleteGroupRequest>,
+    ) -> GrpcResult<pb::DeleteGroupResponse> {
+        let removed = self
+            .0
+            .groups()
+            .delete_group(&request.into_inner().group_id)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::DeleteGroupResponse {
+            offsets_removed: removed as u32,
         }))
     }
 }

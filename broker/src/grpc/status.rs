@@ -9,17 +9,19 @@ use crate::router::ERROR_KIND;
 /// the metadata keys `fjord-earliest-offset` and `fjord-latest-offset`.
 pub(crate) fn to_status(e: Error) -> Status {
     let code = match &e {
-        Error::UnknownTopic(_) | Error::UnknownPartition { .. } | Error::UnknownUser(_) => {
-            Code::NotFound
-        }
+        Error::UnknownTopic(_)
+        | Error::UnknownPartition { .. }
+        | Error::UnknownUser(_)
+        | Error::UnknownGroup(_) => Code::NotFound,
         Error::TopicExists(_) => Code::AlreadyExists,
         Error::InvalidRequest(_) | Error::InvalidBatch { .. } => Code::InvalidArgument,
         Error::OffsetOutOfRange { .. } => Code::OutOfRange,
         Error::Storage { .. } if e.is_disk_full() => Code::ResourceExhausted,
         Error::Storage { .. } | Error::Metadata(_) => Code::Internal,
-        Error::UnknownMember { .. } | Error::IllegalGeneration { .. } | Error::Sequence { .. } => {
-            Code::FailedPrecondition
-        }
+        Error::UnknownMember { .. }
+        | Error::IllegalGeneration { .. }
+        | Error::Sequence { .. }
+        | Error::GroupNotEmpty { .. } => Code::FailedPrecondition,
         Error::ShuttingDown
         | Error::NotLeader { .. }
         | Error::LeaderNotReady { .. }

@@ -1,4 +1,5 @@
-//! `TopicService`: create, list, describe, delete.
+//! `TopicService`: create, list, describe, delete, alter configs, add
+//! partitions.
 
 use fjord_proto::v1 as pb;
 use fjord_proto::v1::topic_service_server::TopicService;
@@ -112,5 +113,37 @@ impl TopicService for Topics {
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::DeleteTopicResponse {}))
+    }
+
+    async fn alter_topic_config(
+        &self,
+        request: Request<pb::AlterTopicConfigRequest>,
+    ) -> GrpcResult<pb::AlterTopicConfigResponse> {
+        let r = request.into_inner();
+        let d = self
+            .0
+            .admin()
+            .alter_topic_config(&r.name, r.set.into_iter().collect(), r.delete)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::AlterTopicConfigResponse {
+            topic: Some(to_pb(d, &self.address())),
+        }))
+    }
+
+    async fn create_partitions(
+        &self,
+        request: Request<pb::CreatePartitionsRequest>,
+    ) -> GrpcResult<pb::CreatePartitionsResponse> {
+        let r = request.into_inner();
+        let d = self
+            .0
+            .admin()
+            .add_partitions(&r.name, r.partitions)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::CreatePartitionsResponse {
+            topic: Some(to_pb(d, &self.address())),
+        }))
     }
 }

@@ -25,6 +25,7 @@ impl Quorum {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
+                    biased;
                     _ = until.cancelled() => break,
                     _ = tick.tick() => {}
                 }
@@ -38,10 +39,18 @@ impl Quorum {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
+                    biased;
                     _ = until.cancelled() => break,
                     _ = tick.tick() => {}
                 }
-                controller_round(&quorum).await;
+                // A round waits on proposals: a shutdown cuts it short
+                // (what it proposed may still commit, and is redone by the
+                // next controller if not).
+                tokio::select! {
+                    biased;
+                    _ = until.cancelled() => break,
+                    _ = controller_round(&quorum) => {}
+                }
             }
         });
     }
@@ -55,10 +64,12 @@ impl Quorum {
             .await;
     }
 
-    /// Stops heartbeating (a controlled shutdown).
+    /// Stops heartbeating and standing for election (a controlled
+    /// shutdown).
     pub(crate) fn leave(&self) {
         self.leaving
             .store(true, std::sync::atomic::Ordering::Release);
+        self.node.stop_campaigning();
     }
 }
 
@@ -134,12 +145,13 @@ pub(crate) async fn register_if_needed(
     };
     match cluster.propose(request).await {
         Ok(_) => info!(broker = id, %addr, "broker registered"),
+        Err(crate::Error::ShuttingDown) => {}
         Err(e) => warn!(broker = id, "registering the broker failed: {e}"),
     }
 }
 
 /// One round of the controller: fence lapsed brokers, elect leaders,
-/// complete reassignments.
+/// complete reassignments, keep the quorum's voters.
 async fn controller_round(cluster: &Quorum) {
     if !cluster.node.is_leader() {
         *lock(&cluster.controller_since) = None;
@@ -160,9 +172,14 @@ async fn controller_round(cluster: &Quorum) {
     let requests = fjord_raft::decide(&state, |id| cluster.alive(id, now));
     for request in requests {
         tracing::info!(?request, "controller decision");
-        if let Err(e) = cluster.propose(request).await {
-            warn!("controller proposal failed: {e}");
-            break;
+        match cluster.propose(request).await {
+            Ok(_) => {}
+            Err(crate::Error::ShuttingDown) => return,
+            Err(e) => {
+                warn!("controller proposal failed: {e}");
+                return;
+            }
         }
     }
+    cluster.keep_voters().await;
 }

@@ -1,12 +1,18 @@
 //! Membership of the quorum, answered by the controller: nodes joining,
-//! brokers' heartbeats, and nodes removed.
+//! brokers' heartbeats, nodes removed, and the voters the quorum keeps
+//! (decided by `fjord_raft::plan_voters`, carried out here).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
-use fjord_raft::MetadataRequest;
-use tracing::info;
+use fjord_raft::{MemberHealth, MetadataRequest, VoterPolicy, plan_voters};
+use tracing::{info, warn};
 
 use super::Quorum;
+
+/// How long the controller waits for a voter change to commit.
+const VOTER_CHANGE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 use super::loops::register_if_needed;
 use crate::{Error, Result};
 
@@ -158,7 +164,76 @@ impl Quorum {
             .await
             .map_err(|e| Error::NoQuorum(format!("removing node {node_id}: {e}")))?;
         info!(node = node_id, "node removed");
+        // A voter removed leaves a place a learner can take at once.
+        self.keep_voters().await;
         Ok(())
+    }
+
+    /// Controller side: brings the voters back to `max_voters` when a
+    /// voter was removed or has been silent for `voter_replace_after`,
+    /// promoting a live learner whose Raft log has caught up (see
+    /// `fjord_raft::plan_voters`). One change per call.
+    pub(crate) async fn keep_voters(&self) {
+        if !self.node.is_leader() {
+            return;
+        }
+        let members = self.node.members();
+        let now = Instant::now();
+        let health = self.member_health(&members, now);
+        let policy = VoterPolicy {
+            max_voters: self.config.max_voters,
+            replace_after: self.config.voter_replace_after,
+        };
+        let state = self.node.state();
+        let Some(change) = plan_voters(&state, &members, &health, &policy, now) else {
+            return;
+        };
+        info!(%change, "keeping the quorum's voters");
+        let changed = tokio::time::timeout(VOTER_CHANGE_WAIT, self.node.change_voters(&change));
+        match changed.await {
+            Ok(Ok(())) => {
+                let voters: Vec<u64> = self.node.members().voters.keys().copied().collect();
+                info!(%change, ?voters, "quorum voters changed");
+            }
+            Ok(Err(e)) => {
+                warn!(%change, "changing the quorum's voters failed (asked again next round): {e}")
+            }
+            Err(_) => {
+                warn!(%change, "changing the quorum's voters did not commit within {VOTER_CHANGE_WAIT:?} (asked again next round)")
+            }
+        }
+    }
+
+    /// What the controller knows of each member: live (as it fences),
+    /// when last heard, how far its Raft log is behind.
+    fn member_health(
+        &self,
+        members: &fjord_raft::Members,
+        now: Instant,
+    ) -> BTreeMap<u64, MemberHealth> {
+        let state = self.node.state();
+        let lags = self.node.log_lags();
+        let since = (*super::lock(&self.controller_since)).unwrap_or(now);
+        let heard = super::lock(&self.heartbeats).clone();
+        members
+            .voters
+            .keys()
+            .chain(members.learners.keys())
+            .map(|id| {
+                let fenced = state.brokers.get(id).is_some_and(|b| b.fenced);
+                let me = *id == self.id;
+                let health = MemberHealth {
+                    live: me || (!fenced && self.alive(*id, now)),
+                    last_heard: if me {
+                        now
+                    } else {
+                        heard.get(id).copied().unwrap_or(since).max(since)
+                    },
+                    log_lag: if me { Some(0) } else { lags.get(id).copied() },
+                };
+                (*id, health)
+            })
+            .collect()
     }
 
     /// True when topics created now get all their replicas: the quorum

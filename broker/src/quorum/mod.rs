@@ -47,6 +47,7 @@ use fjord_proto::v1::cluster_service_client::ClusterServiceClient;
 use fjord_raft::{
     CLUSTER_ID_HEADER, MetadataNode, MetadataRequest, MetadataResponse, MetadataState,
 };
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::transport::{Channel, Endpoint};
 use tracing::{info, warn};
@@ -98,6 +99,9 @@ pub(crate) struct Quorum {
     leaving: std::sync::atomic::AtomicBool,
     /// The broker's tasks (the quorum spawns some of its work).
     tracker: TaskTracker,
+    /// Cancelled when the broker stops (after handing leadership over):
+    /// proposals still waiting give up at once.
+    stopping: CancellationToken,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -127,6 +131,7 @@ impl Quorum {
         advertised: String,
         config: ClusterConfig,
         tracker: TaskTracker,
+        stopping: CancellationToken,
     ) -> Result<Quorum> {
         let stored = read_identity(data_dir)?;
         if let Some(stored) = &stored {
@@ -198,6 +203,7 @@ impl Quorum {
             channels: Mutex::new(HashMap::new()),
             leaving: std::sync::atomic::AtomicBool::new(false),
             tracker,
+            stopping,
         })
     }
 
@@ -255,9 +261,14 @@ impl Quorum {
     ///
     /// # Errors
     /// `NoQuorum` when no leader can be reached; `InvalidRequest` with the
-    /// reason when the metadata refused the change.
+    /// reason when the metadata refused the change; `ShuttingDown` once
+    /// the broker stops.
     pub(crate) async fn propose(&self, request: MetadataRequest) -> Result<MetadataResponse> {
-        let proposed = tokio::time::timeout(PROPOSE_TIMEOUT, self.node.propose(request)).await;
+        let proposed = tokio::select! {
+            biased;
+            _ = self.stopping.cancelled() => return Err(Error::ShuttingDown),
+            proposed = tokio::time::timeout(PROPOSE_TIMEOUT, self.node.propose(request)) => proposed,
+        };
         match proposed {
             Ok(Ok(MetadataResponse::Rejected(reason))) => Err(Error::InvalidRequest(reason)),
             Ok(Ok(response)) => Ok(response),

@@ -12,8 +12,9 @@ use super::partition::Role;
 /// How long a start waits for the node to lead what it leads.
 const SETTLE_WAIT: Duration = Duration::from_secs(15);
 
-/// How long a controlled shutdown waits for its leaderships to move.
-const HAND_OFF_WAIT: Duration = Duration::from_secs(5);
+/// How long a controlled shutdown tries to hand its leaderships over
+/// (fencing itself through the quorum, then waiting for them to move).
+const HAND_OFF_WAIT: Duration = Duration::from_secs(4);
 
 impl ReplicaManager {
     /// Waits (a bounded time) until this node is registered and leads what
@@ -84,30 +85,46 @@ impl ReplicaManager {
 
     /// Controlled shutdown: stop heartbeating and fence this broker through
     /// the quorum, so the controller moves its leaderships to in-sync
-    /// replicas; wait (a few seconds at most) until it leads nothing. A
-    /// node alone has nobody to hand anything to.
-    pub(crate) async fn hand_off(&self) {
+    /// replicas; wait (a few seconds at most, the fencing included) until
+    /// it leads nothing. A node alone has nobody to hand anything to.
+    ///
+    /// # Errors
+    /// What it gave up on and why, in words: no metadata quorum to commit
+    /// the hand-over, or leadership that did not move in time.
+    pub(crate) async fn hand_off(&self) -> Result<(), String> {
         self.quorum.leave();
         let me = self.quorum.id;
         let others = self
             .quorum
             .read(|s| s.brokers.values().any(|b| b.id != me && !b.fenced));
-        if !others || !self.leads_any() || !self.quorum.has_quorum() {
-            return;
+        if !others || !self.leads_any() {
+            return Ok(());
+        }
+        let what = "handing partition leadership over";
+        if !self.quorum.has_quorum() {
+            return Err(format!("{what} (no metadata quorum to commit it)"));
         }
         info!("controlled shutdown: handing partition leadership away");
-        if let Err(e) = self
-            .quorum
-            .propose(MetadataRequest::FenceBroker { id: me })
-            .await
-        {
-            warn!("controlled shutdown: {e}");
-            return;
-        }
         let deadline = Instant::now() + HAND_OFF_WAIT;
+        let fence = self.quorum.propose(MetadataRequest::FenceBroker { id: me });
+        match tokio::time::timeout(HAND_OFF_WAIT, fence).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(format!("{what} ({e})")),
+            Err(_) => {
+                return Err(format!(
+                    "{what} (fencing this node did not commit within {HAND_OFF_WAIT:?})"
+                ));
+            }
+        }
         while self.leads_any() && Instant::now() < deadline {
             self.reconcile().await;
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        if self.leads_any() {
+            return Err(format!(
+                "{what} (some had not moved after {HAND_OFF_WAIT:?})"
+            ));
+        }
+        Ok(())
     }
 }

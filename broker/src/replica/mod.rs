@@ -239,9 +239,12 @@ impl ReplicaManager {
                 leader_epoch: epoch,
                 isr,
             };
-            if let Err(e) = quorum.propose(request).await {
-                warn!(topic = %topic, partition = id, "ISR change refused: {e}");
-                partition.isr_rejected();
+            match quorum.propose(request).await {
+                Ok(_) | Err(Error::ShuttingDown) => {}
+                Err(e) => {
+                    warn!(topic = %topic, partition = id, "ISR change refused: {e}");
+                    partition.isr_rejected();
+                }
             }
         });
     }
@@ -257,6 +260,7 @@ impl ReplicaManager {
             loop {
                 manager.reconcile().await;
                 tokio::select! {
+                    biased;
                     _ = manager.shutdown.cancelled() => return,
                     _ = tick.tick() => {}
                     alive = changes.changed() => if !alive { return },
@@ -269,6 +273,7 @@ impl ReplicaManager {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
+                    biased;
                     _ = manager.shutdown.cancelled() => break,
                     _ = tick.tick() => {}
                 }
@@ -291,6 +296,7 @@ impl ReplicaManager {
         let mut last_maintenance = tokio::time::Instant::now();
         loop {
             tokio::select! {
+                biased;
                 _ = self.shutdown.cancelled() => break,
                 _ = tick.tick() => {}
             }

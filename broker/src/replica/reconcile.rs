@@ -1,6 +1,8 @@
 //! Applying the committed metadata to this node's partitions: open the
-//! replicas it holds, drop those it no longer holds, and take the role the
-//! metadata names (leader at an epoch, follower of a leader, offline).
+//! replicas it holds (a topic's new partitions too), drop those it no
+//! longer holds, apply altered topic configs to the open logs, and take
+//! the role the metadata names (leader at an epoch, follower of a leader,
+//! offline).
 //!
 //! # Safety of removals
 //! A node that restarts may apply the metadata late. It removes local data
@@ -88,6 +90,16 @@ impl ReplicaManager {
                 || l.meta.configs != meta.configs
                 || l.meta.replication_factor != meta.replication_factor
         });
+        if let Some(l) = &local
+            && l.meta.configs != meta.configs
+        {
+            // Altered configs apply to the open logs from now on (the
+            // leader's role takes `min.insync.replicas` in `apply_roles`).
+            info!(topic = %name, configs = ?meta.configs, "applying altered topic configs");
+            for p in l.hosted() {
+                p.write_log().set_config(log.clone());
+            }
+        }
         let mut partitions = Vec::with_capacity(meta.partitions as usize);
         for (id, p) in topic.partitions.iter().enumerate() {
             let id = id as u32;

@@ -232,6 +232,11 @@ async fn finish_moves(client: &ClientArgs, moves: &[pb::PartitionMove], wait: &W
     }
 }
 
+/// Voters of the quorum, as the answering node knows them.
+fn voters(s: &pb::ClusterStatusResponse) -> usize {
+    s.nodes.iter().filter(|n| n.role == "voter").count()
+}
+
 fn print_status(output: Output, s: &pb::ClusterStatusResponse) {
     if output == Output::Json {
         let nodes: Vec<_> = s
@@ -255,6 +260,7 @@ fn print_status(output: Output, s: &pb::ClusterStatusResponse) {
             "{}",
             json!({"cluster_id": s.cluster_id, "node_id": s.node_id,
                 "controller": (s.controller != 0).then_some(s.controller), "quorum": s.quorum,
+                "voters": voters(s), "max_voters": s.max_voters,
                 "partitions": s.partitions, "offline_partitions": s.offline_partitions,
                 "reassigning": s.reassigning,
                 "nodes": nodes, "under_replicated": under})
@@ -262,7 +268,7 @@ fn print_status(output: Output, s: &pb::ClusterStatusResponse) {
         return;
     }
     println!(
-        "cluster {}  controller {}  quorum {}  partitions {} ({} offline, {} under-replicated, {} moving)",
+        "cluster {}  controller {}  quorum {}  voters {}/{}  partitions {} ({} offline, {} under-replicated, {} moving)",
         s.cluster_id,
         if s.controller == 0 {
             "none".to_string()
@@ -270,6 +276,8 @@ fn print_status(output: Output, s: &pb::ClusterStatusResponse) {
             s.controller.to_string()
         },
         if s.quorum { "yes" } else { "NO" },
+        voters(s),
+        s.max_voters,
         s.partitions,
         s.offline_partitions,
         s.under_replicated.len(),

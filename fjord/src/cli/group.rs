@@ -1,4 +1,7 @@
-//! `fjord group list|describe`.
+//! `fjord group list|describe|reset-offsets|delete`.
+
+use std::future::Future;
+use std::time::Duration;
 
 use anyhow::Result;
 use clap::Subcommand;
@@ -6,6 +9,7 @@ use fjord_proto::v1 as pb;
 use fjord_proto::v1::cluster_service_client::ClusterServiceClient;
 use fjord_proto::v1::group_service_client::GroupServiceClient;
 use serde_json::json;
+use tonic::transport::Channel;
 
 use super::{ClientArgs, Output, status, table};
 
@@ -15,6 +19,81 @@ pub(crate) enum GroupCommand {
     List,
     /// Show a group's members, assignments, committed offsets and lag.
     Describe { group: String },
+    /// Move a group's committed offsets on every partition of a topic
+    /// (the group must have no members). Prints the plan; commits it only
+    /// with `--execute`. Offsets outside a partition's log are clamped to
+    /// its range.
+    ResetOffsets {
+        group: String,
+        #[arg(long)]
+        topic: String,
+        #[command(flatten)]
+        to: ResetTarget,
+        /// Commit the new offsets (without it: a dry run).
+        #[arg(long)]
+        execute: bool,
+    },
+    /// Delete a group without members and its committed offsets.
+    Delete { group: String },
+}
+
+/// Where `reset-offsets` moves the group: exactly one of these.
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+pub(crate) struct ResetTarget {
+    /// The start of each partition's log.
+    #[arg(long)]
+    to_earliest: bool,
+    /// The end of each partition's log.
+    #[arg(long)]
+    to_latest: bool,
+    /// This offset on every partition.
+    #[arg(long, value_name = "OFFSET")]
+    to_offset: Option<i64>,
+    /// The first record at or after this time (ms since the epoch).
+    #[arg(long, value_name = "MS")]
+    to_timestamp: Option<i64>,
+    /// This far from the committed offsets (negative: back).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    shift_by: Option<i64>,
+}
+
+impl ResetTarget {
+    fn to_pb(&self) -> (pb::ResetTo, i64) {
+        match (self.to_offset, self.to_timestamp, self.shift_by) {
+            (Some(o), _, _) => (pb::ResetTo::Offset, o),
+            (_, Some(ms), _) => (pb::ResetTo::Timestamp, ms),
+            (_, _, Some(n)) => (pb::ResetTo::ShiftBy, n),
+            _ if self.to_latest => (pb::ResetTo::Latest, 0),
+            _ => (pb::ResetTo::Earliest, 0),
+        }
+    }
+}
+
+/// Sends a call to the group's coordinator: in a cluster another node
+/// answers UNAVAILABLE naming it (or saying it is loading the group), and
+/// the call follows.
+async fn at_coordinator<T, F, Fut>(client: &ClientArgs, mut call: F) -> Result<T>
+where
+    F: FnMut(GroupServiceClient<Channel>) -> Fut,
+    Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+{
+    let mut groups = GroupServiceClient::new(client.connect().await?);
+    let mut tries = 0;
+    loop {
+        match call(groups.clone()).await {
+            Ok(r) => return Ok(r.into_inner()),
+            Err(e) if super::is_not_leader(&e) && tries < 100 => {
+                tries += 1;
+                if let Some(addr) = super::leader_address(&e) {
+                    groups = GroupServiceClient::new(client.at(&addr).connect().await?);
+                } else {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            Err(e) => return Err(status(e)),
+        }
+    }
 }
 
 fn assignment(a: &[pb::TopicPartitions]) -> String {
@@ -90,23 +169,11 @@ pub(crate) async fn run(client: &ClientArgs, command: GroupCommand) -> Result<()
         }
         GroupCommand::Describe { group } => {
             let request = pb::DescribeGroupRequest { group_id: group };
-            // In a cluster, the group's coordinator answers: follow it while
-            // it moves or loads the group's commits.
-            let mut tries = 0;
-            let d = loop {
-                match groups.describe_group(request.clone()).await {
-                    Ok(d) => break d.into_inner(),
-                    Err(e) if super::is_not_leader(&e) && tries < 100 => {
-                        tries += 1;
-                        if let Some(addr) = super::leader_address(&e) {
-                            groups = GroupServiceClient::new(client.at(&addr).connect().await?);
-                        } else {
-                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                        }
-                    }
-                    Err(e) => return Err(status(e)),
-                }
-            };
+            let d = at_coordinator(client, |mut g| {
+                let request = request.clone();
+                async move { g.describe_group(request).await }
+            })
+            .await?;
             if client.output == Output::Json {
                 println!(
                     "{}",
@@ -160,6 +227,98 @@ pub(crate) async fn run(client: &ClientArgs, command: GroupCommand) -> Result<()
                 )
             );
         }
+        GroupCommand::ResetOffsets {
+            group,
+            topic,
+            to,
+            execute,
+        } => {
+            let (to, value) = to.to_pb();
+            let request = pb::ResetOffsetsRequest {
+                group_id: group.clone(),
+                topic,
+                to: to as i32,
+                value,
+                execute,
+            };
+            let r = at_coordinator(client, |mut g| {
+                let request = request.clone();
+                async move { g.reset_offsets(request).await }
+            })
+            .await?;
+            print_reset(&group, &r, client.output);
+        }
+        GroupCommand::Delete { group } => {
+            let request = pb::DeleteGroupRequest {
+                group_id: group.clone(),
+            };
+            let r = at_coordinator(client, |mut g| {
+                let request = request.clone();
+                async move { g.delete_group(request).await }
+            })
+            .await?;
+            if client.output == Output::Json {
+                println!(
+                    "{}",
+                    json!({"deleted": group, "offsets_removed": r.offsets_removed})
+                );
+            } else {
+                println!(
+                    "deleted group {group} ({} committed offsets removed)",
+                    r.offsets_removed
+                );
+            }
+        }
     }
     Ok(())
+}
+
+/// Prints a reset's plan (or what it committed), as
+/// `kafka-consumer-groups --reset-offsets` does.
+fn print_reset(group: &str, r: &pb::ResetOffsetsResponse, output: Output) {
+    let current = |o: i64| (o >= 0).then_some(o);
+    if output == Output::Json {
+        let partitions: Vec<_> = r
+            .partitions
+            .iter()
+            .map(|p| {
+                json!({"topic": p.topic, "partition": p.partition,
+                "current": current(p.current_offset), "new": p.new_offset, "clamped": p.clamped})
+            })
+            .collect();
+        println!(
+            "{}",
+            json!({"group": group, "executed": r.executed, "partitions": partitions})
+        );
+        return;
+    }
+    let rows: Vec<Vec<String>> = r
+        .partitions
+        .iter()
+        .map(|p| {
+            vec![
+                p.topic.clone(),
+                p.partition.to_string(),
+                current(p.current_offset).map_or("-".into(), |o| o.to_string()),
+                p.new_offset.to_string(),
+                if p.clamped {
+                    "clamped to the log's range".into()
+                } else {
+                    String::new()
+                },
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table::render(
+            &["TOPIC", "PARTITION", "CURRENT-OFFSET", "NEW-OFFSET", "NOTE"],
+            &rows
+        )
+    );
+    if r.executed {
+        println!("group {group}: offsets committed");
+    } else {
+        println!("dry run: nothing changed (add --execute to commit these offsets)");
+    }
 }

@@ -1,4 +1,4 @@
-//! `fjord topic create|list|describe|delete`.
+//! `fjord topic create|list|describe|delete|alter-config|add-partitions`.
 
 use anyhow::{Result, bail};
 use clap::Subcommand;
@@ -33,6 +33,37 @@ pub(crate) enum TopicCommand {
     Describe { name: String },
     /// Delete a topic and its data.
     Delete { name: String },
+    /// Set or delete a topic's configs; every replica applies them.
+    AlterConfig {
+        name: String,
+        /// Config `key=value` to set (repeatable), e.g. retention.ms=60000.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Config to remove, back to its default (repeatable).
+        #[arg(long = "delete", value_name = "KEY")]
+        delete: Vec<String>,
+    },
+    /// Grow a topic to N partitions in all. Keyed records then go to
+    /// murmur2(key) % N: a key's new records may land in another
+    /// partition than its old ones.
+    AddPartitions {
+        name: String,
+        /// The partition count after the change (more than now).
+        #[arg(long)]
+        partitions: u32,
+    },
+}
+
+/// `key=value` pairs of `--config`/`--set`.
+fn key_values(pairs: Vec<String>, flag: &str) -> Result<std::collections::HashMap<String, String>> {
+    let mut map = std::collections::HashMap::new();
+    for c in pairs {
+        let Some((k, v)) = c.split_once('=') else {
+            bail!("{flag} {c:?} is not key=value")
+        };
+        map.insert(k.trim().to_string(), v.trim().to_string());
+    }
+    Ok(map)
 }
 
 fn topic_json(t: &pb::TopicDescription) -> serde_json::Value {
@@ -122,13 +153,7 @@ pub(crate) async fn run(client: &ClientArgs, command: TopicCommand) -> Result<()
             replication_factor,
             configs,
         } => {
-            let mut map = std::collections::HashMap::new();
-            for c in configs {
-                let Some((k, v)) = c.split_once('=') else {
-                    bail!("--config {c:?} is not key=value")
-                };
-                map.insert(k.trim().to_string(), v.trim().to_string());
-            }
+            let map = key_values(configs, "--config")?;
             let r = topics
                 .create_topic(pb::CreateTopicRequest {
                     name,
@@ -209,6 +234,41 @@ pub(crate) async fn run(client: &ClientArgs, command: TopicCommand) -> Result<()
                 println!("deleted topic {name}");
             }
         }
+        TopicCommand::AlterConfig { name, set, delete } => {
+            let request = pb::AlterTopicConfigRequest {
+                name,
+                set: key_values(set, "--set")?,
+                delete,
+            };
+            let r = topics
+                .alter_topic_config(request)
+                .await
+                .map_err(status)?
+                .into_inner();
+            if let Some(t) = r.topic {
+                changed("configs altered", &t, client.output);
+            }
+        }
+        TopicCommand::AddPartitions { name, partitions } => {
+            let request = pb::CreatePartitionsRequest { name, partitions };
+            let r = topics
+                .create_partitions(request)
+                .await
+                .map_err(status)?
+                .into_inner();
+            if let Some(t) = r.topic {
+                changed("partitions added", &t, client.output);
+            }
+        }
     }
     Ok(())
+}
+
+/// Prints a changed topic: what changed, then the topic as `describe`
+/// shows it (JSON: the topic only).
+fn changed(what: &str, t: &pb::TopicDescription, output: Output) {
+    if output == Output::Table {
+        println!("{what}: topic {}", t.name);
+    }
+    print_topic(t, output);
 }

@@ -24,6 +24,12 @@ pub fn cluster(dir: &std::path::Path, n: u32) -> Vec<Server> {
     form(dir, n, Gateways::NONE, &[])
 }
 
+/// As [`cluster`], every node with `extra` flags too.
+#[allow(dead_code)]
+pub fn cluster_with_flags(dir: &std::path::Path, n: u32, extra: &[&str]) -> Vec<Server> {
+    form(dir, n, Gateways::NONE, extra)
+}
+
 /// As [`cluster`], every node with its MQTT listener on a free port, plus
 /// `extra` flags.
 #[allow(dead_code)]
