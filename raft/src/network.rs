@@ -141,13 +141,14 @@ impl GrpcConnection {
 const BACKOFF_FIRST: Duration = Duration::from_millis(500);
 
 /// The longest wait between tries of an unreachable node: a node that
-/// comes back is reached again within this long.
+/// comes back is reached again within this long, before its election
+/// timer runs out.
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 impl RaftNetwork<TypeConfig> for GrpcConnection {
-    /// Exponential, not openraft's constant 500 ms: a dead node costs the
-    /// leader a few connection attempts (and log lines) a minute, not two
-    /// a second.
+    /// Doubling up to [`BACKOFF_MAX`], not openraft's constant 500 ms: a
+    /// dead node costs the leader one connection attempt (and log line) a
+    /// second, not two.
     fn backoff(&self) -> Backoff {
         Backoff::new(std::iter::successors(Some(BACKOFF_FIRST), |d| {
             Some((*d * 2).min(BACKOFF_MAX))
