@@ -85,7 +85,9 @@ fn only_broker_rs_implements_the_broker_handle() {
     let mut found = Vec::new();
     for file in rust_files(&src()) {
         let text = std::fs::read_to_string(&file).unwrap();
-        if text.lines().any(|l| l.trim_start().starts_with("impl Broker {"))
+        if text
+            .lines()
+            .any(|l| l.trim_start().starts_with("impl Broker {"))
             && file.file_name().is_none_or(|n| n != "broker.rs")
         {
             found.push(file.display().to_string());
