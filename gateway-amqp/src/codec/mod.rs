@@ -47,6 +47,7 @@
 //!
 //! Plain functions over caller-owned buffers; call from anywhere.
 
+mod arguments;
 mod auth;
 mod basic;
 mod channel;
