@@ -163,7 +163,8 @@ impl Subscribe {
 #[cfg(test)]
 mod tests {
     use super::super::Packet;
-    use super::super::tests::{decode_all, decode_err, encode_all, encode_err};
+    use super::super::tests::Refused::{Malformed, ProtocolError};
+    use super::super::tests::{V3, V5, encode_all, encode_err, refused, round_trips};
     use super::*;
 
     fn filter(filter: &str, qos: u8) -> SubscribeFilter {
@@ -189,8 +190,7 @@ mod tests {
             filters: vec![filter("a/+", 1), filter("#", 2)],
             properties: Properties::default(),
         });
-        assert_eq!(decode_all(&bytes, Some(Protocol::V311)), packet);
-        assert_eq!(encode_all(&packet, Protocol::V311), bytes);
+        round_trips(&packet, &bytes, Protocol::V311);
     }
 
     #[test]
@@ -213,8 +213,7 @@ mod tests {
                 ..Properties::default()
             },
         });
-        assert_eq!(decode_all(&bytes, Some(Protocol::V5)), packet);
-        assert_eq!(encode_all(&packet, Protocol::V5), bytes);
+        round_trips(&packet, &bytes, Protocol::V5);
         // 3.1.1 keeps only the QoS.
         let v3 = [0x82, 0x06, 0x00, 0x0a, 0x00, 0x01, b'a', 0x01];
         assert_eq!(encode_all(&packet, Protocol::V311), v3);
@@ -222,52 +221,46 @@ mod tests {
 
     #[test]
     fn bad_subscribes() {
-        let v3 = Some(Protocol::V311);
-        let v5 = Some(Protocol::V5);
-        let malformed = |bytes: &[u8], p| matches!(decode_err(bytes, p), DecodeError::Malformed(_));
-        assert!(matches!(
-            decode_err(&[0x82, 0x02, 0x00, 0x01], v3),
-            DecodeError::Protocol(_)
-        ));
-        assert!(matches!(
-            decode_err(&[0x82, 0x03, 0x00, 0x01, 0x00], v5),
-            DecodeError::Protocol(_)
-        ));
-        assert!(malformed(
-            &[0x80, 0x06, 0x00, 0x01, 0x00, 0x01, b'a', 0x00],
-            v3
-        )); // flags 0000
-        assert!(malformed(
-            &[0x82, 0x06, 0x00, 0x01, 0x00, 0x01, b'a', 0x04],
-            v3
-        )); // upper bits
-        assert!(malformed(
-            &[0x82, 0x06, 0x00, 0x01, 0x00, 0x01, b'a', 0x03],
-            v3
-        )); // QoS 3
-        assert!(malformed(&[0x82, 0x05, 0x00, 0x01, 0x00, 0x00, 0x00], v3)); // empty filter
-        assert!(malformed(&[0x82, 0x05, 0x00, 0x01, 0x00, 0x01, b'a'], v3)); // no options
-        assert!(malformed(
-            &[0x82, 0x07, 0x00, 0x01, 0x00, 0x00, 0x01, b'a', 0x40],
-            v5
-        )); // bit 6
-        assert!(malformed(
-            &[0x82, 0x07, 0x00, 0x01, 0x00, 0x00, 0x01, b'a', 0x30],
-            v5
-        )); // RH 3
+        assert_eq!(refused(&[0x82, 0x02, 0x00, 0x01], V3), ProtocolError);
+        assert_eq!(refused(&[0x82, 0x03, 0x00, 0x01, 0x00], V5), ProtocolError);
+        assert_eq!(
+            refused(&[0x80, 0x06, 0x00, 0x01, 0x00, 0x01, b'a', 0x00], V3),
+            Malformed
+        ); // flags 0000
+        assert_eq!(
+            refused(&[0x82, 0x06, 0x00, 0x01, 0x00, 0x01, b'a', 0x04], V3),
+            Malformed
+        ); // upper bits
+        assert_eq!(
+            refused(&[0x82, 0x06, 0x00, 0x01, 0x00, 0x01, b'a', 0x03], V3),
+            Malformed
+        ); // QoS 3
+        assert_eq!(
+            refused(&[0x82, 0x05, 0x00, 0x01, 0x00, 0x00, 0x00], V3),
+            Malformed
+        ); // empty filter
+        assert_eq!(
+            refused(&[0x82, 0x05, 0x00, 0x01, 0x00, 0x01, b'a'], V3),
+            Malformed
+        ); // no options
+        assert_eq!(
+            refused(&[0x82, 0x07, 0x00, 0x01, 0x00, 0x00, 0x01, b'a', 0x40], V5),
+            Malformed
+        ); // bit 6
+        assert_eq!(
+            refused(&[0x82, 0x07, 0x00, 0x01, 0x00, 0x00, 0x01, b'a', 0x30], V5),
+            Malformed
+        ); // RH 3
         let id0 = [0x82, 0x06, 0x00, 0x00, 0x00, 0x01, b'a', 0x00];
-        assert!(matches!(decode_err(&id0, v3), DecodeError::Protocol(_)));
+        assert_eq!(refused(&id0, V3), ProtocolError);
         let two_ids = [
             0x82, 0x0b, 0x00, 0x01, 0x04, 0x0b, 0x01, 0x0b, 0x02, 0x00, 0x01, b'a', 0x00,
         ];
-        assert!(matches!(decode_err(&two_ids, v5), DecodeError::Protocol(_)));
+        assert_eq!(refused(&two_ids, V5), ProtocolError);
         let sub_id_0 = [
             0x82, 0x09, 0x00, 0x01, 0x02, 0x0b, 0x00, 0x00, 0x01, b'a', 0x00,
         ];
-        assert!(matches!(
-            decode_err(&sub_id_0, v5),
-            DecodeError::Protocol(_)
-        ));
+        assert_eq!(refused(&sub_id_0, V5), ProtocolError);
         let none = Subscribe {
             packet_id: 1,
             filters: vec![],

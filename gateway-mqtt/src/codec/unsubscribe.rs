@@ -91,7 +91,8 @@ impl Unsubscribe {
 #[cfg(test)]
 mod tests {
     use super::super::Packet;
-    use super::super::tests::{decode_all, decode_err, encode_all};
+    use super::super::tests::Refused::{Malformed, ProtocolError};
+    use super::super::tests::{V3, V5, refused, round_trips};
     use super::*;
 
     #[test]
@@ -104,8 +105,7 @@ mod tests {
             filters: vec!["a".into(), "b/".into()],
             properties: Properties::default(),
         });
-        assert_eq!(decode_all(&bytes, Some(Protocol::V311)), packet);
-        assert_eq!(encode_all(&packet, Protocol::V311), bytes);
+        round_trips(&packet, &bytes, Protocol::V311);
     }
 
     #[test]
@@ -123,32 +123,20 @@ mod tests {
                 ..Properties::default()
             },
         });
-        assert_eq!(decode_all(&bytes, Some(Protocol::V5)), packet);
-        assert_eq!(encode_all(&packet, Protocol::V5), bytes);
+        round_trips(&packet, &bytes, Protocol::V5);
     }
 
     #[test]
     fn bad_unsubscribes() {
-        let v3 = Some(Protocol::V311);
-        let v5 = Some(Protocol::V5);
-        assert!(matches!(
-            decode_err(&[0xa2, 0x02, 0x00, 0x05], v3),
-            DecodeError::Protocol(_)
-        ));
-        assert!(matches!(
-            decode_err(&[0xa2, 0x03, 0x00, 0x05, 0x00], v5),
-            DecodeError::Protocol(_)
-        ));
+        assert_eq!(refused(&[0xa2, 0x02, 0x00, 0x05], V3), ProtocolError);
+        assert_eq!(refused(&[0xa2, 0x03, 0x00, 0x05, 0x00], V5), ProtocolError);
         let empty = [0xa2, 0x04, 0x00, 0x05, 0x00, 0x00];
-        assert!(matches!(decode_err(&empty, v3), DecodeError::Malformed(_)));
+        assert_eq!(refused(&empty, V3), Malformed);
         let flags = [0xa0, 0x05, 0x00, 0x05, 0x00, 0x01, b'a'];
-        assert!(matches!(decode_err(&flags, v3), DecodeError::Malformed(_)));
+        assert_eq!(refused(&flags, V3), Malformed);
         let truncated = [0xa2, 0x05, 0x00, 0x05, 0x00, 0x02, b'a'];
-        assert!(matches!(
-            decode_err(&truncated, v3),
-            DecodeError::Malformed(_)
-        ));
+        assert_eq!(refused(&truncated, V3), Malformed);
         let sub_id = [0xa2, 0x08, 0x00, 0x05, 0x02, 0x0b, 0x01, 0x00, 0x01, b'a'];
-        assert!(matches!(decode_err(&sub_id, v5), DecodeError::Malformed(_)));
+        assert_eq!(refused(&sub_id, V5), Malformed);
     }
 }
