@@ -145,6 +145,18 @@ impl DecodeError {
         }
     }
 
+    /// The class and method ids the connection.close answering this error
+    /// names: those of an unknown method, else (0, 0).
+    pub fn method_ids(&self) -> (u16, u16) {
+        match *self {
+            Self::UnknownMethod {
+                class_id,
+                method_id,
+            } => (class_id, method_id),
+            _ => (0, 0),
+        }
+    }
+
     /// Prefixes the message of a payload error with where it happened (a
     /// method's name, "content header").
     pub(crate) fn in_context(self, context: &str) -> Self {
