@@ -61,10 +61,7 @@ impl ConnAck {
                 "CONNACK session present with an error".into(),
             ));
         }
-        let properties = match protocol {
-            Protocol::V5 => Properties::read(&mut r, Context::ConnAck)?,
-            Protocol::V311 => Properties::default(),
-        };
+        let properties = Properties::read_in(&mut r, protocol, Context::ConnAck)?;
         r.finish("CONNACK")?;
         Ok(Self {
             session_present,
@@ -98,9 +95,7 @@ impl ConnAck {
         }
         out.put_u8(u8::from(self.session_present));
         out.put_u8(self.reason_code);
-        if protocol == Protocol::V5 {
-            self.properties.write(Context::ConnAck, out)?;
-        }
+        self.properties.write_in(protocol, Context::ConnAck, out)?;
         Ok(())
     }
 }

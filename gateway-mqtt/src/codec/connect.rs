@@ -106,16 +106,10 @@ impl Connect {
             return Err(malformed("password without user name"));
         }
         let keep_alive = r.u16("CONNECT keep alive")?;
-        let properties = match protocol {
-            Protocol::V5 => Properties::read(&mut r, Context::Connect)?,
-            Protocol::V311 => Properties::default(),
-        };
+        let properties = Properties::read_in(&mut r, protocol, Context::Connect)?;
         let client_id = r.string("CONNECT client identifier")?;
         let will = if flags & WILL != 0 {
-            let properties = match protocol {
-                Protocol::V5 => Properties::read(&mut r, Context::Will)?,
-                Protocol::V311 => Properties::default(),
-            };
+            let properties = Properties::read_in(&mut r, protocol, Context::Will)?;
             let topic = r.string("CONNECT will topic")?;
             if let Some(e) = topic_name_error(&topic, false) {
                 return Err(DecodeError::InvalidTopicName(format!("will topic: {e}")));

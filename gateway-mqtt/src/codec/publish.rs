@@ -65,10 +65,7 @@ impl Publish {
         }
         let topic = r.string("PUBLISH topic name")?;
         let packet_id = if qos > 0 { r.packet_id("PUBLISH")? } else { 0 };
-        let properties = match protocol {
-            Protocol::V5 => Properties::read(&mut r, Context::Publish)?,
-            Protocol::V311 => Properties::default(),
-        };
+        let properties = Properties::read_in(&mut r, protocol, Context::Publish)?;
         if let Some(e) = topic_name_error(&topic, properties.topic_alias.is_some()) {
             return Err(DecodeError::InvalidTopicName(e));
         }
@@ -86,10 +83,7 @@ impl Publish {
 
     pub(crate) fn body_len(&self, protocol: Protocol) -> usize {
         let packet_id = if self.qos > 0 { 2 } else { 0 };
-        let properties = match protocol {
-            Protocol::V5 => self.properties.encoded_len(),
-            Protocol::V311 => 0,
-        };
+        let properties = self.properties.len_in(protocol);
         2 + self.topic.len() + packet_id + properties + self.payload.len()
     }
 
@@ -115,9 +109,7 @@ impl Publish {
         if self.qos > 0 {
             put_packet_id(out, self.packet_id, "PUBLISH")?;
         }
-        if protocol == Protocol::V5 {
-            self.properties.write(Context::Publish, out)?;
-        }
+        self.properties.write_in(protocol, Context::Publish, out)?;
         out.put_slice(&self.payload);
         Ok(())
     }

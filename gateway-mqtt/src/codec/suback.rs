@@ -45,10 +45,7 @@ fn code_valid(protocol: Protocol, code: u8) -> bool {
 impl SubAck {
     pub(crate) fn read(mut r: Reader, protocol: Protocol) -> Result<Self, DecodeError> {
         let packet_id = r.packet_id("SUBACK")?;
-        let properties = match protocol {
-            Protocol::V5 => Properties::read(&mut r, Context::SubAck)?,
-            Protocol::V311 => Properties::default(),
-        };
+        let properties = Properties::read_in(&mut r, protocol, Context::SubAck)?;
         let reason_codes = r.rest().to_vec();
         if reason_codes.is_empty() {
             return Err(DecodeError::Protocol("SUBACK without reason codes".into()));
@@ -66,10 +63,7 @@ impl SubAck {
     }
 
     pub(crate) fn body_len(&self, protocol: Protocol) -> usize {
-        let properties = match protocol {
-            Protocol::V5 => self.properties.encoded_len(),
-            Protocol::V311 => 0,
-        };
+        let properties = self.properties.len_in(protocol);
         2 + properties + self.reason_codes.len()
     }
 
@@ -95,9 +89,7 @@ impl SubAck {
             )));
         }
         put_packet_id(out, self.packet_id, "SUBACK")?;
-        if protocol == Protocol::V5 {
-            self.properties.write(Context::SubAck, out)?;
-        }
+        self.properties.write_in(protocol, Context::SubAck, out)?;
         for &code in &self.reason_codes {
             out.put_u8(wire(code));
         }

@@ -57,12 +57,40 @@ fn malformed(what: String) -> DecodeError {
     DecodeError::Malformed(format!("SUBSCRIBE: {what}"))
 }
 
+/// A topic filter of `packet` (SUBSCRIBE or UNSUBSCRIBE): a string, not
+/// empty.
+pub(super) fn read_filter(r: &mut Reader, packet: &str) -> Result<String, DecodeError> {
+    let filter = r.string(&format!("{packet} topic filter"))?;
+    if filter.is_empty() {
+        return Err(DecodeError::Malformed(format!(
+            "{packet}: empty topic filter"
+        )));
+    }
+    Ok(filter)
+}
+
+/// The payload of `packet` (SUBSCRIBE or UNSUBSCRIBE): `item`s to its end,
+/// at least one (none is a protocol error).
+pub(super) fn read_filters<T>(
+    r: &mut Reader,
+    packet: &str,
+    mut item: impl FnMut(&mut Reader) -> Result<T, DecodeError>,
+) -> Result<Vec<T>, DecodeError> {
+    let mut filters = Vec::new();
+    while !r.is_empty() {
+        filters.push(item(r)?);
+    }
+    if filters.is_empty() {
+        return Err(DecodeError::Protocol(format!(
+            "{packet} without topic filters"
+        )));
+    }
+    Ok(filters)
+}
+
 impl SubscribeFilter {
     fn read(r: &mut Reader, protocol: Protocol) -> Result<Self, DecodeError> {
-        let filter = r.string("SUBSCRIBE topic filter")?;
-        if filter.is_empty() {
-            return Err(malformed("empty topic filter".into()));
-        }
+        let filter = read_filter(r, "SUBSCRIBE")?;
         let options = r.u8("SUBSCRIBE options")?;
         let reserved = match protocol {
             Protocol::V311 => 0xfc,
@@ -108,19 +136,8 @@ impl SubscribeFilter {
 impl Subscribe {
     pub(crate) fn read(mut r: Reader, protocol: Protocol) -> Result<Self, DecodeError> {
         let packet_id = r.packet_id("SUBSCRIBE")?;
-        let properties = match protocol {
-            Protocol::V5 => Properties::read(&mut r, Context::Subscribe)?,
-            Protocol::V311 => Properties::default(),
-        };
-        let mut filters = Vec::new();
-        while !r.is_empty() {
-            filters.push(SubscribeFilter::read(&mut r, protocol)?);
-        }
-        if filters.is_empty() {
-            return Err(DecodeError::Protocol(
-                "SUBSCRIBE without topic filters".into(),
-            ));
-        }
+        let properties = Properties::read_in(&mut r, protocol, Context::Subscribe)?;
+        let filters = read_filters(&mut r, "SUBSCRIBE", |r| SubscribeFilter::read(r, protocol))?;
         Ok(Self {
             packet_id,
             filters,
@@ -129,10 +146,7 @@ impl Subscribe {
     }
 
     pub(crate) fn body_len(&self, protocol: Protocol) -> usize {
-        let properties = match protocol {
-            Protocol::V5 => self.properties.encoded_len(),
-            Protocol::V311 => 0,
-        };
+        let properties = self.properties.len_in(protocol);
         let filters: usize = self.filters.iter().map(|f| 3 + f.filter.len()).sum();
         2 + properties + filters
     }
@@ -148,9 +162,8 @@ impl Subscribe {
             ));
         }
         put_packet_id(out, self.packet_id, "SUBSCRIBE")?;
-        if protocol == Protocol::V5 {
-            self.properties.write(Context::Subscribe, out)?;
-        }
+        self.properties
+            .write_in(protocol, Context::Subscribe, out)?;
         for f in &self.filters {
             let options = f.options(protocol)?;
             put_string(out, &f.filter, "SUBSCRIBE topic filter")?;

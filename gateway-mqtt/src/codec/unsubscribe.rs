@@ -17,6 +17,7 @@
 use bytes::BytesMut;
 
 use super::properties::Context;
+use super::subscribe::{read_filter, read_filters};
 use super::{DecodeError, EncodeError, Properties, Protocol, Reader, put_packet_id, put_string};
 
 /// A request to drop subscriptions.
@@ -33,25 +34,8 @@ pub struct Unsubscribe {
 impl Unsubscribe {
     pub(crate) fn read(mut r: Reader, protocol: Protocol) -> Result<Self, DecodeError> {
         let packet_id = r.packet_id("UNSUBSCRIBE")?;
-        let properties = match protocol {
-            Protocol::V5 => Properties::read(&mut r, Context::Unsubscribe)?,
-            Protocol::V311 => Properties::default(),
-        };
-        let mut filters = Vec::new();
-        while !r.is_empty() {
-            let filter = r.string("UNSUBSCRIBE topic filter")?;
-            if filter.is_empty() {
-                return Err(DecodeError::Malformed(
-                    "UNSUBSCRIBE: empty topic filter".into(),
-                ));
-            }
-            filters.push(filter);
-        }
-        if filters.is_empty() {
-            return Err(DecodeError::Protocol(
-                "UNSUBSCRIBE without topic filters".into(),
-            ));
-        }
+        let properties = Properties::read_in(&mut r, protocol, Context::Unsubscribe)?;
+        let filters = read_filters(&mut r, "UNSUBSCRIBE", |r| read_filter(r, "UNSUBSCRIBE"))?;
         Ok(Self {
             packet_id,
             filters,
@@ -60,10 +44,7 @@ impl Unsubscribe {
     }
 
     pub(crate) fn body_len(&self, protocol: Protocol) -> usize {
-        let properties = match protocol {
-            Protocol::V5 => self.properties.encoded_len(),
-            Protocol::V311 => 0,
-        };
+        let properties = self.properties.len_in(protocol);
         2 + properties + self.filters.iter().map(|f| 2 + f.len()).sum::<usize>()
     }
 
@@ -78,9 +59,8 @@ impl Unsubscribe {
             ));
         }
         put_packet_id(out, self.packet_id, "UNSUBSCRIBE")?;
-        if protocol == Protocol::V5 {
-            self.properties.write(Context::Unsubscribe, out)?;
-        }
+        self.properties
+            .write_in(protocol, Context::Unsubscribe, out)?;
         for filter in &self.filters {
             put_string(out, filter, "UNSUBSCRIBE topic filter")?;
         }
