@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::amqp::{
     WAIT, confirming, connect_vhost, consume, delivery, prefetching, publish_persistent,
 };
-use common::{Server, fails_with, names};
+use common::{Server, fails_with, named, names};
 use futures::StreamExt;
 use lapin::options::BasicAckOptions;
 use serde_json::{Value, json};
@@ -63,13 +63,7 @@ async fn queue_when(
     let deadline = Instant::now() + WAIT;
     loop {
         let list = json_of(server, &["amqp", "queue", "list", "--vhost", vhost]).await;
-        let queue = list
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|q| q["name"] == name)
-            .cloned()
-            .unwrap_or(Value::Null);
+        let queue = named(&list, name).cloned().unwrap_or(Value::Null);
         if settled(&queue) {
             return queue;
         }
@@ -111,12 +105,7 @@ async fn topology_declared_by_the_cli_routes_messages_and_shows_their_counts() {
     ];
     ok(&server, &declare).await;
     let exchanges = json_of(&server, &["amqp", "exchange", "list", "--vhost", v]).await;
-    let orders = exchanges
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["name"] == "orders")
-        .unwrap();
+    let orders = named(&exchanges, "orders").unwrap();
     assert_eq!(orders["type"], "topic");
     assert_eq!(orders["durable"], true);
     for predeclared in ["", "amq.direct", "amq.topic", "amq.fanout", "amq.headers"] {

@@ -9,7 +9,7 @@ pub mod mqtt;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 
 use fjord_testkit::{Gateways, Node};
 
@@ -79,14 +79,7 @@ impl Server {
     }
 
     pub fn cli_with_input(&self, args: &[&str], input: &[u8]) -> Output {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .args(["--server", &self.grpc])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = self.spawn_cli(args, Stdio::piped());
         let mut stdin = child.stdin.take().unwrap();
         let input = input.to_vec();
         let writer = std::thread::spawn(move || {
@@ -95,6 +88,24 @@ impl Server {
         let out = child.wait_with_output().unwrap();
         writer.join().unwrap();
         out
+    }
+
+    /// Starts a client subcommand against this server, its stdin and stdout
+    /// piped.
+    pub fn spawn_cli(&self, args: &[&str], stderr: Stdio) -> Child {
+        Command::new(BIN)
+            .args(args)
+            .args(["--server", &self.grpc])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .unwrap()
+    }
+
+    /// What `fjord consume TOPIC --from-beginning` prints: every record.
+    pub fn consumed(&self, topic: &str) -> String {
+        self.ok(&["consume", topic, "--from-beginning"])
     }
 
     /// Runs a client subcommand that must succeed; returns its stdout.
@@ -146,6 +157,11 @@ pub fn fails_with(out: &Output, words: &str) {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "succeeded: {err}");
     assert!(err.contains(words), "{err}");
+}
+
+/// The entry of a JSON list whose `name` field is `name`.
+pub fn named<'a>(list: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
+    list.as_array().unwrap().iter().find(|v| v["name"] == name)
 }
 
 /// The `name` field of every entry of a JSON list.
