@@ -16,6 +16,7 @@ to a dead-letter exchange (x-dead-letter-exchange). kombu (py-amqp): a
 producer/consumer round trip through a direct exchange to a durable queue.
 """
 
+import contextlib
 import os
 import secrets
 import sys
@@ -46,9 +47,23 @@ def connect():
     return pika.BlockingConnection(params)
 
 
+@contextlib.contextmanager
+def channel():
+    """A connection and a channel on it; the connection closes when the
+    block ends (a failed block leaves it to the garbage collector)."""
+    conn = connect()
+    yield conn, conn.channel()
+    conn.close()
+
+
 def declare_queue(ch, queue, **kwargs):
     ch.queue_declare(queue, durable=True, **kwargs)
     queues.append(queue)
+
+
+def declare_bound_queue(ch, queue, exchange, routing_key=None):
+    declare_queue(ch, queue)
+    ch.queue_bind(queue, exchange, routing_key=routing_key)
 
 
 def declare_exchange(ch, exchange, kind):
@@ -72,116 +87,105 @@ def get_body(ch, queue):
 
 def check_confirms_and_acks():
     """10 persistent messages with confirms; consumed under prefetch 3."""
-    conn = connect()
-    ch = conn.channel()
-    queue = name("durable")
-    declare_queue(ch, queue)
-    ch.confirm_delivery()
-    for i in range(10):
-        # With confirms on, pika waits for the ack and raises on a nack
-        # or a return.
-        ch.basic_publish("", queue, f"m{i}".encode(), PERSISTENT, mandatory=True)
-    print("ok pika: 10 persistent messages published with confirms")
+    with channel() as (_, ch):
+        queue = name("durable")
+        declare_queue(ch, queue)
+        ch.confirm_delivery()
+        for i in range(10):
+            # With confirms on, pika waits for the ack and raises on a nack
+            # or a return.
+            ch.basic_publish("", queue, f"m{i}".encode(), PERSISTENT, mandatory=True)
+        print("ok pika: 10 persistent messages published with confirms")
 
-    ch.basic_qos(prefetch_count=3)
-    deliveries = ch.consume(queue, auto_ack=False, inactivity_timeout=1.0)
-    held = []
-    for method, props, body in deliveries:
-        if method is None:
-            break
-        held.append((method, props, body))
-    expect("deliveries before any ack (prefetch 3)", 3, len(held))
-    got = [body for _, _, body in held]
-    expect("delivery mode", [2, 2, 2], [p.delivery_mode for _, p, _ in held])
-    for method, _, _ in held:
-        ch.basic_ack(method.delivery_tag)
-    for method, _, body in deliveries:
-        if method is None:
-            break
-        got.append(body)
-        ch.basic_ack(method.delivery_tag)
-    ch.cancel()
-    expect("bodies in order", [f"m{i}".encode() for i in range(10)], got)
-    expect("messages left", 0, ch.queue_declare(queue, passive=True).method.message_count)
-    conn.close()
+        ch.basic_qos(prefetch_count=3)
+        deliveries = ch.consume(queue, auto_ack=False, inactivity_timeout=1.0)
+        held = []
+        for method, props, body in deliveries:
+            if method is None:
+                break
+            held.append((method, props, body))
+        expect("deliveries before any ack (prefetch 3)", 3, len(held))
+        got = [body for _, _, body in held]
+        expect("delivery mode", [2, 2, 2], [p.delivery_mode for _, p, _ in held])
+        for method, _, _ in held:
+            ch.basic_ack(method.delivery_tag)
+        for method, _, body in deliveries:
+            if method is None:
+                break
+            got.append(body)
+            ch.basic_ack(method.delivery_tag)
+        ch.cancel()
+        expect("bodies in order", [f"m{i}".encode() for i in range(10)], got)
+        expect("messages left", 0, ch.queue_declare(queue, passive=True).method.message_count)
     print("ok pika: consumed with manual acks, basic.qos prefetch 3 held back the rest")
 
 
 def check_topic():
     """A topic exchange, two bindings, and where each routing key goes."""
-    conn = connect()
-    ch = conn.channel()
-    exchange, orders, eu = name("topic"), name("orders"), name("eu")
-    declare_exchange(ch, exchange, "topic")
-    declare_queue(ch, orders)
-    declare_queue(ch, eu)
-    ch.queue_bind(orders, exchange, routing_key="orders.*")
-    ch.queue_bind(eu, exchange, routing_key="#.eu")
-    ch.confirm_delivery()
-    for key in ["orders.eu", "orders.us", "stock.eu", "stock.de.eu"]:
-        ch.basic_publish(exchange, key, key.encode(), PERSISTENT, mandatory=True)
-    try:
-        ch.basic_publish(exchange, "stock.us", b"nowhere", PERSISTENT, mandatory=True)
-        raise AssertionError("stock.us matched no binding but was not returned")
-    except UnroutableError:
-        pass
+    with channel() as (_, ch):
+        exchange, orders, eu = name("topic"), name("orders"), name("eu")
+        declare_exchange(ch, exchange, "topic")
+        declare_bound_queue(ch, orders, exchange, "orders.*")
+        declare_bound_queue(ch, eu, exchange, "#.eu")
+        ch.confirm_delivery()
+        for key in ["orders.eu", "orders.us", "stock.eu", "stock.de.eu"]:
+            ch.basic_publish(exchange, key, key.encode(), PERSISTENT, mandatory=True)
+        try:
+            ch.basic_publish(exchange, "stock.us", b"nowhere", PERSISTENT, mandatory=True)
+            raise AssertionError("stock.us matched no binding but was not returned")
+        except UnroutableError:
+            pass
 
-    def drain(queue):
-        bodies = []
-        while (body := get_body(ch, queue)) is not None:
-            bodies.append(body.decode())
-        return bodies
+        def drain(queue):
+            bodies = []
+            while (body := get_body(ch, queue)) is not None:
+                bodies.append(body.decode())
+            return bodies
 
-    expect("orders.* got", ["orders.eu", "orders.us"], drain(orders))
-    expect("#.eu got", ["orders.eu", "stock.eu", "stock.de.eu"], drain(eu))
-    conn.close()
+        expect("orders.* got", ["orders.eu", "orders.us"], drain(orders))
+        expect("#.eu got", ["orders.eu", "stock.eu", "stock.de.eu"], drain(eu))
     print("ok pika: topic exchange with two bindings routes by pattern, returns the unroutable")
 
 
 def check_get():
     """basic.get-ok with the message count, then basic.get-empty."""
-    conn = connect()
-    ch = conn.channel()
-    queue = name("get")
-    declare_queue(ch, queue)
-    ch.confirm_delivery()
-    for body in [b"first", b"second"]:
-        ch.basic_publish("", queue, body, PERSISTENT)
-    method, _, body = ch.basic_get(queue, auto_ack=False)
-    expect("basic.get body", b"first", body)
-    expect("basic.get-ok message-count", 1, method.message_count)
-    ch.basic_ack(method.delivery_tag)
-    method, _, body = ch.basic_get(queue, auto_ack=True)
-    expect("second basic.get body", b"second", body)
-    expect("basic.get on an empty queue", (None, None, None), ch.basic_get(queue))
-    conn.close()
+    with channel() as (_, ch):
+        queue = name("get")
+        declare_queue(ch, queue)
+        ch.confirm_delivery()
+        for body in [b"first", b"second"]:
+            ch.basic_publish("", queue, body, PERSISTENT)
+        method, _, body = ch.basic_get(queue, auto_ack=False)
+        expect("basic.get body", b"first", body)
+        expect("basic.get-ok message-count", 1, method.message_count)
+        ch.basic_ack(method.delivery_tag)
+        method, _, body = ch.basic_get(queue, auto_ack=True)
+        expect("second basic.get body", b"second", body)
+        expect("basic.get on an empty queue", (None, None, None), ch.basic_get(queue))
     print("ok pika: basic.get and basic.get-empty")
 
 
 def check_dead_letter():
     """basic.nack requeue=false moves the message to x-dead-letter-exchange."""
-    conn = connect()
-    ch = conn.channel()
-    dlx, dead, work = name("dlx"), name("dead"), name("work")
-    declare_exchange(ch, dlx, "fanout")
-    declare_queue(ch, dead)
-    ch.queue_bind(dead, dlx)
-    declare_queue(ch, work, arguments={"x-dead-letter-exchange": dlx})
-    ch.confirm_delivery()
-    ch.basic_publish("", work, b"poison", PERSISTENT)
-    method, _, body = ch.basic_get(work, auto_ack=False)
-    expect("work queue body", b"poison", body)
-    ch.basic_nack(method.delivery_tag, requeue=False)
-    method, props, body = None, None, None
-    for _ in range(50):  # dead-lettering is asynchronous: up to 5 s
-        method, props, body = ch.basic_get(dead, auto_ack=True)
-        if method is not None:
-            break
-        conn.sleep(0.1)
-    expect("dead-lettered body", b"poison", body)
-    expect("dead-lettered routing key", work, method.routing_key)
-    expect("work queue after the nack", None, ch.basic_get(work)[0])
-    conn.close()
+    with channel() as (conn, ch):
+        dlx, dead, work = name("dlx"), name("dead"), name("work")
+        declare_exchange(ch, dlx, "fanout")
+        declare_bound_queue(ch, dead, dlx)
+        declare_queue(ch, work, arguments={"x-dead-letter-exchange": dlx})
+        ch.confirm_delivery()
+        ch.basic_publish("", work, b"poison", PERSISTENT)
+        method, _, body = ch.basic_get(work, auto_ack=False)
+        expect("work queue body", b"poison", body)
+        ch.basic_nack(method.delivery_tag, requeue=False)
+        method, props, body = None, None, None
+        for _ in range(50):  # dead-lettering is asynchronous: up to 5 s
+            method, props, body = ch.basic_get(dead, auto_ack=True)
+            if method is not None:
+                break
+            conn.sleep(0.1)
+        expect("dead-lettered body", b"poison", body)
+        expect("dead-lettered routing key", work, method.routing_key)
+        expect("work queue after the nack", None, ch.basic_get(work)[0])
     print("ok pika: basic.nack requeue=false dead-letters through x-dead-letter-exchange")
 
 
@@ -220,13 +224,11 @@ def check_kombu():
 def cleanup():
     if not queues and not exchanges:
         return
-    conn = connect()
-    ch = conn.channel()
-    for queue in queues:
-        ch.queue_delete(queue)
-    for exchange in exchanges:
-        ch.exchange_delete(exchange)
-    conn.close()
+    with channel() as (_, ch):
+        for queue in queues:
+            ch.queue_delete(queue)
+        for exchange in exchanges:
+            ch.exchange_delete(exchange)
 
 
 def main():

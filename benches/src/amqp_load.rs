@@ -31,7 +31,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use hdrhistogram::Histogram;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
@@ -43,7 +42,9 @@ use tokio::task::JoinSet;
 
 use crate::amqp_server::AmqpBroker;
 use crate::mqtt_server::cpu_time;
-use crate::stats::{median, ms, thousands};
+use crate::progress::{Watch, counters, sum};
+use crate::receipts::{Delivered, Receipts, stamp};
+use crate::stats::thousands;
 
 /// How long opening one client (connection, channel, declarations) may take.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -86,19 +87,11 @@ pub struct LoadSettings {
 /// One run against one server.
 #[derive(Debug, Clone)]
 pub struct RunFigures {
-    pub msgs_per_s: f64,
-    pub p50_us: u64,
-    pub p99_us: u64,
-    /// Distinct messages received, of `expected`.
-    pub received: u64,
-    pub expected: u64,
-    pub duplicates: u64,
-    pub out_of_order: u64,
+    pub delivered: Delivered,
     /// Deliveries the server flagged as redelivered.
     pub redelivered: u64,
     /// Publishes the server answered with `basic.nack`.
     pub nacked: u64,
-    pub seconds: f64,
     /// CPU time the server used during the run (user + system).
     pub server_cpu_s: f64,
     /// CPU the server and this load generator used during the run, as a
@@ -112,32 +105,19 @@ pub struct RunFigures {
 impl RunFigures {
     /// Server CPU time per message received, in µs.
     pub fn server_us_per_msg(&self) -> f64 {
-        self.server_cpu_s * 1e6 / self.received.max(1) as f64
+        self.server_cpu_s * 1e6 / self.delivered.received.max(1) as f64
     }
 
     /// One line: throughput, latency, what was lost, duplicated, reordered
     /// or refused, and the CPU both sides used.
     pub fn describe(&self) -> String {
-        let mut s = format!(
-            "{:>8} msg/s  p50 {:>8}  p99 {:>8}  ({}/{} received in {:.2} s",
-            thousands(self.msgs_per_s.round() as u64),
-            ms(self.p50_us as f64),
-            ms(self.p99_us as f64),
-            thousands(self.received),
-            thousands(self.expected),
-            self.seconds
+        let mut s = self.delivered.describe(
+            8,
+            &[
+                (self.redelivered, "redelivered"),
+                (self.nacked, "nacked by the server"),
+            ],
         );
-        for (n, what) in [
-            (self.expected - self.received, "lost"),
-            (self.duplicates, "duplicates"),
-            (self.out_of_order, "out of order"),
-            (self.redelivered, "redelivered"),
-            (self.nacked, "nacked by the server"),
-        ] {
-            if n > 0 {
-                s += &format!(", {} {what}", thousands(n));
-            }
-        }
         s += &format!(
             "; CPU: server {:.2} s = {:.2} cores, {:.0} µs/msg; load generator {:.2} cores)",
             self.server_cpu_s,
@@ -152,17 +132,10 @@ impl RunFigures {
     }
 }
 
-/// Median throughput, p50 and p99 (µs) of successful runs.
-pub fn medians(runs: &[RunFigures]) -> Option<(f64, f64, f64)> {
-    if runs.is_empty() {
-        return None;
+impl AsRef<Delivered> for RunFigures {
+    fn as_ref(&self) -> &Delivered {
+        &self.delivered
     }
-    let pick = |f: fn(&RunFigures) -> f64| median(&runs.iter().map(f).collect::<Vec<_>>());
-    Some((
-        pick(|r| r.msgs_per_s),
-        pick(|r| r.p50_us as f64),
-        pick(|r| r.p99_us as f64),
-    ))
 }
 
 /// Counters the run's monitor reads while the clients work.
@@ -175,21 +148,10 @@ struct Progress {
     received: Vec<AtomicU64>,
 }
 
-impl Progress {
-    fn sum(v: &[AtomicU64]) -> u64 {
-        v.iter().map(|c| c.load(Ordering::Relaxed)).sum()
-    }
-}
-
 /// What one consumer saw.
 struct ConsumerResult {
-    histogram: Histogram<u64>,
-    received: u64,
-    duplicates: u64,
-    out_of_order: u64,
+    seen: Receipts,
     redelivered: u64,
-    /// Time of the last receipt, ns since the run began.
-    last_ns: u64,
     /// Cleanup that failed after the measurement.
     notes: Vec<String>,
 }
@@ -230,9 +192,9 @@ async fn run_measured(
     let url = broker.url();
     let base = Instant::now();
     let progress = Arc::new(Progress {
-        done: (0..n).map(|_| AtomicU64::new(0)).collect(),
+        done: counters(n),
         nacked: AtomicU64::new(0),
-        received: (0..n).map(|_| AtomicU64::new(0)).collect(),
+        received: counters(n),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     // Dropping these sets (on an early return) aborts every client task,
@@ -291,22 +253,19 @@ async fn run_measured(
     }
 
     let expected = m * n as u64;
-    let stall = Duration::from_secs(settings.stall_secs);
-    let deadline = Instant::now() + Duration::from_secs(settings.timeout_secs);
-    let mut last_change = Instant::now();
-    let mut last_seen = (0, 0);
+    let mut watch = Watch::new(settings.stall_secs, settings.timeout_secs);
     let how_far = |p: &Progress| {
         let nacked = p.nacked.load(Ordering::Relaxed);
         format!(
             "{} of {} messages confirmed{}, {} of {} received",
-            thousands(Progress::sum(&p.done)),
+            thousands(sum(&p.done)),
             thousands(expected),
             if nacked > 0 {
                 format!(" ({} of them nacked)", thousands(nacked))
             } else {
                 String::new()
             },
-            thousands(Progress::sum(&p.received)),
+            thousands(sum(&p.received)),
             thousands(expected)
         )
     };
@@ -326,33 +285,14 @@ async fn run_measured(
         if let Some(status) = broker.exited() {
             bail!("the server exited ({status}); {}", how_far(&progress));
         }
-        let now = (
-            Progress::sum(&progress.done),
-            Progress::sum(&progress.received),
-        );
-        if now != last_seen {
-            last_seen = now;
-            last_change = Instant::now();
-        }
+        let now = (sum(&progress.done), sum(&progress.received));
+        watch.saw(now);
         // Nacked messages were not taken, so they are not waited for.
         let deliverable = expected - progress.nacked.load(Ordering::Relaxed);
         if now.0 == expected && now.1 >= deliverable {
             break;
         }
-        if last_change.elapsed() >= stall {
-            bail!(
-                "stalled: nothing confirmed or received for {} s; {}",
-                stall.as_secs(),
-                how_far(&progress)
-            );
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "timed out after {} s; {}",
-                settings.timeout_secs,
-                how_far(&progress)
-            );
-        }
+        watch.check("confirmed", || how_far(&progress))?;
     }
 
     let cpu_after = (broker.cpu_time(), cpu_time("self"));
@@ -366,19 +306,14 @@ async fn run_measured(
     // Everyone stops; consumers delete their queues and hand back what
     // they saw.
     let _ = stop_tx.send(true);
-    let mut histogram = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
-    let (mut received, mut duplicates, mut out_of_order, mut redelivered) = (0, 0, 0, 0);
-    let mut last_ns = start_ns;
+    let mut total = Receipts::new(0, start_ns)?;
+    let mut redelivered = 0;
     let mut notes = Vec::new();
     let collect = async {
         while let Some(done) = consumers.join_next().await {
             let r = done.context("consumer task")??;
-            histogram.add(&r.histogram)?;
-            received += r.received;
-            duplicates += r.duplicates;
-            out_of_order += r.out_of_order;
+            total.add(&r.seen)?;
             redelivered += r.redelivered;
-            last_ns = last_ns.max(r.last_ns);
             notes.extend(r.notes);
         }
         while let Some(done) = publishers.join_next().await {
@@ -389,18 +324,10 @@ async fn run_measured(
     tokio::time::timeout(Duration::from_secs(30), collect)
         .await
         .context("clients did not close within 30 s")??;
-    let seconds = (last_ns.saturating_sub(start_ns)) as f64 / 1e9;
     Ok(RunFigures {
-        msgs_per_s: received as f64 / seconds.max(1e-9),
-        p50_us: histogram.value_at_quantile(0.50),
-        p99_us: histogram.value_at_quantile(0.99),
-        received,
-        expected,
-        duplicates,
-        out_of_order,
+        delivered: total.delivered(start_ns, expected),
         redelivered,
         nacked: progress.nacked.load(Ordering::Relaxed),
-        seconds,
         server_cpu_s,
         server_cores: server_cpu_s / wall.as_secs_f64(),
         client_cores: client_cpu_s / wall.as_secs_f64(),
@@ -500,11 +427,8 @@ async fn consume(
     // The last delivery not acked yet (`ack_every` > 1).
     let mut unacked = None;
     let mut since_ack = 0;
-    let mut histogram = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
-    let mut seen = vec![false; m as usize];
-    let (mut received, mut duplicates, mut out_of_order, mut redelivered, mut last_ns) =
-        (0, 0, 0, 0, 0);
-    let mut highest: Option<u64> = None;
+    let mut seen = Receipts::new(m, 0)?;
+    let mut redelivered = 0;
     loop {
         tokio::select! {
             biased;
@@ -513,6 +437,7 @@ async fn consume(
                 acked.with_context(|| format!("consumer {i}: basic.ack"))?;
             }
             delivery = consumer.next() => {
+                let received = seen.received;
                 let Some(delivery) = delivery else {
                     bail!("consumer {i}: the server cancelled it after {received} messages");
                 };
@@ -532,32 +457,11 @@ async fn consume(
                 if delivery.redelivered {
                     redelivered += 1;
                 }
-                let field = |at: usize| {
-                    delivery
-                        .data
-                        .get(at..at + 8)
-                        .and_then(|b| b.try_into().ok())
-                        .map(u64::from_be_bytes)
-                };
-                let (Some(sent), Some(seq)) = (field(0), field(8)) else {
-                    bail!("consumer {i}: a {}-byte body", delivery.data.len());
-                };
-                let Some(slot) = seen.get_mut(seq as usize) else {
-                    bail!("consumer {i}: sequence number {seq} out of range");
-                };
-                if *slot {
-                    duplicates += 1;
-                    continue;
+                match seen.record(&delivery.data, now) {
+                    Ok(true) => progress.received[i].store(seen.received, Ordering::Relaxed),
+                    Ok(false) => {}
+                    Err(e) => bail!("consumer {i}: {}", e.describe("body")),
                 }
-                *slot = true;
-                if highest.is_some_and(|h| seq < h) {
-                    out_of_order += 1;
-                }
-                highest = highest.max(Some(seq));
-                histogram.saturating_record(now.saturating_sub(sent) / 1_000);
-                received += 1;
-                last_ns = now;
-                progress.received[i].store(received, Ordering::Relaxed);
             }
         }
     }
@@ -591,12 +495,8 @@ async fn consume(
         note("connection.close", e);
     }
     Ok(ConsumerResult {
-        histogram,
-        received,
-        duplicates,
-        out_of_order,
+        seen,
         redelivered,
-        last_ns,
         notes,
     })
 }
@@ -690,8 +590,8 @@ async fn publish(
     Ok(())
 }
 
-/// One persistent publish of `size` bytes: send time (u64 ns since `base`,
-/// big-endian), sequence number, zeros; resolves to the server's confirm.
+/// One persistent publish of `size` bytes, [`stamp`]ed; resolves to the
+/// server's confirm.
 async fn publish_one(
     channel: &Channel,
     queue: &ShortString,
@@ -700,9 +600,7 @@ async fn publish_one(
     size: usize,
     base: Instant,
 ) -> Result<Confirmation> {
-    let mut body = vec![0u8; size];
-    body[..8].copy_from_slice(&(base.elapsed().as_nanos() as u64).to_be_bytes());
-    body[8..16].copy_from_slice(&seq.to_be_bytes());
+    let body = stamp(size, seq, base);
     let confirm = channel
         .basic_publish(
             "".into(),

@@ -41,7 +41,7 @@ use fjord_testkit::{Cluster, Gateways, Node, NodeBuilder};
 use lapin::{Connection, ConnectionProperties};
 
 use crate::mqtt_server::cpu_time;
-use crate::process::Process;
+use crate::process::{Process, log_tail};
 
 /// How long a broker may take to accept an AMQP handshake after it starts.
 const START_TIMEOUT: Duration = Duration::from_secs(90);
@@ -361,7 +361,7 @@ impl AmqpBroker {
                 bail!(
                     "{} exited early ({status}); its log:\n{}",
                     self.name,
-                    self.log_tail(20)
+                    log_tail(&self.log, 20)
                 );
             }
             let attempt = tokio::time::timeout(
@@ -384,7 +384,7 @@ impl AmqpBroker {
                     self.name,
                     self.addr,
                     START_TIMEOUT.as_secs(),
-                    self.log_tail(20)
+                    log_tail(&self.log, 20)
                 );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -422,20 +422,6 @@ impl AmqpBroker {
     /// Where its stdout and stderr go.
     pub fn log_path(&self) -> &Path {
         &self.log
-    }
-
-    /// The last `lines` lines of its log (or a note that it is empty).
-    pub fn log_tail(&self, lines: usize) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        if all.is_empty() {
-            return format!("  ({} is empty)", self.log.display());
-        }
-        all[all.len().saturating_sub(lines)..]
-            .iter()
-            .map(|l| format!("  | {l}"))
-            .collect::<Vec<_>>()
-            .join("\n")
     }
 
     /// `Some(status)` if the process has exited.

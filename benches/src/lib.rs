@@ -22,6 +22,13 @@
 //!   broker on loopback.
 //! - [`amqp_load`]: AMQP load generator (confirms, manual acks): latency,
 //!   loss, duplicates, order.
+//! - [`receipts`]: what the load generators' receivers saw (the stamp each
+//!   message carries; latency, losses, duplicates, order) and the figures
+//!   of a run.
+//! - `progress`: a load run's counters while it goes, and the watch that
+//!   fails a run that stalls or overruns.
+//! - [`report`]: what the MQTT and AMQP benchmark programs print alike
+//!   (failed runs with the server's log tail, table cells, notes).
 
 pub mod amqp_load;
 pub mod amqp_server;
@@ -31,4 +38,7 @@ pub mod mqtt_idle;
 pub mod mqtt_load;
 pub mod mqtt_server;
 mod process;
+mod progress;
+pub mod receipts;
+pub mod report;
 pub mod stats;

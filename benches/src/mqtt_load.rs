@@ -17,7 +17,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use hdrhistogram::Histogram;
 use rumqttc::{
     AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS, SubscribeReasonCode,
 };
@@ -25,7 +24,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
 use crate::mqtt_server::{BrokerProcess, cpu_time};
-use crate::stats::{median, ms, thousands};
+use crate::progress::{Watch, counters, sum};
+use crate::receipts::{Delivered, Receipts, stamp};
+use crate::stats::thousands;
 
 /// Requests a client may queue before `publish` waits (rumqttc channel).
 const CLIENT_QUEUE: usize = 10;
@@ -69,15 +70,7 @@ pub struct LoadSettings {
 /// One run against one server.
 #[derive(Debug, Clone)]
 pub struct RunFigures {
-    pub msgs_per_s: f64,
-    pub p50_us: u64,
-    pub p99_us: u64,
-    /// Distinct messages received, of `expected`.
-    pub received: u64,
-    pub expected: u64,
-    pub duplicates: u64,
-    pub out_of_order: u64,
-    pub seconds: f64,
+    pub delivered: Delivered,
     /// CPU the server and this load generator used during the run, as a
     /// share of one core (1.0 = one core busy for the whole run).
     pub server_cores: f64,
@@ -91,24 +84,7 @@ impl RunFigures {
     /// One line: throughput, latency, what was lost, duplicated or
     /// reordered, what the server dropped, and the CPU both sides used.
     pub fn describe(&self) -> String {
-        let mut s = format!(
-            "{:>9} msg/s  p50 {:>8}  p99 {:>8}  ({}/{} received in {:.2} s",
-            thousands(self.msgs_per_s.round() as u64),
-            ms(self.p50_us as f64),
-            ms(self.p99_us as f64),
-            thousands(self.received),
-            thousands(self.expected),
-            self.seconds
-        );
-        if self.received < self.expected {
-            s += &format!(", {} lost", thousands(self.expected - self.received));
-        }
-        if self.duplicates > 0 {
-            s += &format!(", {} duplicates", thousands(self.duplicates));
-        }
-        if self.out_of_order > 0 {
-            s += &format!(", {} out of order", thousands(self.out_of_order));
-        }
+        let mut s = self.delivered.describe(9, &[]);
         s += &drop_note(&self.server_dropped);
         s + &format!(
             "; CPU: server {:.2} cores, load generator {:.2} cores)",
@@ -125,33 +101,10 @@ struct Progress {
     received: Vec<AtomicU64>,
 }
 
-impl Progress {
-    fn sum(v: &[AtomicU64]) -> u64 {
-        v.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+impl AsRef<Delivered> for RunFigures {
+    fn as_ref(&self) -> &Delivered {
+        &self.delivered
     }
-}
-
-/// What one subscriber saw.
-struct SubResult {
-    histogram: Histogram<u64>,
-    received: u64,
-    duplicates: u64,
-    out_of_order: u64,
-    /// Time of the last receipt, ns since the run began.
-    last_ns: u64,
-}
-
-/// Median throughput, p50 and p99 (µs) of successful runs.
-pub fn medians(runs: &[RunFigures]) -> Option<(f64, f64, f64)> {
-    if runs.is_empty() {
-        return None;
-    }
-    let pick = |f: fn(&RunFigures) -> f64| median(&runs.iter().map(f).collect::<Vec<_>>());
-    Some((
-        pick(|r| r.msgs_per_s),
-        pick(|r| r.p50_us as f64),
-        pick(|r| r.p99_us as f64),
-    ))
 }
 
 fn client(id: String, broker: &BrokerProcess, inflight: u16) -> (AsyncClient, EventLoop) {
@@ -180,8 +133,8 @@ pub async fn run_once(
     let m = scenario.messages;
     let base = Instant::now();
     let progress = Arc::new(Progress {
-        done: (0..n).map(|_| AtomicU64::new(0)).collect(),
-        received: (0..n).map(|_| AtomicU64::new(0)).collect(),
+        done: counters(n),
+        received: counters(n),
     });
     // Dropping these sets (on an early return) aborts every client task.
     let mut subscribers = JoinSet::new();
@@ -239,22 +192,19 @@ pub async fn run_once(
     }
 
     let expected = m * n as u64;
-    let stall = Duration::from_secs(settings.stall_secs);
     let drain = Duration::from_millis(settings.drain_ms);
-    let deadline = Instant::now() + Duration::from_secs(settings.timeout_secs);
-    let mut last_change = Instant::now();
-    let mut last_seen = (0, 0);
+    let mut watch = Watch::new(settings.stall_secs, settings.timeout_secs);
     let how_far = |p: &Progress, broker: &BrokerProcess| {
         format!(
             "{} of {} messages {}, {} of {} received{}",
-            thousands(Progress::sum(&p.done)),
+            thousands(sum(&p.done)),
             thousands(expected),
             if scenario.qos == QoS::AtLeastOnce {
                 "acknowledged"
             } else {
                 "written"
             },
-            thousands(Progress::sum(&p.received)),
+            thousands(sum(&p.received)),
             thousands(expected),
             drop_note(&dropped_since(broker, drops_before.as_deref()))
         )
@@ -278,35 +228,16 @@ pub async fn run_once(
                 how_far(&progress, broker)
             );
         }
-        let now = (
-            Progress::sum(&progress.done),
-            Progress::sum(&progress.received),
-        );
-        if now != last_seen {
-            last_seen = now;
-            last_change = Instant::now();
-        }
+        let now = (sum(&progress.done), sum(&progress.received));
+        watch.saw(now);
         let written = now.0 == expected;
         if written && now.1 == expected {
             break;
         }
-        if written && scenario.qos == QoS::AtMostOnce && last_change.elapsed() >= drain {
+        if written && scenario.qos == QoS::AtMostOnce && watch.still_for() >= drain {
             break;
         }
-        if last_change.elapsed() >= stall {
-            bail!(
-                "stalled: nothing acknowledged or received for {} s; {}",
-                stall.as_secs(),
-                how_far(&progress, broker)
-            );
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "timed out after {} s; {}",
-                settings.timeout_secs,
-                how_far(&progress, broker)
-            );
-        }
+        watch.check("acknowledged", || how_far(&progress, broker))?;
     }
 
     let cpu_after = (broker.cpu_time(), cpu_time("self"));
@@ -319,16 +250,10 @@ pub async fn run_once(
     for c in pub_clients.iter().chain(&sub_clients) {
         let _ = c.try_disconnect();
     }
-    let mut histogram = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
-    let (mut received, mut duplicates, mut out_of_order, mut last_ns) = (0, 0, 0, start_ns);
+    let mut total = Receipts::new(0, start_ns)?;
     let collect = async {
         while let Some(done) = subscribers.join_next().await {
-            let r = done.context("subscriber task")??;
-            histogram.add(&r.histogram)?;
-            received += r.received;
-            duplicates += r.duplicates;
-            out_of_order += r.out_of_order;
-            last_ns = last_ns.max(r.last_ns);
+            total.add(&done.context("subscriber task")??)?;
         }
         Ok::<(), anyhow::Error>(())
     };
@@ -339,16 +264,8 @@ pub async fn run_once(
         while publishers.join_next().await.is_some() {}
     })
     .await;
-    let seconds = (last_ns.saturating_sub(start_ns)) as f64 / 1e9;
     Ok(RunFigures {
-        msgs_per_s: received as f64 / seconds.max(1e-9),
-        p50_us: histogram.value_at_quantile(0.50),
-        p99_us: histogram.value_at_quantile(0.99),
-        received,
-        expected,
-        duplicates,
-        out_of_order,
-        seconds,
+        delivered: total.delivered(start_ns, expected),
         server_cores: cores(cpu_before.0, cpu_after.0),
         client_cores: cores(cpu_before.1, cpu_after.1),
         server_dropped: dropped_since(broker, drops_before.as_deref()),
@@ -386,7 +303,7 @@ fn drop_note(dropped: &[(String, u64)]) -> String {
 }
 
 /// The first error among tasks that have ended (waits briefly for one).
-async fn first_error(a: &mut JoinSet<Result<SubResult>>, b: &mut JoinSet<Result<()>>) -> String {
+async fn first_error(a: &mut JoinSet<Result<Receipts>>, b: &mut JoinSet<Result<()>>) -> String {
     let wait = Duration::from_secs(1);
     if let Ok(Some(Ok(Err(e)))) = tokio::time::timeout(wait, a.join_next()).await {
         return format!("{e:#}");
@@ -398,8 +315,7 @@ async fn first_error(a: &mut JoinSet<Result<SubResult>>, b: &mut JoinSet<Result<
 }
 
 /// Publishes `m` messages, `rate` per second or (0) as fast as the client
-/// takes them. Payload: send time (u64 ns since `base`, big-endian),
-/// sequence number, zeros.
+/// takes them, each [`stamp`]ed.
 async fn publish_loop(
     client: AsyncClient,
     topic: String,
@@ -415,9 +331,7 @@ async fn publish_loop(
             tokio::time::sleep_until(start + Duration::from_secs_f64(seq as f64 / rate as f64))
                 .await;
         }
-        let mut payload = vec![0u8; size];
-        payload[..8].copy_from_slice(&(base.elapsed().as_nanos() as u64).to_be_bytes());
-        payload[8..16].copy_from_slice(&seq.to_be_bytes());
+        let payload = stamp(size, seq, base);
         client
             .publish(topic.as_str(), qos, false, payload)
             .await
@@ -470,17 +384,13 @@ async fn subscriber(
     base: Instant,
     progress: Arc<Progress>,
     subscribed: oneshot::Sender<()>,
-) -> Result<SubResult> {
+) -> Result<Receipts> {
     let mut subscribed = Some(subscribed);
-    let mut histogram = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
-    let mut seen = vec![false; m as usize];
-    let (mut received, mut duplicates, mut out_of_order, mut last_ns) = (0, 0, 0, 0);
-    let mut highest: Option<u64> = None;
+    let mut seen = Receipts::new(m, 0)?;
     loop {
-        let event = el
-            .poll()
-            .await
-            .with_context(|| format!("subscriber {i} connection after {received} messages"))?;
+        let event = el.poll().await.with_context(|| {
+            format!("subscriber {i} connection after {} messages", seen.received)
+        })?;
         match event {
             Event::Incoming(Packet::SubAck(ack)) => {
                 if ack
@@ -496,41 +406,13 @@ async fn subscriber(
             }
             Event::Incoming(Packet::Publish(p)) => {
                 let now = base.elapsed().as_nanos() as u64;
-                let field = |at: usize| {
-                    p.payload
-                        .get(at..at + 8)
-                        .and_then(|b| b.try_into().ok())
-                        .map(u64::from_be_bytes)
-                };
-                let (Some(sent), Some(seq)) = (field(0), field(8)) else {
-                    bail!("subscriber {i}: a {}-byte payload", p.payload.len());
-                };
-                let Some(slot) = seen.get_mut(seq as usize) else {
-                    bail!("subscriber {i}: sequence number {seq} out of range");
-                };
-                if *slot {
-                    duplicates += 1;
-                    continue;
+                match seen.record(&p.payload, now) {
+                    Ok(true) => progress.received[i].store(seen.received, Ordering::Relaxed),
+                    Ok(false) => {}
+                    Err(e) => bail!("subscriber {i}: {}", e.describe("payload")),
                 }
-                *slot = true;
-                if highest.is_some_and(|h| seq < h) {
-                    out_of_order += 1;
-                }
-                highest = highest.max(Some(seq));
-                histogram.saturating_record(now.saturating_sub(sent) / 1_000);
-                received += 1;
-                last_ns = now;
-                progress.received[i].store(received, Ordering::Relaxed);
             }
-            Event::Outgoing(Outgoing::Disconnect) => {
-                return Ok(SubResult {
-                    histogram,
-                    received,
-                    duplicates,
-                    out_of_order,
-                    last_ns,
-                });
-            }
+            Event::Outgoing(Outgoing::Disconnect) => return Ok(seen),
             _ => {}
         }
     }

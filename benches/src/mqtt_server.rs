@@ -18,7 +18,7 @@ use anyhow::{Context, Result, bail};
 use fjord_testkit::process::rss_bytes;
 use fjord_testkit::{Gateways, Node};
 
-use crate::process::Process;
+use crate::process::{Process, log_tail};
 
 /// Mosquitto's settings in this benchmark, one `key value` per line, chosen
 /// so that its limits do not throttle it: 1,000 QoS 1 messages in flight
@@ -145,7 +145,7 @@ impl BrokerProcess {
             if let Some(status) = broker.process.exited() {
                 bail!(
                     "mosquitto exited early ({status}); its log:\n{}",
-                    broker.log_tail(20)
+                    log_tail(&broker.log, 20)
                 );
             }
             if TcpStream::connect_timeout(&broker.addr, Duration::from_millis(200)).is_ok() {
@@ -195,20 +195,6 @@ impl BrokerProcess {
     /// Where its stdout and stderr go.
     pub fn log_path(&self) -> &Path {
         &self.log
-    }
-
-    /// The last `lines` lines of its log (or a note that it is empty).
-    pub fn log_tail(&self, lines: usize) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        if all.is_empty() {
-            return format!("  ({} is empty)", self.log.display());
-        }
-        all[all.len().saturating_sub(lines)..]
-            .iter()
-            .map(|l| format!("  | {l}"))
-            .collect::<Vec<_>>()
-            .join("\n")
     }
 
     /// `Some(status)` if the process has exited.

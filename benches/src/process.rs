@@ -1,6 +1,7 @@
 //! The process behind a broker a benchmark started: a Fjord node (from
 //! `fjord-testkit`) or another broker's child process. Killed on drop.
 
+use std::path::Path;
 use std::process::{Child, ExitStatus};
 
 use fjord_testkit::Node;
@@ -38,6 +39,21 @@ impl Process {
             }
         }
     }
+}
+
+/// The last `lines` lines of a server's `log`, indented and marked (or a
+/// note that it is empty).
+pub(crate) fn log_tail(log: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    if all.is_empty() {
+        return format!("  ({} is empty)", log.display());
+    }
+    all[all.len().saturating_sub(lines)..]
+        .iter()
+        .map(|l| format!("  | {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 impl Drop for Process {

@@ -97,6 +97,21 @@ fn destination(kind: i32, name: String) -> Result<Destination, Status> {
     }
 }
 
+/// The vhost and binding of a bind or unbind request (two message types
+/// with the same fields), or INVALID_ARGUMENT for a destination of no kind.
+macro_rules! binding {
+    ($request:expr) => {{
+        let r = $request;
+        let binding = BindingInfo {
+            source: r.source,
+            destination: destination(r.destination_kind, r.destination)?,
+            routing_key: r.routing_key,
+            arguments: arguments(r.arguments),
+        };
+        (vhost(r.vhost), binding)
+    }};
+}
+
 fn exchange_to_pb(x: ExchangeInfo) -> pb::AmqpExchange {
     pb::AmqpExchange {
         name: x.name,
@@ -281,15 +296,9 @@ impl AmqpService for AmqpAdmin {
         &self,
         request: Request<pb::AmqpBindRequest>,
     ) -> GrpcResult<pb::AmqpBindResponse> {
-        let r = request.into_inner();
-        let binding = BindingInfo {
-            source: r.source,
-            destination: destination(r.destination_kind, r.destination)?,
-            routing_key: r.routing_key,
-            arguments: arguments(r.arguments),
-        };
+        let (vhost, binding) = binding!(request.into_inner());
         self.gateway()?
-            .bind(&vhost(r.vhost), &binding)
+            .bind(&vhost, &binding)
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::AmqpBindResponse {}))
@@ -299,15 +308,9 @@ impl AmqpService for AmqpAdmin {
         &self,
         request: Request<pb::AmqpUnbindRequest>,
     ) -> GrpcResult<pb::AmqpUnbindResponse> {
-        let r = request.into_inner();
-        let binding = BindingInfo {
-            source: r.source,
-            destination: destination(r.destination_kind, r.destination)?,
-            routing_key: r.routing_key,
-            arguments: arguments(r.arguments),
-        };
+        let (vhost, binding) = binding!(request.into_inner());
         self.gateway()?
-            .unbind(&vhost(r.vhost), &binding)
+            .unbind(&vhost, &binding)
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::AmqpUnbindResponse {}))

@@ -8,23 +8,19 @@ mod common;
 
 use common::Server;
 use common::amqp::{
-    WAIT, bodies, confirmed_queue, connect, durable_queue, get_held, publish_confirmed, take_all,
+    WAIT, bind, bodies, body, channel, confirm, confirmed_queue, confirming, connect, consume,
+    declare, delivery, drain, durable_queue, exchange, get_held, passive, prefetching,
+    publish_confirmed, queue, take_all,
 };
-use futures::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions,
-    BasicQosOptions, BasicRejectOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
-    QueueBindOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions, BasicRejectOptions,
+    QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
+use lapin::{BasicProperties, ExchangeKind};
 
 fn start(dir: &tempfile::TempDir) -> Server {
     Server::start_with(&dir.path().join("data"), &[])
-}
-
-async fn channel(conn: &Connection) -> Channel {
-    conn.create_channel().await.unwrap()
 }
 
 #[tokio::test]
@@ -34,50 +30,22 @@ async fn a_work_queue_delivers_confirmed_messages_in_order_and_acks_them() {
     let conn = connect(&server).await;
     let ch = channel(&conn).await;
     durable_queue(&ch, "tasks").await;
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
+    confirm(&ch).await;
     let sent = bodies("t", 50);
     publish_confirmed(&ch, "", "tasks", &sent).await;
 
-    let worker = channel(&conn).await;
-    worker
-        .basic_qos(10, BasicQosOptions::default())
-        .await
-        .unwrap();
-    let mut consumer = worker
-        .basic_consume(
-            "tasks".into(),
-            "w1".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let worker = prefetching(&conn, 10).await;
+    let mut consumer = consume(&worker, "tasks", "w1").await;
     let mut got = Vec::new();
     while got.len() < sent.len() {
-        let d = tokio::time::timeout(WAIT, consumer.next())
-            .await
-            .expect("delivery in time")
-            .unwrap()
-            .unwrap();
+        let d = delivery(&mut consumer).await;
         assert!(!d.redelivered);
-        got.push(String::from_utf8(d.data.clone()).unwrap());
+        got.push(body(&d));
         d.ack(BasicAckOptions::default()).await.unwrap();
     }
     assert_eq!(got, sent);
     // Everything was acknowledged: a passive declare counts nothing left.
-    let q = ch
-        .queue_declare(
-            "tasks".into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let q = passive(&ch, "tasks").await.unwrap();
     assert_eq!(q.message_count(), 0);
     assert_eq!(q.consumer_count(), 1);
     // The queue's counters (whose rates are its publish, deliver and ack
@@ -109,65 +77,32 @@ async fn prefetch_one_dispatches_fairly_and_a_dead_workers_messages_go_to_the_ot
     let conn = connect(&server).await;
     let ch = channel(&conn).await;
     durable_queue(&ch, "jobs").await;
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
+    confirm(&ch).await;
 
     // Worker A takes one job and dies without acknowledging it.
     let dying = connect(&server).await;
-    let a = channel(&dying).await;
-    a.basic_qos(1, BasicQosOptions::default()).await.unwrap();
-    let mut ca = a
-        .basic_consume(
-            "jobs".into(),
-            "a".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let a = prefetching(&dying, 1).await;
+    let mut ca = consume(&a, "jobs", "a").await;
     // Worker B, prefetch 1 too.
     let other = connect(&server).await;
-    let b = channel(&other).await;
-    b.basic_qos(1, BasicQosOptions::default()).await.unwrap();
-    let mut cb = b
-        .basic_consume(
-            "jobs".into(),
-            "b".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let b = prefetching(&other, 1).await;
+    let mut cb = consume(&b, "jobs", "b").await;
     publish_confirmed(&ch, "", "jobs", &bodies("j", 4)).await;
 
-    let first_a = tokio::time::timeout(WAIT, ca.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let held = String::from_utf8(first_a.data.clone()).unwrap();
+    let held = body(&delivery(&mut ca).await);
     // Fair dispatch: A holds one unacknowledged job, so B gets the others
     // one at a time, acknowledging each.
     let mut b_got = Vec::new();
     for _ in 0..3 {
-        let d = tokio::time::timeout(WAIT, cb.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        b_got.push(String::from_utf8(d.data.clone()).unwrap());
+        let d = delivery(&mut cb).await;
+        b_got.push(body(&d));
         d.ack(BasicAckOptions::default()).await.unwrap();
     }
     assert!(!b_got.contains(&held));
     // A's connection dies: its job comes to B, marked redelivered.
     dying.close(200, "bye".into()).await.unwrap();
-    let d = tokio::time::timeout(WAIT, cb.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert_eq!(String::from_utf8(d.data.clone()).unwrap(), held);
+    let d = delivery(&mut cb).await;
+    assert_eq!(body(&d), held);
     assert!(d.redelivered, "marked redelivered");
     d.ack(BasicAckOptions::default()).await.unwrap();
 }
@@ -178,41 +113,18 @@ async fn a_topic_exchange_routes_by_pattern_and_unroutable_mandatory_messages_re
     let server = start(&dir);
     let conn = connect(&server).await;
     let ch = channel(&conn).await;
-    ch.exchange_declare(
-        "logs".into(),
-        ExchangeKind::Topic,
-        ExchangeDeclareOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
+    exchange(&ch, "logs", ExchangeKind::Topic, FieldTable::default()).await;
     // The tutorial's table.
-    for (queue, keys) in [
+    for (name, keys) in [
         ("q1", vec!["*.orange.*"]),
         ("q2", vec!["*.*.rabbit", "lazy.#"]),
     ] {
-        ch.queue_declare(
-            queue.into(),
-            QueueDeclareOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+        queue(&ch, name, false, FieldTable::default()).await;
         for k in keys {
-            ch.queue_bind(
-                queue.into(),
-                "logs".into(),
-                k.into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
+            bind(&ch, name, "logs", k, FieldTable::default()).await;
         }
     }
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
+    confirm(&ch).await;
     let routes = [
         ("quick.orange.rabbit", vec!["q1", "q2"]),
         ("lazy.orange.elephant", vec!["q1", "q2"]),
@@ -250,14 +162,7 @@ async fn a_topic_exchange_routes_by_pattern_and_unroutable_mandatory_messages_re
         }
     }
     for queue in ["q1", "q2"] {
-        let mut got = Vec::new();
-        while let Some(m) = ch
-            .basic_get(queue.into(), BasicGetOptions { no_ack: true })
-            .await
-            .unwrap()
-        {
-            got.push(String::from_utf8(m.delivery.data.clone()).unwrap());
-        }
+        let got = drain(&ch, queue).await;
         let want: Vec<&str> = routes
             .iter()
             .filter(|(_, qs)| qs.contains(&queue))
@@ -274,9 +179,7 @@ async fn get_nack_and_reject_requeue_or_drop() {
     let conn = connect(&server).await;
     let ch = channel(&conn).await;
     durable_queue(&ch, "g").await;
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
+    confirm(&ch).await;
     assert!(
         ch.basic_get("g".into(), BasicGetOptions::default())
             .await
@@ -285,11 +188,7 @@ async fn get_nack_and_reject_requeue_or_drop() {
         "get-empty"
     );
     publish_confirmed(&ch, "", "g", &bodies("m", 2)).await;
-    let m = ch
-        .basic_get("g".into(), BasicGetOptions::default())
-        .await
-        .unwrap()
-        .unwrap();
+    let m = get_held(&ch, "g").await;
     assert_eq!(&m.delivery.data[..], b"m0");
     assert_eq!(m.message_count, 1);
     m.delivery
@@ -299,11 +198,7 @@ async fn get_nack_and_reject_requeue_or_drop() {
         })
         .await
         .unwrap();
-    let again = ch
-        .basic_get("g".into(), BasicGetOptions::default())
-        .await
-        .unwrap()
-        .unwrap();
+    let again = get_held(&ch, "g").await;
     assert_eq!(&again.delivery.data[..], b"m0");
     assert!(again.delivery.redelivered);
     again
@@ -311,11 +206,7 @@ async fn get_nack_and_reject_requeue_or_drop() {
         .reject(BasicRejectOptions { requeue: false })
         .await
         .unwrap();
-    let next = ch
-        .basic_get("g".into(), BasicGetOptions::default())
-        .await
-        .unwrap()
-        .unwrap();
+    let next = get_held(&ch, "g").await;
     assert_eq!(&next.delivery.data[..], b"m1", "the rejected one is gone");
     next.delivery.ack(BasicAckOptions::default()).await.unwrap();
 }
@@ -337,16 +228,7 @@ async fn confirmed_messages_survive_a_restart_and_acknowledged_ones_stay_gone() 
         get_held(&ch, "keep").await;
         // Acknowledgements have no reply: a round trip on the queue
         // settles them before the restart.
-        ch.queue_declare(
-            "keep".into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+        passive(&ch, "keep").await.unwrap();
         conn.close(200, "bye".into()).await.unwrap();
     }
     assert_eq!(server.terminate(), Some(0));
@@ -393,24 +275,13 @@ async fn channel_errors_close_the_channel_and_the_connection_goes_on() {
     durable_queue(&ch, "args").await;
     let mut other = FieldTable::default();
     other.insert("x-max-length".into(), AMQPValue::LongInt(10));
-    let e = ch
-        .queue_declare(
-            "args".into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..QueueDeclareOptions::default()
-            },
-            other,
-        )
+    let e = declare(&ch, "args", QueueDeclareOptions::durable(), other)
         .await
         .unwrap_err();
     assert!(e.to_string().contains("PRECONDITION_FAILED"), "{e}");
 
     // Publishing to a missing exchange: 404, on a confirm channel.
-    let ch = channel(&conn).await;
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
+    let ch = confirming(&conn).await;
     let published = ch
         .basic_publish(
             "nowhere".into(),
@@ -430,14 +301,14 @@ async fn channel_errors_close_the_channel_and_the_connection_goes_on() {
     // Acknowledging an unknown delivery tag: 406.
     let ch = channel(&conn).await;
     ch.basic_ack(99, BasicAckOptions::default()).await.unwrap();
-    let e = ch
-        .queue_declare(
-            "after".into(),
-            QueueDeclareOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap_err();
+    let e = declare(
+        &ch,
+        "after",
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap_err();
     assert!(e.to_string().contains("PRECONDITION_FAILED"), "{e}");
 
     // The connection is fine: a new channel works.
@@ -447,8 +318,8 @@ async fn channel_errors_close_the_channel_and_the_connection_goes_on() {
 
 #[tokio::test]
 async fn the_tls_listener_speaks_amqp_with_the_development_certificate() {
-    use fjord_gateway_amqp::codec::{self, FramePayload, Method};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use common::amqp_raw::Raw;
+    use fjord_gateway_amqp::codec::{self, Method};
 
     let dir = tempfile::tempdir().unwrap();
     let server = start(&dir);
@@ -468,21 +339,12 @@ async fn the_tls_listener_speaks_amqp_with_the_development_certificate() {
         .await
         .unwrap();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let mut tls = connector.connect(name, tcp).await.unwrap();
-    tls.write_all(&codec::PROTOCOL_HEADER).await.unwrap();
-    let mut buf = bytes::BytesMut::new();
-    let frame = loop {
-        if let Some(f) = codec::decode_frame(&mut buf, 0).unwrap() {
-            break f;
-        }
-        let n = tokio::time::timeout(WAIT, tls.read_buf(&mut buf))
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(n > 0, "closed before connection.start");
-    };
-    let FramePayload::Method(Method::ConnectionStart(start)) = frame.payload else {
-        panic!("expected connection.start, got {frame:?}");
+    let tls = connector.connect(name, tcp).await.unwrap();
+    let mut c = Raw::over(tls);
+    c.send_bytes(&codec::PROTOCOL_HEADER).await;
+    let m = c.method(0).await;
+    let Method::ConnectionStart(start) = &m else {
+        panic!("expected connection.start, got {m:?}");
     };
     assert_eq!((start.version_major, start.version_minor), (0, 9));
     assert_eq!(&start.mechanisms[..], b"PLAIN AMQPLAIN");

@@ -10,17 +10,13 @@ mod common;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Server;
-use futures::StreamExt;
-use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions,
+use common::amqp::{
+    WAIT, confirming, connect_vhost, consume, delivery, prefetching, publish_persistent,
 };
-use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use common::{Server, fails_with, named, names};
+use futures::StreamExt;
+use lapin::options::BasicAckOptions;
 use serde_json::{Value, json};
-
-const WAIT: Duration = Duration::from_secs(15);
 
 fn start(data: &std::path::Path) -> Server {
     Server::start_with(data, &[])
@@ -56,22 +52,6 @@ async fn json_of(server: &Server, args: &[&str]) -> Value {
     serde_json::from_str(&ok(server, &args).await).unwrap()
 }
 
-/// The command failed with a message containing `words`.
-fn fails_with(out: &Output, words: &str) {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "succeeded: {err}");
-    assert!(err.contains(words), "{err}");
-}
-
-/// The `name` field of every entry.
-fn names(list: &Value) -> Vec<&str> {
-    list.as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["name"].as_str().unwrap())
-        .collect()
-}
-
 /// Queue `name` of `vhost` as `queue list` shows it, once `settled` holds
 /// (counts follow deliveries and acknowledgements asynchronously).
 async fn queue_when(
@@ -83,13 +63,7 @@ async fn queue_when(
     let deadline = Instant::now() + WAIT;
     loop {
         let list = json_of(server, &["amqp", "queue", "list", "--vhost", vhost]).await;
-        let queue = list
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|q| q["name"] == name)
-            .cloned()
-            .unwrap_or(Value::Null);
+        let queue = named(&list, name).cloned().unwrap_or(Value::Null);
         if settled(&queue) {
             return queue;
         }
@@ -103,42 +77,6 @@ async fn queue_when(
 
 fn counts(ready: u64, unacked: u64, consumers: u64) -> impl Fn(&Value) -> bool {
     move |q| q["ready"] == ready && q["unacked"] == unacked && q["consumers"] == consumers
-}
-
-/// A connection to `vhost` ("myvhost" is the URI path `/myvhost`).
-async fn try_connect(server: &Server, vhost: &str) -> lapin::Result<Connection> {
-    let path = if vhost == "/" { "%2f" } else { vhost };
-    let uri = format!("amqp://guest:guest@{}/{path}", server.amqp);
-    tokio::time::timeout(
-        WAIT,
-        Connection::connect(&uri, ConnectionProperties::default()),
-    )
-    .await
-    .expect("connect in time")
-}
-
-async fn confirm_channel(conn: &Connection) -> Channel {
-    let ch = conn.create_channel().await.unwrap();
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
-    ch
-}
-
-async fn publish(ch: &Channel, exchange: &str, key: &str, body: &str) {
-    let confirm = ch
-        .basic_publish(
-            exchange.into(),
-            key.into(),
-            BasicPublishOptions::default(),
-            body.as_bytes(),
-            BasicProperties::default().with_delivery_mode(2),
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
-    assert!(confirm.is_ack(), "confirmed: {body}");
 }
 
 #[tokio::test]
@@ -167,12 +105,7 @@ async fn topology_declared_by_the_cli_routes_messages_and_shows_their_counts() {
     ];
     ok(&server, &declare).await;
     let exchanges = json_of(&server, &["amqp", "exchange", "list", "--vhost", v]).await;
-    let orders = exchanges
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["name"] == "orders")
-        .unwrap();
+    let orders = named(&exchanges, "orders").unwrap();
     assert_eq!(orders["type"], "topic");
     assert_eq!(orders["durable"], true);
     for predeclared in ["", "amq.direct", "amq.topic", "amq.fanout", "amq.headers"] {
@@ -227,12 +160,12 @@ async fn topology_declared_by_the_cli_routes_messages_and_shows_their_counts() {
     assert_eq!(default, json!([]));
 
     // A client of the vhost publishes through the exchange.
-    let conn = try_connect(&server, v).await.unwrap();
-    let ch = confirm_channel(&conn).await;
+    let conn = connect_vhost(&server, v).await.unwrap();
+    let ch = confirming(&conn).await;
     for i in 0..3 {
-        publish(&ch, "orders", "eu.de", &format!("o{i}")).await;
+        publish_persistent(&ch, "orders", "eu.de", &format!("o{i}")).await;
     }
-    publish(&ch, "orders", "us.ny", "unrouted").await;
+    publish_persistent(&ch, "orders", "us.ny", "unrouted").await;
     let queue = queue_when(&server, v, "eu", counts(3, 0, 0)).await;
     assert_eq!(queue["durable"], true);
     assert_eq!(queue["exclusive"], false);
@@ -254,28 +187,11 @@ async fn topology_declared_by_the_cli_routes_messages_and_shows_their_counts() {
     );
 
     // A consumer takes them without acknowledging, then acknowledges.
-    let worker = conn.create_channel().await.unwrap();
-    worker
-        .basic_qos(10, BasicQosOptions::default())
-        .await
-        .unwrap();
-    let mut consumer = worker
-        .basic_consume(
-            "eu".into(),
-            "w".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let worker = prefetching(&conn, 10).await;
+    let mut consumer = consume(&worker, "eu", "w").await;
     let mut deliveries = Vec::new();
     for _ in 0..3 {
-        let d = tokio::time::timeout(WAIT, consumer.next())
-            .await
-            .expect("delivery in time")
-            .unwrap()
-            .unwrap();
-        deliveries.push(d);
+        deliveries.push(delivery(&mut consumer).await);
     }
     queue_when(&server, v, "eu", counts(0, 3, 1)).await;
     for d in deliveries {
@@ -313,9 +229,9 @@ async fn refusals_print_the_amqp_reply_text_and_exit_non_zero() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(&dir.path().join("data"));
     ok(&server, &["amqp", "queue", "declare", "full", "--durable"]).await;
-    let conn = try_connect(&server, "/").await.unwrap();
-    let ch = confirm_channel(&conn).await;
-    publish(&ch, "", "full", "m").await;
+    let conn = connect_vhost(&server, "/").await.unwrap();
+    let ch = confirming(&conn).await;
+    publish_persistent(&ch, "", "full", "m").await;
     queue_when(&server, "/", "full", counts(1, 0, 0)).await;
 
     let out = fjord(&server, &["amqp", "queue", "delete", "full", "--if-empty"]).await;
@@ -412,14 +328,14 @@ async fn vhosts_survive_a_restart_and_deleted_ones_stay_deleted() {
             let args: Vec<&str> = step.iter().copied().chain(["--vhost", v]).collect();
             ok(&server, &args).await;
         }
-        let conn = try_connect(&server, v).await.unwrap();
-        let ch = confirm_channel(&conn).await;
-        publish(&ch, "ev", "k", v).await;
+        let conn = connect_vhost(&server, v).await.unwrap();
+        let ch = confirming(&conn).await;
+        publish_persistent(&ch, "ev", "k", v).await;
         conn.close(200, "bye".into()).await.unwrap();
         queue_when(&server, v, "q", counts(1, 0, 0)).await;
     }
     // A connection open on the vhost is closed with it (320).
-    let held = try_connect(&server, "gone").await.unwrap();
+    let held = connect_vhost(&server, "gone").await.unwrap();
     let mut events = held.events_listener();
     let deleted = json_of(&server, &["amqp", "vhost", "delete", "gone"]).await;
     assert_eq!(deleted, json!({"deleted": "gone", "queues_deleted": 1}));
@@ -436,7 +352,7 @@ async fn vhosts_survive_a_restart_and_deleted_ones_stay_deleted() {
     .expect("the deleted vhost's connection is closed");
     assert!(why.contains("vhost 'gone' is deleted"), "{why}");
     assert!(!held.status().connected());
-    assert!(try_connect(&server, "gone").await.is_err());
+    assert!(connect_vhost(&server, "gone").await.is_err());
     assert_eq!(
         names(&json_of(&server, &["amqp", "vhost", "list"]).await),
         ["/", "keep"]
@@ -453,11 +369,11 @@ async fn vhosts_survive_a_restart_and_deleted_ones_stay_deleted() {
     queue_when(&server, "keep", "q", counts(1, 0, 0)).await;
     let bindings = json_of(&server, &["amqp", "binding", "list", "--vhost", "keep"]).await;
     assert_eq!(bindings.as_array().unwrap().len(), 1, "{bindings}");
-    let conn = try_connect(&server, "keep").await.unwrap();
-    let ch = confirm_channel(&conn).await;
-    publish(&ch, "ev", "k", "after").await;
+    let conn = connect_vhost(&server, "keep").await.unwrap();
+    let ch = confirming(&conn).await;
+    publish_persistent(&ch, "ev", "k", "after").await;
     queue_when(&server, "keep", "q", counts(2, 0, 0)).await;
-    assert!(try_connect(&server, "gone").await.is_err());
+    assert!(connect_vhost(&server, "gone").await.is_err());
 
     // A vhost of the deleted one's name starts empty: no exchange,
     // queue, binding or message of the old one comes back.

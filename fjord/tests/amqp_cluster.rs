@@ -11,17 +11,14 @@ use std::time::{Duration, Instant};
 
 use common::Server;
 use common::amqp::{
-    WAIT, bodies, confirmed_queue, connect_to, durable_queue, get_held, next, publish_confirmed,
-    take_all,
+    bind, bodies, body, channel, confirm, confirmed_queue, confirming, connect_to, consume,
+    delivery, durable_exchange, durable_queue, get_held, next, prefetching, publish_confirmed,
+    take_all, take_bodies,
 };
 use common::cluster::cluster_with_amqp;
 use common::mqtt::metric;
-use futures::StreamExt;
 use lapin::ExchangeKind;
-use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions,
-    ExchangeDeclareOptions, QueueBindOptions,
-};
+use lapin::options::BasicAckOptions;
 use lapin::types::FieldTable;
 
 /// The index of the node that runs the gateway, once exactly one does.
@@ -55,34 +52,19 @@ async fn every_node_serves_one_set_of_exchanges_and_queues() {
 
     // Published through node 2, consumed through node 3, in order.
     let c2 = connect_to(&nodes[1].amqp).await;
-    let ch2 = c2.create_channel().await.unwrap();
+    let ch2 = channel(&c2).await;
     durable_queue(&ch2, "jobs").await;
-    ch2.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
+    confirm(&ch2).await;
     let sent = bodies("j", 20);
     publish_confirmed(&ch2, "", "jobs", &sent).await;
 
     let c3 = connect_to(&nodes[2].amqp).await;
-    let ch3 = c3.create_channel().await.unwrap();
-    ch3.basic_qos(5, BasicQosOptions::default()).await.unwrap();
-    let mut consumer = ch3
-        .basic_consume(
-            "jobs".into(),
-            "worker".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let ch3 = prefetching(&c3, 5).await;
+    let mut consumer = consume(&ch3, "jobs", "worker").await;
     let mut got = Vec::new();
     while got.len() < sent.len() {
-        let d = tokio::time::timeout(WAIT, consumer.next())
-            .await
-            .expect("a delivery in time")
-            .unwrap()
-            .unwrap();
-        got.push(String::from_utf8(d.data.clone()).unwrap());
+        let d = delivery(&mut consumer).await;
+        got.push(body(&d));
         d.ack(BasicAckOptions::default()).await.unwrap();
     }
     assert_eq!(got, sent, "every message once, in order");
@@ -90,32 +72,11 @@ async fn every_node_serves_one_set_of_exchanges_and_queues() {
     // An exchange and binding made through node 1 route a publish made
     // through node 3.
     let c1 = connect_to(&nodes[0].amqp).await;
-    let ch1 = c1.create_channel().await.unwrap();
-    ch1.exchange_declare(
-        "events".into(),
-        ExchangeKind::Topic,
-        ExchangeDeclareOptions {
-            durable: true,
-            ..ExchangeDeclareOptions::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
+    let ch1 = channel(&c1).await;
+    durable_exchange(&ch1, "events", ExchangeKind::Topic).await;
     durable_queue(&ch1, "audit").await;
-    ch1.queue_bind(
-        "audit".into(),
-        "events".into(),
-        "order.*".into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
-    let ch3b = c3.create_channel().await.unwrap();
-    ch3b.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
+    bind(&ch1, "audit", "events", "order.*", FieldTable::default()).await;
+    let ch3b = confirming(&c3).await;
     publish_confirmed(&ch3b, "events", "order.created", &["o1".to_string()]).await;
     let m = next(&ch1, "audit").await;
     assert_eq!(m.delivery.data, b"o1");
@@ -142,7 +103,7 @@ async fn the_gateway_moves_when_its_node_is_killed_and_loses_nothing() {
     // 30 confirmed; 10 acknowledged and the channel closed (its
     // acknowledgements are stored by close-ok).
     let conn = connect_to(&nodes[via].amqp).await;
-    let ch = conn.create_channel().await.unwrap();
+    let ch = channel(&conn).await;
     confirmed_queue(&ch, "keep", "k", 30).await;
     for i in 0..10 {
         let m = get_held(&ch, "keep").await;
@@ -151,7 +112,7 @@ async fn the_gateway_moves_when_its_node_is_killed_and_loses_nothing() {
     }
     ch.close(200, "done".into()).await.unwrap();
     // One more taken and held, unacknowledged, when the node dies.
-    let held = conn.create_channel().await.unwrap();
+    let held = channel(&conn).await;
     let m = get_held(&held, "keep").await;
     assert_eq!(m.delivery.data, b"k10");
 
@@ -172,7 +133,7 @@ async fn the_gateway_moves_when_its_node_is_killed_and_loses_nothing() {
     // the held one is marked redelivered (others the killed node had read
     // may be too: "may have been delivered").
     let conn = connect_to(&nodes[0].amqp).await;
-    let ch = conn.create_channel().await.unwrap();
+    let ch = channel(&conn).await;
     let got = take_all(&ch, "keep").await;
     let bodies_got: Vec<&str> = got.iter().map(|(b, _)| b.as_str()).collect();
     let want: Vec<String> = (10..30).map(|i| format!("k{i}")).collect();
@@ -180,18 +141,11 @@ async fn the_gateway_moves_when_its_node_is_killed_and_loses_nothing() {
     assert!(got[0].1, "the held message comes back redelivered: {got:?}");
 
     // The new node takes publishes and consumers as the old one did.
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
+    confirm(&ch).await;
     publish_confirmed(&ch, "", "keep", &bodies("after", 3)).await;
     let conn2 = connect_to(&nodes[1].amqp).await;
-    let ch2 = conn2.create_channel().await.unwrap();
-    let got: Vec<String> = take_all(&ch2, "keep")
-        .await
-        .into_iter()
-        .map(|(b, _)| b)
-        .collect();
-    assert_eq!(got, bodies("after", 3));
+    let ch2 = channel(&conn2).await;
+    assert_eq!(take_bodies(&ch2, "keep").await, bodies("after", 3));
     gateway_node(&nodes);
 }
 
@@ -224,11 +178,9 @@ async fn a_node_without_amqp_listeners_runs_the_gateway_when_it_leads() {
     assert!(nodes[0].amqp.is_empty(), "node 1 has no AMQP listener");
 
     let conn = connect_to(&nodes[1].amqp).await;
-    let ch = conn.create_channel().await.unwrap();
+    let ch = channel(&conn).await;
     durable_queue(&ch, "moved").await;
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
+    confirm(&ch).await;
     publish_confirmed(&ch, "", "moved", &bodies("m", 5)).await;
     conn.close(200, "bye".into()).await.unwrap();
 
@@ -244,21 +196,9 @@ async fn a_node_without_amqp_listeners_runs_the_gateway_when_it_leads() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let conn = connect_to(&nodes[2].amqp).await;
-    let ch = conn.create_channel().await.unwrap();
-    let got: Vec<String> = take_all(&ch, "moved")
-        .await
-        .into_iter()
-        .map(|(b, _)| b)
-        .collect();
-    assert_eq!(got, bodies("m", 5));
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
+    let ch = channel(&conn).await;
+    assert_eq!(take_bodies(&ch, "moved").await, bodies("m", 5));
+    confirm(&ch).await;
     publish_confirmed(&ch, "", "moved", &bodies("n", 2)).await;
-    let got: Vec<String> = take_all(&ch, "moved")
-        .await
-        .into_iter()
-        .map(|(b, _)| b)
-        .collect();
-    assert_eq!(got, bodies("n", 2));
+    assert_eq!(take_bodies(&ch, "moved").await, bodies("n", 2));
 }

@@ -6,49 +6,28 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::Server;
-use common::amqp::{WAIT, connect, drain, next, publish, queue, table, text};
-use futures::StreamExt;
-use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicRejectOptions,
-    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+use common::amqp::{
+    bind, body, channel, confirming, connect, consume, delivery, drain, exchange, get_held, next,
+    passive, publish, queue, table, text,
 };
+use common::{Server, eventually};
+use lapin::options::{BasicAckOptions, BasicRejectOptions};
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
 
 async fn setup() -> (tempfile::TempDir, Server, Connection, Channel) {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_with(&dir.path().join("data"), &[]);
     let conn = connect(&server).await;
-    let ch = conn.create_channel().await.unwrap();
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
+    let ch = confirming(&conn).await;
     (dir, server, conn, ch)
 }
 
 /// A fanout dead-letter exchange `dlx` feeding queue `dead`.
 async fn dead_letter_queue(ch: &Channel) {
-    ch.exchange_declare(
-        "dlx".into(),
-        ExchangeKind::Fanout,
-        ExchangeDeclareOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
+    exchange(ch, "dlx", ExchangeKind::Fanout, FieldTable::default()).await;
     queue(ch, "dead", true, FieldTable::default()).await;
-    ch.queue_bind(
-        "dead".into(),
-        "dlx".into(),
-        "".into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
+    bind(ch, "dead", "dlx", "", FieldTable::default()).await;
 }
 
 fn x_death(m: &lapin::message::BasicGetMessage) -> (String, i64) {
@@ -118,24 +97,15 @@ async fn expired_messages_go_to_the_dead_letter_exchange() {
 #[tokio::test]
 async fn rejected_messages_are_dead_lettered_with_a_routing_key_and_x_death() {
     let (_dir, _server, _conn, ch) = setup().await;
-    ch.exchange_declare(
-        "dlx-direct".into(),
+    exchange(
+        &ch,
+        "dlx-direct",
         ExchangeKind::Direct,
-        ExchangeDeclareOptions::default(),
         FieldTable::default(),
     )
-    .await
-    .unwrap();
+    .await;
     queue(&ch, "retry", true, FieldTable::default()).await;
-    ch.queue_bind(
-        "retry".into(),
-        "dlx-direct".into(),
-        "again".into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
+    bind(&ch, "retry", "dlx-direct", "again", FieldTable::default()).await;
     queue(
         &ch,
         "work",
@@ -147,11 +117,7 @@ async fn rejected_messages_are_dead_lettered_with_a_routing_key_and_x_death() {
     )
     .await;
     assert!(publish(&ch, "", "work", "job", BasicProperties::default()).await);
-    let m = ch
-        .basic_get("work".into(), BasicGetOptions::default())
-        .await
-        .unwrap()
-        .unwrap();
+    let m = get_held(&ch, "work").await;
     m.delivery
         .reject(BasicRejectOptions { requeue: false })
         .await
@@ -196,25 +162,10 @@ async fn a_full_queue_drops_its_head_or_refuses_the_publish() {
     assert!(publish(&ch, "", "strict", "1", BasicProperties::default()).await);
     assert!(publish(&ch, "", "strict", "2", BasicProperties::default()).await);
     // The queue's count follows its reads: wait until it holds both.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let q = ch
-            .queue_declare(
-                "strict".into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
-        if q.message_count() == 2 {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually("the queue holds both", async || {
+        passive(&ch, "strict").await.unwrap().message_count() == 2
+    })
+    .await;
     assert!(
         !publish(&ch, "", "strict", "3", BasicProperties::default()).await,
         "nacked when full"
@@ -253,50 +204,23 @@ async fn a_single_active_consumer_gets_everything_until_it_goes() {
         table(&[("x-single-active-consumer", AMQPValue::Boolean(true))]),
     )
     .await;
-    let uri = format!("amqp://guest:guest@{}/%2f", server.amqp);
-    let c1 = Connection::connect(&uri, ConnectionProperties::default())
-        .await
-        .unwrap();
-    let ch1 = c1.create_channel().await.unwrap();
-    let mut first = ch1
-        .basic_consume(
-            "sac".into(),
-            "first".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    let ch2 = c1.create_channel().await.unwrap();
-    let mut second = ch2
-        .basic_consume(
-            "sac".into(),
-            "second".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let c1 = connect(&server).await;
+    let ch1 = channel(&c1).await;
+    let mut first = consume(&ch1, "sac", "first").await;
+    let ch2 = channel(&c1).await;
+    let mut second = consume(&ch2, "sac", "second").await;
     for i in 0..4 {
         assert!(publish(&ch, "", "sac", &i.to_string(), BasicProperties::default()).await);
     }
     for i in 0..4 {
-        let d = tokio::time::timeout(WAIT, first.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        assert_eq!(String::from_utf8(d.data.clone()).unwrap(), i.to_string());
+        let d = delivery(&mut first).await;
+        assert_eq!(body(&d), i.to_string());
         d.ack(BasicAckOptions::default()).await.unwrap();
     }
     // The active consumer goes: the other takes over.
     ch1.close(200, "bye".into()).await.unwrap();
     assert!(publish(&ch, "", "sac", "after", BasicProperties::default()).await);
-    let d = tokio::time::timeout(WAIT, second.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let d = delivery(&mut second).await;
     assert_eq!(&d.data[..], b"after");
 }
 
@@ -311,26 +235,12 @@ async fn an_unused_queue_expires() {
     )
     .await;
     // Watched from the metrics (a declare, even passive, would renew it).
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    eventually("the queue stayed", async || {
         let (_, body) = server.http_get("/metrics");
-        if !body.contains("queue=\"temp\"") {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the queue stayed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let e = ch
-        .queue_declare(
-            "temp".into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap_err();
+        !body.contains("queue=\"temp\"")
+    })
+    .await;
+    let e = passive(&ch, "temp").await.unwrap_err();
     assert!(e.to_string().contains("NOT_FOUND"), "{e}");
 }
 
@@ -340,29 +250,17 @@ async fn an_unused_queue_expires() {
 async fn an_alarm_blocks_publishers_and_consumers_go_on(flags: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_with(&dir.path().join("data"), flags);
-    let uri = format!("amqp://guest:guest@{}/%2f", server.amqp);
-    let publisher = Connection::connect(&uri, ConnectionProperties::default())
-        .await
-        .unwrap();
-    let ch = publisher.create_channel().await.unwrap();
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
+    let publisher = connect(&server).await;
+    let ch = confirming(&publisher).await;
     queue(&ch, "alarmed", true, FieldTable::default()).await;
     assert!(publish(&ch, "", "alarmed", "before", BasicProperties::default()).await);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !publisher.status().blocked() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "connection.blocked not received"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("connection.blocked not received", async || {
+        publisher.status().blocked()
+    })
+    .await;
     // A consumer on another connection still gets what was stored.
-    let consumer = Connection::connect(&uri, ConnectionProperties::default())
-        .await
-        .unwrap();
-    let c = consumer.create_channel().await.unwrap();
+    let consumer = connect(&server).await;
+    let c = channel(&consumer).await;
     let m = next(&c, "alarmed").await;
     assert_eq!(&m.delivery.data[..], b"before");
 }

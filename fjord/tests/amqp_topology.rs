@@ -9,34 +9,19 @@ mod common;
 
 use std::time::Duration;
 
-use common::Server;
-use common::amqp::{WAIT, connect, drain, publish, queue, table, text};
+use common::amqp::{
+    WAIT, bind, channel, confirming, connect, consume, declare, delivery, drain, durable_exchange,
+    exchange, passive, publish, queue, table, text, try_consume,
+};
+use common::{Server, eventually};
 use futures::StreamExt;
 use lapin::options::{
     BasicCancelOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions,
-    BasicRecoverOptions, ConfirmSelectOptions, ExchangeBindOptions, ExchangeDeclareOptions,
-    QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions, QueuePurgeOptions,
+    BasicRecoverOptions, ExchangeBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+    QueuePurgeOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, ExchangeKind};
-
-async fn exchange(ch: &Channel, name: &str, kind: ExchangeKind, args: FieldTable) {
-    ch.exchange_declare(name.into(), kind, ExchangeDeclareOptions::default(), args)
-        .await
-        .unwrap();
-}
-
-async fn bind(ch: &Channel, queue: &str, exchange: &str, key: &str, args: FieldTable) {
-    ch.queue_bind(
-        queue.into(),
-        exchange.into(),
-        key.into(),
-        QueueBindOptions::default(),
-        args,
-    )
-    .await
-    .unwrap();
-}
+use lapin::{BasicProperties, ExchangeKind};
 
 fn headers(pairs: &[(&str, AMQPValue)]) -> BasicProperties {
     BasicProperties::default().with_headers(table(pairs))
@@ -47,10 +32,7 @@ async fn headers_exchanges_e2e_bindings_and_alternate_exchanges_route() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_with(&dir.path().join("data"), &[]);
     let conn = connect(&server).await;
-    let ch = conn.create_channel().await.unwrap();
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
+    let ch = confirming(&conn).await;
 
     // Headers: all (default) and any.
     exchange(&ch, "h", ExchangeKind::Headers, FieldTable::default()).await;
@@ -142,104 +124,53 @@ async fn exclusive_auto_delete_and_server_named_queues() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_with(&dir.path().join("data"), &[]);
     let owner = connect(&server).await;
-    let ch = owner.create_channel().await.unwrap();
+    let ch = channel(&owner).await;
     // Server-named and exclusive: another connection may not use it.
-    let q = ch
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
+    let exclusive = QueueDeclareOptions {
+        exclusive: true,
+        ..QueueDeclareOptions::default()
+    };
+    let q = declare(&ch, "", exclusive, FieldTable::default())
         .await
         .unwrap();
     let name = q.name().to_string();
     assert!(name.starts_with("amq.gen-"), "{name}");
     let other = connect(&server).await;
-    let och = other.create_channel().await.unwrap();
-    let e = och
-        .basic_consume(
-            name.as_str().into(),
-            "".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
+    let och = channel(&other).await;
+    let e = try_consume(&och, &name, "", BasicConsumeOptions::default())
         .await
         .unwrap_err();
     assert!(e.to_string().contains("RESOURCE_LOCKED"), "{e}");
     // Gone with its connection.
     owner.close(200, "bye".into()).await.unwrap();
-    let och = other.create_channel().await.unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let r = och
-            .queue_declare(
-                name.as_str().into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await;
-        if let Err(e) = r {
-            assert!(e.to_string().contains("NOT_FOUND"), "{e}");
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "exclusive queue stayed"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let och = channel(&other).await;
+    let mut gone = None;
+    eventually("exclusive queue stayed", async || {
+        gone = passive(&och, &name).await.err();
+        gone.is_some()
+    })
+    .await;
+    let e = gone.unwrap();
+    assert!(e.to_string().contains("NOT_FOUND"), "{e}");
 
     // Auto-delete: gone when its last consumer cancels.
-    let ch = other.create_channel().await.unwrap();
-    ch.queue_declare(
-        "auto".into(),
-        QueueDeclareOptions {
-            auto_delete: true,
-            ..QueueDeclareOptions::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
-    ch.basic_consume(
-        "auto".into(),
-        "c".into(),
-        BasicConsumeOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
+    let ch = channel(&other).await;
+    let auto_delete = QueueDeclareOptions {
+        auto_delete: true,
+        ..QueueDeclareOptions::default()
+    };
+    declare(&ch, "auto", auto_delete, FieldTable::default())
+        .await
+        .unwrap();
+    consume(&ch, "auto", "c").await;
     ch.basic_cancel("c".into(), BasicCancelOptions::default())
         .await
         .unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let probe = other.create_channel().await.unwrap();
-        let r = probe
-            .queue_declare(
-                "auto".into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await;
-        if r.is_err() {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "auto-delete queue stayed"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("auto-delete queue stayed", async || {
+        let probe = channel(&other).await;
+        passive(&probe, "auto").await.is_err()
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -247,10 +178,7 @@ async fn purge_conditional_delete_and_server_cancel() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_with(&dir.path().join("data"), &[]);
     let conn = connect(&server).await;
-    let ch = conn.create_channel().await.unwrap();
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
+    let ch = confirming(&conn).await;
     queue(&ch, "p", false, FieldTable::default()).await;
     for i in 0..3 {
         assert!(publish(&ch, "", "p", &i.to_string(), BasicProperties::default()).await);
@@ -267,7 +195,7 @@ async fn purge_conditional_delete_and_server_cancel() {
         .await
         .unwrap_err();
     assert!(e.to_string().contains("PRECONDITION_FAILED"), "{e}");
-    let ch = conn.create_channel().await.unwrap();
+    let ch = channel(&conn).await;
     assert_eq!(
         ch.queue_purge("p".into(), QueuePurgeOptions::default())
             .await
@@ -278,16 +206,8 @@ async fn purge_conditional_delete_and_server_cancel() {
 
     // In use: refused with if-unused; deleted without, and its consumer
     // is told (basic.cancel from the server).
-    let c = conn.create_channel().await.unwrap();
-    let mut consumer = c
-        .basic_consume(
-            "p".into(),
-            "watcher".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let c = channel(&conn).await;
+    let mut consumer = consume(&c, "p", "watcher").await;
     let e = ch
         .queue_delete(
             "p".into(),
@@ -299,7 +219,7 @@ async fn purge_conditional_delete_and_server_cancel() {
         .await
         .unwrap_err();
     assert!(e.to_string().contains("PRECONDITION_FAILED"), "{e}");
-    let ch = conn.create_channel().await.unwrap();
+    let ch = channel(&conn).await;
     ch.queue_delete("p".into(), QueueDeleteOptions::default())
         .await
         .unwrap();
@@ -312,7 +232,7 @@ async fn transactions_recover_and_no_ack_consumers() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_with(&dir.path().join("data"), &[]);
     let conn = connect(&server).await;
-    let ch = conn.create_channel().await.unwrap();
+    let ch = channel(&conn).await;
     queue(&ch, "tx", false, FieldTable::default()).await;
     ch.tx_select().await.unwrap();
     for b in ["rolled", "back"] {
@@ -337,16 +257,13 @@ async fn transactions_recover_and_no_ack_consumers() {
     .await
     .unwrap();
     ch.tx_commit().await.unwrap();
-    let reader = conn.create_channel().await.unwrap();
+    let reader = channel(&conn).await;
     assert_eq!(drain(&reader, "tx").await, ["committed"]);
 
     // basic.recover: what a channel holds unacknowledged comes again.
-    let pch = conn.create_channel().await.unwrap();
-    pch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
+    let pch = confirming(&conn).await;
     assert!(publish(&pch, "", "tx", "again", BasicProperties::default()).await);
-    let rc = conn.create_channel().await.unwrap();
+    let rc = channel(&conn).await;
     let first = rc
         .basic_get("tx".into(), BasicGetOptions::default())
         .await
@@ -367,24 +284,13 @@ async fn transactions_recover_and_no_ack_consumers() {
     // A no-ack consumer settles on delivery: nothing comes back when its
     // channel closes.
     assert!(publish(&pch, "", "tx", "once", BasicProperties::default()).await);
-    let nc = conn.create_channel().await.unwrap();
-    let mut c = nc
-        .basic_consume(
-            "tx".into(),
-            "n".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..BasicConsumeOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    let d = tokio::time::timeout(WAIT, c.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let nc = channel(&conn).await;
+    let no_ack = BasicConsumeOptions {
+        no_ack: true,
+        ..BasicConsumeOptions::default()
+    };
+    let mut c = try_consume(&nc, "tx", "n", no_ack).await.unwrap();
+    let d = delivery(&mut c).await;
     assert_eq!(&d.data[..], b"once");
     nc.close(200, "bye".into()).await.unwrap();
     assert!(drain(&reader, "tx").await.is_empty());
@@ -410,38 +316,19 @@ async fn a_global_prefetch_is_shared_by_the_channels_consumers() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_with(&dir.path().join("data"), &[]);
     let conn = connect(&server).await;
-    let ch = conn.create_channel().await.unwrap();
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
+    let ch = confirming(&conn).await;
     for q in ["g1", "g2"] {
         queue(&ch, q, false, FieldTable::default()).await;
         for i in 0..3 {
             assert!(publish(&ch, "", q, &format!("{q}-{i}"), BasicProperties::default()).await);
         }
     }
-    let c = conn.create_channel().await.unwrap();
+    let c = channel(&conn).await;
     c.basic_qos(2, lapin::options::BasicQosOptions { global: true })
         .await
         .unwrap();
-    let mut s1 = c
-        .basic_consume(
-            "g1".into(),
-            "c1".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    let mut s2 = c
-        .basic_consume(
-            "g2".into(),
-            "c2".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let mut s1 = consume(&c, "g1", "c1").await;
+    let mut s2 = consume(&c, "g2", "c2").await;
     let settled = |unacked: u64, ready: u64| {
         let deadline = std::time::Instant::now() + WAIT;
         loop {
@@ -477,18 +364,8 @@ async fn a_deleted_queues_bindings_do_not_come_back_after_a_restart() {
     let server = Server::start_with(&dir.path().join("data"), &[]);
     {
         let conn = connect(&server).await;
-        let ch = conn.create_channel().await.unwrap();
-        ch.exchange_declare(
-            "events".into(),
-            ExchangeKind::Direct,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..ExchangeDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+        let ch = channel(&conn).await;
+        durable_exchange(&ch, "events", ExchangeKind::Direct).await;
         queue(&ch, "sink", true, FieldTable::default()).await;
         bind(&ch, "sink", "events", "k", FieldTable::default()).await;
         ch.queue_delete("sink".into(), QueueDeleteOptions::default())
@@ -500,10 +377,7 @@ async fn a_deleted_queues_bindings_do_not_come_back_after_a_restart() {
     assert_eq!(server.terminate(), Some(0));
     let server = Server::start_with(&dir.path().join("data"), &[]);
     let conn = connect(&server).await;
-    let ch = conn.create_channel().await.unwrap();
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
+    let ch = confirming(&conn).await;
     assert!(publish(&ch, "events", "k", "x", BasicProperties::default()).await);
     assert!(
         drain(&ch, "sink").await.is_empty(),
@@ -529,10 +403,7 @@ async fn deleted_and_transient_queues_leave_no_topic_behind() {
     let server = Server::start_with(&data, &[]);
     {
         let conn = connect(&server).await;
-        let ch = conn.create_channel().await.unwrap();
-        ch.confirm_select(ConfirmSelectOptions::default())
-            .await
-            .unwrap();
+        let ch = confirming(&conn).await;
         queue(&ch, "kept", true, FieldTable::default()).await;
         queue(&ch, "dropped", true, FieldTable::default()).await;
         queue(&ch, "transient", false, FieldTable::default()).await;
@@ -556,7 +427,7 @@ async fn deleted_and_transient_queues_leave_no_topic_behind() {
     // one, declared again, starts empty.
     let server = Server::start_with(&data, &[]);
     let conn = connect(&server).await;
-    let ch = conn.create_channel().await.unwrap();
+    let ch = channel(&conn).await;
     let topics = queue_topics(&server);
     assert_eq!(topics.len(), 1, "{topics:?}");
     assert!(topics[0].starts_with("__amqp_q.kept."), "{topics:?}");

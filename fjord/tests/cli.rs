@@ -11,6 +11,17 @@ fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text.trim()).unwrap()
 }
 
+/// The total lag of `group` over its partitions, as `group describe` says.
+fn lag(server: &Server, group: &str) -> i64 {
+    let g = json(&server.ok(&["group", "describe", group, "--output", "json"]));
+    g["offsets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["lag"].as_i64().unwrap())
+        .sum()
+}
+
 #[test]
 fn topic_commands_produce_and_consume_round_trip() {
     let dir = tempfile::tempdir().unwrap();
@@ -128,23 +139,9 @@ fn topic_commands_produce_and_consume_round_trip() {
     assert_eq!(next, vec!["new-1", "new-2"]);
     let groups = server.ok(&["group", "list"]);
     assert!(groups.contains("g1"), "{groups}");
-    let g = json(&server.ok(&["group", "describe", "g1", "--output", "json"]));
-    let lag: i64 = g["offsets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["lag"].as_i64().unwrap())
-        .sum();
-    assert_eq!(lag, 0, "{g}");
+    assert_eq!(lag(&server, "g1"), 0);
     server.ok_with_input(&["produce", "orders", "--partition", "1"], b"unread\n");
-    let g = json(&server.ok(&["group", "describe", "g1", "--output", "json"]));
-    let lag: i64 = g["offsets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["lag"].as_i64().unwrap())
-        .sum();
-    assert_eq!(lag, 1, "{g}");
+    assert_eq!(lag(&server, "g1"), 1);
     let max = server.ok(&[
         "consume",
         "orders",
@@ -228,10 +225,7 @@ fn sigterm_stops_cleanly_and_a_restart_sees_everything() {
     assert_eq!(server.terminate(), Some(0));
     assert!(!data.join("listeners.json").exists());
     let server = Server::start(&data);
-    assert_eq!(
-        server.ok(&["consume", "t", "--from-beginning"]),
-        "one\ntwo\n"
-    );
+    assert_eq!(server.consumed("t"), "one\ntwo\n");
 }
 
 #[test]
@@ -319,18 +313,12 @@ fn garbage_segment_and_index_files_are_reported_and_the_server_starts() {
     std::fs::write(part.join("00000000000000000000.timeindex"), b"xx").unwrap();
     std::fs::write(part.join("stray-file.bin"), b"?").unwrap();
     let server = Server::start(&data);
-    assert_eq!(
-        server.ok(&["consume", "g", "--from-beginning"]),
-        "kept-1\nkept-2\n"
-    );
+    assert_eq!(server.consumed("g"), "kept-1\nkept-2\n");
     let logs = server.logs();
     assert!(logs.contains("00000000000000000000.log"), "{logs}");
     assert!(logs.contains("stray-file.bin"), "{logs}");
     server.ok_with_input(&["produce", "g"], b"after\n");
-    assert_eq!(
-        server.ok(&["consume", "g", "--from-beginning"]),
-        "kept-1\nkept-2\nafter\n"
-    );
+    assert_eq!(server.consumed("g"), "kept-1\nkept-2\nafter\n");
 }
 
 #[test]
@@ -341,23 +329,16 @@ fn follow_waits_for_new_records_and_produce_options_work() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"));
     server.ok(&["topic", "create", "live", "--partitions", "2"]);
-    let mut follower = Command::new(BIN)
-        .args([
-            "consume",
-            "live",
-            // From the beginning: whenever the follower gets going, it
-            // sees every record (starting at the end would race the
-            // producer below).
-            "--from-beginning",
-            "--follow",
-            "--print-key",
-            "--server",
-            &server.grpc,
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    // From the beginning: whenever the follower gets going, it sees every
+    // record (starting at the end would race the producer below).
+    let follow = [
+        "consume",
+        "live",
+        "--from-beginning",
+        "--follow",
+        "--print-key",
+    ];
+    let mut follower = server.spawn_cli(&follow, Stdio::null());
     let mut lines = BufReader::new(follower.stdout.take().unwrap()).lines();
     // Records produced after the follower started reach it; it keeps running.
     server.ok_with_input(

@@ -4,9 +4,9 @@
 mod common;
 
 use std::io::{BufRead, Write};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-use common::{BIN, Server};
+use common::Server;
 
 #[test]
 fn a_hundred_thousand_lines_survive_kill_9_and_restart_unchanged() {
@@ -24,7 +24,7 @@ fn a_hundred_thousand_lines_survive_kill_9_and_restart_unchanged() {
     server.kill9();
 
     let server = Server::start(&data);
-    let out = server.ok(&["consume", "lines", "--from-beginning"]);
+    let out = server.consumed("lines");
     let got: Vec<&str> = out.lines().collect();
     assert_eq!(got.len(), lines.len());
     assert!(
@@ -39,22 +39,15 @@ fn everything_acknowledged_before_a_kill_9_mid_produce_is_there_after_restart() 
     let data = dir.path().join("data");
     let server = Server::start(&data);
     server.ok(&["topic", "create", "stream", "--partitions", "1"]);
-    let mut producer = Command::new(BIN)
-        .args([
-            "produce",
-            "stream",
-            "--output",
-            "json",
-            "--batch-size",
-            "100",
-            "--server",
-            &server.grpc,
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let produce = [
+        "produce",
+        "stream",
+        "--output",
+        "json",
+        "--batch-size",
+        "100",
+    ];
+    let mut producer = server.spawn_cli(&produce, Stdio::null());
     let mut stdin = producer.stdin.take().unwrap();
     // Feed lines until the server has acknowledged some, then kill it while
     // the producer is still writing.
@@ -91,7 +84,7 @@ fn everything_acknowledged_before_a_kill_9_mid_produce_is_there_after_restart() 
     );
 
     let server = Server::start(&data);
-    let out = server.ok(&["consume", "stream", "--from-beginning"]);
+    let out = server.consumed("stream");
     let got: Vec<&str> = out.lines().collect();
     assert!(
         got.len() as u64 >= acknowledged,

@@ -47,7 +47,7 @@ async fn holds_everything_the_previous_release_wrote(server: &Server) {
     );
     assert_eq!(orders["configs"]["retention.ms"], "86400000", "{orders}");
     let mut values: Vec<String> = server
-        .ok(&["consume", "orders", "--from-beginning"])
+        .consumed("orders")
         .lines()
         .map(str::to_string)
         .collect();
@@ -57,10 +57,7 @@ async fn holds_everything_the_previous_release_wrote(server: &Server) {
     assert_eq!(values, want);
     let events = json(&server.ok(&["topic", "describe", "events", "--output", "json"]));
     assert_eq!(events["configs"]["cleanup.policy"], "compact", "{events}");
-    assert_eq!(
-        server.ok(&["consume", "events", "--from-beginning"]),
-        "1\n2\n3\n"
-    );
+    assert_eq!(server.consumed("events"), "1\n2\n3\n");
 
     // The group's commits: it read everything.
     let group = json(&server.ok(&["group", "describe", "billing", "--output", "json"]));
@@ -130,7 +127,7 @@ async fn a_single_nodes_data_directory_from_the_previous_release_opens_and_keeps
     // And again after a restart: nothing was left half-moved.
     assert_eq!(server.terminate(), Some(0));
     let server = Server::start(&data);
-    let orders = server.ok(&["consume", "orders", "--from-beginning"]);
+    let orders = server.consumed("orders");
     assert_eq!(orders.lines().count(), 30);
     let group = json(&server.ok(&["group", "describe", "billing", "--output", "json"]));
     assert!(

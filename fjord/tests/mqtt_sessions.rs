@@ -10,7 +10,7 @@
 mod common;
 
 use common::Server;
-use common::mqtt::{WAIT, connect, metric, options, text, try_connect};
+use common::mqtt::{WAIT, assert_offline_queue, connect, metric, options, text, try_connect};
 use rumqttc::{LastWill, QoS};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -233,17 +233,7 @@ async fn an_offline_session_queues_at_most_the_configured_number_of_messages() {
         .collect();
     // Nothing was in flight when the client left, and 3.1.1 has no receive
     // maximum: the session holds at most the configured 5 for it.
-    assert!(
-        (1..=5).contains(&got.len()),
-        "offline messages delivered: {got:?}"
-    );
-    assert!(got.windows(2).all(|w| w[0] < w[1]), "in order: {got:?}");
-    let (_, body) = server.http_get("/metrics");
-    let dropped = metric(
-        &body,
-        "fjord_mqtt_messages_dropped_total{reason=\"queue_full\"}",
-    );
-    assert_eq!(dropped, Some((20 - got.len()) as f64), "drops are counted");
+    assert_offline_queue(&server, &got, 20, 5);
 }
 
 #[tokio::test]

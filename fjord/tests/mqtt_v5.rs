@@ -14,35 +14,25 @@ use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::Server;
-use common::mqtt::{WAIT, metric};
+use common::mqtt::{Inbox, WAIT, assert_offline_queue, metric};
+use common::{Server, eventually};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{
     ConnAck, ConnectProperties, ConnectReturnCode, Filter, Packet, PubAckReason, Publish,
     PublishProperties, RetainForwardRule, SubscribeProperties, SubscribeReasonCode,
 };
-use rumqttc::v5::{AsyncClient, ConnectionError, Event, MqttOptions};
+use rumqttc::v5::{AsyncClient, ConnectionError, EventLoop, MqttOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc;
 
 fn start(dir: &tempfile::TempDir) -> Server {
     Server::start_with(&dir.path().join("data"), &["--mqtt-partitions", "1"])
 }
 
-/// A connected MQTT 5 client; a task polls its event loop and forwards
-/// what arrives until the first error.
+/// A connected MQTT 5 client.
 struct V5 {
     client: AsyncClient,
     connack: ConnAck,
-    rx: mpsc::UnboundedReceiver<Result<Packet, ConnectionError>>,
-    task: tokio::task::JoinHandle<()>,
-    stash: VecDeque<Publish>,
-}
-
-impl Drop for V5 {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    inbox: Inbox<EventLoop>,
 }
 
 fn options(server: &Server, id: &str) -> MqttOptions {
@@ -63,36 +53,15 @@ fn persistent(server: &Server, id: &str, expiry: u32) -> MqttOptions {
 }
 
 async fn try_connect(o: MqttOptions) -> Result<V5, ConnectionError> {
-    let (client, mut events) = AsyncClient::new(o, 100);
-    let first = tokio::time::timeout(WAIT, events.poll())
-        .await
-        .expect("no CONNACK in time")?;
-    let Event::Incoming(Packet::ConnAck(connack)) = first else {
+    let (client, events) = AsyncClient::new(o, 100);
+    let (first, inbox) = Inbox::start(events).await?;
+    let Packet::ConnAck(connack) = first else {
         panic!("expected CONNACK, got {first:?}");
     };
-    let (tx, rx) = mpsc::unbounded_channel();
-    let task = tokio::spawn(async move {
-        loop {
-            match events.poll().await {
-                Ok(Event::Incoming(p)) => {
-                    if tx.send(Ok(p)).is_err() {
-                        return;
-                    }
-                }
-                Ok(Event::Outgoing(_)) => {}
-                Err(e) => {
-                    let _ = tx.send(Err(e));
-                    return;
-                }
-            }
-        }
-    });
     Ok(V5 {
         client,
         connack,
-        rx,
-        task,
-        stash: VecDeque::new(),
+        inbox,
     })
 }
 
@@ -108,50 +77,13 @@ fn text(p: &Publish) -> (String, String) {
 }
 
 impl V5 {
-    async fn next(&mut self) -> Packet {
-        match tokio::time::timeout(WAIT, self.rx.recv()).await {
-            Ok(Some(Ok(p))) => p,
-            Ok(Some(Err(e))) => panic!("connection failed: {e:?}"),
-            Ok(None) => panic!("connection gone"),
-            Err(_) => panic!("nothing received within {WAIT:?}"),
-        }
-    }
-
-    /// The next packet `pick` accepts; PUBLISHes passed over are kept.
-    async fn next_of<T>(&mut self, mut pick: impl FnMut(&Packet) -> Option<T>) -> T {
-        loop {
-            let p = self.next().await;
-            if let Some(t) = pick(&p) {
-                return t;
-            }
-            if let Packet::Publish(p) = p {
-                self.stash.push_back(p);
-            }
-        }
-    }
-
     async fn publish(&mut self) -> Publish {
-        if let Some(p) = self.stash.pop_front() {
-            return p;
-        }
-        self.next_of(|p| match p {
-            Packet::Publish(p) => Some(p.clone()),
-            _ => None,
-        })
-        .await
+        self.inbox.publish().await
     }
 
     /// PUBLISHes received up to and including the one with `payload`.
     async fn until(&mut self, payload: &str) -> Vec<Publish> {
-        let mut out = Vec::new();
-        loop {
-            let p = self.publish().await;
-            let last = p.payload == payload.as_bytes();
-            out.push(p);
-            if last {
-                return out;
-            }
-        }
+        self.inbox.until(payload).await
     }
 
     async fn subscribe(&mut self, filter: Filter, id: Option<usize>) {
@@ -165,6 +97,7 @@ impl V5 {
             .await
             .unwrap();
         let codes = self
+            .inbox
             .next_of(|p| match p {
                 Packet::SubAck(s) => Some(s.return_codes.clone()),
                 _ => None,
@@ -198,6 +131,7 @@ impl V5 {
 
     async fn acked(&mut self) {
         let reason = self
+            .inbox
             .next_of(|p| match p {
                 Packet::PubAck(a) => Some(a.reason),
                 _ => None,
@@ -209,13 +143,7 @@ impl V5 {
     /// Sends DISCONNECT and waits for the server to close the connection.
     async fn disconnect(mut self) {
         self.client.disconnect().await.unwrap();
-        loop {
-            match tokio::time::timeout(WAIT, self.rx.recv()).await {
-                Ok(Some(Ok(_))) => {}
-                Ok(Some(Err(_)) | None) => return,
-                Err(_) => panic!("the connection did not end within {WAIT:?}"),
-            }
-        }
+        self.inbox.closed().await;
     }
 }
 
@@ -570,14 +498,8 @@ async fn an_offline_session_holds_at_most_the_queue_bound_plus_the_receive_maxim
         .iter()
         .filter_map(|p| text(p).1.parse().ok())
         .collect();
-    assert!(
-        (1..=7).contains(&got.len()),
-        "5 queued + 2 in flight: {got:?}"
-    );
-    assert!(got.windows(2).all(|w| w[0] < w[1]), "in order: {got:?}");
-    let (_, body) = server.http_get("/metrics");
-    let name = "fjord_mqtt_messages_dropped_total{reason=\"queue_full\"}";
-    assert_eq!(metric(&body, name), Some((20 - got.len()) as f64));
+    // 5 queued and 2 in flight (the receive maximum).
+    assert_offline_queue(&server, &got, 20, 7);
 }
 
 #[tokio::test]
@@ -660,18 +582,11 @@ async fn an_authentication_method_is_refused_with_0x8c() {
 
 /// Waits (bounded) until the server counts `n` open MQTT connections.
 async fn connections_settle(server: &Server, n: f64) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    eventually(&format!("connections never reached {n}"), async || {
         let (_, body) = server.http_get("/metrics");
-        if metric(&body, "fjord_mqtt_connections") == Some(n) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "connections never reached {n}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        metric(&body, "fjord_mqtt_connections") == Some(n)
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -5,32 +5,16 @@
 
 mod common;
 
-use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::Server;
 use common::cluster::{cluster, status};
+use common::{Server, fails_with, names};
 use fjord_proto::v1 as pb;
 use fjord_proto::v1::user_service_client::UserServiceClient;
 use serde_json::Value;
 
 fn users(server: &Server) -> Value {
     serde_json::from_str(&server.ok(&["user", "list", "--output", "json"])).unwrap()
-}
-
-fn names(list: &Value) -> Vec<&str> {
-    list.as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u["name"].as_str().unwrap())
-        .collect()
-}
-
-/// The command failed with a message containing `words`.
-fn fails_with(out: &Output, words: &str) {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "succeeded: {err}");
-    assert!(err.contains(words), "{err}");
 }
 
 #[test]
@@ -77,46 +61,29 @@ fn users_are_added_listed_kept_across_a_restart_and_deleted() {
     }
 
     // Bad input: a clear message and a non-zero exit, nothing stored.
-    fails_with(
-        &server.cli(&["user", "add", "", "--password", "x"]),
-        "user name must not be empty",
-    );
-    fails_with(
-        &server.cli(&[
-            "user",
-            "add",
-            "x",
-            "--password",
-            "x",
-            "--acl",
-            "allow:read:a",
-        ]),
-        "allow|deny:pub|sub|all:FILTER",
-    );
-    fails_with(
-        &server.cli(&[
-            "user",
-            "add",
-            "x",
-            "--password",
-            "x",
-            "--acl",
-            "allow:pub:a/#/b",
-        ]),
-        "'#' must be the whole last level",
-    );
-    fails_with(
-        &server.cli(&["user", "add", "x", "--password", ""]),
-        "password must not be empty",
-    );
-    fails_with(
-        &server.cli(&["user", "add", "x", "--password", "-"]),
-        "standard input holds no password",
-    );
-    fails_with(
-        &server.cli(&["user", "delete", "nobody"]),
-        "unknown user nobody",
-    );
+    let bad_acl = |rule| vec!["user", "add", "x", "--password", "x", "--acl", rule];
+    for (args, words) in [
+        (
+            vec!["user", "add", "", "--password", "x"],
+            "user name must not be empty",
+        ),
+        (bad_acl("allow:read:a"), "allow|deny:pub|sub|all:FILTER"),
+        (
+            bad_acl("allow:pub:a/#/b"),
+            "'#' must be the whole last level",
+        ),
+        (
+            vec!["user", "add", "x", "--password", ""],
+            "password must not be empty",
+        ),
+        (
+            vec!["user", "add", "x", "--password", "-"],
+            "standard input holds no password",
+        ),
+        (vec!["user", "delete", "nobody"], "unknown user nobody"),
+    ] {
+        fails_with(&server.cli(&args), words);
+    }
     assert_eq!(names(&users(&server)), vec!["ops", "sensor-1"]);
 
     // Users survive a restart, and so does their authentication data.

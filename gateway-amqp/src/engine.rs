@@ -414,17 +414,7 @@ impl Engine {
         let gone = bindings_touching(&t, vhost, &Destination::queue(name));
         forget_bindings(&self.broker, vhost, gone).await;
         let removed = t.exchanges.remove_queue(vhost, name)?;
-        for e in &removed.exchanges {
-            let _ = topology::write(
-                &self.broker,
-                Change::Exchange {
-                    vhost,
-                    name: e,
-                    decl: None,
-                },
-            )
-            .await;
-        }
+        forget_exchanges(&self.broker, vhost, &removed.exchanges).await;
         t.queues.remove(&key);
         drop(t);
         if let Some(q) = q {
@@ -543,17 +533,7 @@ impl Engine {
             )
             .await?;
         }
-        for e in &removed.exchanges {
-            let _ = topology::write(
-                &self.broker,
-                Change::Exchange {
-                    vhost,
-                    name: e,
-                    decl: None,
-                },
-            )
-            .await;
-        }
+        forget_exchanges(&self.broker, vhost, &removed.exchanges).await;
         t.exchanges.delete_exchange(vhost, name, if_unused)?;
         Ok(())
     }
@@ -705,6 +685,23 @@ async fn forget_bindings(broker: &Broker, vhost: &str, bindings: Vec<StoredBindi
         if let Err(e) = r {
             warn!(vhost, source, "binding record not deleted: {e}");
         }
+    }
+}
+
+/// Deletes the records of `exchanges`: auto-delete exchanges that went
+/// with their last binding (best effort, as the deletions they follow are
+/// already stored).
+async fn forget_exchanges(broker: &Broker, vhost: &str, exchanges: &[String]) {
+    for name in exchanges {
+        let _ = topology::write(
+            broker,
+            Change::Exchange {
+                vhost,
+                name,
+                decl: None,
+            },
+        )
+        .await;
     }
 }
 

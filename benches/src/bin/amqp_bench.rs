@@ -45,12 +45,16 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::{Parser, ValueEnum};
-use fjord_benches::amqp_load::{LoadSettings, RunFigures, Scenario, medians, run_once};
+use fjord_benches::amqp_load::{LoadSettings, RunFigures, Scenario, run_once};
 use fjord_benches::amqp_server::{AmqpBroker, RabbitInstall};
 use fjord_benches::host::{load_average, machine};
 use fjord_benches::mqtt_server::version_line;
+use fjord_benches::receipts::medians;
+use fjord_benches::report::{
+    self, ScenarioRuns, latency_cell, list, problems, rate_cell, ratio_cell,
+};
 use fjord_benches::stats::{median, ms, thousands};
 use fjord_testkit::fjord_binary;
 
@@ -167,17 +171,7 @@ async fn main() -> Result<()> {
     }
     let fjord_bin = fjord_binary(args.fjord_bin.as_deref())?;
     let install = RabbitInstall::new(args.rabbitmq_bin_dir.clone(), args.epmd_bin.clone());
-    std::fs::create_dir_all(&args.dir)?;
-    let scratch = tempfile::Builder::new()
-        .prefix("amqp-bench-")
-        .tempdir_in(&args.dir)
-        .with_context(|| format!("make a directory in {}", args.dir.display()))?;
-
-    println!(
-        "command: {}",
-        std::env::args().collect::<Vec<_>>().join(" ")
-    );
-    println!("machine: {}", machine());
+    let scratch = report::start(&args.dir, "amqp-bench-")?;
     println!("load average before the runs: {}", load_average());
 
     let mut fjord = None;
@@ -273,27 +267,15 @@ async fn main() -> Result<()> {
 
     println!();
     println!("load average after the runs: {}", load_average());
-    println!();
-    println!("## Summary (paste into docs/benchmarks.md)");
-    println!();
+    report::summary_heading();
     print_summary(&args, &rows, measured);
-    if args.keep {
-        let kept = scratch.keep();
-        println!("\ndata and server logs kept in {}", kept.display());
-    }
+    report::finish(scratch, args.keep);
     Ok(())
 }
 
-/// One scenario's runs, for the summary.
-struct ScenarioRow {
-    scenario: Scenario,
-    fjord: Vec<RunFigures>,
-    rabbitmq: Vec<RunFigures>,
-    /// Per run pair where both succeeded: Fjord/RabbitMQ throughput, p50
-    /// and p99.
-    ratios: Vec<[f64; 3]>,
-    failures: Vec<String>,
-}
+/// One scenario's runs on Fjord and RabbitMQ, with Fjord/RabbitMQ
+/// throughput, p50 and p99 per run pair.
+type ScenarioRow = ScenarioRuns<Scenario, RunFigures, [f64; 3]>;
 
 async fn scenario_runs(
     args: &Args,
@@ -302,24 +284,10 @@ async fn scenario_runs(
 ) -> ScenarioRow {
     let label = scenario.label();
     let settings = args.load_settings();
-    println!(
-        "\n### {label}: {} publisher(s) × {} messages",
-        scenario.pairs,
-        thousands(scenario.messages)
-    );
-    let mut row = ScenarioRow {
-        scenario,
-        fjord: Vec::new(),
-        rabbitmq: Vec::new(),
-        ratios: Vec::new(),
-        failures: Vec::new(),
-    };
+    let mut row = ScenarioRow::start(scenario, &label, scenario.pairs, scenario.messages);
     for run in 0..args.runs {
         let mut pair: [Option<RunFigures>; 2] = [None, None];
-        // Alternate which server goes first, so neither always runs on a
-        // warmer (or more tired) machine.
-        let order: [usize; 2] = if run % 2 == 0 { [0, 1] } else { [1, 0] };
-        for which in order {
+        for which in report::order(run) {
             let Some(broker) = servers[which].as_deref_mut() else {
                 continue;
             };
@@ -336,32 +304,20 @@ async fn scenario_runs(
                 scenario.pairs,
                 broker.name.to_lowercase()
             );
-            match run_once(&settings, broker, scenario, &tag).await {
-                Ok(f) => {
-                    println!("  run {run} {:<8}: {}", broker.name, f.describe());
-                    pair[which] = Some(f);
-                }
-                Err(e) => {
-                    println!("  run {run} {:<8}: FAILED: {e:#}", broker.name);
-                    println!("  {}'s log ({}):", broker.name, broker.log_path().display());
-                    println!("{}", broker.log_tail(20));
-                    row.failures
-                        .push(format!("{} run {run}: {e:#}", broker.name));
-                }
-            }
+            let result = run_once(&settings, broker, scenario, &tag).await;
+            let server = (broker.name, 8);
+            pair[which] = row.outcome(run, server, result, broker.log_path(), RunFigures::describe);
         }
-        if let [Some(f), Some(r)] = &pair {
-            row.ratios.push([
+        row.add(pair, |f, r| {
+            let (f, r) = (&f.delivered, &r.delivered);
+            [
                 f.msgs_per_s / r.msgs_per_s,
                 f.p50_us as f64 / r.p50_us.max(1) as f64,
                 f.p99_us as f64 / r.p99_us.max(1) as f64,
-            ]);
-        }
-        let [f, r] = pair;
-        row.fjord.extend(f);
-        row.rabbitmq.extend(r);
+            ]
+        });
     }
-    for (name, runs) in [("Fjord", &row.fjord), ("RabbitMQ", &row.rabbitmq)] {
+    for (name, runs) in [("Fjord", &row.fjord), ("RabbitMQ", &row.other)] {
         if let Some(m) = medians(runs) {
             let cpu: Vec<f64> = runs.iter().map(RunFigures::server_us_per_msg).collect();
             println!(
@@ -422,21 +378,9 @@ fn print_summary(args: &Args, rows: &[ScenarioRow], measured: [bool; 2]) {
     println!("|---|---|---|---|---|---|---|---|---|---|");
     let mut notes = Vec::new();
     for row in rows {
-        let (f, r) = (medians(&row.fjord), medians(&row.rabbitmq));
+        let (f, r) = (medians(&row.fjord), medians(&row.other));
         let pick = |k: usize| row.ratios.iter().map(|r| r[k]).collect::<Vec<f64>>();
         let (t, p50, p99) = (pick(0), pick(1), pick(2));
-        let rate =
-            |x: Option<(f64, f64, f64)>| x.map_or("-".into(), |x| thousands(x.0.round() as u64));
-        let lat = |x: Option<(f64, f64, f64)>| {
-            x.map_or("-".into(), |x| format!("{} / {}", ms(x.1), ms(x.2)))
-        };
-        let ratio = |v: &[f64]| {
-            if v.is_empty() {
-                "-".into()
-            } else {
-                format!("**{:.2}** ({})", median(v), list(v))
-            }
-        };
         let cpu = |runs: &[RunFigures]| {
             if runs.is_empty() {
                 "-".into()
@@ -457,21 +401,19 @@ fn print_summary(args: &Args, rows: &[ScenarioRow], measured: [bool; 2]) {
         println!(
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {} |",
             row.scenario.label(),
-            rate(f),
-            rate(r),
-            ratio(&t),
-            lat(f),
-            lat(r),
-            ratio(&p50),
-            ratio(&p99),
+            rate_cell(f, "-"),
+            rate_cell(r, "-"),
+            ratio_cell(&t),
+            latency_cell(f),
+            latency_cell(r),
+            ratio_cell(&p50),
+            ratio_cell(&p99),
             cpu(&row.fjord),
-            cpu(&row.rabbitmq),
+            cpu(&row.other),
             target
         );
-        for (name, runs) in [("Fjord", &row.fjord), ("RabbitMQ", &row.rabbitmq)] {
-            let lost: u64 = runs.iter().map(|r| r.expected - r.received).sum();
-            let dup: u64 = runs.iter().map(|r| r.duplicates).sum();
-            let ooo: u64 = runs.iter().map(|r| r.out_of_order).sum();
+        for (name, runs) in [("Fjord", &row.fjord), ("RabbitMQ", &row.other)] {
+            let (lost, dup, ooo) = problems(runs);
             let nacked: u64 = runs.iter().map(|r| r.nacked).sum();
             if lost + dup + ooo + nacked > 0 {
                 notes.push(format!(
@@ -490,18 +432,9 @@ fn print_summary(args: &Args, rows: &[ScenarioRow], measured: [bool; 2]) {
                     .map(|n| format!("{}, {name}: {n}", row.scenario.label())),
             );
         }
-        notes.extend(
-            row.failures
-                .iter()
-                .map(|f| format!("{}: {f}", row.scenario.label())),
-        );
+        notes.extend(row.failure_notes(&row.scenario.label()));
     }
-    if !notes.is_empty() {
-        println!();
-        for n in notes {
-            println!("- {n}");
-        }
-    }
+    report::print_notes(&notes);
 }
 
 fn rabbitmq_settings(args: &Args) -> String {
@@ -515,11 +448,7 @@ fn rabbitmq_settings(args: &Args) -> String {
 }
 
 fn fjord_settings(args: &Args) -> String {
-    let settings = if args.serve_arg.is_empty() {
-        "default settings".into()
-    } else {
-        format!("settings {}", args.serve_arg.join(" "))
-    };
+    let settings = report::fjord_settings(&args.serve_arg);
     if args.fjord_cluster {
         format!(
             "{settings}, a 3-node cluster (clients on a node that carries them to the gateway's; queues with 3 replicas; server CPU of all three)"
@@ -543,11 +472,4 @@ fn pace(args: &Args) -> String {
     } else {
         format!("{} messages/s each", thousands(args.rate))
     }
-}
-
-fn list(v: &[f64]) -> String {
-    v.iter()
-        .map(|x| format!("{x:.2}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }

@@ -33,12 +33,16 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Parser;
 use fjord_benches::host::machine;
 use fjord_benches::mqtt_idle::{IdleFigures, idle_comparison, raise_open_file_limit};
-use fjord_benches::mqtt_load::{LoadSettings, RunFigures, Scenario, medians, run_once};
+use fjord_benches::mqtt_load::{LoadSettings, RunFigures, Scenario, run_once};
 use fjord_benches::mqtt_server::{BrokerProcess, MOSQUITTO_SETTINGS, find_mosquitto, version_line};
+use fjord_benches::receipts::medians;
+use fjord_benches::report::{
+    self, ScenarioRuns, latency_cell, list, problems, rate_cell, ratio_cell,
+};
 use fjord_benches::stats::{median, mib, ms, thousands};
 use fjord_testkit::fjord_binary;
 use rumqttc::QoS;
@@ -140,22 +144,12 @@ async fn main() -> Result<()> {
     let fjord_bin = fjord_binary(args.fjord_bin.as_deref())?;
     let mosquitto_bin = args.mosquitto_bin.clone().unwrap_or_else(find_mosquitto);
     let files = raise_open_file_limit();
-    std::fs::create_dir_all(&args.dir)?;
-    let scratch = tempfile::Builder::new()
-        .prefix("mqtt-bench-")
-        .tempdir_in(&args.dir)
-        .with_context(|| format!("make a directory in {}", args.dir.display()))?;
-
-    println!(
-        "command: {}",
-        std::env::args().collect::<Vec<_>>().join(" ")
-    );
-    println!("machine: {}", machine());
+    let scratch = report::start(&args.dir, "mqtt-bench-")?;
     println!(
         "fjord: {} ({}), {}, data in {} (every PUBLISH appended to the log)",
         version_line(&fjord_bin, "--version"),
         fjord_bin.display(),
-        fjord_settings(&args),
+        report::fjord_settings(&args.serve_arg),
         scratch.path().display()
     );
     println!(
@@ -238,26 +232,15 @@ async fn main() -> Result<()> {
         None
     };
 
-    println!();
-    println!("## Summary (paste into docs/benchmarks.md)");
-    println!();
+    report::summary_heading();
     print_summary(&args, &rows, idle.as_ref());
-    if args.keep {
-        let kept = scratch.keep();
-        println!("\ndata and server logs kept in {}", kept.display());
-    }
+    report::finish(scratch, args.keep);
     Ok(())
 }
 
-/// One scenario's medians and ratios, for the summary.
-struct ScenarioRow {
-    scenario: Scenario,
-    fjord: Vec<RunFigures>,
-    mosquitto: Vec<RunFigures>,
-    /// Per run pair where both succeeded: (throughput ratio, p99 ratio).
-    ratios: Vec<(f64, f64)>,
-    failures: Vec<String>,
-}
+/// One scenario's runs on Fjord and Mosquitto, with (throughput ratio, p99
+/// ratio) per run pair.
+type ScenarioRow = ScenarioRuns<Scenario, RunFigures, (f64, f64)>;
 
 async fn scenario_runs(
     args: &Args,
@@ -267,24 +250,10 @@ async fn scenario_runs(
 ) -> ScenarioRow {
     let label = scenario.label();
     let settings = args.load_settings();
-    println!(
-        "\n### {label}: {} publisher(s) × {} messages",
-        scenario.pairs,
-        thousands(scenario.messages)
-    );
-    let mut row = ScenarioRow {
-        scenario,
-        fjord: Vec::new(),
-        mosquitto: Vec::new(),
-        ratios: Vec::new(),
-        failures: Vec::new(),
-    };
+    let mut row = ScenarioRow::start(scenario, &label, scenario.pairs, scenario.messages);
     for run in 0..args.runs {
         let mut pair: [Option<RunFigures>; 2] = [None, None];
-        // Alternate which server goes first, so neither always runs on a
-        // warmer (or more tired) machine.
-        let order: [usize; 2] = if run % 2 == 0 { [0, 1] } else { [1, 0] };
-        for which in order {
+        for which in report::order(run) {
             let broker: &mut BrokerProcess = if which == 0 { fjord } else { mosquitto };
             let tag = format!(
                 "{}x{}-q{}-r{run}-{}",
@@ -293,31 +262,19 @@ async fn scenario_runs(
                 scenario.qos as u8,
                 broker.name.to_lowercase()
             );
-            match run_once(&settings, broker, scenario, &tag).await {
-                Ok(f) => {
-                    println!("  run {run} {:<9}: {}", broker.name, f.describe());
-                    pair[which] = Some(f);
-                }
-                Err(e) => {
-                    println!("  run {run} {:<9}: FAILED: {e:#}", broker.name);
-                    println!("  {}'s log ({}):", broker.name, broker.log_path().display());
-                    println!("{}", broker.log_tail(20));
-                    row.failures
-                        .push(format!("{} run {run}: {e:#}", broker.name));
-                }
-            }
+            let result = run_once(&settings, broker, scenario, &tag).await;
+            let server = (broker.name, 9);
+            pair[which] = row.outcome(run, server, result, broker.log_path(), RunFigures::describe);
         }
-        if let [Some(f), Some(m)] = &pair {
-            row.ratios.push((
+        row.add(pair, |f, m| {
+            let (f, m) = (&f.delivered, &m.delivered);
+            (
                 f.msgs_per_s / m.msgs_per_s,
                 f.p99_us as f64 / m.p99_us.max(1) as f64,
-            ));
-        }
-        let [f, m] = pair;
-        row.fjord.extend(f);
-        row.mosquitto.extend(m);
+            )
+        });
     }
-    for (name, runs) in [("Fjord", &row.fjord), ("Mosquitto", &row.mosquitto)] {
+    for (name, runs) in [("Fjord", &row.fjord), ("Mosquitto", &row.other)] {
         if let Some(m) = medians(runs) {
             println!(
                 "  median {name:<9}: {:>9} msg/s  p50 {:>8}  p99 {:>8}  over {} runs",
@@ -354,7 +311,7 @@ fn print_summary(args: &Args, rows: &[ScenarioRow], idle: Option<&[IdleFigures; 
         args.inflight,
         pace(args),
         mosquitto_settings(args, false),
-        fjord_settings(args),
+        report::fjord_settings(&args.serve_arg),
         if args.rate == 0 {
             " QoS 0 publishers are not flow-controlled, so at this saturating load QoS 0 \
              latency is mostly time queued in socket buffers in front of the slower side."
@@ -371,22 +328,9 @@ fn print_summary(args: &Args, rows: &[ScenarioRow], idle: Option<&[IdleFigures; 
     }
     let mut notes = Vec::new();
     for row in rows {
-        let (f, m) = (medians(&row.fjord), medians(&row.mosquitto));
+        let (f, m) = (medians(&row.fjord), medians(&row.other));
         let t: Vec<f64> = row.ratios.iter().map(|r| r.0).collect();
         let p: Vec<f64> = row.ratios.iter().map(|r| r.1).collect();
-        let rate = |x: Option<(f64, f64, f64)>| {
-            x.map_or("failed".into(), |x| thousands(x.0.round() as u64))
-        };
-        let lat = |x: Option<(f64, f64, f64)>| {
-            x.map_or("-".into(), |x| format!("{} / {}", ms(x.1), ms(x.2)))
-        };
-        let ratio = |v: &[f64]| {
-            if v.is_empty() {
-                "-".into()
-            } else {
-                format!("**{:.2}** ({})", median(v), list(v))
-            }
-        };
         let target = if row.scenario.qos == QoS::AtLeastOnce && !t.is_empty() {
             format!(
                 "≥ 1.0 {}, p99 ≤ 2x {}",
@@ -399,18 +343,16 @@ fn print_summary(args: &Args, rows: &[ScenarioRow], idle: Option<&[IdleFigures; 
         println!(
             "| {} | {} | {} | {} | {} | {} | {} | {} |",
             row.scenario.label(),
-            rate(f),
-            rate(m),
-            ratio(&t),
-            lat(f),
-            lat(m),
-            ratio(&p),
+            rate_cell(f, "failed"),
+            rate_cell(m, "failed"),
+            ratio_cell(&t),
+            latency_cell(f),
+            latency_cell(m),
+            ratio_cell(&p),
             target
         );
-        for (name, runs) in [("Fjord", &row.fjord), ("Mosquitto", &row.mosquitto)] {
-            let lost: u64 = runs.iter().map(|r| r.expected - r.received).sum();
-            let dup: u64 = runs.iter().map(|r| r.duplicates).sum();
-            let ooo: u64 = runs.iter().map(|r| r.out_of_order).sum();
+        for (name, runs) in [("Fjord", &row.fjord), ("Mosquitto", &row.other)] {
+            let (lost, dup, ooo) = problems(runs);
             if lost + dup + ooo > 0 {
                 notes.push(format!(
                     "{}, {name}: {} lost, {} duplicates, {} out of order over {} runs",
@@ -422,11 +364,7 @@ fn print_summary(args: &Args, rows: &[ScenarioRow], idle: Option<&[IdleFigures; 
                 ));
             }
         }
-        notes.extend(
-            row.failures
-                .iter()
-                .map(|f| format!("{}: {f}", row.scenario.label())),
-        );
+        notes.extend(row.failure_notes(&row.scenario.label()));
     }
     if let Some([f, m]) = idle {
         println!();
@@ -467,12 +405,7 @@ fn print_summary(args: &Args, rows: &[ScenarioRow], idle: Option<&[IdleFigures; 
             }
         }
     }
-    if !notes.is_empty() {
-        println!();
-        for n in notes {
-            println!("- {n}");
-        }
-    }
+    report::print_notes(&notes);
 }
 
 /// Mosquitto's configuration lines, joined (`logging`: with the log lines).
@@ -492,19 +425,4 @@ fn pace(args: &Args) -> String {
     } else {
         format!("{} messages/s each", thousands(args.rate))
     }
-}
-
-fn fjord_settings(args: &Args) -> String {
-    if args.serve_arg.is_empty() {
-        "default settings".into()
-    } else {
-        format!("settings {}", args.serve_arg.join(" "))
-    }
-}
-
-fn list(v: &[f64]) -> String {
-    v.iter()
-        .map(|x| format!("{x:.2}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }

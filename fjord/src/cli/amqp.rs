@@ -12,10 +12,11 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 use fjord_proto::v1 as pb;
 use fjord_proto::v1::amqp_service_client::AmqpServiceClient;
-use serde_json::{Value, json};
+use serde_json::json;
 use tonic::transport::Channel;
 
-use super::{ClientArgs, Output, status, table};
+use super::table::print_list;
+use super::{ClientArgs, Output, answer, report};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum AmqpCommand {
@@ -186,15 +187,6 @@ fn yes_no(b: bool) -> String {
     if b { "yes" } else { "no" }.to_string()
 }
 
-/// Prints `value` for `--output json`, `text` otherwise.
-fn report(output: Output, value: Value, text: String) {
-    if output == Output::Json {
-        println!("{value}");
-    } else {
-        println!("{text}");
-    }
-}
-
 pub(crate) async fn run(client: &ClientArgs, command: AmqpCommand) -> Result<()> {
     // In a cluster the node that leads `__amqp_acks` runs the gateway.
     let channel = match client.leader("__amqp_acks", 0).await {
@@ -223,43 +215,26 @@ async fn vhost(
 ) -> Result<()> {
     match command {
         VhostCommand::List => {
-            let vhosts = rpc
-                .list_vhosts(pb::ListVhostsRequest {})
-                .await
-                .map_err(status)?
-                .into_inner()
+            let vhosts = answer(rpc.list_vhosts(pb::ListVhostsRequest {}))
+                .await?
                 .vhosts;
-            if output == Output::Json {
-                let list: Vec<Value> = vhosts
-                    .iter()
-                    .map(|v| json!({"name": v.name, "exchanges": v.exchanges, "queues": v.queues}))
-                    .collect();
-                println!("{}", Value::Array(list));
-                return Ok(());
-            }
-            let rows: Vec<Vec<String>> = vhosts
-                .iter()
-                .map(|v| {
+            print_list(
+                output,
+                &vhosts,
+                &["VHOST", "EXCHANGES", "QUEUES"],
+                |v| json!({"name": v.name, "exchanges": v.exchanges, "queues": v.queues}),
+                |v| {
                     vec![
                         v.name.clone(),
                         v.exchanges.to_string(),
                         v.queues.to_string(),
                     ]
-                })
-                .collect();
-            print!(
-                "{}",
-                table::render(&["VHOST", "EXCHANGES", "QUEUES"], &rows)
+                },
             );
         }
         VhostCommand::Declare { name } => {
             let request = pb::DeclareVhostRequest { name: name.clone() };
-            let created = rpc
-                .declare_vhost(request)
-                .await
-                .map_err(status)?
-                .into_inner()
-                .created;
+            let created = answer(rpc.declare_vhost(request)).await?.created;
             let text = if created {
                 format!("declared vhost {name}")
             } else {
@@ -269,12 +244,7 @@ async fn vhost(
         }
         VhostCommand::Delete { name } => {
             let request = pb::DeleteVhostRequest { name: name.clone() };
-            let queues = rpc
-                .delete_vhost(request)
-                .await
-                .map_err(status)?
-                .into_inner()
-                .queues_deleted;
+            let queues = answer(rpc.delete_vhost(request)).await?.queues_deleted;
             let text = format!("deleted vhost {name} ({queues} queues)");
             report(
                 output,
@@ -295,51 +265,8 @@ async fn exchange(
     match command {
         ExchangeCommand::List => {
             let request = pb::ListExchangesRequest { vhost };
-            let exchanges = rpc
-                .list_exchanges(request)
-                .await
-                .map_err(status)?
-                .into_inner()
-                .exchanges;
-            if output == Output::Json {
-                let list: Vec<Value> = exchanges
-                    .iter()
-                    .map(|x| {
-                        json!({"name": x.name, "type": x.r#type, "durable": x.durable,
-                            "auto_delete": x.auto_delete, "internal": x.internal,
-                            "arguments": x.arguments})
-                    })
-                    .collect();
-                println!("{}", Value::Array(list));
-                return Ok(());
-            }
-            let rows: Vec<Vec<String>> = exchanges
-                .iter()
-                .map(|x| {
-                    let name = if x.name.is_empty() {
-                        "(AMQP default)".to_string()
-                    } else {
-                        x.name.clone()
-                    };
-                    vec![
-                        name,
-                        x.r#type.clone(),
-                        yes_no(x.durable),
-                        yes_no(x.auto_delete),
-                        yes_no(x.internal),
-                        arguments_text(&x.arguments),
-                    ]
-                })
-                .collect();
-            let headers = [
-                "EXCHANGE",
-                "TYPE",
-                "DURABLE",
-                "AUTO-DELETE",
-                "INTERNAL",
-                "ARGUMENTS",
-            ];
-            print!("{}", table::render(&headers, &rows));
+            let exchanges = answer(rpc.list_exchanges(request)).await?.exchanges;
+            print_exchanges(&exchanges, output);
         }
         ExchangeCommand::Declare {
             name,
@@ -358,7 +285,7 @@ async fn exchange(
                 internal,
                 alternate_exchange,
             };
-            rpc.declare_exchange(request).await.map_err(status)?;
+            answer(rpc.declare_exchange(request)).await?;
             report(
                 output,
                 json!({"declared": name}),
@@ -371,7 +298,7 @@ async fn exchange(
                 name: name.clone(),
                 if_unused,
             };
-            rpc.delete_exchange(request).await.map_err(status)?;
+            answer(rpc.delete_exchange(request)).await?;
             report(
                 output,
                 json!({"deleted": name}),
@@ -391,39 +318,8 @@ async fn queue(
     match command {
         QueueCommand::List => {
             let request = pb::ListQueuesRequest { vhost };
-            let queues = rpc
-                .list_queues(request)
-                .await
-                .map_err(status)?
-                .into_inner()
-                .queues;
-            if output == Output::Json {
-                let list: Vec<Value> = queues
-                    .iter()
-                    .map(|q| {
-                        json!({"name": q.name, "durable": q.durable, "exclusive": q.exclusive,
-                            "auto_delete": q.auto_delete, "ready": q.ready,
-                            "unacked": q.unacked, "consumers": q.consumers,
-                            "arguments": q.arguments})
-                    })
-                    .collect();
-                println!("{}", Value::Array(list));
-                return Ok(());
-            }
-            let rows: Vec<Vec<String>> = queues
-                .iter()
-                .map(|q| {
-                    vec![
-                        q.name.clone(),
-                        yes_no(q.durable),
-                        q.ready.to_string(),
-                        q.unacked.to_string(),
-                        q.consumers.to_string(),
-                    ]
-                })
-                .collect();
-            let headers = ["QUEUE", "DURABLE", "READY", "UNACKED", "CONSUMERS"];
-            print!("{}", table::render(&headers, &rows));
+            let queues = answer(rpc.list_queues(request)).await?.queues;
+            print_queues(&queues, output);
         }
         QueueCommand::Declare {
             name,
@@ -438,11 +334,7 @@ async fn queue(
                 auto_delete,
                 arguments: arguments.into_iter().collect(),
             };
-            let r = rpc
-                .declare_queue(request)
-                .await
-                .map_err(status)?
-                .into_inner();
+            let r = answer(rpc.declare_queue(request)).await?;
             let text = format!(
                 "declared queue {name} ({} messages, {} consumers)",
                 r.messages, r.consumers
@@ -461,12 +353,7 @@ async fn queue(
                 if_unused,
                 if_empty,
             };
-            let messages = rpc
-                .delete_queue(request)
-                .await
-                .map_err(status)?
-                .into_inner()
-                .messages;
+            let messages = answer(rpc.delete_queue(request)).await?.messages;
             let text = format!("deleted queue {name} ({messages} messages)");
             report(output, json!({"deleted": name, "messages": messages}), text);
         }
@@ -501,12 +388,7 @@ async fn binding(
     let (args, bind) = match command {
         BindingCommand::List => {
             let request = pb::ListBindingsRequest { vhost };
-            let bindings = rpc
-                .list_bindings(request)
-                .await
-                .map_err(status)?
-                .into_inner()
-                .bindings;
+            let bindings = answer(rpc.list_bindings(request)).await?.bindings;
             print_bindings(&bindings, output);
             return Ok(());
         }
@@ -534,7 +416,7 @@ async fn binding(
             routing_key: args.routing_key,
             arguments,
         };
-        rpc.bind(request).await.map_err(status)?;
+        answer(rpc.bind(request)).await?;
         report(output, json!({ "bound": value }), format!("bound {what}"));
     } else {
         let request = pb::AmqpUnbindRequest {
@@ -545,7 +427,7 @@ async fn binding(
             routing_key: args.routing_key,
             arguments,
         };
-        rpc.unbind(request).await.map_err(status)?;
+        answer(rpc.unbind(request)).await?;
         report(
             output,
             json!({ "unbound": value }),
@@ -555,33 +437,75 @@ async fn binding(
     Ok(())
 }
 
+fn print_exchanges(exchanges: &[pb::AmqpExchange], output: Output) {
+    let json = |x: &pb::AmqpExchange| {
+        json!({"name": x.name, "type": x.r#type, "durable": x.durable,
+            "auto_delete": x.auto_delete, "internal": x.internal,
+            "arguments": x.arguments})
+    };
+    let row = |x: &pb::AmqpExchange| {
+        let name = if x.name.is_empty() {
+            "(AMQP default)".to_string()
+        } else {
+            x.name.clone()
+        };
+        vec![
+            name,
+            x.r#type.clone(),
+            yes_no(x.durable),
+            yes_no(x.auto_delete),
+            yes_no(x.internal),
+            arguments_text(&x.arguments),
+        ]
+    };
+    let headers = [
+        "EXCHANGE",
+        "TYPE",
+        "DURABLE",
+        "AUTO-DELETE",
+        "INTERNAL",
+        "ARGUMENTS",
+    ];
+    print_list(output, exchanges, &headers, json, row);
+}
+
+fn print_queues(queues: &[pb::AmqpQueue], output: Output) {
+    let json = |q: &pb::AmqpQueue| {
+        json!({"name": q.name, "durable": q.durable, "exclusive": q.exclusive,
+            "auto_delete": q.auto_delete, "ready": q.ready,
+            "unacked": q.unacked, "consumers": q.consumers,
+            "arguments": q.arguments})
+    };
+    let row = |q: &pb::AmqpQueue| {
+        vec![
+            q.name.clone(),
+            yes_no(q.durable),
+            q.ready.to_string(),
+            q.unacked.to_string(),
+            q.consumers.to_string(),
+        ]
+    };
+    let headers = ["QUEUE", "DURABLE", "READY", "UNACKED", "CONSUMERS"];
+    print_list(output, queues, &headers, json, row);
+}
+
 fn print_bindings(bindings: &[pb::AmqpBinding], output: Output) {
-    if output == Output::Json {
-        let list: Vec<Value> = bindings
-            .iter()
-            .map(|b| {
-                json!({"source": b.source, "destination_kind": kind_text(b.destination_kind),
-                    "destination": b.destination, "routing_key": b.routing_key,
-                    "arguments": b.arguments})
-            })
-            .collect();
-        println!("{}", Value::Array(list));
-        return;
-    }
-    let rows: Vec<Vec<String>> = bindings
-        .iter()
-        .map(|b| {
-            vec![
-                b.source.clone(),
-                kind_text(b.destination_kind).to_string(),
-                b.destination.clone(),
-                b.routing_key.clone(),
-                arguments_text(&b.arguments),
-            ]
-        })
-        .collect();
+    let json = |b: &pb::AmqpBinding| {
+        json!({"source": b.source, "destination_kind": kind_text(b.destination_kind),
+            "destination": b.destination, "routing_key": b.routing_key,
+            "arguments": b.arguments})
+    };
+    let row = |b: &pb::AmqpBinding| {
+        vec![
+            b.source.clone(),
+            kind_text(b.destination_kind).to_string(),
+            b.destination.clone(),
+            b.routing_key.clone(),
+            arguments_text(&b.arguments),
+        ]
+    };
     let headers = ["SOURCE", "KIND", "DESTINATION", "ROUTING-KEY", "ARGUMENTS"];
-    print!("{}", table::render(&headers, &rows));
+    print_list(output, bindings, &headers, json, row);
 }
 
 #[cfg(test)]

@@ -152,6 +152,22 @@ pub(crate) fn leader_address(e: &tonic::Status) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Prints `value` for `--output json`, `text` otherwise.
+pub(crate) fn report(output: Output, value: serde_json::Value, text: String) {
+    if output == Output::Json {
+        println!("{value}");
+    } else {
+        println!("{text}");
+    }
+}
+
+/// The answer to a gRPC call, or its status as an error (see [`status`]).
+pub(crate) async fn answer<T>(
+    call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> Result<T> {
+    Ok(call.await.map_err(status)?.into_inner())
+}
+
 /// Turns a gRPC status into an error that prints as the server's message.
 pub(crate) fn status(e: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{} ({:?})", e.message(), e.code())

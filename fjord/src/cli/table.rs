@@ -1,4 +1,27 @@
-//! Aligned text tables for the human-readable output.
+//! Aligned text tables for the human-readable output, and listings as a
+//! table or as JSON.
+
+use serde_json::Value;
+
+use super::Output;
+
+/// Prints `items` for `--output json` as an array of `json(item)`, else as
+/// a table of `row(item)` under `headers`.
+pub(crate) fn print_list<T>(
+    output: Output,
+    items: &[T],
+    headers: &[&str],
+    json: impl Fn(&T) -> Value,
+    row: impl Fn(&T) -> Vec<String>,
+) {
+    if output == Output::Json {
+        let list: Vec<Value> = items.iter().map(json).collect();
+        println!("{}", Value::Array(list));
+    } else {
+        let rows: Vec<Vec<String>> = items.iter().map(row).collect();
+        print!("{}", render(headers, &rows));
+    }
+}
 
 /// Renders `rows` under `headers`, columns padded to their widest cell.
 pub(crate) fn render(headers: &[&str], rows: &[Vec<String>]) -> String {

@@ -13,7 +13,7 @@ use fjord_proto::v1::user_service_client::UserServiceClient;
 use serde_json::json;
 use tonic::transport::Channel;
 
-use super::{ClientArgs, Output, status, table};
+use super::{ClientArgs, Output, answer, report, table};
 
 const ACL_HELP: &str = "\
 ACL rules (--acl, repeatable): allow|deny:pub|sub|all:FILTER
@@ -119,36 +119,25 @@ pub(crate) async fn run(client: &ClientArgs, command: UserCommand) -> Result<()>
                 acls: acls.iter().map(rule_to_pb).collect(),
                 superuser,
             };
-            writer(client)
-                .await?
-                .put_user(request)
-                .await
-                .map_err(status)?;
-            if client.output == Output::Json {
-                println!("{}", json!({"saved": name}));
-            } else {
-                println!("saved user {name}");
-            }
+            answer(writer(client).await?.put_user(request)).await?;
+            report(
+                client.output,
+                json!({"saved": name}),
+                format!("saved user {name}"),
+            );
         }
         UserCommand::Delete { name } => {
-            writer(client)
-                .await?
-                .delete_user(pb::DeleteUserRequest { name: name.clone() })
-                .await
-                .map_err(status)?;
-            if client.output == Output::Json {
-                println!("{}", json!({"deleted": name}));
-            } else {
-                println!("deleted user {name}");
-            }
+            let request = pb::DeleteUserRequest { name: name.clone() };
+            answer(writer(client).await?.delete_user(request)).await?;
+            report(
+                client.output,
+                json!({"deleted": name}),
+                format!("deleted user {name}"),
+            );
         }
         UserCommand::List => {
-            let users = UserServiceClient::new(client.connect().await?)
-                .list_users(pb::ListUsersRequest {})
-                .await
-                .map_err(status)?
-                .into_inner()
-                .users;
+            let mut rpc = UserServiceClient::new(client.connect().await?);
+            let users = answer(rpc.list_users(pb::ListUsersRequest {})).await?.users;
             print_users(&users, client.output);
         }
     }
@@ -156,31 +145,21 @@ pub(crate) async fn run(client: &ClientArgs, command: UserCommand) -> Result<()>
 }
 
 fn print_users(users: &[pb::UserInfo], output: Output) {
-    if output == Output::Json {
-        let v: Vec<_> = users
-            .iter()
-            .map(|u| {
-                json!({"name": u.name, "superuser": u.superuser,
-                    "acls": u.acls.iter().map(rule_text).collect::<Vec<_>>()})
-            })
-            .collect();
-        println!("{}", serde_json::Value::Array(v));
-        return;
-    }
-    let rows: Vec<Vec<String>> = users
-        .iter()
-        .map(|u| {
-            let acls: Vec<String> = u.acls.iter().map(rule_text).collect();
-            vec![
-                u.name.clone(),
-                if u.superuser { "yes" } else { "no" }.to_string(),
-                if acls.is_empty() {
-                    "-".to_string()
-                } else {
-                    acls.join(" ")
-                },
-            ]
-        })
-        .collect();
-    print!("{}", table::render(&["USER", "SUPERUSER", "ACL"], &rows));
+    let json = |u: &pb::UserInfo| {
+        json!({"name": u.name, "superuser": u.superuser,
+            "acls": u.acls.iter().map(rule_text).collect::<Vec<_>>()})
+    };
+    let row = |u: &pb::UserInfo| {
+        let acls: Vec<String> = u.acls.iter().map(rule_text).collect();
+        vec![
+            u.name.clone(),
+            if u.superuser { "yes" } else { "no" }.to_string(),
+            if acls.is_empty() {
+                "-".to_string()
+            } else {
+                acls.join(" ")
+            },
+        ]
+    };
+    table::print_list(output, users, &["USER", "SUPERUSER", "ACL"], json, row);
 }

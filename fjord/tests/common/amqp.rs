@@ -3,9 +3,16 @@
 
 use std::time::Duration;
 
-use lapin::options::{BasicGetOptions, BasicPublishOptions, QueueDeclareOptions};
+use futures::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{
+    BasicProperties, Channel, Connection, ConnectionProperties, Consumer, ExchangeKind, Queue,
+};
 
 use super::Server;
 
@@ -14,19 +21,53 @@ pub const WAIT: Duration = Duration::from_secs(15);
 
 /// A connection to the server's AMQP listener as guest, vhost `/`.
 pub async fn connect(server: &Server) -> Connection {
-    let uri = format!("amqp://guest:guest@{}/%2f", server.amqp);
+    connect_vhost(server, "/").await.unwrap()
+}
+
+/// A connection to `vhost` as guest ("myvhost" is the URI path
+/// `/myvhost`), or why the server refused it.
+pub async fn connect_vhost(server: &Server, vhost: &str) -> lapin::Result<Connection> {
+    let path = if vhost == "/" { "%2f" } else { vhost };
+    let uri = format!("amqp://guest:guest@{}/{path}", server.amqp);
     tokio::time::timeout(
         WAIT,
         Connection::connect(&uri, ConnectionProperties::default()),
     )
     .await
     .expect("connect in time")
-    .unwrap()
+}
+
+/// A new channel on `conn`.
+pub async fn channel(conn: &Connection) -> Channel {
+    conn.create_channel().await.unwrap()
+}
+
+/// A new channel on `conn` whose consumers hold at most `prefetch`
+/// unacknowledged deliveries each.
+pub async fn prefetching(conn: &Connection, prefetch: u16) -> Channel {
+    let ch = channel(conn).await;
+    ch.basic_qos(prefetch, BasicQosOptions::default())
+        .await
+        .unwrap();
+    ch
+}
+
+/// A new channel on `conn` in confirm mode.
+pub async fn confirming(conn: &Connection) -> Channel {
+    let ch = channel(conn).await;
+    confirm(&ch).await;
+    ch
+}
+
+/// Puts `ch` in confirm mode.
+pub async fn confirm(ch: &Channel) {
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
 }
 
 /// A connection to `addr` (a cluster node's AMQP listener), tried again
 /// while the cluster elects the node that runs the gateway (bounded).
-#[allow(dead_code)]
 pub async fn connect_to(addr: &str) -> Connection {
     let uri = format!("amqp://guest:guest@{addr}/%2f");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -67,16 +108,93 @@ pub fn text(s: &str) -> AMQPValue {
 
 /// Declares queue `name`.
 pub async fn queue(ch: &Channel, name: &str, durable: bool, arguments: FieldTable) {
-    ch.queue_declare(
-        name.into(),
-        QueueDeclareOptions {
-            durable,
-            ..QueueDeclareOptions::default()
-        },
-        arguments,
+    let options = QueueDeclareOptions {
+        durable,
+        ..QueueDeclareOptions::default()
+    };
+    declare(ch, name, options, arguments).await.unwrap();
+}
+
+/// queue.declare with `options`: the queue, or the refusal.
+pub async fn declare(
+    ch: &Channel,
+    name: &str,
+    options: QueueDeclareOptions,
+    arguments: FieldTable,
+) -> lapin::Result<Queue> {
+    ch.queue_declare(name.into(), options, arguments).await
+}
+
+/// A passive queue.declare: the queue with its counts, or NOT_FOUND.
+pub async fn passive(ch: &Channel, name: &str) -> lapin::Result<Queue> {
+    let options = QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    };
+    declare(ch, name, options, FieldTable::default()).await
+}
+
+/// Declares exchange `name` of `kind`.
+pub async fn exchange(ch: &Channel, name: &str, kind: ExchangeKind, args: FieldTable) {
+    ch.exchange_declare(name.into(), kind, ExchangeDeclareOptions::default(), args)
+        .await
+        .unwrap();
+}
+
+/// Declares durable exchange `name` of `kind`.
+pub async fn durable_exchange(ch: &Channel, name: &str, kind: ExchangeKind) {
+    let options = ExchangeDeclareOptions {
+        durable: true,
+        ..ExchangeDeclareOptions::default()
+    };
+    ch.exchange_declare(name.into(), kind, options, FieldTable::default())
+        .await
+        .unwrap();
+}
+
+/// Binds `queue` to `exchange` with `key`.
+pub async fn bind(ch: &Channel, queue: &str, exchange: &str, key: &str, args: FieldTable) {
+    ch.queue_bind(
+        queue.into(),
+        exchange.into(),
+        key.into(),
+        QueueBindOptions::default(),
+        args,
     )
     .await
     .unwrap();
+}
+
+/// A consumer of `queue` tagged `tag`, with manual acks.
+pub async fn consume(ch: &Channel, queue: &str, tag: &str) -> Consumer {
+    try_consume(ch, queue, tag, BasicConsumeOptions::default())
+        .await
+        .unwrap()
+}
+
+/// A consumer of `queue` tagged `tag` with `options`, or the refusal.
+pub async fn try_consume(
+    ch: &Channel,
+    queue: &str,
+    tag: &str,
+    options: BasicConsumeOptions,
+) -> lapin::Result<Consumer> {
+    ch.basic_consume(queue.into(), tag.into(), options, FieldTable::default())
+        .await
+}
+
+/// The consumer's next delivery (bounded wait).
+pub async fn delivery(consumer: &mut Consumer) -> Delivery {
+    tokio::time::timeout(WAIT, consumer.next())
+        .await
+        .expect("delivery in time")
+        .unwrap()
+        .unwrap()
+}
+
+/// A delivery's body as text.
+pub fn body(d: &Delivery) -> String {
+    String::from_utf8(d.data.clone()).unwrap()
 }
 
 /// Publishes and waits for the confirm (the channel is in confirm mode);
@@ -110,7 +228,7 @@ pub async fn drain(ch: &Channel, queue: &str) -> Vec<String> {
         .await
         .unwrap()
     {
-        out.push(String::from_utf8(m.delivery.data.clone()).unwrap());
+        out.push(body(&m.delivery));
     }
     out
 }
@@ -135,30 +253,35 @@ pub async fn next(ch: &Channel, queue: &str) -> lapin::message::BasicGetMessage 
 }
 
 /// Declares durable queue `name` with no arguments.
-#[allow(dead_code)]
 pub async fn durable_queue(ch: &Channel, name: &str) {
     queue(ch, name, true, FieldTable::default()).await;
 }
 
 /// Publishes persistent messages with confirms (the channel is in confirm
 /// mode); each must be acked.
-#[allow(dead_code)]
 pub async fn publish_confirmed(ch: &Channel, exchange: &str, key: &str, bodies: &[String]) {
     for b in bodies {
-        let props = BasicProperties::default().with_delivery_mode(2);
-        assert!(publish(ch, exchange, key, b, props).await, "confirmed: {b}");
+        publish_persistent(ch, exchange, key, b).await;
     }
 }
 
+/// Publishes a persistent message with confirm (the channel is in confirm
+/// mode); it must be acked.
+pub async fn publish_persistent(ch: &Channel, exchange: &str, key: &str, body: &str) {
+    let props = BasicProperties::default().with_delivery_mode(2);
+    assert!(
+        publish(ch, exchange, key, body, props).await,
+        "confirmed: {body}"
+    );
+}
+
 /// `prefix0`, `prefix1`, ...
-#[allow(dead_code)]
 pub fn bodies(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}{i}")).collect()
 }
 
 /// Every message of `queue` through `basic.get`, acknowledged one by one:
 /// (body, redelivered).
-#[allow(dead_code)]
 pub async fn take_all(ch: &Channel, queue: &str) -> Vec<(String, bool)> {
     let mut got = Vec::new();
     while let Some(m) = ch
@@ -166,10 +289,7 @@ pub async fn take_all(ch: &Channel, queue: &str) -> Vec<(String, bool)> {
         .await
         .unwrap()
     {
-        got.push((
-            String::from_utf8(m.delivery.data.clone()).unwrap(),
-            m.delivery.redelivered,
-        ));
+        got.push((body(&m.delivery), m.delivery.redelivered));
         m.delivery
             .ack(lapin::options::BasicAckOptions::default())
             .await
@@ -178,19 +298,24 @@ pub async fn take_all(ch: &Channel, queue: &str) -> Vec<(String, bool)> {
     got
 }
 
+/// The bodies of every message of `queue`, taken as [`take_all`] does.
+pub async fn take_bodies(ch: &Channel, queue: &str) -> Vec<String> {
+    take_all(ch, queue)
+        .await
+        .into_iter()
+        .map(|(b, _)| b)
+        .collect()
+}
+
 /// Declares durable queue `queue`, puts the channel in confirm mode and
 /// publishes `prefix0`..`prefix{n-1}` with confirms.
-#[allow(dead_code)]
 pub async fn confirmed_queue(ch: &Channel, queue: &str, prefix: &str, n: usize) {
     durable_queue(ch, queue).await;
-    ch.confirm_select(lapin::options::ConfirmSelectOptions::default())
-        .await
-        .unwrap();
+    confirm(ch).await;
     publish_confirmed(ch, "", queue, &bodies(prefix, n)).await;
 }
 
 /// The next message of `queue` through `basic.get`, left unacknowledged.
-#[allow(dead_code)]
 pub async fn get_held(ch: &Channel, queue: &str) -> lapin::message::BasicGetMessage {
     ch.basic_get(queue.into(), BasicGetOptions::default())
         .await

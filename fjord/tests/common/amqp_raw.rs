@@ -12,15 +12,11 @@ use fjord_gateway_amqp::codec::{
     ConnectionStartOk, ContentHeader, FieldTable, Frame, FramePayload, Method, QueueDeclare, Tune,
     class,
 };
-use futures::StreamExt;
-use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions,
-    ConfirmSelectOptions, QueueDeclareOptions,
-};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use lapin::options::BasicAckOptions;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::Server;
+use super::{Server, amqp};
 
 /// The failure bound of every wait.
 pub const WAIT: Duration = Duration::from_secs(15);
@@ -112,9 +108,10 @@ pub fn start_ok(response: &[u8]) -> Method {
     })
 }
 
-/// A client speaking frames: the codec's types in, bytes out, and back.
-pub struct Raw {
-    pub io: TcpStream,
+/// A client speaking frames over `S` (TCP unless TLS): the codec's types
+/// in, bytes out, and back.
+pub struct Raw<S = TcpStream> {
+    pub io: S,
     pub buf: BytesMut,
 }
 
@@ -124,10 +121,7 @@ impl Raw {
             .await
             .expect("connected in time")
             .unwrap();
-        Raw {
-            io,
-            buf: BytesMut::new(),
-        }
+        Raw::over(io)
     }
 
     /// Sends the protocol header and, after connection.start, start-ok
@@ -178,6 +172,16 @@ impl Raw {
             .await;
         assert_eq!(ok, Method::ConfirmSelectOk);
         c
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Raw<S> {
+    /// A client on a connected stream that has sent nothing yet.
+    pub fn over(io: S) -> Raw<S> {
+        Raw {
+            io,
+            buf: BytesMut::new(),
+        }
     }
 
     pub async fn send_bytes(&mut self, bytes: &[u8]) {
@@ -306,39 +310,13 @@ pub struct Healthy {
 impl Healthy {
     /// Connects and declares the queues the tests use.
     pub async fn connect(server: &Server) -> Healthy {
-        let uri = format!("amqp://guest:guest@{}/%2f", server.amqp);
-        let conn = tokio::time::timeout(
-            WAIT,
-            lapin::Connection::connect(&uri, lapin::ConnectionProperties::default()),
-        )
-        .await
-        .expect("connected in time")
-        .unwrap();
-        let ch = conn.create_channel().await.unwrap();
+        let conn = amqp::connect(server).await;
+        let ch = amqp::channel(&conn).await;
         for queue in ["healthy", TARGET] {
-            ch.queue_declare(
-                queue.into(),
-                QueueDeclareOptions {
-                    durable: true,
-                    ..QueueDeclareOptions::default()
-                },
-                lapin::types::FieldTable::default(),
-            )
-            .await
-            .unwrap();
+            amqp::durable_queue(&ch, queue).await;
         }
-        ch.confirm_select(ConfirmSelectOptions::default())
-            .await
-            .unwrap();
-        let consumer = ch
-            .basic_consume(
-                "healthy".into(),
-                "h".into(),
-                BasicConsumeOptions::default(),
-                lapin::types::FieldTable::default(),
-            )
-            .await
-            .unwrap();
+        amqp::confirm(&ch).await;
+        let consumer = amqp::consume(&ch, "healthy", "h").await;
         let mut h = Healthy {
             _conn: conn,
             ch,
@@ -353,44 +331,20 @@ impl Healthy {
     pub async fn round_trip(&mut self) {
         self.sent += 1;
         let text = format!("ping-{}", self.sent);
-        let confirm = tokio::time::timeout(WAIT, async {
-            self.ch
-                .basic_publish(
-                    "".into(),
-                    "healthy".into(),
-                    BasicPublishOptions::default(),
-                    text.as_bytes(),
-                    lapin::BasicProperties::default(),
-                )
+        let props = lapin::BasicProperties::default();
+        let acked =
+            tokio::time::timeout(WAIT, amqp::publish(&self.ch, "", "healthy", &text, props))
                 .await
-                .unwrap()
-                .await
-                .unwrap()
-        })
-        .await
-        .expect("confirmed in time");
-        assert!(confirm.is_ack(), "{text} confirmed");
-        let d = tokio::time::timeout(WAIT, self.consumer.next())
-            .await
-            .expect("delivered in time")
-            .unwrap()
-            .unwrap();
-        assert_eq!(String::from_utf8(d.data.clone()).unwrap(), text);
+                .expect("confirmed in time");
+        assert!(acked, "{text} confirmed");
+        let d = amqp::delivery(&mut self.consumer).await;
+        assert_eq!(amqp::body(&d), text);
         d.ack(BasicAckOptions::default()).await.unwrap();
     }
 
     /// Takes every message in `queue` with `basic.get`.
     pub async fn drain(&self, queue: &str) -> Vec<String> {
-        let mut got = Vec::new();
-        while let Some(m) = self
-            .ch
-            .basic_get(queue.into(), BasicGetOptions { no_ack: true })
-            .await
-            .unwrap()
-        {
-            got.push(String::from_utf8(m.delivery.data.clone()).unwrap());
-        }
-        got
+        amqp::drain(&self.ch, queue).await
     }
 }
 

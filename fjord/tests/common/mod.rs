@@ -5,10 +5,11 @@
 pub mod amqp;
 pub mod amqp_raw;
 pub mod cluster;
+pub mod mqtt;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 
 use fjord_testkit::{Gateways, Node};
 
@@ -78,14 +79,7 @@ impl Server {
     }
 
     pub fn cli_with_input(&self, args: &[&str], input: &[u8]) -> Output {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .args(["--server", &self.grpc])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = self.spawn_cli(args, Stdio::piped());
         let mut stdin = child.stdin.take().unwrap();
         let input = input.to_vec();
         let writer = std::thread::spawn(move || {
@@ -94,6 +88,24 @@ impl Server {
         let out = child.wait_with_output().unwrap();
         writer.join().unwrap();
         out
+    }
+
+    /// Starts a client subcommand against this server, its stdin and stdout
+    /// piped.
+    pub fn spawn_cli(&self, args: &[&str], stderr: Stdio) -> Child {
+        Command::new(BIN)
+            .args(args)
+            .args(["--server", &self.grpc])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .unwrap()
+    }
+
+    /// What `fjord consume TOPIC --from-beginning` prints: every record.
+    pub fn consumed(&self, topic: &str) -> String {
+        self.ok(&["consume", topic, "--from-beginning"])
     }
 
     /// Runs a client subcommand that must succeed; returns its stdout.
@@ -131,6 +143,36 @@ impl Server {
     }
 }
 
+/// Polls `done` every 20 ms until it holds; panics with `what` after 15 s.
+pub async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !done().await {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// The command failed with a message containing `words`.
+pub fn fails_with(out: &Output, words: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "succeeded: {err}");
+    assert!(err.contains(words), "{err}");
+}
+
+/// The entry of a JSON list whose `name` field is `name`.
+pub fn named<'a>(list: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
+    list.as_array().unwrap().iter().find(|v| v["name"] == name)
+}
+
+/// The `name` field of every entry of a JSON list.
+pub fn names(list: &serde_json::Value) -> Vec<&str> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect()
+}
+
 impl From<Node> for Server {
     fn from(node: Node) -> Server {
         let l = node.listeners().clone();
@@ -147,216 +189,5 @@ impl From<Node> for Server {
             log: node.log_path().map(Path::to_path_buf).unwrap_or_default(),
             node,
         }
-    }
-}
-
-/// MQTT 3.1.1 clients (rumqttc) for the gateway tests: connect, then read
-/// what the server sends with a bounded wait.
-pub mod mqtt {
-    use std::collections::VecDeque;
-    use std::time::Duration;
-
-    use rumqttc::{
-        AsyncClient, ConnAck, ConnectionError, Event, MqttOptions, Packet, Publish, QoS,
-        SubscribeReasonCode,
-    };
-    use tokio::sync::mpsc;
-
-    /// The failure bound of every wait.
-    pub const WAIT: Duration = Duration::from_secs(15);
-
-    /// A connected client. A task polls its event loop and forwards what
-    /// arrives; it stops at the first error (no reconnecting).
-    pub struct Client {
-        pub client: AsyncClient,
-        pub connack: ConnAck,
-        rx: mpsc::UnboundedReceiver<Result<Packet, ConnectionError>>,
-        task: tokio::task::JoinHandle<()>,
-        /// PUBLISHes that arrived while waiting for something else.
-        stash: VecDeque<Publish>,
-    }
-
-    /// Options for a client of the server at `addr` ("host:port").
-    pub fn options(addr: &str, id: &str, clean: bool) -> MqttOptions {
-        let (host, port) = addr.rsplit_once(':').unwrap();
-        let mut o = MqttOptions::new(id, host, port.parse().unwrap());
-        o.set_clean_session(clean);
-        o.set_keep_alive(Duration::from_secs(30));
-        o.set_max_packet_size(1 << 20, 1 << 20);
-        o
-    }
-
-    pub async fn connect(addr: &str, id: &str, clean: bool) -> Client {
-        try_connect(options(addr, id, clean)).await.unwrap()
-    }
-
-    /// Connects and reads the CONNACK; a refusal is the error.
-    pub async fn try_connect(o: MqttOptions) -> Result<Client, ConnectionError> {
-        let (client, mut events) = AsyncClient::new(o, 100);
-        let first = tokio::time::timeout(WAIT, events.poll())
-            .await
-            .expect("no CONNACK in time")?;
-        let Event::Incoming(Packet::ConnAck(connack)) = first else {
-            panic!("expected CONNACK, got {first:?}");
-        };
-        let (tx, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(async move {
-            loop {
-                match events.poll().await {
-                    Ok(Event::Incoming(p)) => {
-                        if tx.send(Ok(p)).is_err() {
-                            return;
-                        }
-                    }
-                    Ok(Event::Outgoing(_)) => {}
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                        return;
-                    }
-                }
-            }
-        });
-        Ok(Client {
-            client,
-            connack,
-            rx,
-            task,
-            stash: VecDeque::new(),
-        })
-    }
-
-    impl Client {
-        /// The next packet from the server.
-        pub async fn next(&mut self) -> Packet {
-            match tokio::time::timeout(WAIT, self.rx.recv()).await {
-                Ok(Some(Ok(p))) => p,
-                Ok(Some(Err(e))) => panic!("connection failed: {e:?}"),
-                Ok(None) => panic!("connection gone"),
-                Err(_) => panic!("nothing received within {WAIT:?}"),
-            }
-        }
-
-        /// The next packet that `pick` accepts; PUBLISHes it passes over
-        /// are kept for [`Client::publish`].
-        async fn next_of<T>(&mut self, mut pick: impl FnMut(&Packet) -> Option<T>) -> T {
-            loop {
-                let p = self.next().await;
-                if let Some(t) = pick(&p) {
-                    return t;
-                }
-                if let Packet::Publish(p) = p {
-                    self.stash.push_back(p);
-                }
-            }
-        }
-
-        /// The next PUBLISH received.
-        pub async fn publish(&mut self) -> Publish {
-            if let Some(p) = self.stash.pop_front() {
-                return p;
-            }
-            self.next_of(|p| match p {
-                Packet::Publish(p) => Some(p.clone()),
-                _ => None,
-            })
-            .await
-        }
-
-        /// The payloads of the next `n` PUBLISHes.
-        pub async fn payloads(&mut self, n: usize) -> Vec<String> {
-            let mut out = Vec::new();
-            for _ in 0..n {
-                let p = self.publish().await;
-                out.push(String::from_utf8(p.payload.to_vec()).unwrap());
-            }
-            out
-        }
-
-        /// PUBLISHes received up to and including the one with `payload`.
-        pub async fn until(&mut self, payload: &str) -> Vec<Publish> {
-            let mut out = Vec::new();
-            loop {
-                let p = self.publish().await;
-                let last = p.payload == payload.as_bytes();
-                out.push(p);
-                if last {
-                    return out;
-                }
-            }
-        }
-
-        /// Subscribes and waits for the SUBACK; returns its return codes.
-        pub async fn subscribe(&mut self, filter: &str, qos: QoS) -> Vec<SubscribeReasonCode> {
-            self.client.subscribe(filter, qos).await.unwrap();
-            self.next_of(|p| match p {
-                Packet::SubAck(s) => Some(s.return_codes.clone()),
-                _ => None,
-            })
-            .await
-        }
-
-        /// Publishes and, for QoS 1 and 2, waits for PUBACK or PUBCOMP.
-        pub async fn send(&mut self, topic: &str, qos: QoS, retain: bool, payload: &str) {
-            self.client
-                .publish(topic, qos, retain, payload.as_bytes().to_vec())
-                .await
-                .unwrap();
-            match qos {
-                QoS::AtMostOnce => {}
-                QoS::AtLeastOnce => {
-                    self.next_of(|p| matches!(p, Packet::PubAck(_)).then_some(()))
-                        .await;
-                }
-                QoS::ExactlyOnce => {
-                    self.next_of(|p| matches!(p, Packet::PubComp(_)).then_some(()))
-                        .await;
-                }
-            }
-        }
-
-        /// Waits until the connection ends (the server closed it); returns
-        /// how it ended.
-        pub async fn closed(&mut self) -> Option<ConnectionError> {
-            loop {
-                match tokio::time::timeout(WAIT, self.rx.recv()).await {
-                    Ok(Some(Ok(_))) => {}
-                    Ok(Some(Err(e))) => return Some(e),
-                    Ok(None) => return None,
-                    Err(_) => panic!("the connection did not end within {WAIT:?}"),
-                }
-            }
-        }
-
-        /// Sends DISCONNECT and waits for the server to close the connection.
-        pub async fn disconnect(mut self) {
-            self.client.disconnect().await.unwrap();
-            self.closed().await;
-        }
-
-        /// Drops the TCP connection without DISCONNECT.
-        pub async fn drop_connection(mut self) {
-            self.task.abort();
-            let _ = (&mut self.task).await;
-        }
-    }
-
-    /// A dropped client's connection closes (without DISCONNECT).
-    impl Drop for Client {
-        fn drop(&mut self) {
-            self.task.abort();
-        }
-    }
-
-    /// A PUBLISH's (topic, payload) as text.
-    pub fn text(p: &Publish) -> (String, String) {
-        let payload = String::from_utf8(p.payload.to_vec()).unwrap();
-        (p.topic.clone(), payload)
-    }
-
-    /// The value of the sample `name` (with its labels) in Prometheus text.
-    pub fn metric(body: &str, name: &str) -> Option<f64> {
-        body.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-            .map(|v| v.trim().parse().unwrap())
     }
 }

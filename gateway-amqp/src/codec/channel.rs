@@ -13,27 +13,14 @@
 //!  close-ok (41)   nothing
 //! ```
 
-use super::data_types::{Reader, Writer};
-use super::method::Arguments;
-use super::{DecodeError, EncodeError};
+use super::arguments::arguments;
 
-/// channel.flow (stop or restart sending content) and channel.flow-ok (the
-/// state now in force).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Flow {
-    /// `true` to (have the peer) send content, `false` to pause it.
-    pub active: bool,
-}
-
-impl Arguments for Flow {
-    fn read(r: &mut Reader) -> Result<Self, DecodeError> {
-        Ok(Self {
-            active: r.bit("active")?,
-        })
-    }
-
-    fn write(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        w.bit(self.active);
-        Ok(())
+arguments! {
+    /// channel.flow (stop or restart sending content) and channel.flow-ok (the
+    /// state now in force).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Flow {
+        /// `true` to (have the peer) send content, `false` to pause it.
+        pub active: bool = bit("active"),
     }
 }

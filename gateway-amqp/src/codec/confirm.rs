@@ -8,27 +8,14 @@
 //!  select-ok (11)  nothing
 //! ```
 
-use super::data_types::{Reader, Writer};
-use super::method::Arguments;
-use super::{DecodeError, EncodeError};
+use super::arguments::arguments;
 
-/// confirm.select: from now on the server acks (or nacks) every publish on
-/// this channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConfirmSelect {
-    /// No confirm.select-ok wanted.
-    pub no_wait: bool,
-}
-
-impl Arguments for ConfirmSelect {
-    fn read(r: &mut Reader) -> Result<Self, DecodeError> {
-        Ok(Self {
-            no_wait: r.bit("nowait")?,
-        })
-    }
-
-    fn write(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        w.bit(self.no_wait);
-        Ok(())
+arguments! {
+    /// confirm.select: from now on the server acks (or nacks) every publish on
+    /// this channel.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct ConfirmSelect {
+        /// No confirm.select-ok wanted.
+        pub no_wait: bool = bit("nowait"),
     }
 }

@@ -32,146 +32,77 @@
 
 use bytes::Bytes;
 
+use super::arguments::{Arguments, arguments};
 use super::data_types::{Reader, Writer};
 use super::field_table::FieldTable;
-use super::method::Arguments;
 use super::{DecodeError, EncodeError};
 
-/// connection.start: the server's first method, offering versions,
-/// authentication mechanisms and locales.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConnectionStart {
-    /// 0 for 0-9-1.
-    pub version_major: u8,
-    /// 9 for 0-9-1.
-    pub version_minor: u8,
-    /// What the server is (`product`, `version`, `platform`) and which
-    /// extensions it supports (`capabilities`, a nested table).
-    pub server_properties: FieldTable,
-    /// Space-separated SASL mechanism names, e.g. `PLAIN AMQPLAIN`.
-    pub mechanisms: Bytes,
-    /// Space-separated locales, e.g. `en_US`.
-    pub locales: Bytes,
-}
-
-impl Arguments for ConnectionStart {
-    fn read(r: &mut Reader) -> Result<Self, DecodeError> {
-        Ok(Self {
-            version_major: r.octet("version-major")?,
-            version_minor: r.octet("version-minor")?,
-            server_properties: r.table("server-properties")?,
-            mechanisms: r.longstr("mechanisms")?,
-            locales: r.longstr("locales")?,
-        })
-    }
-
-    fn write(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        w.octet(self.version_major);
-        w.octet(self.version_minor);
-        w.table(&self.server_properties, "server-properties")?;
-        w.longstr(&self.mechanisms, "mechanisms")?;
-        w.longstr(&self.locales, "locales")
+arguments! {
+    /// connection.start: the server's first method, offering versions,
+    /// authentication mechanisms and locales.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct ConnectionStart {
+        /// 0 for 0-9-1.
+        pub version_major: u8 = octet("version-major"),
+        /// 9 for 0-9-1.
+        pub version_minor: u8 = octet("version-minor"),
+        /// What the server is (`product`, `version`, `platform`) and which
+        /// extensions it supports (`capabilities`, a nested table).
+        pub server_properties: FieldTable = table("server-properties"),
+        /// Space-separated SASL mechanism names, e.g. `PLAIN AMQPLAIN`.
+        pub mechanisms: Bytes = longstr("mechanisms"),
+        /// Space-separated locales, e.g. `en_US`.
+        pub locales: Bytes = longstr("locales"),
     }
 }
 
-/// connection.start-ok: the client picks a mechanism and answers it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConnectionStartOk {
-    /// What the client is, and its `capabilities` (which server extensions
-    /// it understands, e.g. `consumer_cancel_notify`).
-    pub client_properties: FieldTable,
-    /// One of the offered mechanisms, e.g. `PLAIN`.
-    pub mechanism: String,
-    /// The mechanism's response: for PLAIN `\0user\0password` (see
-    /// [`parse_plain`](super::parse_plain)).
-    pub response: Bytes,
-    /// One of the offered locales.
-    pub locale: String,
-}
-
-impl Arguments for ConnectionStartOk {
-    fn read(r: &mut Reader) -> Result<Self, DecodeError> {
-        Ok(Self {
-            client_properties: r.table("client-properties")?,
-            mechanism: r.shortstr("mechanism")?,
-            response: r.longstr("response")?,
-            locale: r.shortstr("locale")?,
-        })
-    }
-
-    fn write(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        w.table(&self.client_properties, "client-properties")?;
-        w.shortstr(&self.mechanism, "mechanism")?;
-        w.longstr(&self.response, "response")?;
-        w.shortstr(&self.locale, "locale")
+arguments! {
+    /// connection.start-ok: the client picks a mechanism and answers it.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct ConnectionStartOk {
+        /// What the client is, and its `capabilities` (which server extensions
+        /// it understands, e.g. `consumer_cancel_notify`).
+        pub client_properties: FieldTable = table("client-properties"),
+        /// One of the offered mechanisms, e.g. `PLAIN`.
+        pub mechanism: String = shortstr("mechanism"),
+        /// The mechanism's response: for PLAIN `\0user\0password` (see
+        /// [`parse_plain`](super::parse_plain)).
+        pub response: Bytes = longstr("response"),
+        /// One of the offered locales.
+        pub locale: String = shortstr("locale"),
     }
 }
 
-/// connection.secure: a further SASL challenge.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConnectionSecure {
-    /// Mechanism-specific challenge data.
-    pub challenge: Bytes,
-}
-
-impl Arguments for ConnectionSecure {
-    fn read(r: &mut Reader) -> Result<Self, DecodeError> {
-        Ok(Self {
-            challenge: r.longstr("challenge")?,
-        })
-    }
-
-    fn write(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        w.longstr(&self.challenge, "challenge")
+arguments! {
+    /// connection.secure: a further SASL challenge.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct ConnectionSecure {
+        /// Mechanism-specific challenge data.
+        pub challenge: Bytes = longstr("challenge"),
     }
 }
 
-/// connection.secure-ok: the answer to a challenge.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConnectionSecureOk {
-    /// Mechanism-specific response data.
-    pub response: Bytes,
-}
-
-impl Arguments for ConnectionSecureOk {
-    fn read(r: &mut Reader) -> Result<Self, DecodeError> {
-        Ok(Self {
-            response: r.longstr("response")?,
-        })
-    }
-
-    fn write(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        w.longstr(&self.response, "response")
+arguments! {
+    /// connection.secure-ok: the answer to a challenge.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct ConnectionSecureOk {
+        /// Mechanism-specific response data.
+        pub response: Bytes = longstr("response"),
     }
 }
 
-/// connection.tune (the server's limits) and connection.tune-ok (what the
-/// client settles on, each at most the server's unless that was 0).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Tune {
-    /// Highest channel number; 0 for no limit but the protocol's 65535.
-    pub channel_max: u16,
-    /// Largest frame in bytes, header and frame-end included (the
-    /// `frame_max` of [`decode_frame`](super::decode_frame)); 0 for no limit.
-    pub frame_max: u32,
-    /// Heartbeat interval in seconds; 0 for none.
-    pub heartbeat: u16,
-}
-
-impl Arguments for Tune {
-    fn read(r: &mut Reader) -> Result<Self, DecodeError> {
-        Ok(Self {
-            channel_max: r.short("channel-max")?,
-            frame_max: r.long("frame-max")?,
-            heartbeat: r.short("heartbeat")?,
-        })
-    }
-
-    fn write(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        w.short(self.channel_max);
-        w.long(self.frame_max);
-        w.short(self.heartbeat);
-        Ok(())
+arguments! {
+    /// connection.tune (the server's limits) and connection.tune-ok (what the
+    /// client settles on, each at most the server's unless that was 0).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Tune {
+        /// Highest channel number; 0 for no limit but the protocol's 65535.
+        pub channel_max: u16 = short("channel-max"),
+        /// Largest frame in bytes, header and frame-end included (the
+        /// `frame_max` of [`decode_frame`](super::decode_frame)); 0 for no limit.
+        pub frame_max: u32 = long("frame-max"),
+        /// Heartbeat interval in seconds; 0 for none.
+        pub heartbeat: u16 = short("heartbeat"),
     }
 }
 
@@ -198,79 +129,40 @@ impl Arguments for ConnectionOpen {
     }
 }
 
-/// connection.close and channel.close: why the sender closes, and which
-/// method caused it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Close {
-    /// A [`reply`](super::reply) code.
-    pub reply_code: u16,
-    /// Human-readable detail, e.g. `NOT_FOUND - no queue 'q'`.
-    pub reply_text: String,
-    /// Class of the method that caused the close; 0 if none.
-    pub class_id: u16,
-    /// Id of the method that caused the close; 0 if none.
-    pub method_id: u16,
-}
-
-impl Arguments for Close {
-    fn read(r: &mut Reader) -> Result<Self, DecodeError> {
-        Ok(Self {
-            reply_code: r.short("reply-code")?,
-            reply_text: r.shortstr("reply-text")?,
-            class_id: r.short("class-id")?,
-            method_id: r.short("method-id")?,
-        })
-    }
-
-    fn write(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        w.short(self.reply_code);
-        w.shortstr(&self.reply_text, "reply-text")?;
-        w.short(self.class_id);
-        w.short(self.method_id);
-        Ok(())
+arguments! {
+    /// connection.close and channel.close: why the sender closes, and which
+    /// method caused it.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Close {
+        /// A [`reply`](super::reply) code.
+        pub reply_code: u16 = short("reply-code"),
+        /// Human-readable detail, e.g. `NOT_FOUND - no queue 'q'`.
+        pub reply_text: String = shortstr("reply-text"),
+        /// Class of the method that caused the close; 0 if none.
+        pub class_id: u16 = short("class-id"),
+        /// Id of the method that caused the close; 0 if none.
+        pub method_id: u16 = short("method-id"),
     }
 }
 
-/// connection.blocked: the server stops reading publishes (a resource alarm);
-/// sent to clients whose `capabilities` include `connection.blocked`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConnectionBlocked {
-    /// Why, e.g. `low on memory`.
-    pub reason: String,
-}
-
-impl Arguments for ConnectionBlocked {
-    fn read(r: &mut Reader) -> Result<Self, DecodeError> {
-        Ok(Self {
-            reason: r.shortstr("reason")?,
-        })
-    }
-
-    fn write(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        w.shortstr(&self.reason, "reason")
+arguments! {
+    /// connection.blocked: the server stops reading publishes (a resource alarm);
+    /// sent to clients whose `capabilities` include `connection.blocked`.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct ConnectionBlocked {
+        /// Why, e.g. `low on memory`.
+        pub reason: String = shortstr("reason"),
     }
 }
 
-/// connection.update-secret: the client replaces its credential (an
-/// expiring token) without reconnecting.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConnectionUpdateSecret {
-    /// The new secret, in the connection's mechanism's terms.
-    pub new_secret: Bytes,
-    /// Why, for logs.
-    pub reason: String,
-}
-
-impl Arguments for ConnectionUpdateSecret {
-    fn read(r: &mut Reader) -> Result<Self, DecodeError> {
-        Ok(Self {
-            new_secret: r.longstr("new-secret")?,
-            reason: r.shortstr("reason")?,
-        })
-    }
-
-    fn write(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        w.longstr(&self.new_secret, "new-secret")?;
-        w.shortstr(&self.reason, "reason")
+arguments! {
+    /// connection.update-secret: the client replaces its credential (an
+    /// expiring token) without reconnecting.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct ConnectionUpdateSecret {
+        /// The new secret, in the connection's mechanism's terms.
+        pub new_secret: Bytes = longstr("new-secret"),
+        /// Why, for logs.
+        pub reason: String = shortstr("reason"),
     }
 }

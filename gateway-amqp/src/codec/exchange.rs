@@ -20,124 +20,62 @@
 //!
 //! The five bits of declare share one octet: passive is its low bit.
 
-use super::data_types::{Reader, Writer};
+use super::arguments::arguments;
 use super::field_table::FieldTable;
-use super::method::Arguments;
-use super::{DecodeError, EncodeError};
 
-/// exchange.declare: create an exchange, or check that it exists.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExchangeDeclare {
-    /// The exchange's name; may not be empty or start with `amq.`.
-    pub exchange: String,
-    /// `direct`, `fanout`, `topic`, `headers` (or a plugin's type).
-    pub exchange_type: String,
-    /// Only check that it exists (404 if not); create nothing.
-    pub passive: bool,
-    /// Survives a broker restart.
-    pub durable: bool,
-    /// Deleted once its last binding (as a source) goes.
-    pub auto_delete: bool,
-    /// Clients may not publish to it; only other exchanges route into it.
-    pub internal: bool,
-    /// No declare-ok wanted.
-    pub no_wait: bool,
-    /// Optional arguments, e.g. `alternate-exchange`.
-    pub arguments: FieldTable,
-}
-
-impl Arguments for ExchangeDeclare {
-    fn read(r: &mut Reader) -> Result<Self, DecodeError> {
-        r.short("reserved-1")?;
-        Ok(Self {
-            exchange: r.shortstr("exchange")?,
-            exchange_type: r.shortstr("type")?,
-            passive: r.bit("passive")?,
-            durable: r.bit("durable")?,
-            auto_delete: r.bit("auto-delete")?,
-            internal: r.bit("internal")?,
-            no_wait: r.bit("nowait")?,
-            arguments: r.table("arguments")?,
-        })
-    }
-
-    fn write(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        w.short(0);
-        w.shortstr(&self.exchange, "exchange")?;
-        w.shortstr(&self.exchange_type, "type")?;
-        w.bit(self.passive);
-        w.bit(self.durable);
-        w.bit(self.auto_delete);
-        w.bit(self.internal);
-        w.bit(self.no_wait);
-        w.table(&self.arguments, "arguments")
+arguments! {
+    /// exchange.declare: create an exchange, or check that it exists.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct ExchangeDeclare {
+        reserved short,
+        /// The exchange's name; may not be empty or start with `amq.`.
+        pub exchange: String = shortstr("exchange"),
+        /// `direct`, `fanout`, `topic`, `headers` (or a plugin's type).
+        pub exchange_type: String = shortstr("type"),
+        /// Only check that it exists (404 if not); create nothing.
+        pub passive: bool = bit("passive"),
+        /// Survives a broker restart.
+        pub durable: bool = bit("durable"),
+        /// Deleted once its last binding (as a source) goes.
+        pub auto_delete: bool = bit("auto-delete"),
+        /// Clients may not publish to it; only other exchanges route into it.
+        pub internal: bool = bit("internal"),
+        /// No declare-ok wanted.
+        pub no_wait: bool = bit("nowait"),
+        /// Optional arguments, e.g. `alternate-exchange`.
+        pub arguments: FieldTable = table("arguments"),
     }
 }
 
-/// exchange.delete: remove an exchange and its bindings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExchangeDelete {
-    /// The exchange's name.
-    pub exchange: String,
-    /// Only if nothing is bound to it (406 otherwise).
-    pub if_unused: bool,
-    /// No delete-ok wanted.
-    pub no_wait: bool,
-}
-
-impl Arguments for ExchangeDelete {
-    fn read(r: &mut Reader) -> Result<Self, DecodeError> {
-        r.short("reserved-1")?;
-        Ok(Self {
-            exchange: r.shortstr("exchange")?,
-            if_unused: r.bit("if-unused")?,
-            no_wait: r.bit("nowait")?,
-        })
-    }
-
-    fn write(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        w.short(0);
-        w.shortstr(&self.exchange, "exchange")?;
-        w.bit(self.if_unused);
-        w.bit(self.no_wait);
-        Ok(())
+arguments! {
+    /// exchange.delete: remove an exchange and its bindings.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct ExchangeDelete {
+        reserved short,
+        /// The exchange's name.
+        pub exchange: String = shortstr("exchange"),
+        /// Only if nothing is bound to it (406 otherwise).
+        pub if_unused: bool = bit("if-unused"),
+        /// No delete-ok wanted.
+        pub no_wait: bool = bit("nowait"),
     }
 }
 
-/// exchange.bind and exchange.unbind: route (or stop routing) messages from
-/// one exchange into another.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExchangeBind {
-    /// The exchange messages are routed into.
-    pub destination: String,
-    /// The exchange messages come from.
-    pub source: String,
-    /// The binding key, matched as the source's type says.
-    pub routing_key: String,
-    /// No bind-ok (unbind-ok) wanted.
-    pub no_wait: bool,
-    /// Binding arguments (a headers exchange matches on them).
-    pub arguments: FieldTable,
-}
-
-impl Arguments for ExchangeBind {
-    fn read(r: &mut Reader) -> Result<Self, DecodeError> {
-        r.short("reserved-1")?;
-        Ok(Self {
-            destination: r.shortstr("destination")?,
-            source: r.shortstr("source")?,
-            routing_key: r.shortstr("routing-key")?,
-            no_wait: r.bit("nowait")?,
-            arguments: r.table("arguments")?,
-        })
-    }
-
-    fn write(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        w.short(0);
-        w.shortstr(&self.destination, "destination")?;
-        w.shortstr(&self.source, "source")?;
-        w.shortstr(&self.routing_key, "routing-key")?;
-        w.bit(self.no_wait);
-        w.table(&self.arguments, "arguments")
+arguments! {
+    /// exchange.bind and exchange.unbind: route (or stop routing) messages from
+    /// one exchange into another.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct ExchangeBind {
+        reserved short,
+        /// The exchange messages are routed into.
+        pub destination: String = shortstr("destination"),
+        /// The exchange messages come from.
+        pub source: String = shortstr("source"),
+        /// The binding key, matched as the source's type says.
+        pub routing_key: String = shortstr("routing-key"),
+        /// No bind-ok (unbind-ok) wanted.
+        pub no_wait: bool = bit("nowait"),
+        /// Binding arguments (a headers exchange matches on them).
+        pub arguments: FieldTable = table("arguments"),
     }
 }

@@ -22,6 +22,7 @@
 
 use bytes::Bytes;
 
+use super::arguments::Arguments;
 use super::basic::{
     BasicAck, BasicCancel, BasicCancelOk, BasicConsume, BasicConsumeOk, BasicDeliver, BasicGet,
     BasicGetOk, BasicNack, BasicPublish, BasicQos, BasicRecover, BasicReject, BasicReturn,
@@ -38,12 +39,6 @@ use super::queue::{
     MessageCount, QueueBind, QueueDeclare, QueueDeclareOk, QueueDelete, QueuePurge, QueueUnbind,
 };
 use super::{DecodeError, EncodeError};
-
-/// The arguments of one method, as read from and written to its payload.
-pub(crate) trait Arguments: Sized {
-    fn read(r: &mut Reader) -> Result<Self, DecodeError>;
-    fn write(&self, w: &mut Writer<'_>) -> Result<(), EncodeError>;
-}
 
 /// What a method without arguments of its own still carries on the wire.
 #[derive(Clone, Copy)]

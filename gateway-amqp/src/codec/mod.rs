@@ -47,6 +47,7 @@
 //!
 //! Plain functions over caller-owned buffers; call from anywhere.
 
+mod arguments;
 mod auth;
 mod basic;
 mod channel;
@@ -141,6 +142,18 @@ impl DecodeError {
             Self::Syntax(_) => reply::SYNTAX_ERROR,
             Self::UnknownMethod { .. } => reply::NOT_IMPLEMENTED,
             Self::UnexpectedContentClass { .. } => reply::UNEXPECTED_FRAME,
+        }
+    }
+
+    /// The class and method ids the connection.close answering this error
+    /// names: those of an unknown method, else (0, 0).
+    pub fn method_ids(&self) -> (u16, u16) {
+        match *self {
+            Self::UnknownMethod {
+                class_id,
+                method_id,
+            } => (class_id, method_id),
+            _ => (0, 0),
         }
     }
 

@@ -88,13 +88,7 @@ where
                 },
                 Err(e) => {
                     debug!("bad frame in handshake: {e}");
-                    let (class_id, method_id) = match e {
-                        DecodeError::UnknownMethod {
-                            class_id,
-                            method_id,
-                        } => (class_id, method_id),
-                        _ => (0, 0),
-                    };
+                    let (class_id, method_id) = e.method_ids();
                     (e.reply_code(), frame_text(&e), class_id, method_id)
                 }
             };

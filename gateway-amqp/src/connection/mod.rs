@@ -206,13 +206,7 @@ where
                 }
                 Err(e) => {
                     debug!(connection = id, "bad frame: {e}");
-                    let (class_id, method_id) = match e {
-                        DecodeError::UnknownMethod {
-                            class_id,
-                            method_id,
-                        } => (class_id, method_id),
-                        _ => (0, 0),
-                    };
+                    let (class_id, method_id) = e.method_ids();
                     conn.close_connection(e.reply_code(), &frame_text(&e), class_id, method_id)
                         .await;
                     step = Step::Fail;
@@ -387,12 +381,16 @@ impl Conn {
         );
     }
 
+    /// Closes the connection (a hard error): nothing more is read.
+    async fn fail(&mut self, code: u16, text: &str, class_id: u16, method_id: u16) -> Step {
+        self.close_connection(code, text, class_id, method_id).await;
+        Step::Fail
+    }
+
     /// Answers a refusal on its level.
     async fn refuse(&mut self, channel: u16, r: Refusal, class_id: u16, method_id: u16) -> Step {
         if r.closes_connection() || channel == 0 {
-            self.close_connection(r.code, &r.text, class_id, method_id)
-                .await;
-            return Step::Fail;
+            return self.fail(r.code, &r.text, class_id, method_id).await;
         }
         // The confirms of the channel's complete publishes go before its
         // close (afterwards the channel is closing and gets none).
@@ -427,14 +425,13 @@ impl Conn {
                     && ch.incoming.is_some()
                     && !ch.closing
                 {
-                    self.close_connection(
-                        reply::UNEXPECTED_FRAME,
-                        &format!("UNEXPECTED_FRAME - expected content header or body for channel {channel}, got {}", m.name()),
-                        class_id,
-                        method_id,
-                    )
-                    .await;
-                    return Step::Fail;
+                    let text = format!(
+                        "UNEXPECTED_FRAME - expected content header or body for channel {channel}, got {}",
+                        m.name()
+                    );
+                    return self
+                        .fail(reply::UNEXPECTED_FRAME, &text, class_id, method_id)
+                        .await;
                 }
                 match self.method(channel, m).await {
                     Ok(step) => step,
@@ -449,25 +446,23 @@ impl Conn {
     /// Content on a channel that is not open: 504 CHANNEL_ERROR, as for
     /// a method there.
     async fn unopened(&mut self, channel: u16, what: &str) -> Step {
-        self.close_connection(
+        self.fail(
             reply::CHANNEL_ERROR,
             &format!("CHANNEL_ERROR - {what} on channel {channel}, which is not open"),
             0,
             0,
         )
-        .await;
-        Step::Fail
+        .await
     }
 
     async fn unexpected(&mut self, channel: u16, what: &str) -> Step {
-        self.close_connection(
+        self.fail(
             reply::UNEXPECTED_FRAME,
             &format!("UNEXPECTED_FRAME - {what} on channel {channel} without a publish before it"),
             0,
             0,
         )
-        .await;
-        Step::Fail
+        .await
     }
 
     /// A delivery from a queue.
@@ -542,9 +537,7 @@ impl Conn {
             }
         }
         for (_, (name, _)) in consumers {
-            let gw = Arc::clone(&self.gw);
-            let vhost = self.vhost.clone();
-            tokio::spawn(async move { gw.consumer_gone(&vhost, &name).await });
+            self.consumer_gone(name);
         }
     }
 
@@ -556,6 +549,21 @@ impl Conn {
         let n = self.channels.len() as i64;
         self.gw.metrics.channels.fetch_sub(n, Ordering::Relaxed);
         self.channels.clear();
+    }
+
+    /// Tells the gateway, in the background, that a consumer of queue
+    /// `name` went (an auto-delete queue may go with it).
+    fn consumer_gone(&self, name: String) {
+        let gw = Arc::clone(&self.gw);
+        let vhost = self.vhost.clone();
+        tokio::spawn(async move { gw.consumer_gone(&vhost, &name).await });
+    }
+
+    /// The connection's vhost, for a method on `channel` (which must be
+    /// open, as for [`Conn::channel_mut`]).
+    fn vhost_for(&mut self, channel: u16) -> Answer<String> {
+        self.channel_mut(channel)?;
+        Ok(self.vhost.clone())
     }
 
     /// The channel a method other than channel.open is for.

@@ -15,14 +15,11 @@ impl Conn {
         match &mut ch.incoming {
             Some(inc) if inc.header.is_none() => {
                 if h.body_size > max_body {
-                    self.close_connection(
-                        reply::FRAME_ERROR,
-                        &format!("FRAME_ERROR - message body of {} bytes exceeds the maximum of {max_body}", h.body_size),
-                        class::BASIC,
-                        40,
-                    )
-                    .await;
-                    return Step::Fail;
+                    let size = h.body_size;
+                    let text = format!(
+                        "FRAME_ERROR - message body of {size} bytes exceeds the maximum of {max_body}"
+                    );
+                    return self.fail(reply::FRAME_ERROR, &text, class::BASIC, 40).await;
                 }
                 let empty = h.body_size == 0;
                 inc.header = Some(h);
@@ -52,14 +49,10 @@ impl Conn {
                 let size = body.len() as u64;
                 if size > h.body_size {
                     let declared = h.body_size;
-                    self.close_connection(
-                        reply::FRAME_ERROR,
-                        &format!("FRAME_ERROR - content body of {size} bytes is larger than the {declared} declared"),
-                        class::BASIC,
-                        40,
-                    )
-                    .await;
-                    return Step::Fail;
+                    let text = format!(
+                        "FRAME_ERROR - content body of {size} bytes is larger than the {declared} declared"
+                    );
+                    return self.fail(reply::FRAME_ERROR, &text, class::BASIC, 40).await;
                 }
                 if size == h.body_size {
                     return self.content_done(channel).await;

@@ -134,7 +134,8 @@ impl Ack {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{decode_all, decode_err, encode_all, encode_err};
+    use super::super::tests::Refused::{Malformed, ProtocolError};
+    use super::super::tests::{V3, V5, decode_all, encode_all, encode_err, refused, round_trips};
     use super::super::{Packet, reason};
     use super::*;
 
@@ -155,8 +156,7 @@ mod tests {
             ([0x70, 0x02, 0x01, 0x00], Packet::PubComp(ack(256, 0))),
         ];
         for (bytes, packet) in cases {
-            assert_eq!(decode_all(&bytes, Some(Protocol::V311)), packet);
-            assert_eq!(encode_all(&packet, Protocol::V311), bytes);
+            round_trips(&packet, &bytes, Protocol::V311);
         }
         // 3.1.1 has no reason code: dropped.
         let failed = Packet::PubAck(ack(1, reason::NOT_AUTHORIZED));
@@ -168,17 +168,15 @@ mod tests {
 
     #[test]
     fn v5_short_and_long_forms() {
-        let v5 = Some(Protocol::V5);
         let short = [0x40, 0x02, 0x00, 0x01];
-        assert_eq!(decode_all(&short, v5), Packet::PubAck(ack(1, 0)));
+        assert_eq!(decode_all(&short, V5), Packet::PubAck(ack(1, 0)));
         assert_eq!(encode_all(&Packet::PubAck(ack(1, 0)), Protocol::V5), short);
         let code_only = [0x50, 0x03, 0x00, 0x01, 0x10];
         let packet = Packet::PubRec(ack(1, reason::NO_MATCHING_SUBSCRIBERS));
-        assert_eq!(decode_all(&code_only, v5), packet);
-        assert_eq!(encode_all(&packet, Protocol::V5), code_only);
+        round_trips(&packet, &code_only, Protocol::V5);
         let empty_properties = [0x62, 0x04, 0x00, 0x01, 0x92, 0x00];
         let packet = Packet::PubRel(ack(1, reason::PACKET_IDENTIFIER_NOT_FOUND));
-        assert_eq!(decode_all(&empty_properties, v5), packet);
+        assert_eq!(decode_all(&empty_properties, V5), packet);
         let with_reason = [0x70, 0x08, 0x00, 0x01, 0x00, 0x04, 0x1f, 0x00, 0x01, b'x'];
         let packet = Packet::PubComp(Ack {
             properties: Properties {
@@ -187,48 +185,21 @@ mod tests {
             },
             ..ack(1, 0)
         });
-        assert_eq!(decode_all(&with_reason, v5), packet);
-        assert_eq!(encode_all(&packet, Protocol::V5), with_reason);
+        round_trips(&packet, &with_reason, Protocol::V5);
     }
 
     #[test]
     fn bad_acks() {
-        let v3 = Some(Protocol::V311);
-        let v5 = Some(Protocol::V5);
-        assert!(matches!(
-            decode_err(&[0x40, 0x02, 0x00, 0x00], v3),
-            DecodeError::Protocol(_)
-        ));
-        assert!(matches!(
-            decode_err(&[0x40, 0x01, 0x00], v3),
-            DecodeError::Malformed(_)
-        ));
-        assert!(matches!(
-            decode_err(&[0x40, 0x03, 0x00, 0x01, 0x00], v3),
-            DecodeError::Malformed(_)
-        ));
-        assert!(matches!(
-            decode_err(&[0x60, 0x02, 0x00, 0x01], v3),
-            DecodeError::Malformed(_)
-        ));
-        assert!(matches!(
-            decode_err(&[0x42, 0x02, 0x00, 0x01], v3),
-            DecodeError::Malformed(_)
-        ));
-        assert!(matches!(
-            decode_err(&[0x62, 0x03, 0x00, 0x01, 0x10], v5),
-            DecodeError::Malformed(_)
-        ));
+        assert_eq!(refused(&[0x40, 0x02, 0x00, 0x00], V3), ProtocolError);
+        assert_eq!(refused(&[0x40, 0x01, 0x00], V3), Malformed);
+        assert_eq!(refused(&[0x40, 0x03, 0x00, 0x01, 0x00], V3), Malformed);
+        assert_eq!(refused(&[0x60, 0x02, 0x00, 0x01], V3), Malformed);
+        assert_eq!(refused(&[0x42, 0x02, 0x00, 0x01], V3), Malformed);
+        assert_eq!(refused(&[0x62, 0x03, 0x00, 0x01, 0x10], V5), Malformed);
         let user_in_ack = [0x40, 0x05, 0x00, 0x01, 0x00, 0x01, 0x11];
-        assert!(matches!(
-            decode_err(&user_in_ack, v5),
-            DecodeError::Malformed(_)
-        ));
+        assert_eq!(refused(&user_in_ack, V5), Malformed);
         let trailing = [0x40, 0x05, 0x00, 0x01, 0x00, 0x00, 0x00];
-        assert!(matches!(
-            decode_err(&trailing, v5),
-            DecodeError::Malformed(_)
-        ));
+        assert_eq!(refused(&trailing, V5), Malformed);
         let bad_code = Packet::PubComp(ack(1, reason::NOT_AUTHORIZED));
         assert!(matches!(
             encode_err(&bad_code, Protocol::V5),

@@ -79,19 +79,19 @@ impl Auth {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{decode_all, decode_err, encode_all, encode_err};
+    use super::super::tests::Refused::{Malformed, ProtocolError};
+    use super::super::tests::{V5, decode_all, encode_all, encode_err, refused, round_trips};
     use super::super::{Packet, Protocol, reason};
     use super::*;
     use bytes::Bytes;
 
     #[test]
     fn v5_auth_round_trips() {
-        let v5 = Some(Protocol::V5);
         let success = Packet::Auth(Auth {
             reason_code: 0,
             properties: Properties::default(),
         });
-        assert_eq!(decode_all(&[0xf0, 0x00], v5), success);
+        assert_eq!(decode_all(&[0xf0, 0x00], V5), success);
         assert_eq!(encode_all(&success, Protocol::V5), [0xf0, 0x00]);
         let bytes = [
             0xf0, 0x0c, 0x18, // continue authentication
@@ -106,23 +106,19 @@ mod tests {
                 ..Properties::default()
             },
         });
-        assert_eq!(decode_all(&bytes, v5), packet);
-        assert_eq!(encode_all(&packet, Protocol::V5), bytes);
+        round_trips(&packet, &bytes, Protocol::V5);
         let reauth = Packet::Auth(Auth {
             reason_code: reason::REAUTHENTICATE,
             properties: Properties::default(),
         });
         assert_eq!(encode_all(&reauth, Protocol::V5), [0xf0, 0x02, 0x19, 0x00]);
-        assert_eq!(decode_all(&[0xf0, 0x01, 0x19], v5), reauth);
+        assert_eq!(decode_all(&[0xf0, 0x01, 0x19], V5), reauth);
     }
 
     #[test]
     fn auth_is_not_3_1_1() {
         for protocol in [None, Some(Protocol::V311)] {
-            assert!(matches!(
-                decode_err(&[0xf0, 0x00], protocol),
-                DecodeError::Protocol(_)
-            ));
+            assert_eq!(refused(&[0xf0, 0x00], protocol), ProtocolError);
         }
         let success = Packet::Auth(Auth {
             reason_code: 0,
@@ -136,24 +132,11 @@ mod tests {
 
     #[test]
     fn bad_auths() {
-        let v5 = Some(Protocol::V5);
-        assert!(matches!(
-            decode_err(&[0xf0, 0x01, 0x87], v5),
-            DecodeError::Malformed(_)
-        ));
-        assert!(matches!(
-            decode_err(&[0xf1, 0x00], v5),
-            DecodeError::Malformed(_)
-        ));
+        assert_eq!(refused(&[0xf0, 0x01, 0x87], V5), Malformed);
+        assert_eq!(refused(&[0xf1, 0x00], V5), Malformed);
         let data_without_method = [0xf0, 0x06, 0x18, 0x04, 0x16, 0x00, 0x01, 0x2a];
-        assert!(matches!(
-            decode_err(&data_without_method, v5),
-            DecodeError::Protocol(_)
-        ));
+        assert_eq!(refused(&data_without_method, V5), ProtocolError);
         let session_expiry = [0xf0, 0x07, 0x18, 0x05, 0x11, 0, 0, 0, 1];
-        assert!(matches!(
-            decode_err(&session_expiry, v5),
-            DecodeError::Malformed(_)
-        ));
+        assert_eq!(refused(&session_expiry, V5), Malformed);
     }
 }

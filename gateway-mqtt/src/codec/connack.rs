@@ -61,10 +61,7 @@ impl ConnAck {
                 "CONNACK session present with an error".into(),
             ));
         }
-        let properties = match protocol {
-            Protocol::V5 => Properties::read(&mut r, Context::ConnAck)?,
-            Protocol::V311 => Properties::default(),
-        };
+        let properties = Properties::read_in(&mut r, protocol, Context::ConnAck)?;
         r.finish("CONNACK")?;
         Ok(Self {
             session_present,
@@ -98,16 +95,15 @@ impl ConnAck {
         }
         out.put_u8(u8::from(self.session_present));
         out.put_u8(self.reason_code);
-        if protocol == Protocol::V5 {
-            self.properties.write(Context::ConnAck, out)?;
-        }
+        self.properties.write_in(protocol, Context::ConnAck, out)?;
         Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{decode_all, decode_err, encode_all, encode_err};
+    use super::super::tests::Refused::{Malformed, ProtocolError};
+    use super::super::tests::{V3, V5, decode_all, encode_all, encode_err, refused, round_trips};
     use super::super::{Packet, reason};
     use super::*;
 
@@ -119,8 +115,7 @@ mod tests {
             reason_code: reason::V3_ACCEPTED,
             properties: Properties::default(),
         });
-        assert_eq!(decode_all(&bytes, Some(Protocol::V311)), packet);
-        assert_eq!(encode_all(&packet, Protocol::V311), bytes);
+        round_trips(&packet, &bytes, Protocol::V311);
         let refused = [0x20, 0x02, 0x00, 0x05];
         let packet = decode_all(&refused, Some(Protocol::V311));
         assert_eq!(encode_all(&packet, Protocol::V311), refused);
@@ -158,24 +153,18 @@ mod tests {
 
     #[test]
     fn bad_connacks() {
-        let malformed =
-            |bytes: &[u8], p| matches!(decode_err(bytes, Some(p)), DecodeError::Malformed(_));
-        assert!(malformed(&[0x20, 0x02, 0x02, 0x00], Protocol::V311)); // reserved flag
-        assert!(malformed(&[0x20, 0x02, 0x00, 0x06], Protocol::V311)); // return code 6
-        assert!(malformed(&[0x20, 0x03, 0x00, 0x00, 0x00], Protocol::V311)); // trailing
-        assert!(malformed(&[0x20, 0x03, 0x00, 0x8b, 0x00], Protocol::V5)); // not a CONNACK code
-        assert!(malformed(&[0x20, 0x02, 0x00, 0x00], Protocol::V5)); // no property length
-        assert!(malformed(
-            &[0x20, 0x05, 0x00, 0x00, 0x02, 0x23, 0x01],
-            Protocol::V5
-        )); // topic alias
-        let err = decode_err(&[0x20, 0x02, 0x01, 0x04], Some(Protocol::V311));
-        assert!(matches!(err, DecodeError::Protocol(_)));
-        let err = decode_err(
-            &[0x20, 0x05, 0x00, 0x00, 0x02, 0x24, 0x02],
-            Some(Protocol::V5),
-        );
-        assert!(matches!(err, DecodeError::Protocol(_))); // maximum QoS 2
+        assert_eq!(refused(&[0x20, 0x02, 0x02, 0x00], V3), Malformed); // reserved flag
+        assert_eq!(refused(&[0x20, 0x02, 0x00, 0x06], V3), Malformed); // return code 6
+        assert_eq!(refused(&[0x20, 0x03, 0x00, 0x00, 0x00], V3), Malformed); // trailing
+        assert_eq!(refused(&[0x20, 0x03, 0x00, 0x8b, 0x00], V5), Malformed); // not a CONNACK code
+        assert_eq!(refused(&[0x20, 0x02, 0x00, 0x00], V5), Malformed); // no property length
+        assert_eq!(
+            refused(&[0x20, 0x05, 0x00, 0x00, 0x02, 0x23, 0x01], V5),
+            Malformed
+        ); // topic alias
+        assert_eq!(refused(&[0x20, 0x02, 0x01, 0x04], V3), ProtocolError);
+        let max_qos_2 = [0x20, 0x05, 0x00, 0x00, 0x02, 0x24, 0x02];
+        assert_eq!(refused(&max_qos_2, V5), ProtocolError);
         let v5_code = ConnAck {
             session_present: false,
             reason_code: 0x87,

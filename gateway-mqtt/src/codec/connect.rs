@@ -106,16 +106,10 @@ impl Connect {
             return Err(malformed("password without user name"));
         }
         let keep_alive = r.u16("CONNECT keep alive")?;
-        let properties = match protocol {
-            Protocol::V5 => Properties::read(&mut r, Context::Connect)?,
-            Protocol::V311 => Properties::default(),
-        };
+        let properties = Properties::read_in(&mut r, protocol, Context::Connect)?;
         let client_id = r.string("CONNECT client identifier")?;
         let will = if flags & WILL != 0 {
-            let properties = match protocol {
-                Protocol::V5 => Properties::read(&mut r, Context::Will)?,
-                Protocol::V311 => Properties::default(),
-            };
+            let properties = Properties::read_in(&mut r, protocol, Context::Will)?;
             let topic = r.string("CONNECT will topic")?;
             if let Some(e) = topic_name_error(&topic, false) {
                 return Err(DecodeError::InvalidTopicName(format!("will topic: {e}")));
@@ -229,7 +223,7 @@ impl Connect {
 #[cfg(test)]
 mod tests {
     use super::super::Packet;
-    use super::super::tests::{decode_all, decode_err, encode_all};
+    use super::super::tests::{Refused::Malformed, decode_all, decode_err, encode_all, refused};
     use super::*;
 
     /// A 3.1.1 CONNECT from the spec's own example: client id, will, user
@@ -368,29 +362,17 @@ mod tests {
             DecodeError::InvalidTopicName(_)
         ));
         let trailing = v3_with_flags(0x00, &[0]);
-        assert!(matches!(
-            decode_err(&trailing, None),
-            DecodeError::Malformed(_)
-        ));
+        assert_eq!(refused(&trailing, None), Malformed);
         let truncated = v3_with_flags(0x80, &[0, 5, b'u']);
-        assert!(matches!(
-            decode_err(&truncated, None),
-            DecodeError::Malformed(_)
-        ));
+        assert_eq!(refused(&truncated, None), Malformed);
         let nul_client = [
             0x10, 0x0d, 0, 4, b'M', b'Q', b'T', b'T', 4, 0, 0, 0, 0, 1, 0,
         ];
-        assert!(matches!(
-            decode_err(&nul_client, None),
-            DecodeError::Malformed(_)
-        ));
+        assert_eq!(refused(&nul_client, None), Malformed);
         let bad_utf8 = [
             0x10, 0x0d, 0, 4, b'M', b'Q', b'T', b'T', 4, 0, 0, 0, 0, 1, 0xff,
         ];
-        assert!(matches!(
-            decode_err(&bad_utf8, None),
-            DecodeError::Malformed(_)
-        ));
+        assert_eq!(refused(&bad_utf8, None), Malformed);
     }
 
     #[test]

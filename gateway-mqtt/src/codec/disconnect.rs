@@ -87,7 +87,8 @@ impl Disconnect {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{decode_all, decode_err, encode_all, encode_err};
+    use super::super::tests::Refused::{Malformed, ProtocolError};
+    use super::super::tests::{V3, V5, decode_all, encode_all, encode_err, refused, round_trips};
     use super::super::{Packet, reason};
     use super::*;
 
@@ -109,9 +110,8 @@ mod tests {
 
     #[test]
     fn v5_disconnect_forms() {
-        let v5 = Some(Protocol::V5);
         assert_eq!(
-            decode_all(&[0xe0, 0x00], v5),
+            decode_all(&[0xe0, 0x00], V5),
             Packet::Disconnect(disconnect(0))
         );
         assert_eq!(
@@ -119,9 +119,9 @@ mod tests {
             [0xe0, 0x00]
         );
         let shutting_down = Packet::Disconnect(disconnect(reason::SERVER_SHUTTING_DOWN));
-        assert_eq!(decode_all(&[0xe0, 0x01, 0x8b], v5), shutting_down);
+        assert_eq!(decode_all(&[0xe0, 0x01, 0x8b], V5), shutting_down);
         assert_eq!(encode_all(&shutting_down, Protocol::V5), [0xe0, 0x01, 0x8b]);
-        assert_eq!(decode_all(&[0xe0, 0x02, 0x8b, 0x00], v5), shutting_down);
+        assert_eq!(decode_all(&[0xe0, 0x02, 0x8b, 0x00], V5), shutting_down);
         let moved = [0xe0, 0x07, 0x9d, 0x05, 0x1c, 0x00, 0x02, b'h', b'2'];
         let packet = Packet::Disconnect(Disconnect {
             reason_code: reason::SERVER_MOVED,
@@ -130,33 +130,18 @@ mod tests {
                 ..Properties::default()
             },
         });
-        assert_eq!(decode_all(&moved, v5), packet);
-        assert_eq!(encode_all(&packet, Protocol::V5), moved);
+        round_trips(&packet, &moved, Protocol::V5);
     }
 
     #[test]
     fn bad_disconnects() {
-        let v3 = Some(Protocol::V311);
-        let v5 = Some(Protocol::V5);
-        assert!(matches!(
-            decode_err(&[0xe0, 0x01, 0x00], v3),
-            DecodeError::Malformed(_)
-        ));
-        assert!(matches!(
-            decode_err(&[0xe1, 0x00], v3),
-            DecodeError::Malformed(_)
-        ));
-        assert!(matches!(
-            decode_err(&[0xe0, 0x01, 0x01], v5),
-            DecodeError::Malformed(_)
-        ));
-        assert!(matches!(
-            decode_err(&[0xe0, 0x03, 0x00, 0x00, 0x00], v5),
-            DecodeError::Malformed(_)
-        ));
+        assert_eq!(refused(&[0xe0, 0x01, 0x00], V3), Malformed);
+        assert_eq!(refused(&[0xe1, 0x00], V3), Malformed);
+        assert_eq!(refused(&[0xe0, 0x01, 0x01], V5), Malformed);
+        assert_eq!(refused(&[0xe0, 0x03, 0x00, 0x00, 0x00], V5), Malformed);
         // Session expiry twice.
         let twice = [0xe0, 0x0c, 0x00, 0x0a, 0x11, 0, 0, 0, 1, 0x11, 0, 0, 0, 2];
-        assert!(matches!(decode_err(&twice, v5), DecodeError::Protocol(_)));
+        assert_eq!(refused(&twice, V5), ProtocolError);
         let bad = Packet::Disconnect(disconnect(reason::GRANTED_QOS_1));
         assert!(matches!(
             encode_err(&bad, Protocol::V5),

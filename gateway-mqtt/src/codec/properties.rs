@@ -54,8 +54,8 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::{
-    DecodeError, EncodeError, MAX_VARIABLE_BYTE_INTEGER, Reader, put_binary, put_string, put_vbi,
-    vbi_len,
+    DecodeError, EncodeError, MAX_VARIABLE_BYTE_INTEGER, Protocol, Reader, put_binary, put_string,
+    put_vbi, vbi_len,
 };
 
 /// Every MQTT 5 property, typed. For 3.1.1 packets it is always default
@@ -184,6 +184,41 @@ fn once<T>(slot: &mut Option<T>, value: T, id: u32) -> Result<(), DecodeError> {
 }
 
 impl Properties {
+    /// A packet's properties under `protocol`: read as [`Properties::read`]
+    /// does for 5.0; none for 3.1.1, which has no properties.
+    pub(crate) fn read_in(
+        r: &mut Reader,
+        protocol: Protocol,
+        ctx: Context,
+    ) -> Result<Self, DecodeError> {
+        match protocol {
+            Protocol::V5 => Self::read(r, ctx),
+            Protocol::V311 => Ok(Self::default()),
+        }
+    }
+
+    /// Bytes the properties take under `protocol` (none for 3.1.1).
+    pub(crate) fn len_in(&self, protocol: Protocol) -> usize {
+        match protocol {
+            Protocol::V5 => self.encoded_len(),
+            Protocol::V311 => 0,
+        }
+    }
+
+    /// Writes the properties as [`Properties::write`] does under 5.0;
+    /// nothing under 3.1.1.
+    pub(crate) fn write_in(
+        &self,
+        protocol: Protocol,
+        ctx: Context,
+        out: &mut BytesMut,
+    ) -> Result<(), EncodeError> {
+        match protocol {
+            Protocol::V5 => self.write(ctx, out),
+            Protocol::V311 => Ok(()),
+        }
+    }
+
     /// Reads a property length and the properties it covers.
     pub(crate) fn read(r: &mut Reader, ctx: Context) -> Result<Self, DecodeError> {
         let len = r.vbi("property length")?;

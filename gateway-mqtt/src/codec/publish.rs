@@ -65,10 +65,7 @@ impl Publish {
         }
         let topic = r.string("PUBLISH topic name")?;
         let packet_id = if qos > 0 { r.packet_id("PUBLISH")? } else { 0 };
-        let properties = match protocol {
-            Protocol::V5 => Properties::read(&mut r, Context::Publish)?,
-            Protocol::V311 => Properties::default(),
-        };
+        let properties = Properties::read_in(&mut r, protocol, Context::Publish)?;
         if let Some(e) = topic_name_error(&topic, properties.topic_alias.is_some()) {
             return Err(DecodeError::InvalidTopicName(e));
         }
@@ -86,10 +83,7 @@ impl Publish {
 
     pub(crate) fn body_len(&self, protocol: Protocol) -> usize {
         let packet_id = if self.qos > 0 { 2 } else { 0 };
-        let properties = match protocol {
-            Protocol::V5 => self.properties.encoded_len(),
-            Protocol::V311 => 0,
-        };
+        let properties = self.properties.len_in(protocol);
         2 + self.topic.len() + packet_id + properties + self.payload.len()
     }
 
@@ -115,9 +109,7 @@ impl Publish {
         if self.qos > 0 {
             put_packet_id(out, self.packet_id, "PUBLISH")?;
         }
-        if protocol == Protocol::V5 {
-            self.properties.write(Context::Publish, out)?;
-        }
+        self.properties.write_in(protocol, Context::Publish, out)?;
         out.put_slice(&self.payload);
         Ok(())
     }
@@ -126,7 +118,10 @@ impl Publish {
 #[cfg(test)]
 mod tests {
     use super::super::Packet;
-    use super::super::tests::{decode_all, decode_err, encode_all, encode_err};
+    use super::super::tests::Refused::{Malformed, ProtocolError};
+    use super::super::tests::{
+        V3, V5, decode_all, decode_err, encode_all, encode_err, refused, round_trips,
+    };
     use super::*;
 
     fn publish(qos: u8, packet_id: u16) -> Publish {
@@ -148,8 +143,7 @@ mod tests {
             retain: true,
             ..publish(0, 0)
         });
-        assert_eq!(decode_all(&qos0, Some(Protocol::V311)), packet);
-        assert_eq!(encode_all(&packet, Protocol::V311), qos0);
+        round_trips(&packet, &qos0, Protocol::V311);
         let qos2_dup = [
             0x3c, 0x09, 0x00, 0x03, b'a', b'/', b'b', 0x12, 0x34, b'h', b'i',
         ];
@@ -180,8 +174,7 @@ mod tests {
             properties,
             ..publish(1, 7)
         });
-        assert_eq!(decode_all(&bytes, Some(Protocol::V5)), packet);
-        assert_eq!(encode_all(&packet, Protocol::V5), bytes);
+        round_trips(&packet, &bytes, Protocol::V5);
         // 3.1.1 drops the properties.
         let v3 = [
             0x32, 0x09, 0x00, 0x03, b'a', b'/', b'b', 0x00, 0x07, b'h', b'i',
@@ -201,8 +194,7 @@ mod tests {
             },
             ..publish(0, 0)
         });
-        assert_eq!(decode_all(&aliased, Some(Protocol::V5)), packet);
-        assert_eq!(encode_all(&packet, Protocol::V5), aliased);
+        round_trips(&packet, &aliased, Protocol::V5);
         assert!(matches!(
             encode_err(&packet, Protocol::V311),
             EncodeError::Invalid(_)
@@ -220,51 +212,34 @@ mod tests {
 
     #[test]
     fn bad_publishes() {
-        let v3 = Some(Protocol::V311);
         let wildcards = [
             [0x30, 0x03, 0x00, 0x01, b'+'],
             [0x30, 0x03, 0x00, 0x01, b'#'],
         ];
         for bytes in wildcards {
             assert!(matches!(
-                decode_err(&bytes, v3),
+                decode_err(&bytes, V3),
                 DecodeError::InvalidTopicName(_)
             ));
         }
         let qos3 = [0x36, 0x05, 0x00, 0x01, b't', 0x00, 0x01];
-        assert!(matches!(decode_err(&qos3, v3), DecodeError::Malformed(_)));
+        assert_eq!(refused(&qos3, V3), Malformed);
         let dup_qos0 = [0x38, 0x03, 0x00, 0x01, b't'];
-        assert!(matches!(
-            decode_err(&dup_qos0, v3),
-            DecodeError::Malformed(_)
-        ));
+        assert_eq!(refused(&dup_qos0, V3), Malformed);
         let id0 = [0x32, 0x05, 0x00, 0x01, b't', 0x00, 0x00];
-        assert!(matches!(decode_err(&id0, v3), DecodeError::Protocol(_)));
+        assert_eq!(refused(&id0, V3), ProtocolError);
         let no_id = [0x32, 0x03, 0x00, 0x01, b't'];
-        assert!(matches!(decode_err(&no_id, v3), DecodeError::Malformed(_)));
+        assert_eq!(refused(&no_id, V3), Malformed);
         let topic_past_end = [0x30, 0x03, 0x00, 0x05, b't'];
-        assert!(matches!(
-            decode_err(&topic_past_end, v3),
-            DecodeError::Malformed(_)
-        ));
-        let v5 = Some(Protocol::V5);
+        assert_eq!(refused(&topic_past_end, V3), Malformed);
         let sub_id_0 = [0x30, 0x06, 0x00, 0x01, b't', 0x02, 0x0b, 0x00];
-        assert!(matches!(
-            decode_err(&sub_id_0, v5),
-            DecodeError::Protocol(_)
-        ));
+        assert_eq!(refused(&sub_id_0, V5), ProtocolError);
         let twice = [0x30, 0x08, 0x00, 0x01, b't', 0x04, 0x01, 0x00, 0x01, 0x00];
-        assert!(matches!(decode_err(&twice, v5), DecodeError::Protocol(_)));
+        assert_eq!(refused(&twice, V5), ProtocolError);
         let props_past_end = [0x30, 0x06, 0x00, 0x01, b't', 0x05, 0x01, 0x00];
-        assert!(matches!(
-            decode_err(&props_past_end, v5),
-            DecodeError::Malformed(_)
-        ));
+        assert_eq!(refused(&props_past_end, V5), Malformed);
         let not_allowed = [0x30, 0x06, 0x00, 0x01, b't', 0x02, 0x24, 0x00]; // maximum QoS
-        assert!(matches!(
-            decode_err(&not_allowed, v5),
-            DecodeError::Malformed(_)
-        ));
+        assert_eq!(refused(&not_allowed, V5), Malformed);
         assert!(matches!(
             encode_err(&Packet::Publish(publish(1, 0)), Protocol::V5),
             EncodeError::Invalid(_)

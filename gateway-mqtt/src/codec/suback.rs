@@ -45,10 +45,7 @@ fn code_valid(protocol: Protocol, code: u8) -> bool {
 impl SubAck {
     pub(crate) fn read(mut r: Reader, protocol: Protocol) -> Result<Self, DecodeError> {
         let packet_id = r.packet_id("SUBACK")?;
-        let properties = match protocol {
-            Protocol::V5 => Properties::read(&mut r, Context::SubAck)?,
-            Protocol::V311 => Properties::default(),
-        };
+        let properties = Properties::read_in(&mut r, protocol, Context::SubAck)?;
         let reason_codes = r.rest().to_vec();
         if reason_codes.is_empty() {
             return Err(DecodeError::Protocol("SUBACK without reason codes".into()));
@@ -66,10 +63,7 @@ impl SubAck {
     }
 
     pub(crate) fn body_len(&self, protocol: Protocol) -> usize {
-        let properties = match protocol {
-            Protocol::V5 => self.properties.encoded_len(),
-            Protocol::V311 => 0,
-        };
+        let properties = self.properties.len_in(protocol);
         2 + properties + self.reason_codes.len()
     }
 
@@ -95,9 +89,7 @@ impl SubAck {
             )));
         }
         put_packet_id(out, self.packet_id, "SUBACK")?;
-        if protocol == Protocol::V5 {
-            self.properties.write(Context::SubAck, out)?;
-        }
+        self.properties.write_in(protocol, Context::SubAck, out)?;
         for &code in &self.reason_codes {
             out.put_u8(wire(code));
         }
@@ -107,7 +99,8 @@ impl SubAck {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{decode_all, decode_err, encode_all, encode_err};
+    use super::super::tests::Refused::{Malformed, ProtocolError};
+    use super::super::tests::{V3, V5, encode_all, encode_err, refused, round_trips};
     use super::super::{Packet, reason};
     use super::*;
 
@@ -123,8 +116,7 @@ mod tests {
     fn v3_suback_round_trips() {
         let bytes = [0x90, 0x06, 0x00, 0x0a, 0x00, 0x01, 0x02, 0x80];
         let packet = Packet::SubAck(suback(vec![0, 1, 2, 0x80]));
-        assert_eq!(decode_all(&bytes, Some(Protocol::V311)), packet);
-        assert_eq!(encode_all(&packet, Protocol::V311), bytes);
+        round_trips(&packet, &bytes, Protocol::V311);
         let v5_codes = Packet::SubAck(suback(vec![reason::NOT_AUTHORIZED, 1]));
         assert_eq!(
             encode_all(&v5_codes, Protocol::V311),
@@ -147,30 +139,18 @@ mod tests {
                 reason::WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED,
             ])
         });
-        assert_eq!(decode_all(&bytes, Some(Protocol::V5)), packet);
-        assert_eq!(encode_all(&packet, Protocol::V5), bytes);
+        round_trips(&packet, &bytes, Protocol::V5);
     }
 
     #[test]
     fn bad_subacks() {
-        let v3 = Some(Protocol::V311);
-        let v5 = Some(Protocol::V5);
-        assert!(matches!(
-            decode_err(&[0x90, 0x02, 0x00, 0x0a], v3),
-            DecodeError::Protocol(_)
-        ));
-        assert!(matches!(
-            decode_err(&[0x90, 0x03, 0x00, 0x0a, 0x87], v3),
-            DecodeError::Malformed(_)
-        ));
-        assert!(matches!(
-            decode_err(&[0x90, 0x04, 0x00, 0x0a, 0x00, 0x03], v5),
-            DecodeError::Malformed(_)
-        ));
-        assert!(matches!(
-            decode_err(&[0x90, 0x03, 0x00, 0x00, 0x00], v3),
-            DecodeError::Protocol(_)
-        ));
+        assert_eq!(refused(&[0x90, 0x02, 0x00, 0x0a], V3), ProtocolError);
+        assert_eq!(refused(&[0x90, 0x03, 0x00, 0x0a, 0x87], V3), Malformed);
+        assert_eq!(
+            refused(&[0x90, 0x04, 0x00, 0x0a, 0x00, 0x03], V5),
+            Malformed
+        );
+        assert_eq!(refused(&[0x90, 0x03, 0x00, 0x00, 0x00], V3), ProtocolError);
         assert!(matches!(
             encode_err(&Packet::SubAck(suback(vec![])), Protocol::V5),
             EncodeError::Invalid(_)

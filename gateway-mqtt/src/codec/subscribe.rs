@@ -57,12 +57,40 @@ fn malformed(what: String) -> DecodeError {
     DecodeError::Malformed(format!("SUBSCRIBE: {what}"))
 }
 
+/// A topic filter of `packet` (SUBSCRIBE or UNSUBSCRIBE): a string, not
+/// empty.
+pub(super) fn read_filter(r: &mut Reader, packet: &str) -> Result<String, DecodeError> {
+    let filter = r.string(&format!("{packet} topic filter"))?;
+    if filter.is_empty() {
+        return Err(DecodeError::Malformed(format!(
+            "{packet}: empty topic filter"
+        )));
+    }
+    Ok(filter)
+}
+
+/// The payload of `packet` (SUBSCRIBE or UNSUBSCRIBE): `item`s to its end,
+/// at least one (none is a protocol error).
+pub(super) fn read_filters<T>(
+    r: &mut Reader,
+    packet: &str,
+    mut item: impl FnMut(&mut Reader) -> Result<T, DecodeError>,
+) -> Result<Vec<T>, DecodeError> {
+    let mut filters = Vec::new();
+    while !r.is_empty() {
+        filters.push(item(r)?);
+    }
+    if filters.is_empty() {
+        return Err(DecodeError::Protocol(format!(
+            "{packet} without topic filters"
+        )));
+    }
+    Ok(filters)
+}
+
 impl SubscribeFilter {
     fn read(r: &mut Reader, protocol: Protocol) -> Result<Self, DecodeError> {
-        let filter = r.string("SUBSCRIBE topic filter")?;
-        if filter.is_empty() {
-            return Err(malformed("empty topic filter".into()));
-        }
+        let filter = read_filter(r, "SUBSCRIBE")?;
         let options = r.u8("SUBSCRIBE options")?;
         let reserved = match protocol {
             Protocol::V311 => 0xfc,
@@ -108,19 +136,8 @@ impl SubscribeFilter {
 impl Subscribe {
     pub(crate) fn read(mut r: Reader, protocol: Protocol) -> Result<Self, DecodeError> {
         let packet_id = r.packet_id("SUBSCRIBE")?;
-        let properties = match protocol {
-            Protocol::V5 => Properties::read(&mut r, Context::Subscribe)?,
-            Protocol::V311 => Properties::default(),
-        };
-        let mut filters = Vec::new();
-        while !r.is_empty() {
-            filters.push(SubscribeFilter::read(&mut r, protocol)?);
-        }
-        if filters.is_empty() {
-            return Err(DecodeError::Protocol(
-                "SUBSCRIBE without topic filters".into(),
-            ));
-        }
+        let properties = Properties::read_in(&mut r, protocol, Context::Subscribe)?;
+        let filters = read_filters(&mut r, "SUBSCRIBE", |r| SubscribeFilter::read(r, protocol))?;
         Ok(Self {
             packet_id,
             filters,
@@ -129,10 +146,7 @@ impl Subscribe {
     }
 
     pub(crate) fn body_len(&self, protocol: Protocol) -> usize {
-        let properties = match protocol {
-            Protocol::V5 => self.properties.encoded_len(),
-            Protocol::V311 => 0,
-        };
+        let properties = self.properties.len_in(protocol);
         let filters: usize = self.filters.iter().map(|f| 3 + f.filter.len()).sum();
         2 + properties + filters
     }
@@ -148,9 +162,8 @@ impl Subscribe {
             ));
         }
         put_packet_id(out, self.packet_id, "SUBSCRIBE")?;
-        if protocol == Protocol::V5 {
-            self.properties.write(Context::Subscribe, out)?;
-        }
+        self.properties
+            .write_in(protocol, Context::Subscribe, out)?;
         for f in &self.filters {
             let options = f.options(protocol)?;
             put_string(out, &f.filter, "SUBSCRIBE topic filter")?;
@@ -163,7 +176,8 @@ impl Subscribe {
 #[cfg(test)]
 mod tests {
     use super::super::Packet;
-    use super::super::tests::{decode_all, decode_err, encode_all, encode_err};
+    use super::super::tests::Refused::{Malformed, ProtocolError};
+    use super::super::tests::{V3, V5, encode_all, encode_err, refused, round_trips};
     use super::*;
 
     fn filter(filter: &str, qos: u8) -> SubscribeFilter {
@@ -189,8 +203,7 @@ mod tests {
             filters: vec![filter("a/+", 1), filter("#", 2)],
             properties: Properties::default(),
         });
-        assert_eq!(decode_all(&bytes, Some(Protocol::V311)), packet);
-        assert_eq!(encode_all(&packet, Protocol::V311), bytes);
+        round_trips(&packet, &bytes, Protocol::V311);
     }
 
     #[test]
@@ -213,8 +226,7 @@ mod tests {
                 ..Properties::default()
             },
         });
-        assert_eq!(decode_all(&bytes, Some(Protocol::V5)), packet);
-        assert_eq!(encode_all(&packet, Protocol::V5), bytes);
+        round_trips(&packet, &bytes, Protocol::V5);
         // 3.1.1 keeps only the QoS.
         let v3 = [0x82, 0x06, 0x00, 0x0a, 0x00, 0x01, b'a', 0x01];
         assert_eq!(encode_all(&packet, Protocol::V311), v3);
@@ -222,52 +234,46 @@ mod tests {
 
     #[test]
     fn bad_subscribes() {
-        let v3 = Some(Protocol::V311);
-        let v5 = Some(Protocol::V5);
-        let malformed = |bytes: &[u8], p| matches!(decode_err(bytes, p), DecodeError::Malformed(_));
-        assert!(matches!(
-            decode_err(&[0x82, 0x02, 0x00, 0x01], v3),
-            DecodeError::Protocol(_)
-        ));
-        assert!(matches!(
-            decode_err(&[0x82, 0x03, 0x00, 0x01, 0x00], v5),
-            DecodeError::Protocol(_)
-        ));
-        assert!(malformed(
-            &[0x80, 0x06, 0x00, 0x01, 0x00, 0x01, b'a', 0x00],
-            v3
-        )); // flags 0000
-        assert!(malformed(
-            &[0x82, 0x06, 0x00, 0x01, 0x00, 0x01, b'a', 0x04],
-            v3
-        )); // upper bits
-        assert!(malformed(
-            &[0x82, 0x06, 0x00, 0x01, 0x00, 0x01, b'a', 0x03],
-            v3
-        )); // QoS 3
-        assert!(malformed(&[0x82, 0x05, 0x00, 0x01, 0x00, 0x00, 0x00], v3)); // empty filter
-        assert!(malformed(&[0x82, 0x05, 0x00, 0x01, 0x00, 0x01, b'a'], v3)); // no options
-        assert!(malformed(
-            &[0x82, 0x07, 0x00, 0x01, 0x00, 0x00, 0x01, b'a', 0x40],
-            v5
-        )); // bit 6
-        assert!(malformed(
-            &[0x82, 0x07, 0x00, 0x01, 0x00, 0x00, 0x01, b'a', 0x30],
-            v5
-        )); // RH 3
+        assert_eq!(refused(&[0x82, 0x02, 0x00, 0x01], V3), ProtocolError);
+        assert_eq!(refused(&[0x82, 0x03, 0x00, 0x01, 0x00], V5), ProtocolError);
+        assert_eq!(
+            refused(&[0x80, 0x06, 0x00, 0x01, 0x00, 0x01, b'a', 0x00], V3),
+            Malformed
+        ); // flags 0000
+        assert_eq!(
+            refused(&[0x82, 0x06, 0x00, 0x01, 0x00, 0x01, b'a', 0x04], V3),
+            Malformed
+        ); // upper bits
+        assert_eq!(
+            refused(&[0x82, 0x06, 0x00, 0x01, 0x00, 0x01, b'a', 0x03], V3),
+            Malformed
+        ); // QoS 3
+        assert_eq!(
+            refused(&[0x82, 0x05, 0x00, 0x01, 0x00, 0x00, 0x00], V3),
+            Malformed
+        ); // empty filter
+        assert_eq!(
+            refused(&[0x82, 0x05, 0x00, 0x01, 0x00, 0x01, b'a'], V3),
+            Malformed
+        ); // no options
+        assert_eq!(
+            refused(&[0x82, 0x07, 0x00, 0x01, 0x00, 0x00, 0x01, b'a', 0x40], V5),
+            Malformed
+        ); // bit 6
+        assert_eq!(
+            refused(&[0x82, 0x07, 0x00, 0x01, 0x00, 0x00, 0x01, b'a', 0x30], V5),
+            Malformed
+        ); // RH 3
         let id0 = [0x82, 0x06, 0x00, 0x00, 0x00, 0x01, b'a', 0x00];
-        assert!(matches!(decode_err(&id0, v3), DecodeError::Protocol(_)));
+        assert_eq!(refused(&id0, V3), ProtocolError);
         let two_ids = [
             0x82, 0x0b, 0x00, 0x01, 0x04, 0x0b, 0x01, 0x0b, 0x02, 0x00, 0x01, b'a', 0x00,
         ];
-        assert!(matches!(decode_err(&two_ids, v5), DecodeError::Protocol(_)));
+        assert_eq!(refused(&two_ids, V5), ProtocolError);
         let sub_id_0 = [
             0x82, 0x09, 0x00, 0x01, 0x02, 0x0b, 0x00, 0x00, 0x01, b'a', 0x00,
         ];
-        assert!(matches!(
-            decode_err(&sub_id_0, v5),
-            DecodeError::Protocol(_)
-        ));
+        assert_eq!(refused(&sub_id_0, V5), ProtocolError);
         let none = Subscribe {
             packet_id: 1,
             filters: vec![],

@@ -98,7 +98,8 @@ impl UnsubAck {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{decode_all, decode_err, encode_all, encode_err};
+    use super::super::tests::Refused::{Malformed, ProtocolError};
+    use super::super::tests::{V3, V5, encode_all, encode_err, refused, round_trips};
     use super::super::{Packet, reason};
     use super::*;
 
@@ -110,8 +111,7 @@ mod tests {
             reason_codes: vec![],
             properties: Properties::default(),
         });
-        assert_eq!(decode_all(&bytes, Some(Protocol::V311)), packet);
-        assert_eq!(encode_all(&packet, Protocol::V311), bytes);
+        round_trips(&packet, &bytes, Protocol::V311);
     }
 
     #[test]
@@ -122,8 +122,7 @@ mod tests {
             reason_codes: vec![reason::SUCCESS, reason::NO_SUBSCRIPTION_EXISTED],
             properties: Properties::default(),
         });
-        assert_eq!(decode_all(&bytes, Some(Protocol::V5)), packet);
-        assert_eq!(encode_all(&packet, Protocol::V5), bytes);
+        round_trips(&packet, &bytes, Protocol::V5);
         // 3.1.1 drops the codes.
         assert_eq!(
             encode_all(&packet, Protocol::V311),
@@ -133,24 +132,13 @@ mod tests {
 
     #[test]
     fn bad_unsubacks() {
-        let v3 = Some(Protocol::V311);
-        let v5 = Some(Protocol::V5);
-        assert!(matches!(
-            decode_err(&[0xb0, 0x03, 0x00, 0x05, 0x00], v3),
-            DecodeError::Malformed(_)
-        ));
-        assert!(matches!(
-            decode_err(&[0xb0, 0x03, 0x00, 0x05, 0x00], v5),
-            DecodeError::Protocol(_)
-        ));
-        assert!(matches!(
-            decode_err(&[0xb0, 0x04, 0x00, 0x05, 0x00, 0x01], v5),
-            DecodeError::Malformed(_)
-        ));
-        assert!(matches!(
-            decode_err(&[0xb0, 0x02, 0x00, 0x00], v3),
-            DecodeError::Protocol(_)
-        ));
+        assert_eq!(refused(&[0xb0, 0x03, 0x00, 0x05, 0x00], V3), Malformed);
+        assert_eq!(refused(&[0xb0, 0x03, 0x00, 0x05, 0x00], V5), ProtocolError);
+        assert_eq!(
+            refused(&[0xb0, 0x04, 0x00, 0x05, 0x00, 0x01], V5),
+            Malformed
+        );
+        assert_eq!(refused(&[0xb0, 0x02, 0x00, 0x00], V3), ProtocolError);
         let empty = UnsubAck {
             packet_id: 5,
             reason_codes: vec![],

@@ -17,6 +17,7 @@
 use bytes::BytesMut;
 
 use super::properties::Context;
+use super::subscribe::{read_filter, read_filters};
 use super::{DecodeError, EncodeError, Properties, Protocol, Reader, put_packet_id, put_string};
 
 /// A request to drop subscriptions.
@@ -33,25 +34,8 @@ pub struct Unsubscribe {
 impl Unsubscribe {
     pub(crate) fn read(mut r: Reader, protocol: Protocol) -> Result<Self, DecodeError> {
         let packet_id = r.packet_id("UNSUBSCRIBE")?;
-        let properties = match protocol {
-            Protocol::V5 => Properties::read(&mut r, Context::Unsubscribe)?,
-            Protocol::V311 => Properties::default(),
-        };
-        let mut filters = Vec::new();
-        while !r.is_empty() {
-            let filter = r.string("UNSUBSCRIBE topic filter")?;
-            if filter.is_empty() {
-                return Err(DecodeError::Malformed(
-                    "UNSUBSCRIBE: empty topic filter".into(),
-                ));
-            }
-            filters.push(filter);
-        }
-        if filters.is_empty() {
-            return Err(DecodeError::Protocol(
-                "UNSUBSCRIBE without topic filters".into(),
-            ));
-        }
+        let properties = Properties::read_in(&mut r, protocol, Context::Unsubscribe)?;
+        let filters = read_filters(&mut r, "UNSUBSCRIBE", |r| read_filter(r, "UNSUBSCRIBE"))?;
         Ok(Self {
             packet_id,
             filters,
@@ -60,10 +44,7 @@ impl Unsubscribe {
     }
 
     pub(crate) fn body_len(&self, protocol: Protocol) -> usize {
-        let properties = match protocol {
-            Protocol::V5 => self.properties.encoded_len(),
-            Protocol::V311 => 0,
-        };
+        let properties = self.properties.len_in(protocol);
         2 + properties + self.filters.iter().map(|f| 2 + f.len()).sum::<usize>()
     }
 
@@ -78,9 +59,8 @@ impl Unsubscribe {
             ));
         }
         put_packet_id(out, self.packet_id, "UNSUBSCRIBE")?;
-        if protocol == Protocol::V5 {
-            self.properties.write(Context::Unsubscribe, out)?;
-        }
+        self.properties
+            .write_in(protocol, Context::Unsubscribe, out)?;
         for filter in &self.filters {
             put_string(out, filter, "UNSUBSCRIBE topic filter")?;
         }
@@ -91,7 +71,8 @@ impl Unsubscribe {
 #[cfg(test)]
 mod tests {
     use super::super::Packet;
-    use super::super::tests::{decode_all, decode_err, encode_all};
+    use super::super::tests::Refused::{Malformed, ProtocolError};
+    use super::super::tests::{V3, V5, refused, round_trips};
     use super::*;
 
     #[test]
@@ -104,8 +85,7 @@ mod tests {
             filters: vec!["a".into(), "b/".into()],
             properties: Properties::default(),
         });
-        assert_eq!(decode_all(&bytes, Some(Protocol::V311)), packet);
-        assert_eq!(encode_all(&packet, Protocol::V311), bytes);
+        round_trips(&packet, &bytes, Protocol::V311);
     }
 
     #[test]
@@ -123,32 +103,20 @@ mod tests {
                 ..Properties::default()
             },
         });
-        assert_eq!(decode_all(&bytes, Some(Protocol::V5)), packet);
-        assert_eq!(encode_all(&packet, Protocol::V5), bytes);
+        round_trips(&packet, &bytes, Protocol::V5);
     }
 
     #[test]
     fn bad_unsubscribes() {
-        let v3 = Some(Protocol::V311);
-        let v5 = Some(Protocol::V5);
-        assert!(matches!(
-            decode_err(&[0xa2, 0x02, 0x00, 0x05], v3),
-            DecodeError::Protocol(_)
-        ));
-        assert!(matches!(
-            decode_err(&[0xa2, 0x03, 0x00, 0x05, 0x00], v5),
-            DecodeError::Protocol(_)
-        ));
+        assert_eq!(refused(&[0xa2, 0x02, 0x00, 0x05], V3), ProtocolError);
+        assert_eq!(refused(&[0xa2, 0x03, 0x00, 0x05, 0x00], V5), ProtocolError);
         let empty = [0xa2, 0x04, 0x00, 0x05, 0x00, 0x00];
-        assert!(matches!(decode_err(&empty, v3), DecodeError::Malformed(_)));
+        assert_eq!(refused(&empty, V3), Malformed);
         let flags = [0xa0, 0x05, 0x00, 0x05, 0x00, 0x01, b'a'];
-        assert!(matches!(decode_err(&flags, v3), DecodeError::Malformed(_)));
+        assert_eq!(refused(&flags, V3), Malformed);
         let truncated = [0xa2, 0x05, 0x00, 0x05, 0x00, 0x02, b'a'];
-        assert!(matches!(
-            decode_err(&truncated, v3),
-            DecodeError::Malformed(_)
-        ));
+        assert_eq!(refused(&truncated, V3), Malformed);
         let sub_id = [0xa2, 0x08, 0x00, 0x05, 0x02, 0x0b, 0x01, 0x00, 0x01, b'a'];
-        assert!(matches!(decode_err(&sub_id, v5), DecodeError::Malformed(_)));
+        assert_eq!(refused(&sub_id, V5), Malformed);
     }
 }

@@ -68,8 +68,7 @@ impl Conn {
     }
 
     async fn consume(&mut self, channel: u16, c: BasicConsume) -> Answer<()> {
-        self.channel_mut(channel)?;
-        let vhost = self.vhost.clone();
+        let vhost = self.vhost_for(channel)?;
         let q = self.gw.queue(&vhost, &c.queue, self.id).await?;
         let ch = self.channel_mut(channel)?;
         let tag = if c.consumer_tag.is_empty() {
@@ -128,9 +127,7 @@ impl Conn {
         let ch = self.channel_mut(channel)?;
         if let Some((name, q)) = ch.consumers.remove(&c.consumer_tag) {
             q.cancel(self.id, channel, &c.consumer_tag);
-            let gw = Arc::clone(&self.gw);
-            let vhost = self.vhost.clone();
-            tokio::spawn(async move { gw.consumer_gone(&vhost, &name).await });
+            self.consumer_gone(name);
         }
         if !c.no_wait {
             self.send(

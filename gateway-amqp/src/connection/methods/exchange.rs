@@ -1,6 +1,6 @@
 //! The exchange class (40): declare, delete, bind, unbind.
 
-use crate::codec::{ExchangeDeclare, Method};
+use crate::codec::{ExchangeBind, ExchangeDeclare, Method};
 use crate::refusal::Answer;
 use crate::routing::Destination;
 
@@ -12,8 +12,7 @@ impl Conn {
         match m {
             Method::ExchangeDeclare(d) => self.declare_exchange(channel, d).await,
             Method::ExchangeDelete(d) => {
-                self.channel_mut(channel)?;
-                let vhost = self.vhost.clone();
+                let vhost = self.vhost_for(channel)?;
                 self.gw
                     .delete_exchange(&vhost, &d.exchange, d.if_unused)
                     .await?;
@@ -22,41 +21,35 @@ impl Conn {
                 }
                 Ok(())
             }
-            Method::ExchangeBind(b) => {
-                let to = Destination::exchange(&b.destination);
-                let ok = (!b.no_wait).then_some(Method::ExchangeBindOk);
-                self.binding(
-                    channel,
-                    &b.source,
-                    to,
-                    &b.routing_key,
-                    b.arguments,
-                    true,
-                    ok,
-                )
-                .await
-            }
-            Method::ExchangeUnbind(b) => {
-                let to = Destination::exchange(&b.destination);
-                let ok = (!b.no_wait).then_some(Method::ExchangeUnbindOk);
-                self.binding(
-                    channel,
-                    &b.source,
-                    to,
-                    &b.routing_key,
-                    b.arguments,
-                    false,
-                    ok,
-                )
-                .await
-            }
+            Method::ExchangeBind(b) => self.exchange_binding(channel, b, true).await,
+            Method::ExchangeUnbind(b) => self.exchange_binding(channel, b, false).await,
             other => self.not_from_client(channel, &other),
         }
     }
 
+    /// exchange.bind (`bind`) or exchange.unbind.
+    async fn exchange_binding(&mut self, channel: u16, b: ExchangeBind, bind: bool) -> Answer<()> {
+        let to = Destination::exchange(&b.destination);
+        let ok = if bind {
+            Method::ExchangeBindOk
+        } else {
+            Method::ExchangeUnbindOk
+        };
+        let ok = (!b.no_wait).then_some(ok);
+        self.binding(
+            channel,
+            &b.source,
+            to,
+            &b.routing_key,
+            b.arguments,
+            bind,
+            ok,
+        )
+        .await
+    }
+
     async fn declare_exchange(&mut self, channel: u16, d: ExchangeDeclare) -> Answer<()> {
-        self.channel_mut(channel)?;
-        let vhost = self.vhost.clone();
+        let vhost = self.vhost_for(channel)?;
         self.gw
             .declare_exchange(
                 &vhost,

@@ -76,8 +76,7 @@ impl Conn {
         bind: bool,
         ok: Option<Method>,
     ) -> Answer<()> {
-        self.channel_mut(channel)?;
-        let vhost = self.vhost.clone();
+        let vhost = self.vhost_for(channel)?;
         self.gw
             .bind(&vhost, source, to, routing_key, arguments, bind, self.id)
             .await?;

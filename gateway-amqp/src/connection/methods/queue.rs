@@ -1,6 +1,6 @@
 //! The queue class (50): declare, bind, unbind, purge, delete.
 
-use crate::codec::{MessageCount, Method, QueueDeclare, QueueDeclareOk, QueueDelete};
+use crate::codec::{MessageCount, Method, QueueDeclare, QueueDeclareOk, QueueDelete, QueueUnbind};
 use crate::refusal::Answer;
 use crate::routing::Destination;
 
@@ -12,36 +12,21 @@ impl Conn {
         match m {
             Method::QueueDeclare(d) => self.declare_queue(channel, d).await,
             Method::QueueBind(b) => {
-                let to = Destination::queue(&b.queue);
                 let ok = (!b.no_wait).then_some(Method::QueueBindOk);
-                self.binding(
-                    channel,
-                    &b.exchange,
-                    to,
-                    &b.routing_key,
-                    b.arguments,
-                    true,
-                    ok,
-                )
-                .await
+                let binding = QueueUnbind {
+                    queue: b.queue,
+                    exchange: b.exchange,
+                    routing_key: b.routing_key,
+                    arguments: b.arguments,
+                };
+                self.queue_binding(channel, binding, true, ok).await
             }
             Method::QueueUnbind(b) => {
-                let to = Destination::queue(&b.queue);
                 let ok = Some(Method::QueueUnbindOk);
-                self.binding(
-                    channel,
-                    &b.exchange,
-                    to,
-                    &b.routing_key,
-                    b.arguments,
-                    false,
-                    ok,
-                )
-                .await
+                self.queue_binding(channel, b, false, ok).await
             }
             Method::QueuePurge(p) => {
-                self.channel_mut(channel)?;
-                let vhost = self.vhost.clone();
+                let vhost = self.vhost_for(channel)?;
                 let q = self.gw.queue(&vhost, &p.queue, self.id).await?;
                 let n = q.purge().await;
                 if !p.no_wait {
@@ -57,9 +42,30 @@ impl Conn {
         }
     }
 
+    /// Makes (`bind`) or removes the binding a queue.unbind names (a
+    /// queue.bind names the same, and nowait), answering with `ok`.
+    async fn queue_binding(
+        &mut self,
+        channel: u16,
+        b: QueueUnbind,
+        bind: bool,
+        ok: Option<Method>,
+    ) -> Answer<()> {
+        let to = Destination::queue(&b.queue);
+        self.binding(
+            channel,
+            &b.exchange,
+            to,
+            &b.routing_key,
+            b.arguments,
+            bind,
+            ok,
+        )
+        .await
+    }
+
     async fn declare_queue(&mut self, channel: u16, d: QueueDeclare) -> Answer<()> {
-        self.channel_mut(channel)?;
-        let vhost = self.vhost.clone();
+        let vhost = self.vhost_for(channel)?;
         let declared = self
             .gw
             .declare_queue(
@@ -87,8 +93,7 @@ impl Conn {
     }
 
     async fn delete_queue(&mut self, channel: u16, d: QueueDelete) -> Answer<()> {
-        self.channel_mut(channel)?;
-        let vhost = self.vhost.clone();
+        let vhost = self.vhost_for(channel)?;
         let n = self
             .gw
             .delete_queue(&vhost, &d.queue, d.if_unused, d.if_empty, Some(self.id))
