@@ -291,6 +291,17 @@ impl Broker {
         self.inner.quorum.cluster_id().to_string()
     }
 
+    /// Whether node `node` is live: registered and not fenced (a node
+    /// silent for a session timeout is fenced by the controller).
+    pub fn is_live(&self, node: u32) -> bool {
+        self.inner
+            .quorum
+            .liveness()
+            .get(&u64::from(node))
+            .copied()
+            .unwrap_or(false)
+    }
+
     /// The gRPC address clients are told to use for this node.
     pub fn advertised_grpc(&self) -> Option<std::net::SocketAddr> {
         self.inner.config.advertised_grpc

@@ -88,6 +88,10 @@ enum Handover {
 /// How long a claimant waits for the session's previous node.
 const HANDOVER_WAIT: Duration = Duration::from_secs(5);
 
+/// How often a claimant waiting for a hand-over checks that the previous
+/// node is still live.
+const LIVENESS_CHECK: Duration = Duration::from_millis(100);
+
 impl Hub {
     /// Applies one `__mqtt_sessions` record written by any node.
     pub(crate) fn apply_session(self: &Arc<Self>, r: &Record) {
@@ -246,19 +250,32 @@ impl Hub {
         if !previous.online {
             return Ok((offset, Some(previous)));
         }
-        Ok(
-            match self.await_handover(client, offset, previous_epoch).await {
-                Handover::Handed(state) => (offset, Some(state)),
-                Handover::Ended => (offset, None),
-                // Its node is down or cut off: go on from its latest save.
-                Handover::TimedOut => (offset, Some(previous)),
-            },
-        )
+        let handover = self
+            .await_handover(client, offset, previous_epoch, previous.node)
+            .await;
+        Ok(match handover {
+            Handover::Handed(state) => {
+                debug!(client, claim = offset, "session handed over");
+                (offset, Some(state))
+            }
+            Handover::Ended => (offset, None),
+            // Its node is down or cut off: go on from its latest save.
+            Handover::TimedOut => {
+                debug!(
+                    client,
+                    claim = offset,
+                    node = previous.node,
+                    "no hand-over: the session goes on from its latest save"
+                );
+                (offset, Some(previous))
+            }
+        })
     }
 
-    /// The last state of the connection of epoch `epoch`, handed to the
-    /// claim at `claim`, if it comes in time.
-    async fn await_handover(&self, client: &str, claim: i64, epoch: i64) -> Handover {
+    /// The last state of the connection of epoch `epoch` on node
+    /// `node`, handed to the claim at `claim`, if it comes in time: a
+    /// node that is down (fenced) hands nothing over.
+    async fn await_handover(&self, client: &str, claim: i64, epoch: i64, node: u32) -> Handover {
         let mut rx = self.sessions_applied.subscribe();
         let deadline = tokio::time::Instant::now() + HANDOVER_WAIT;
         let key = handover_key(client);
@@ -285,10 +302,29 @@ impl Hub {
                     }
                 }
             }
-            match tokio::time::timeout_at(deadline, rx.changed()).await {
+            if !self.may_hand_over(client, node) {
+                return Handover::TimedOut;
+            }
+            let step = tokio::time::Instant::now() + LIVENESS_CHECK;
+            match tokio::time::timeout_at(deadline.min(step), rx.changed()).await {
                 Ok(Ok(())) => {}
+                Err(_) if step < deadline => {}
                 _ => return Handover::TimedOut,
             }
+        }
+    }
+}
+
+impl Hub {
+    /// Whether node `node` may still hand `client`'s session over: it is
+    /// live, or it is this node and a connection of the client is still
+    /// finishing here (a record of this node's previous run has nobody
+    /// left to hand it over).
+    fn may_hand_over(&self, client: &str, node: u32) -> bool {
+        if node == self.node {
+            self.registry().online.contains_key(client)
+        } else {
+            self.broker.is_live(node)
         }
     }
 }

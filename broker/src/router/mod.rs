@@ -357,6 +357,24 @@ where
     }
 }
 
+/// True when a request failed before it left this node: no connection to
+/// the other node could be made (refused, or the connect timed out).
+fn never_sent(status: &Status) -> bool {
+    if status.message().starts_with("tcp connect error") {
+        return true;
+    }
+    let mut source = std::error::Error::source(status);
+    while let Some(e) = source {
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused)
+        {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
 /// A forwarded request's failure in the broker's terms: the refusals a
 /// caller acts on keep their kind, the rest say which node failed how.
 pub(crate) fn from_status(topic: &str, partition: u32, status: Status) -> Error {
@@ -373,6 +391,14 @@ pub(crate) fn from_status(topic: &str, partition: u32, status: Status) -> Error 
         .and_then(|v| v.to_str().ok());
     match (status.code(), kind) {
         (Code::Unavailable, Some("not-leader")) => Error::NotLeader {
+            topic: topic.to_string(),
+            partition,
+            leader: None,
+        },
+        // The leader's node could not be reached (it may be down, and the
+        // metadata will name another): nothing was sent, so the request
+        // may go again, to the leader named then.
+        (Code::Unavailable, None) if never_sent(&status) => Error::NotLeader {
             topic: topic.to_string(),
             partition,
             leader: None,

@@ -39,6 +39,10 @@ use handshake::{admit, connack, read_connect, write_packet};
 /// Bytes read ahead from a busy socket before they are handled.
 const MAX_READ_AHEAD: usize = 1 << 20;
 
+/// How often a persistent session saves how far it got (see
+/// `Connection::checkpoint`), at most.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
 /// How a connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum End {
@@ -319,6 +323,12 @@ where
     if let Some(state) = stored {
         conn.stored.store(true, Ordering::Relaxed);
         Box::pin(conn.resume(state, &resume_to)).await;
+        debug!(
+            client = %client_id,
+            in_flight = conn.outbound.in_flight.len(),
+            queued = conn.outbound.queue.len(),
+            "session resumed"
+        );
         // The latest record is this connection's again (the one it took
         // the session over from may have saved after the claim).
         conn.save().await;
@@ -435,6 +445,10 @@ impl Connection {
     {
         let shutdown = self.gw.shutdown.clone();
         let mut last_heard = tokio::time::Instant::now();
+        let persistent = self.expiry != Some(0);
+        let mut checkpoint = tokio::time::interval(CHECKPOINT_EVERY);
+        checkpoint.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        checkpoint.reset();
         // Packets that arrived with CONNECT.
         if !rbuf.is_empty() {
             match Box::pin(self.input(rbuf)).await {
@@ -519,6 +533,9 @@ impl Connection {
                         self.live(d, now);
                     }
                     Box::pin(self.catch_up()).await;
+                }
+                _ = checkpoint.tick(), if persistent => {
+                    Box::pin(self.checkpoint(rx)).await;
                 }
                 () = keep_alive => {
                     debug!(client = %self.client_id, "keep-alive expired");

@@ -5,7 +5,9 @@
 use super::*;
 
 impl Connection {
-    /// The session's state as it stands (cursors as of registration).
+    /// The session's state as it stands: its cursors are where a resume
+    /// must read from so that nothing accepted for the session and not yet
+    /// acknowledged is lost (see [`Connection::cursors`]).
     pub(super) fn state(&self) -> SessionState {
         SessionState {
             expiry_secs: self.expiry,
@@ -15,9 +17,9 @@ impl Connection {
                 .map(|(f, o)| StoredSub::new(f, o))
                 .collect(),
             cursors: self
-                .base_cursors
-                .iter()
-                .map(|((t, p), o)| (t.clone(), *p, *o))
+                .cursors()
+                .into_iter()
+                .map(|((t, p), o)| (t, p, o))
                 .collect(),
             outgoing: self.outbound.stored(),
             incoming_qos2: self.incoming_qos2.iter().copied().collect(),
@@ -30,6 +32,65 @@ impl Connection {
             for_claim: -1,
             epoch: self.claim,
         }
+    }
+
+    /// Per log partition, the offset a resume reads from: where the
+    /// session stood when it registered, or lower, down to the first QoS 1
+    /// or 2 message queued for the client and not yet sent (messages a
+    /// resume or a catch-up read from the log before it). A message in
+    /// flight is kept by itself (`outgoing`) and sent again on resume.
+    /// Everything the client has not acknowledged is thus read again after
+    /// a crash of this node (at least once), never skipped.
+    fn cursors(&self) -> Positions {
+        let mut cursors = self.base_cursors.clone();
+        for d in self.outbound.queue.iter().filter(|d| d.qos > 0) {
+            let key = (d.at.topic.clone(), d.at.partition);
+            if let Some(c) = cursors.get_mut(&key) {
+                *c = (*c).min(d.at.offset);
+            }
+        }
+        cursors
+    }
+
+    /// Saves how far the session got, when it got further: its cursors
+    /// move up to where every message has reached this connection, and
+    /// what the client has not acknowledged stays in the record (in
+    /// flight, or below the cursors while queued). A session whose node
+    /// dies goes on from its latest checkpoint: nothing acknowledged to a
+    /// publisher is skipped, and what is sent twice is bounded by the
+    /// checkpoint interval.
+    pub(super) async fn checkpoint(&mut self, rx: &mpsc::Receiver<Delivery>) {
+        let Some(at) = self.delivered(rx) else {
+            return;
+        };
+        if at != self.base_cursors {
+            self.base_cursors = at;
+            self.save().await;
+        }
+    }
+
+    /// Per partition, the dispatch position below which every message for
+    /// this session has reached the connection (lowered to where it fell
+    /// behind); `None` while deliveries wait in `rx`.
+    fn delivered(&self, rx: &mpsc::Receiver<Delivery>) -> Option<Positions> {
+        let reg = self.gw.registry();
+        // Dispatchers hand messages out under the registry lock.
+        if !rx.is_empty() {
+            return None;
+        }
+        let me = reg
+            .online
+            .get(&self.client_id)
+            .filter(|o| o.connection == self.id)?;
+        let mut at = self.base_cursors.clone();
+        for (key, cursor) in &mut at {
+            let mut reached = reg.positions.get(key).copied().unwrap_or(*cursor);
+            if let Some(from) = me.behind.get(key) {
+                reached = reached.min(*from);
+            }
+            *cursor = (*cursor).max(reached);
+        }
+        Some(at)
     }
 
     /// Whether a later claim on the client id came from

@@ -3,16 +3,16 @@
 //! offline, read from the log between its cursors and the dispatch
 //! positions it registered at.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use tracing::debug;
 
 use super::Connection;
-use crate::hub::now_ms;
+use crate::hub::{Hub, now_ms};
 use crate::message::Message;
 use crate::registry::{Delivery, Positions};
-use crate::session::{LogRef, SessionState};
+use crate::session::{LogRef, SessionState, StoredOutgoing};
 use crate::store;
 use crate::topic;
 use crate::trie::SubOptions;
@@ -48,76 +48,157 @@ impl Connection {
             self.subs.insert(s.filter.clone(), s.options());
         }
         self.incoming_qos2 = state.incoming_qos2.iter().copied().collect();
-        let mut kept = Vec::new();
-        for o in &state.outgoing {
-            let at = &o.at;
-            let records = store::read_range(
-                &self.gw.broker,
-                &at.topic,
-                at.partition,
-                at.offset,
-                Some(at.offset + 1),
-            )
-            .await
-            .unwrap_or_default();
-            if let Some(msg) = records.first().and_then(Message::from_record) {
-                kept.push((o.clone(), Arc::new(msg)));
-            }
-        }
+        let kept = in_flight_messages(&self.gw, &state.outgoing).await;
+        let sent_again: BTreeSet<LogRef> = kept.iter().map(|(o, _)| o.at.clone()).collect();
         self.outbound.restore(kept);
         let now = now_ms();
         let metrics = &self.gw.metrics;
         self.outbound.resend(now, metrics, &mut self.out);
-        // What it missed is an offline queue: at most `max_queued_messages`
-        // of it (the oldest) is delivered; the rest is dropped and counted.
-        let mut backlog = 0usize;
+        self.missed(&state, positions, &sent_again, now).await;
+    }
+
+    /// Delivers the QoS 1/2 messages the session missed: per partition,
+    /// from its cursor to where it registered. At most
+    /// `max_queued_messages` are taken now. Beyond that, a session that
+    /// went offline (its client left) drops the rest and counts them, as
+    /// an offline queue does; one whose node died while its client was
+    /// connected loses nothing: from the first message past the bound it
+    /// is behind on the partition and reads the rest from the log as the
+    /// client makes room.
+    async fn missed(
+        &mut self,
+        state: &SessionState,
+        positions: &Positions,
+        sent_again: &BTreeSet<LogRef>,
+        now: i64,
+    ) {
+        let mut taken = 0usize;
+        let mut behind = Vec::new();
         for ((topic, partition), end) in positions {
-            let from = state.cursor(topic, *partition).unwrap_or(*end);
-            if from >= *end {
-                continue;
-            }
-            let records =
-                match store::read_range(&self.gw.broker, topic, *partition, from, Some(*end)).await
-                {
-                    Ok(r) => r,
-                    Err(e) => {
-                        debug!(topic, partition, "missed messages not read: {e}");
-                        continue;
+            let key = (topic.clone(), *partition);
+            let mut from = state.cursor(topic, *partition).unwrap_or(*end);
+            while from < *end {
+                if taken >= self.gw.config.max_queued_messages && state.online {
+                    behind.push((key.clone(), from));
+                    break;
+                }
+                let to = (*end).min(from + MISSED_STEP);
+                let records =
+                    match store::read_range(&self.gw.broker, topic, *partition, from, Some(to))
+                        .await
+                    {
+                        Ok(r) => r,
+                        Err(e) => {
+                            debug!(topic, partition, "missed messages not read: {e}");
+                            break;
+                        }
+                    };
+                from = to;
+                for r in records {
+                    let full = taken >= self.gw.config.max_queued_messages;
+                    if full && state.online {
+                        from = r.offset;
+                        break;
                     }
-                };
-            for r in records {
-                let Some(msg) = Message::from_record(&r) else {
-                    continue;
-                };
-                let Some((qos, rap, ids)) = match_own(&self.subs, &msg, &self.client_id) else {
-                    continue;
-                };
-                let qos = qos.min(msg.qos);
-                if qos == 0 {
-                    continue;
-                }
-                let retain = rap && msg.retain;
-                if backlog >= self.gw.config.max_queued_messages {
-                    self.gw.metrics.dropped(crate::metrics::Dropped::QueueFull);
-                    continue;
-                }
-                backlog += 1;
-                let d = Delivery {
-                    msg: Arc::new(msg),
-                    at: LogRef {
+                    let at = LogRef {
                         topic: topic.clone(),
                         partition: *partition,
                         offset: r.offset,
-                    },
-                    qos,
-                    retain,
-                    subscription_ids: ids,
+                    };
+                    // In flight when the session was saved: sent again.
+                    if sent_again.contains(&at) {
+                        continue;
+                    }
+                    let Some(d) = self.missed_delivery(&r, at) else {
+                        continue;
+                    };
+                    if full {
+                        self.gw.metrics.dropped(crate::metrics::Dropped::QueueFull);
+                        continue;
+                    }
+                    taken += 1;
+                    self.outbound
+                        .deliver(d, now, &self.gw.metrics, &mut self.out);
+                }
+            }
+        }
+        if behind.is_empty() {
+            return;
+        }
+        let mut reg = self.gw.registry();
+        if let Some(me) = reg
+            .online
+            .get_mut(&self.client_id)
+            .filter(|o| o.connection == self.id)
+        {
+            for (key, from) in behind {
+                // Live deliveries from `from` on are the catch-up's.
+                self.resumed_below.insert(key.clone(), from);
+                me.behind.insert(key, from);
+            }
+            self.wake.notify_one();
+        }
+    }
+
+    /// The delivery of a missed record to this session, if its own
+    /// subscriptions take it at QoS 1 or 2.
+    fn missed_delivery(&self, r: &fjord_broker::Record, at: LogRef) -> Option<Delivery> {
+        let msg = Message::from_record(r)?;
+        let (qos, rap, ids) = match_own(&self.subs, &msg, &self.client_id)?;
+        let qos = qos.min(msg.qos);
+        (qos > 0).then(|| Delivery {
+            retain: rap && msg.retain,
+            msg: Arc::new(msg),
+            at,
+            qos,
+            subscription_ids: ids,
+        })
+    }
+}
+
+/// Missed records read from the log per step of a resume.
+const MISSED_STEP: i64 = 4096;
+
+/// The messages of a saved session's in-flight list, read from the log
+/// with one read per partition (from its first to its last such offset);
+/// those gone from the log (retention) are left out.
+async fn in_flight_messages(
+    gw: &Hub,
+    outgoing: &[StoredOutgoing],
+) -> Vec<(StoredOutgoing, Arc<Message>)> {
+    let mut spans: BTreeMap<(&str, u32), (i64, i64)> = BTreeMap::new();
+    for o in outgoing {
+        let span = spans
+            .entry((o.at.topic.as_str(), o.at.partition))
+            .or_insert((o.at.offset, o.at.offset));
+        span.0 = span.0.min(o.at.offset);
+        span.1 = span.1.max(o.at.offset);
+    }
+    let mut found: HashMap<LogRef, Arc<Message>> = HashMap::new();
+    for ((topic, partition), (first, last)) in spans {
+        let records =
+            match store::read_range(&gw.broker, topic, partition, first, Some(last + 1)).await {
+                Ok(r) => r,
+                Err(e) => {
+                    debug!(topic, partition, "in-flight messages not read: {e}");
+                    continue;
+                }
+            };
+        for r in records {
+            if let Some(msg) = Message::from_record(&r) {
+                let at = LogRef {
+                    topic: topic.to_string(),
+                    partition,
+                    offset: r.offset,
                 };
-                self.outbound
-                    .deliver(d, now, &self.gw.metrics, &mut self.out);
+                found.insert(at, Arc::new(msg));
             }
         }
     }
+    outgoing
+        .iter()
+        .filter_map(|o| found.get(&o.at).map(|m| (o.clone(), Arc::clone(m))))
+        .collect()
 }
 
 /// Missed messages read per step of a catch-up, at most.

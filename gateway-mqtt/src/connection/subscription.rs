@@ -67,7 +67,10 @@ impl Connection {
                 existed
             };
             self.subs.insert(f.filter.clone(), options);
-            if shared.is_none() {
+            // A new subscription gets what is published from now on; one
+            // that existed (a client subscribing again as it reconnects)
+            // replaces it without a gap (MQTT 3.8.4).
+            if shared.is_none() && !existed {
                 let lag = self.gw.undispatched().await;
                 self.recent.retain(|(filter, _)| filter != &f.filter);
                 if !lag.is_empty() {
