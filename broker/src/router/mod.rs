@@ -422,3 +422,32 @@ pub(crate) fn from_status(topic: &str, partition: u32, status: Status) -> Error 
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[tokio::test]
+    async fn a_leader_that_cannot_be_connected_to_is_asked_again_other_failures_are_not() {
+        // A port nobody listens on.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+            .unwrap()
+            .connect_lazy();
+        let status = FetchServiceClient::new(channel)
+            .list_offsets(pb::ListOffsetsRequest::default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(from_status("t", 0, status), Error::NotLeader { .. }),
+            "refused connection: nothing was sent"
+        );
+        // Sent, and the connection broke: the outcome is unknown.
+        let broken = Status::unavailable("connection reset");
+        assert!(matches!(from_status("t", 0, broken), Error::Cluster(_)));
+    }
+}
