@@ -179,6 +179,19 @@ pub enum MetadataResponse {
 }
 
 impl MetadataState {
+    /// A topic with a replica on broker `id`, if any.
+    fn topic_held_by(&self, id: u64) -> Option<&str> {
+        self.topics
+            .iter()
+            .find(|(_, t)| t.partitions.iter().any(|p| p.replicas.contains(&id)))
+            .map(|(name, _)| name.as_str())
+    }
+
+    /// True while broker `id` holds a replica of some partition.
+    pub fn holds_replicas(&self, id: u64) -> bool {
+        self.topic_held_by(id).is_some()
+    }
+
     fn partition_mut(
         &mut self,
         topic: &str,
@@ -368,12 +381,7 @@ impl MetadataState {
                 broker.draining = *draining;
             }
             MetadataRequest::UnregisterBroker { id } => {
-                let holds = self
-                    .topics
-                    .iter()
-                    .flat_map(|(name, t)| t.partitions.iter().map(move |p| (name, p)))
-                    .find(|(_, p)| p.replicas.contains(id));
-                if let Some((name, _)) = holds {
+                if let Some(name) = self.topic_held_by(*id) {
                     return Err(format!(
                         "broker {id} still holds replicas (of {name}); drain it first"
                     ));

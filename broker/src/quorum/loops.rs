@@ -181,5 +181,30 @@ async fn controller_round(cluster: &Quorum) {
             }
         }
     }
+    unregister_removed(cluster).await;
     cluster.keep_voters().await;
+}
+
+/// Controller side: drops the registration of a broker that is no longer
+/// a member of the quorum (a heartbeat that raced `remove-node` may have
+/// registered it again after its removal was proposed).
+async fn unregister_removed(cluster: &Quorum) {
+    let members = cluster.node.members();
+    let state = cluster.node.state();
+    let removed: Vec<u64> = state
+        .brokers
+        .keys()
+        .copied()
+        .filter(|id| !members.voters.contains_key(id) && !members.learners.contains_key(id))
+        .filter(|id| !state.holds_replicas(*id))
+        .collect();
+    for id in removed {
+        info!(broker = id, "unregistering a broker that left the quorum");
+        if let Err(e) = cluster
+            .propose(MetadataRequest::UnregisterBroker { id })
+            .await
+        {
+            warn!(broker = id, "unregistering a removed broker failed: {e}");
+        }
+    }
 }

@@ -105,6 +105,19 @@ impl Ctx {
         self.fetch = FetchServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE);
         Ok(())
     }
+
+    /// After a "not the leader" answer: aims at the leader that answer
+    /// named (the node asked first may not have heard of the move yet),
+    /// else at the leader `--server` names.
+    pub(super) async fn follow_leader(&mut self, partition: u32, e: &tonic::Status) -> Result<()> {
+        if let Some(addr) = super::leader_address(e)
+            && let Ok(channel) = self.server.at(&addr).connect().await
+        {
+            self.fetch = FetchServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE);
+            return Ok(());
+        }
+        self.aim_at_leader(partition).await
+    }
 }
 
 impl Ctx {
@@ -128,8 +141,8 @@ impl Ctx {
         ts: i64,
     ) -> Result<i64> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        self.aim_at_leader(partition).await?;
         loop {
-            self.aim_at_leader(partition).await?;
             let asked = self
                 .fetch
                 .list_offsets(pb::ListOffsetsRequest {
@@ -143,6 +156,7 @@ impl Ctx {
                 Ok(r) => return Ok(r.into_inner().offset),
                 Err(e) if super::is_not_leader(&e) && std::time::Instant::now() < deadline => {
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    self.follow_leader(partition, &e).await?;
                 }
                 Err(e) => return Err(status(e)),
             }
@@ -272,7 +286,7 @@ pub(super) async fn fetch_partition(
                     return Err(status(e));
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                let _ = ctx.aim_at_leader(partition).await;
+                let _ = ctx.follow_leader(partition, &e).await;
                 continue;
             }
             Err(e) => return Err(status(e)),

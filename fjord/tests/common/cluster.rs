@@ -67,5 +67,5 @@ pub fn wait_for(server: &Server, what: &str, ok: impl Fn(&Value) -> bool) -> Val
     server
         .node()
         .wait_for_status(what, Duration::from_secs(60), ok)
-        .unwrap_or_else(|e| panic!("{e:#}"))
+        .unwrap_or_else(|e| panic!("{e:#}\nthe node's log ends:\n{}", server.log_tail(60)))
 }

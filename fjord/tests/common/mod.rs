@@ -68,6 +68,13 @@ impl Server {
         self.node.log()
     }
 
+    /// The last `lines` lines of the server's log (for a failure message).
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = self.logs();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
     /// The kit's node behind this server.
     pub fn node(&self) -> &Node {
         &self.node
@@ -117,8 +124,9 @@ impl Server {
         let out = self.cli_with_input(args, input);
         assert!(
             out.status.success(),
-            "fjord {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+            "fjord {args:?} failed: {}\nthe server's log ends:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log_tail(60)
         );
         String::from_utf8(out.stdout).unwrap()
     }
