@@ -18,6 +18,10 @@
 //! - [`mqtt_load`]: MQTT load generator: latency, loss, duplicates, order.
 //! - [`mqtt_idle`]: memory per idle MQTT connection on a fresh server.
 //! - `bin/amqp_bench.rs`: Fjord's AMQP gateway against RabbitMQ.
+//! - `bin/cluster_bench.rs`: replicated throughput, failover and rebalance
+//!   of the log on a 3-node cluster.
+//! - `bin/failover_bench.rs`: how long MQTT and AMQP clients wait to be
+//!   served again after a node dies.
 //! - [`amqp_server`]: starts Fjord or a private RabbitMQ node as an AMQP
 //!   broker on loopback.
 //! - [`amqp_load`]: AMQP load generator (confirms, manual acks): latency,

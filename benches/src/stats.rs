@@ -18,6 +18,27 @@ pub fn median(values: &[f64]) -> f64 {
     }
 }
 
+/// The `p`-quantile (0.0 to 1.0) of `sorted` (nearest rank); zero for none.
+pub fn percentile(sorted: &[std::time::Duration], p: f64) -> std::time::Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted
+        .get(i.min(sorted.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or_default()
+}
+
+/// "p50 X ms, p99 Y ms, max Z ms over N kills" of failover `times`.
+pub fn kill_summary(mut times: Vec<std::time::Duration>) -> String {
+    times.sort();
+    format!(
+        "p50 {} ms, p99 {} ms, max {} ms over {} kills",
+        percentile(&times, 0.5).as_millis(),
+        percentile(&times, 0.99).as_millis(),
+        times.last().map_or(0, std::time::Duration::as_millis),
+        times.len()
+    )
+}
+
 /// Formats bytes per second as MiB/s.
 pub fn mib_per_s(bytes: u64, seconds: f64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0) / seconds

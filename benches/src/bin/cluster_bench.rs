@@ -29,7 +29,7 @@ use clap::Parser;
 use fjord_benches::host::busy_cpu;
 use fjord_benches::metrics;
 use fjord_benches::mqtt_server::cpu_time;
-use fjord_benches::stats::median;
+use fjord_benches::stats::{kill_summary, median};
 use fjord_proto::v1 as pb;
 use fjord_proto::v1::cluster_service_client::ClusterServiceClient;
 use fjord_proto::v1::produce_service_client::ProduceServiceClient;
@@ -353,11 +353,6 @@ async fn failover(nodes: &mut [Node], topic: &str) -> Result<Duration> {
     Ok(elapsed)
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
@@ -479,13 +474,9 @@ async fn failovers(binary: &Path, scratch: &Path, args: &Args) -> Result<()> {
         times.push(t);
     }
     drop(cluster);
-    times.sort();
     println!(
-        "failover (kill -9 of the leader → first acks=all write): p50 {} ms, p99 {} ms, max {} ms over {} kills",
-        percentile(&times, 0.5).as_millis(),
-        percentile(&times, 0.99).as_millis(),
-        times.last().map_or(0, Duration::as_millis),
-        times.len()
+        "failover (kill -9 of the leader → first acks=all write): {}",
+        kill_summary(times)
     );
     Ok(())
 }
