@@ -56,6 +56,9 @@ struct Args {
     /// Protocols to measure.
     #[arg(long, value_delimiter = ',', default_value = "mqtt,amqp")]
     protocols: Vec<String>,
+    /// FJORD_LOG_LEVEL for the nodes (their logs are kept when a run fails).
+    #[arg(long, default_value = "warn")]
+    fjord_log_level: String,
     /// Give up on one failover after this long.
     #[arg(long, default_value_t = 60)]
     timeout_secs: u64,
@@ -84,7 +87,7 @@ fn mqtt_addr(node: &Node) -> Result<(String, u16)> {
 }
 
 /// Connects `id` to `node` (persistent session); returns the client and a
-/// task that forwards received payloads until the connection breaks.
+/// task that forwards received payloads (until aborted).
 async fn mqtt_connect(
     node: &Node,
     id: &str,
@@ -108,12 +111,20 @@ async fn mqtt_connect(
             Err(_) => bail!("no CONNACK in 5 s"),
         }
     }
+    // The client connects again (to the same node) when its connection
+    // breaks: the gateway closes a publisher's connection when a publish
+    // may or may not have been appended (its partition's leader died), and
+    // the client sends what was unacknowledged again.
     let task = tokio::spawn(async move {
-        while let Ok(event) = el.poll().await {
-            if let Event::Incoming(Packet::Publish(p)) = event
-                && tx.send(p.payload.to_vec()).is_err()
-            {
-                return;
+        loop {
+            match el.poll().await {
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    if tx.send(p.payload.to_vec()).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
             }
         }
     });
@@ -438,13 +449,15 @@ async fn run(protocol: &str, nodes: &mut [Node], args: &Args) -> Result<()> {
     Ok(())
 }
 
-fn start(binary: &Path, dir: &Path) -> Result<Cluster> {
+fn start(binary: &Path, dir: &Path, log_level: &str) -> Result<Cluster> {
     let gateways = Gateways {
         mqtt: true,
         amqp: true,
         ..Gateways::NONE
     };
-    let template = Node::builder(binary).log_level("warn").gateways(gateways);
+    let template = Node::builder(binary)
+        .log_level(log_level)
+        .gateways(gateways);
     Cluster::builder(template, dir, 3).logs().start()
 }
 
@@ -466,7 +479,8 @@ async fn main() -> Result<()> {
             bail!("unknown protocol {protocol:?} (mqtt, amqp)");
         }
         let dir = scratch.path().join(protocol);
-        let mut cluster = tokio::task::block_in_place(|| start(&binary, &dir))?;
+        let mut cluster =
+            tokio::task::block_in_place(|| start(&binary, &dir, &args.fjord_log_level))?;
         if let Err(e) = run(protocol, cluster.nodes_mut(), &args).await {
             drop(cluster);
             let kept = scratch.keep();
