@@ -25,8 +25,10 @@
 //!   for network partitions.
 //! - [`workload`]: producers and consumers that follow the node.
 //! - [`stop`]: the flag that ends the workload.
+//! - [`mqtt`]: the MQTT schedule (its workload, nemesis and checker).
 
 pub mod history;
+pub mod mqtt;
 pub mod proxy;
 pub mod stop;
 pub mod workload;
