@@ -67,6 +67,8 @@ pub struct Session {
     node: usize,
     inflight: u16,
     net: Net,
+    /// The event loop has a connection (its CONNACK came).
+    connected: bool,
 }
 
 /// How long a CONNACK may take (a session moving between nodes waits for
@@ -101,11 +103,13 @@ impl Session {
             node,
             inflight,
             net,
+            connected: false,
         })
     }
 
     /// The next packet from the server within `wait`; connects first if
-    /// the session has no connection.
+    /// the session has no connection (waiting as long as that takes, up
+    /// to the client's connection timeout).
     ///
     /// # Cancel safety
     /// Not cancel safe (the event loop may be cut off mid-write); callers
@@ -113,13 +117,22 @@ impl Session {
     pub async fn next(&mut self, wait: Duration) -> Step {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let Ok(event) = tokio::time::timeout_at(deadline, self.events.poll()).await else {
-                return Step::Idle;
+            // A connection attempt is never cut short (an attempt given up
+            // on may still take the session over): the event loop bounds
+            // it by its connection timeout.
+            let event = if self.connected {
+                match tokio::time::timeout_at(deadline, self.events.poll()).await {
+                    Ok(event) => event,
+                    Err(_) => return Step::Idle,
+                }
+            } else {
+                self.events.poll().await
             };
             match event {
                 Ok(Event::Incoming(Packet::ConnAck(ack)))
                     if ack.code == ConnectReturnCode::Success =>
                 {
+                    self.connected = true;
                     self.net.connections.set(&self.id, Some(self.node));
                     return Step::Connected {
                         session_present: ack.session_present,
@@ -140,6 +153,7 @@ impl Session {
     /// again) and points the client at the next node.
     pub fn move_on(&mut self) {
         self.events.clean();
+        self.connected = false;
         self.net.connections.set(&self.id, None);
         let addresses = self
             .net
