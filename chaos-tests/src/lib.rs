@@ -16,6 +16,17 @@
 //! history is checked (see `history.rs`). Every run prints its seed; the
 //! same seed replays the same fault schedule.
 //!
+//! The MQTT schedule (see `mqtt/mod.rs`) runs the same way against the
+//! MQTT gateway: QoS 1 and QoS 2 publishers and persistent-session
+//! subscribers (one pair sharing a `$share` subscription) spread over a
+//! three-node cluster, each moving to another node when its own dies, while
+//! a seeded nemesis SIGKILLs and restarts the node a client is connected
+//! to, the leader of `__mqtt_sessions`-0 or `mqtt`-0, or any node. Its
+//! checker wants every acknowledged message at every subscriber (and in
+//! the union of the shared group), QoS 2 messages exactly once, each
+//! publisher's messages in order but for DUP redeliveries, and nothing
+//! that was never published.
+//!
 //! The `fjord serve` processes (started, killed, paused, restarted, and a
 //! cluster formed of them) come from `fjord-testkit`.
 //!
@@ -25,8 +36,10 @@
 //!   for network partitions.
 //! - [`workload`]: producers and consumers that follow the node.
 //! - [`stop`]: the flag that ends the workload.
+//! - [`mqtt`]: the MQTT schedule (its workload, nemesis and checker).
 
 pub mod history;
+pub mod mqtt;
 pub mod proxy;
 pub mod stop;
 pub mod workload;

@@ -1,0 +1,110 @@
+//! The MQTT schedule's nemesis: seeded, one fault at a time, every one a
+//! SIGKILL of a node followed by its restart (same flags, same data) a
+//! few seconds later, so at most one node is down at any time.
+//!
+//! The victim is the node a subscriber or a publisher is connected to, the
+//! leader of `__mqtt_sessions`-0 (where sessions are kept), the leader of
+//! `mqtt`-0 (where messages are appended), or any node. The draws from the
+//! seeded generator happen in the same order whatever is chosen, so a seed
+//! replays the same schedule (the roles it names depend on the run).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use fjord_testkit::Node;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::Fault;
+use crate::mqtt::cluster::{leader_of, mqtt_address};
+use crate::mqtt::session::{Connections, Net};
+
+/// Kills and restarts nodes for `duration`; hands the nodes back, all
+/// running.
+///
+/// # Errors
+/// A killed node cannot be restarted.
+pub async fn run(
+    nodes: &mut Vec<Node>,
+    net: &Net,
+    seed: u64,
+    duration: Duration,
+) -> Result<Vec<Fault>> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let start = Instant::now();
+    let mut faults = Vec::new();
+    while start.elapsed() < duration {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(1000..3000))).await;
+        let at = start.elapsed();
+        let (victim, role) = pick_victim(nodes, &net.connections, &mut rng).await;
+        let down = Duration::from_millis(rng.random_range(2000..3000));
+        faults.push(Fault {
+            at,
+            what: format!(
+                "SIGKILL node {} ({role}), restart after {} ms",
+                victim + 1,
+                down.as_millis()
+            ),
+        });
+        nodes[victim].kill9();
+        tokio::time::sleep(down).await;
+        restart(nodes, victim, net).await?;
+    }
+    Ok(faults)
+}
+
+/// Restarts node `i` (waiting until it is ready) and publishes its MQTT
+/// address.
+async fn restart(nodes: &mut Vec<Node>, i: usize, net: &Net) -> Result<()> {
+    let mut node = nodes.remove(i);
+    let restarted = tokio::task::spawn_blocking(move || node.restart().map(|()| node)).await?;
+    let node = restarted.with_context(|| format!("restart node {}", i + 1))?;
+    let addr = mqtt_address(&node)?;
+    nodes.insert(i, node);
+    if let Ok(mut a) = net.addresses.lock()
+        && let Some(slot) = a.get_mut(i)
+    {
+        *slot = addr;
+    }
+    Ok(())
+}
+
+/// The node (index) to kill, and why it was chosen.
+async fn pick_victim(
+    nodes: &[Node],
+    connections: &Connections,
+    rng: &mut StdRng,
+) -> (usize, String) {
+    let any = rng.random_range(0..nodes.len());
+    let roll: f64 = rng.random();
+    let pick: usize = rng.random_range(0..1000);
+    let chosen = if roll < 0.55 {
+        // A subscriber's node, or (less often) a publisher's.
+        let connected = clients_of(connections, roll >= 0.4);
+        connected
+            .get(pick % connected.len().max(1))
+            .map(|(id, node)| (*node, format!("{id}'s node")))
+    } else if roll < 0.75 {
+        leader_of(nodes, "__mqtt_sessions", 0)
+            .await
+            .map(|i| (i, "the leader of __mqtt_sessions-0".to_string()))
+    } else if roll < 0.85 {
+        leader_of(nodes, "mqtt", 0)
+            .await
+            .map(|i| (i, "the leader of mqtt-0".to_string()))
+    } else {
+        None
+    };
+    chosen
+        .filter(|(i, _)| *i < nodes.len())
+        .unwrap_or((any, "a node".to_string()))
+}
+
+/// The publishers (or the subscribers) connected now, and their nodes.
+fn clients_of(connections: &Connections, publishers: bool) -> Vec<(String, usize)> {
+    connections
+        .snapshot()
+        .into_iter()
+        .filter(|(id, _)| id.starts_with("pub-") == publishers)
+        .collect()
+}
