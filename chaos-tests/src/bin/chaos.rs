@@ -148,5 +148,9 @@ async fn run_mqtt(args: &Args, seed: u64, binary: &Path, dir: &Path) -> anyhow::
     for line in report.anomalies().take(20) {
         println!("  {line}");
     }
+    println!(
+        "every acknowledged message at every persistent session, in order: {}",
+        if report.durable() { "yes" } else { "NO" }
+    );
     Ok(report.ok())
 }

@@ -113,6 +113,21 @@ impl MqttReport {
             && self.never_published.is_empty()
     }
 
+    /// What the gateway promises today (see the README): every
+    /// acknowledged message reaches every persistent session that is not
+    /// in a shared group, in order, and nothing unpublished arrives. QoS 2
+    /// duplicates after a crash of the session's node and the messages a
+    /// shared group misses while its members move are reported, not
+    /// counted here.
+    pub fn durable(&self) -> bool {
+        self.missing
+            .iter()
+            .filter(|(who, _)| !who.starts_with("$share/"))
+            .all(|(_, lacks)| lacks.is_empty())
+            && self.out_of_order.is_empty()
+            && self.never_published.is_empty()
+    }
+
     /// Acknowledged messages missing, summed over subscribers and groups.
     pub fn missing_count(&self) -> usize {
         self.missing.values().map(Vec::len).sum()
@@ -419,6 +434,20 @@ mod tests {
         h.subscribers[3].deliveries.pop();
         let r = check(&h);
         assert_eq!(r.missing["$share/g"], vec!["p1-3".to_string()]);
+    }
+
+    #[test]
+    fn durable_leaves_qos2_repeats_and_shared_misses_out_but_not_a_lost_message() {
+        let mut h = history();
+        h.subscribers[1].deliveries.push(delivery(1, 1, true));
+        let mut member = subscriber("a", 1, Vec::new());
+        member.group = Some("g".into());
+        h.subscribers.push(member);
+        let r = check(&h);
+        assert!(!r.ok() && r.durable(), "{}", r.table());
+
+        h.subscribers[0].deliveries.retain(|d| d.payload != "p1-3");
+        assert!(!check(&h).durable());
     }
 
     #[test]
