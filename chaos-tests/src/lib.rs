@@ -225,13 +225,7 @@ fn free_port() -> Result<String> {
 }
 
 async fn cluster_status(addr: &str) -> Option<pb::ClusterStatusResponse> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .ok()?
-        .connect_timeout(Duration::from_millis(500))
-        .timeout(Duration::from_secs(2))
-        .connect()
-        .await
-        .ok()?;
+    let channel = crate::workload::connect_to(addr).await?;
     ClusterServiceClient::new(channel)
         .status(pb::ClusterStatusRequest {})
         .await

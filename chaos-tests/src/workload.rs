@@ -27,7 +27,8 @@ use fjord_proto::MAX_MESSAGE;
 /// The nodes' current gRPC addresses, updated by the nemesis on restarts.
 pub type Address = Arc<Mutex<Vec<String>>>;
 
-async fn connect_to(addr: &str) -> Option<Channel> {
+/// A channel to the node at `addr`, or `None` when it does not answer.
+pub(crate) async fn connect_to(addr: &str) -> Option<Channel> {
     Endpoint::from_shared(format!("http://{addr}"))
         .ok()?
         .connect_timeout(Duration::from_millis(500))

@@ -99,13 +99,7 @@ pub async fn leader_of(nodes: &[Node], topic: &str, partition: u32) -> Option<us
 }
 
 async fn describe_leader(addr: &str, topic: &str, partition: u32) -> Option<String> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .ok()?
-        .connect_timeout(Duration::from_millis(500))
-        .timeout(Duration::from_secs(2))
-        .connect()
-        .await
-        .ok()?;
+    let channel = crate::workload::connect_to(addr).await?;
     let described = TopicServiceClient::new(channel)
         .describe_topic(pb::DescribeTopicRequest {
             name: topic.to_string(),
