@@ -133,9 +133,15 @@ fn restarts_keep_the_data_and_the_grpc_address_only_when_sticky() {
 #[test]
 fn a_flag_of_the_caller_replaces_the_kits_and_gateways_listen_on_port_0() {
     let dir = tempfile::tempdir().unwrap();
+    // A free port, chosen by the system and released for the flag.
+    let mqtt = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
     let node = stand_in_node()
         .gateways(Gateways::MQTT)
-        .flags(["--mqtt-listen", "127.0.0.1:1883"])
+        .flags(["--mqtt-listen", mqtt.as_str()])
         .flags(vec!["--flush-policy".to_string(), "os".to_string()])
         .log_level("warn")
         .log(dir.path().join("mqtt.log"))
@@ -144,7 +150,7 @@ fn a_flag_of_the_caller_replaces_the_kits_and_gateways_listen_on_port_0() {
     let text = node.log();
     let line = starts(&text)[0];
     assert_eq!(line.matches("--mqtt-listen").count(), 1, "{line}");
-    assert!(line.contains("--mqtt-listen 127.0.0.1:1883"), "{line}");
+    assert!(line.contains(&format!("--mqtt-listen {mqtt}")), "{line}");
     assert!(line.contains("--mqtt-tls-listen off"), "{line}");
     assert!(line.contains(" --flush-policy os "), "{line}");
 
