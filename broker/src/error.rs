@@ -148,6 +148,17 @@ impl Error {
         }
     }
 
+    /// True when a failed produce may still have been written (and be
+    /// committed): it timed out, the node stopped leading after the write,
+    /// or the leader's answer was lost. Every other produce error is a
+    /// refusal before anything was written.
+    pub fn may_be_written(&self) -> bool {
+        matches!(
+            self,
+            Error::Timeout(_) | Error::Cluster(_) | Error::ShuttingDown
+        )
+    }
+
     /// True for a storage failure caused by a full disk.
     pub fn is_disk_full(&self) -> bool {
         matches!(self, Error::Storage { source, .. } if source.is_disk_full())

@@ -259,21 +259,7 @@ pub async fn read_final(
     history: &Arc<Mutex<History>>,
 ) -> anyhow::Result<()> {
     for partition in 0..partitions {
-        // A leader elected just before the end may still be catching its
-        // high watermark up: ask again for a while.
-        let mut attempt = 0;
-        let log = loop {
-            match read_partition(partition, topic, address).await {
-                Ok(log) => break log,
-                Err(e) if attempt >= 300 => {
-                    return Err(e.context(format!("final read of partition {partition}")));
-                }
-                Err(_) => {
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        };
+        let log = read_settled(partition, topic, address).await?;
         history
             .lock()
             .map_err(|_| anyhow::anyhow!("history lock poisoned"))?
@@ -281,6 +267,55 @@ pub async fn read_final(
             .insert(partition, log);
     }
     Ok(())
+}
+
+/// The number of partitions of `topic`, as any reachable node describes it.
+pub async fn partition_count(address: &Address, topic: &str) -> Option<u32> {
+    let nodes = address.lock().ok()?.clone();
+    for addr in &nodes {
+        let Some(channel) = connect_to(addr).await else {
+            continue;
+        };
+        if let Ok(d) = TopicServiceClient::new(channel)
+            .describe_topic(pb::DescribeTopicRequest {
+                name: topic.to_string(),
+                local_only: false,
+            })
+            .await
+        {
+            return d
+                .into_inner()
+                .topic
+                .and_then(|t| u32::try_from(t.partitions.len()).ok());
+        }
+    }
+    None
+}
+
+/// Everything below the high watermark of one partition, once it can be
+/// read: a leader elected just before the end may still be catching its
+/// high watermark up, or leadership may move: ask again for a while.
+///
+/// # Errors
+/// The partition cannot be read for 30 s.
+pub(crate) async fn read_settled(
+    partition: u32,
+    topic: &str,
+    address: &Address,
+) -> anyhow::Result<std::collections::BTreeMap<i64, String>> {
+    let mut attempt = 0;
+    loop {
+        match read_partition(partition, topic, address).await {
+            Ok(log) => return Ok(log),
+            Err(e) if attempt >= 300 => {
+                return Err(e.context(format!("final read of {topic}-{partition}")));
+            }
+            Err(_) => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
 }
 
 /// Everything below the high watermark of one partition, from its leader.

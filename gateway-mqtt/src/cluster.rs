@@ -80,7 +80,7 @@ impl Shares {
 
 /// What a claimant got from the node that had the session.
 enum Handover {
-    Handed(SessionState),
+    Handed(Box<SessionState>),
     Ended,
     TimedOut,
 }
@@ -225,6 +225,12 @@ impl Hub {
             ),
             None => (None, -1),
         };
+        // The epoch of the connection that wrote it (a claim's is its own
+        // offset).
+        let previous = previous.map(|mut s| {
+            s.epoch = previous_epoch;
+            s
+        });
         let mut state = match &previous {
             Some(s) if !clean_start => s.clone(),
             _ => SessionState::default(),
@@ -234,9 +240,15 @@ impl Hub {
         state.online = true;
         state.connection = connection;
         state.claim = true;
+        state.incoming_seq = 0;
+        state.unsure = None;
         state.handed_over = false;
         state.disconnected_at_ms = None;
         let offset = self.save_session(client, &state).await?;
+        // Its shared subscriptions are served here from now on: this node
+        // stops leaving a share of their messages to the node it was on
+        // (before the claim comes back to it through the log).
+        self.note_shares(client, None);
         debug!(client, claim = offset, previous_epoch, "client id claimed");
         let Some(previous) = previous else {
             return Ok((offset, None));
@@ -256,7 +268,7 @@ impl Hub {
         Ok(match handover {
             Handover::Handed(state) => {
                 debug!(client, claim = offset, "session handed over");
-                (offset, Some(state))
+                (offset, Some(*state))
             }
             Handover::Ended => (offset, None),
             // Its node is down or cut off: go on from its latest save.
@@ -286,7 +298,7 @@ impl Hub {
                     && s.handed_over
                     && s.for_claim == claim
                 {
-                    return Handover::Handed(s.clone());
+                    return Handover::Handed(Box::new(s.clone()));
                 }
                 if let Some(k) = known.get(client) {
                     // It went away before it heard of the claim.
@@ -294,7 +306,7 @@ impl Hub {
                         && s.epoch == epoch
                         && !s.online
                     {
-                        return Handover::Handed(s.clone());
+                        return Handover::Handed(Box::new(s.clone()));
                     }
                     // A later claim, or the session ended.
                     if k.offset > claim {

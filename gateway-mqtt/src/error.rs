@@ -14,8 +14,9 @@ pub enum Error {
     },
     #[error("TLS: {0}")]
     Tls(String),
-    #[error("publish failed: {0}")]
-    Publish(String),
+    /// An append failed; `uncertain`: it may still have been written.
+    #[error("publish failed: {message}")]
+    Publish { message: String, uncertain: bool },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -402,9 +402,12 @@ impl Hub {
         let mut results: Vec<Result<()>> = (0..msgs.len()).map(|_| Ok(())).collect();
         for (idx, r) in done {
             if let Err(e) = r {
-                let text = e.to_string();
+                let (message, uncertain) = (e.to_string(), e.may_be_written());
                 for i in idx {
-                    results[i] = Err(Error::Publish(text.clone()));
+                    results[i] = Err(Error::Publish {
+                        message: message.clone(),
+                        uncertain,
+                    });
                 }
             }
         }

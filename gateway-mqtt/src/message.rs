@@ -7,6 +7,9 @@
 //! - headers, each optional:
 //!   - `mqtt.qos` (1 byte), `mqtt.retain` (1 byte, 0/1): as published;
 //!   - `mqtt.from`: the publishing client id (for No Local);
+//!   - `mqtt.qos2` (18 bytes: claim epoch i64, sequence u64, packet id u16,
+//!     big-endian): on a QoS 2 message, which connection of `mqtt.from`
+//!     stored it and in what order (see [`Receipt`]);
 //!   - `mqtt.pfi` (1 byte), `mqtt.expiry` (u32 big-endian seconds),
 //!     `mqtt.content-type`, `mqtt.response-topic`, `mqtt.correlation-data`:
 //!     the MQTT 5 properties of the same names;
@@ -59,6 +62,37 @@ impl MessageProps {
     }
 }
 
+/// Which connection stored a QoS 2 message: the claim offset of the
+/// connection (its epoch), its count of QoS 2 messages stored before this
+/// one, and the client's packet id. A session resumed after its node died
+/// finds the messages its last connection stored after its last save (a
+/// sequence at or past the saved one) and takes their packet ids as
+/// received, so the client's retransmission is not stored twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Receipt {
+    pub(crate) epoch: i64,
+    pub(crate) seq: u64,
+    pub(crate) packet_id: u16,
+}
+
+impl Receipt {
+    fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(18);
+        b.extend_from_slice(&self.epoch.to_be_bytes());
+        b.extend_from_slice(&self.seq.to_be_bytes());
+        b.extend_from_slice(&self.packet_id.to_be_bytes());
+        b
+    }
+
+    fn decode(b: &[u8]) -> Option<Receipt> {
+        Some(Receipt {
+            epoch: i64::from_be_bytes(b.get(0..8)?.try_into().ok()?),
+            seq: u64::from_be_bytes(b.get(8..16)?.try_into().ok()?),
+            packet_id: u16::from_be_bytes(b.get(16..18)?.try_into().ok()?),
+        })
+    }
+}
+
 /// One application message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Message {
@@ -69,6 +103,8 @@ pub(crate) struct Message {
     pub(crate) from: String,
     pub(crate) timestamp_ms: i64,
     pub(crate) props: MessageProps,
+    /// On a QoS 2 message from a client: the connection that stored it.
+    pub(crate) receipt: Option<Receipt>,
 }
 
 fn header(key: &str, value: impl Into<Bytes>) -> RecordHeader {
@@ -85,6 +121,9 @@ impl Message {
             header("mqtt.retain", vec![u8::from(self.retain)]),
             header("mqtt.from", self.from.clone()),
         ];
+        if let Some(r) = &self.receipt {
+            headers.push(header("mqtt.qos2", r.encode()));
+        }
         let p = &self.props;
         if let Some(v) = p.payload_format_indicator {
             headers.push(header("mqtt.pfi", vec![v]));
@@ -131,6 +170,7 @@ impl Message {
             from: String::new(),
             timestamp_ms: r.timestamp_ms,
             props: MessageProps::default(),
+            receipt: None,
         };
         let text = |v: &Option<Bytes>| {
             v.as_deref()
@@ -143,6 +183,7 @@ impl Message {
                 "mqtt.qos" => m.qos = byte(&h.value).unwrap_or(0).min(2),
                 "mqtt.retain" => m.retain = byte(&h.value) == Some(1),
                 "mqtt.from" => m.from = text(&h.value).unwrap_or_default(),
+                "mqtt.qos2" => m.receipt = h.value.as_deref().and_then(Receipt::decode),
                 "mqtt.pfi" => m.props.payload_format_indicator = byte(&h.value),
                 "mqtt.expiry" => {
                     m.props.message_expiry_interval = h
@@ -204,6 +245,11 @@ mod tests {
                 correlation_data: Some(Bytes::from_static(b"\x00\x01")),
                 user_properties: vec![("k".into(), "v".into()), ("mqtt.x".into(), "y".into())],
             },
+            receipt: Some(Receipt {
+                epoch: 41,
+                seq: u64::MAX - 1,
+                packet_id: 65535,
+            }),
         };
         let n = m.to_record();
         let r = Record {

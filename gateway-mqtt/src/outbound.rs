@@ -194,16 +194,18 @@ impl Outbound {
         }
     }
 
-    /// PUBACK (QoS 1) or PUBCOMP (QoS 2): done.
+    /// PUBACK (QoS 1) or PUBCOMP (QoS 2): done. The message it settles,
+    /// if it was in flight.
     pub(crate) fn acknowledged(
         &mut self,
         packet_id: u16,
         now_ms: i64,
         metrics: &Metrics,
         out: &mut Vec<Packet>,
-    ) {
-        self.in_flight.remove(&packet_id);
+    ) -> Option<InFlight> {
+        let done = self.in_flight.remove(&packet_id);
         self.fill(now_ms, metrics, out);
+        done
     }
 
     /// PUBREC: answer PUBREL (`0x92` when the id is unknown, MQTT 5).
@@ -321,6 +323,7 @@ mod tests {
                     message_expiry_interval: expiry,
                     ..MessageProps::default()
                 },
+                receipt: None,
             }),
             at: LogRef {
                 topic: "mqtt".into(),

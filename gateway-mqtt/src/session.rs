@@ -11,7 +11,12 @@
 //! - outgoing QoS 1/2 messages not yet acknowledged, by log position (they
 //!   are re-read and sent again with DUP on resume);
 //! - packet ids of incoming QoS 2 messages stored but not yet released, so
-//!   a retransmission after a reconnect is not stored twice.
+//!   a retransmission after a reconnect is not stored twice, and how many
+//!   QoS 2 messages the connection had stored (messages it stored after
+//!   the save are found in the log by their receipt, see
+//!   [`crate::message::Receipt`]);
+//! - outgoing QoS 2 messages completed (PUBCOMP) at or past the cursors, so
+//!   a resume that reads the log from the cursors does not send them again.
 //!
 //! # Concurrency
 //! Owned by the connection while the client is online, by the gateway's
@@ -94,6 +99,14 @@ pub(crate) struct SessionState {
     pub(crate) outgoing: Vec<StoredOutgoing>,
     #[serde(default)]
     pub(crate) incoming_qos2: Vec<u16>,
+    /// The writing connection's count of QoS 2 messages stored.
+    #[serde(default)]
+    pub(crate) incoming_seq: u64,
+    #[serde(default)]
+    pub(crate) completed_qos2: Vec<LogRef>,
+    /// QoS 2 messages whose append failed but may have been written.
+    #[serde(default)]
+    pub(crate) unsure: Option<Unsure>,
     /// When the client went away (for expiry after a restart).
     #[serde(default)]
     pub(crate) disconnected_at_ms: Option<i64>,
@@ -122,6 +135,15 @@ pub(crate) struct SessionState {
     /// older than the latest claim is stale.
     #[serde(default)]
     pub(crate) epoch: i64,
+}
+
+/// Where a session's next connection looks for QoS 2 messages its last
+/// connection may have stored without knowing it (their receipts, at
+/// sequence `seq` or later): from these cursors on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Unsure {
+    pub(crate) from: Vec<(String, u32, i64)>,
+    pub(crate) seq: u64,
 }
 
 /// The key of the hand-over record for `client` (no client id starts with
@@ -180,6 +202,16 @@ mod tests {
                 released: true,
             }],
             incoming_qos2: vec![5],
+            incoming_seq: 12,
+            completed_qos2: vec![LogRef {
+                topic: "mqtt".into(),
+                partition: 3,
+                offset: 44,
+            }],
+            unsure: Some(Unsure {
+                from: vec![("mqtt".into(), 3, 40)],
+                seq: 11,
+            }),
             disconnected_at_ms: Some(1),
             node: 2,
             online: false,

@@ -88,6 +88,9 @@ pub(crate) enum Refusal {
     },
     /// The HW did not pass the batch in time (it may still commit).
     Timeout,
+    /// This node stopped leading after it wrote the batch, before the HW
+    /// passed it: the new leader may hold it (it may commit).
+    Deposed,
     Storage(fjord_storage::Error),
 }
 
@@ -254,7 +257,7 @@ impl Partition {
                 return Ok(());
             }
             if !matches!(&*self.role(), Role::Leader { epoch: e, .. } if *e == epoch) {
-                return Err(Refusal::NotLeader);
+                return Err(Refusal::Deposed);
             }
             tokio::select! {
                 _ = hw.changed() => {}

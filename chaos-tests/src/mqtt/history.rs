@@ -15,9 +15,14 @@
 //! - **out of order**: a message given for the first time, without DUP,
 //!   after a later message of the same publisher (a repeat of one already
 //!   given is a duplicate, not a reordering; a DUP redelivery may come
-//!   late).
+//!   late). Members of a shared group are not held to an order: MQTT
+//!   orders a topic's messages per session, and a member that moved is
+//!   given its former node's share again, late (see the README).
 //! - **never published**: a payload no publisher handed to its client (or
 //!   on another topic than its publisher's).
+//! - **QoS 2 stored twice**: a QoS 2 publisher's message the log holds more
+//!   than once (the publishing side of exactly once failed; a QoS 2
+//!   duplicate at a subscriber then follows from it).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -67,6 +72,9 @@ pub struct SubscriberLog {
 pub struct MqttHistory {
     pub publishers: Vec<PublisherLog>,
     pub subscribers: Vec<SubscriberLog>,
+    /// Payloads the log holds more than once, with their count (read at
+    /// the end of a run).
+    pub stored_again: BTreeMap<String, usize>,
 }
 
 /// The topic publisher `id` publishes to.
@@ -100,6 +108,7 @@ pub struct MqttReport {
     /// Subscriber (or `$share/<group>`) → acknowledged messages it lacks.
     pub missing: BTreeMap<String, Vec<String>>,
     pub qos2_duplicates: Vec<String>,
+    pub qos2_stored_twice: Vec<String>,
     pub out_of_order: Vec<String>,
     pub never_published: Vec<String>,
 }
@@ -109,6 +118,7 @@ impl MqttReport {
     pub fn ok(&self) -> bool {
         self.missing.values().all(Vec::is_empty)
             && self.qos2_duplicates.is_empty()
+            && self.qos2_stored_twice.is_empty()
             && self.out_of_order.is_empty()
             && self.never_published.is_empty()
     }
@@ -147,6 +157,7 @@ impl MqttReport {
             ("reconnects without session", self.sessions_lost, true),
             ("missing acknowledged messages", missing, false),
             ("QoS 2 duplicates", self.qos2_duplicates.len(), false),
+            ("QoS 2 stored twice", self.qos2_stored_twice.len(), false),
             ("out of order", self.out_of_order.len(), false),
             ("never published", self.never_published.len(), false),
         ];
@@ -174,6 +185,7 @@ impl MqttReport {
     pub fn anomalies(&self) -> impl Iterator<Item = &String> {
         self.qos2_duplicates
             .iter()
+            .chain(&self.qos2_stored_twice)
             .chain(&self.out_of_order)
             .chain(&self.never_published)
     }
@@ -224,6 +236,16 @@ pub fn check(history: &MqttHistory) -> MqttReport {
     for (group, received) in groups {
         let lacks = lacking(&publishers, &received);
         report.missing.insert(format!("$share/{group}"), lacks);
+    }
+    for (payload, copies) in &history.stored_again {
+        let qos2 = parse_payload(payload)
+            .and_then(|(id, _)| publishers.get(&id))
+            .is_some_and(|p| p.qos >= 2);
+        if qos2 {
+            report
+                .qos2_stored_twice
+                .push(format!("the log holds {payload} {copies} times"));
+        }
     }
     report
 }
@@ -276,7 +298,7 @@ fn scan(
             continue;
         }
         let top = highest.entry(id).or_insert(seq);
-        if seq < *top && !d.dup {
+        if seq < *top && !d.dup && sub.group.is_none() {
             report.out_of_order.push(format!(
                 "{who} #{i}: {} first given after p{id}-{top}",
                 d.payload
@@ -333,7 +355,19 @@ mod tests {
         MqttHistory {
             publishers: vec![publisher(0, 1, 6, 0..5), publisher(1, 2, 6, 0..5)],
             subscribers: vec![subscriber("s1", 1, all.clone()), subscriber("s2", 2, all)],
+            stored_again: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn a_qos2_message_stored_twice_fails_and_a_qos1_one_does_not() {
+        let mut h = history();
+        h.stored_again.insert("p0-3".into(), 2);
+        assert!(check(&h).ok());
+        h.stored_again.insert("p1-2".into(), 2);
+        let r = check(&h);
+        assert!(!r.ok());
+        assert_eq!(r.qos2_stored_twice, vec!["the log holds p1-2 2 times"]);
     }
 
     #[test]

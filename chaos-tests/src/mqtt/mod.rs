@@ -112,6 +112,7 @@ pub async fn run(
     let history = Arc::new(Mutex::new(MqttHistory {
         publishers: publishers.iter().map(publisher_log).collect(),
         subscribers: subscribers.iter().map(subscriber_log).collect(),
+        stored_again: Default::default(),
     }));
 
     let (stop_subscribers, stop_publishers) = (Stop::default(), Stop::default());
@@ -127,6 +128,10 @@ pub async fn run(
     stop_publishers.stop();
     while publishing.join_next().await.is_some() {}
     drain(&history, config.drain).await;
+    let stored_again = stored_again(&nodes).await?;
+    if let Ok(mut h) = history.lock() {
+        h.stored_again = stored_again;
+    }
     stop_subscribers.stop();
     while listening.join_next().await.is_some() {}
     drop(nodes);
@@ -136,6 +141,28 @@ pub async fn run(
         .clone();
     Ok((check(&history), faults))
 }
+
+/// The payloads the gateway's log topic holds more than once, with their
+/// count.
+async fn stored_again(nodes: &[Node]) -> Result<std::collections::BTreeMap<String, usize>> {
+    let addrs: Vec<String> = nodes.iter().map(|n| n.grpc().to_string()).collect();
+    let address: crate::workload::Address = Arc::new(Mutex::new(addrs));
+    let partitions = crate::workload::partition_count(&address, LOG_TOPIC)
+        .await
+        .context("the MQTT log topic is not described")?;
+    let mut copies = std::collections::BTreeMap::<String, usize>::new();
+    for partition in 0..partitions {
+        let log = crate::workload::read_settled(partition, LOG_TOPIC, &address).await?;
+        for payload in log.into_values() {
+            *copies.entry(payload).or_default() += 1;
+        }
+    }
+    copies.retain(|_, n| *n > 1);
+    Ok(copies)
+}
+
+/// The log topic the gateway maps `chaos/...` to (its default mapping).
+const LOG_TOPIC: &str = "mqtt";
 
 /// Starts the subscribers and waits (bounded) until each has its SUBACK.
 async fn subscribe(

@@ -14,8 +14,14 @@
 //! server's PUBREL for a protocol error, forever): the subscriber keeps
 //! them itself and hands them back to the client's state after every lost
 //! connection.
+//!
+//! A server whose node died may also send PUBREL again for a message the
+//! client already completed (it saved the release, not the PUBCOMP). MQTT
+//! asks the receiver to answer PUBCOMP to any PUBREL (§4.3.3); rumqttc
+//! takes an unknown one for a protocol error, so the subscriber hands the
+//! client back the ids it has seen released as well.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -46,6 +52,8 @@ struct Subscriber {
     history: Arc<Mutex<MqttHistory>>,
     /// QoS 2 messages given but not yet released: packet id → payload.
     unreleased: BTreeMap<u16, String>,
+    /// Packet ids of QoS 2 messages released (PUBREL seen).
+    released: BTreeSet<u16>,
     connected: bool,
     first: bool,
     /// Fired at the first SUBACK.
@@ -68,6 +76,7 @@ pub async fn subscriber(
         session,
         history,
         unreleased: BTreeMap::new(),
+        released: BTreeSet::new(),
         connected: false,
         first: true,
         subscribed: Some(subscribed),
@@ -118,6 +127,7 @@ impl Subscriber {
             Step::Packet(Packet::Publish(p)) => self.given(&p),
             Step::Packet(Packet::PubRel(r)) => {
                 self.unreleased.remove(&r.pkid);
+                self.released.insert(r.pkid);
             }
             Step::Lost => {
                 if std::mem::take(&mut self.connected) {
@@ -151,11 +161,11 @@ impl Subscriber {
     }
 
     /// Gives the client's state back the QoS 2 packet ids awaiting their
-    /// PUBREL (see the module header), without sending or reporting
-    /// anything.
+    /// PUBREL, and those already released (see the module header),
+    /// without sending or reporting anything.
     fn restore_unreleased(&mut self) {
         let state = &mut self.session.events.state;
-        for pkid in self.unreleased.keys() {
+        for pkid in self.unreleased.keys().chain(&self.released) {
             let mut publish = Publish::new("", QoS::ExactlyOnce, Vec::<u8>::new());
             publish.pkid = *pkid;
             let (written, events) = (state.write.len(), state.events.len());

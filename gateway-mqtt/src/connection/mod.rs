@@ -20,16 +20,17 @@ use crate::codec::{
     self, Ack, DecodeError, Disconnect, Packet, Properties, Protocol, Publish, reason,
 };
 use crate::hub::{Hub, now_ms};
-use crate::message::{Message, MessageProps};
+use crate::message::{Message, MessageProps, Receipt};
 use crate::metrics::Dropped;
 use crate::outbound::Outbound;
 use crate::registry::{Delivery, Online, Positions};
-use crate::session::{LogRef, SessionState, StoredSub};
+use crate::session::{LogRef, SessionState, StoredSub, Unsure};
 use crate::store;
 use crate::topic;
 use crate::trie::SubOptions;
 
 mod handshake;
+mod inbound;
 mod persist;
 mod resume;
 mod subscription;
@@ -81,6 +82,8 @@ struct Connection {
     wake: Arc<tokio::sync::Notify>,
     /// Reading missed messages from the log (see `catch_up`).
     catching_up: bool,
+    /// A resume reads its shared subscriptions' matches too (see `resume`).
+    resume_shared: bool,
     /// The session has a record in `__mqtt_sessions` (to delete when it
     /// ends); a session that never outlived a connection has none.
     stored: std::sync::atomic::AtomicBool,
@@ -92,6 +95,16 @@ struct Connection {
     expiry: Option<u32>,
     subs: BTreeMap<String, SubOptions>,
     incoming_qos2: BTreeSet<u16>,
+    /// QoS 2 messages this connection stored so far (see [`Receipt`]).
+    incoming_seq: u64,
+    /// A QoS 2 append that failed may have been written: the cursors to
+    /// look for it from, and the first such receipt (see `resume`).
+    unsure: Option<(Positions, u64)>,
+    /// PUBRELs waiting for the save that records their release.
+    held: Vec<Packet>,
+    /// QoS 2 deliveries completed (PUBCOMP) at or past the session's
+    /// cursors: never sent again, whatever a resume reads from the log.
+    completed_qos2: BTreeSet<LogRef>,
     inbound_aliases: HashMap<u16, String>,
     will: Option<(Message, Duration)>,
     outbound: Outbound,
@@ -284,6 +297,7 @@ where
                 from: client_id.clone(),
                 timestamp_ms: 0,
                 props: MessageProps::from_publish(&w.properties),
+                receipt: None,
             },
             Duration::from_secs(u64::from(delay)),
         )
@@ -303,6 +317,7 @@ where
         claim,
         wake: Arc::clone(&wake),
         catching_up: false,
+        resume_shared: false,
         stored: std::sync::atomic::AtomicBool::new(false),
         protocol,
         client_id: client_id.clone(),
@@ -311,6 +326,10 @@ where
         expiry,
         subs: BTreeMap::new(),
         incoming_qos2: BTreeSet::new(),
+        incoming_seq: 0,
+        unsure: None,
+        held: Vec::new(),
+        completed_qos2: BTreeSet::new(),
         inbound_aliases: HashMap::new(),
         will,
         base_cursors: base_cursors.clone(),
@@ -357,9 +376,13 @@ impl Connection {
             .deliver(d, now, &self.gw.metrics, &mut self.out);
     }
 
-    /// True when the resume already handled the message at `at`. Forgets
-    /// cut-offs the dispatcher has passed.
+    /// True when the resume already handled the message at `at`, or it is
+    /// a QoS 2 delivery already completed. Forgets cut-offs the dispatcher
+    /// has passed.
     pub(super) fn resumed(&mut self, at: &LogRef) -> bool {
+        if !self.completed_qos2.is_empty() && self.completed_qos2.contains(at) {
+            return true;
+        }
         if self.resumed_below.is_empty() {
             return false;
         }
@@ -402,6 +425,16 @@ impl Connection {
             }
         }
         matched
+    }
+
+    /// True when a QoS 2 message goes out for the first time: a persistent
+    /// session saves it in flight first, so that a resume after this node
+    /// dies sends it again with the same packet id (which the client knows
+    /// as received) rather than as a new message.
+    fn sends_new_qos2(&self) -> bool {
+        self.out
+            .iter()
+            .any(|p| matches!(p, Packet::Publish(p) if p.qos == 2 && !p.dup))
     }
 
     fn send(&mut self, p: Packet) {
@@ -462,6 +495,9 @@ impl Connection {
             }
         }
         loop {
+            if persistent && self.sends_new_qos2() {
+                Box::pin(self.save()).await;
+            }
             if self.flush(io).await.is_err() {
                 return End::WithWill;
             }
@@ -545,223 +581,5 @@ impl Connection {
                 }
             }
         }
-    }
-
-    /// Handles every whole packet in `rbuf`. `Ok(Some)`: the client asked
-    /// to end; `Err(code)`: a violation, to answer with DISCONNECT.
-    async fn input(&mut self, rbuf: &mut BytesMut) -> Result<Option<End>, u8> {
-        let mut packets = Vec::new();
-        let mut failed = None;
-        loop {
-            match codec::decode(rbuf, Some(self.protocol), self.gw.config.max_packet_size) {
-                Ok(Some(p)) => packets.push(p),
-                Ok(None) | Err(DecodeError::Incomplete(_)) => break,
-                Err(e) => {
-                    debug!(client = %self.client_id, "bad packet: {e}");
-                    failed = Some(e.reason_code());
-                    break;
-                }
-            }
-        }
-        let mut batch: Vec<(Publish, Pending)> = Vec::new();
-        let mut messages: Vec<Message> = Vec::new();
-        for p in packets {
-            if let Packet::Publish(publish) = p {
-                let pending = self.prepare(&publish, &mut messages, batch.len())?;
-                batch.push((publish, pending));
-                continue;
-            }
-            self.commit(std::mem::take(&mut batch), std::mem::take(&mut messages))
-                .await?;
-            if let Some(end) = self.handle(p).await? {
-                return Ok(Some(end));
-            }
-        }
-        self.commit(batch, messages).await?;
-        match failed {
-            Some(code) => Err(code),
-            None => Ok(None),
-        }
-    }
-
-    /// Checks one PUBLISH and queues its message for the batch's append.
-    fn prepare(
-        &mut self,
-        p: &Publish,
-        messages: &mut Vec<Message>,
-        queued: usize,
-    ) -> Result<Pending, u8> {
-        // Subscription identifiers travel only toward clients (5.0 3.3.4).
-        if !p.properties.subscription_identifiers.is_empty() {
-            return Err(reason::PROTOCOL_ERROR);
-        }
-        let mut topic_name = p.topic.clone();
-        if let Some(alias) = p.properties.topic_alias {
-            if alias == 0 || alias > self.gw.config.topic_alias_maximum {
-                return Err(reason::TOPIC_ALIAS_INVALID);
-            }
-            if topic_name.is_empty() {
-                topic_name = self
-                    .inbound_aliases
-                    .get(&alias)
-                    .cloned()
-                    .ok_or(reason::PROTOCOL_ERROR)?;
-            } else {
-                self.inbound_aliases.insert(alias, topic_name.clone());
-            }
-        }
-        if topic_name.is_empty() || topic::validate_name(&topic_name).is_err() {
-            return Err(reason::TOPIC_NAME_INVALID);
-        }
-        if p.qos > 0
-            && self.protocol == Protocol::V5
-            && queued + self.incoming_qos2.len() >= usize::from(self.gw.config.receive_maximum)
-        {
-            return Err(reason::RECEIVE_MAXIMUM_EXCEEDED);
-        }
-        let pending = |outcome| Pending {
-            qos: p.qos,
-            packet_id: p.packet_id,
-            outcome,
-        };
-        if p.qos == 2 && self.incoming_qos2.contains(&p.packet_id) {
-            // A retransmission of a message already stored.
-            return Ok(pending(Err(reason::SUCCESS)));
-        }
-        if !self.principal.allows(Action::Publish, &topic_name) {
-            self.gw.metrics.dropped(Dropped::NotAuthorized);
-            return Ok(pending(Err(reason::NOT_AUTHORIZED)));
-        }
-        if p.properties.payload_format_indicator == Some(1)
-            && std::str::from_utf8(&p.payload).is_err()
-        {
-            if p.qos == 0 {
-                return Err(reason::PAYLOAD_FORMAT_INVALID);
-            }
-            return Ok(pending(Err(reason::PAYLOAD_FORMAT_INVALID)));
-        }
-        messages.push(Message {
-            topic: topic_name,
-            payload: p.payload.clone(),
-            qos: p.qos,
-            retain: p.retain,
-            from: self.client_id.clone(),
-            timestamp_ms: now_ms(),
-            props: MessageProps::from_publish(&p.properties),
-        });
-        Ok(pending(Ok(messages.len() - 1)))
-    }
-
-    /// Appends a batch's messages, then acknowledges each PUBLISH in order.
-    async fn commit(
-        &mut self,
-        batch: Vec<(Publish, Pending)>,
-        messages: Vec<Message>,
-    ) -> Result<(), u8> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let results = if messages.is_empty() {
-            Vec::new()
-        } else {
-            self.gw.publish(messages).await
-        };
-        let mut qos2_added = false;
-        for (_, pending) in batch {
-            let code = match pending.outcome {
-                Ok(i) => match results.get(i) {
-                    Some(Ok(())) => {
-                        self.gw.metrics.message_in(pending.qos);
-                        reason::SUCCESS
-                    }
-                    Some(Err(e)) => {
-                        debug!(client = %self.client_id, "publish failed: {e}");
-                        reason::UNSPECIFIED_ERROR
-                    }
-                    None => reason::UNSPECIFIED_ERROR,
-                },
-                Err(code) => code,
-            };
-            if code >= 0x80 && self.protocol == Protocol::V311 && code != reason::NOT_AUTHORIZED {
-                // 3.1.1 has no way to refuse one message: close.
-                return Err(code);
-            }
-            let ack = |reason_code| Ack {
-                packet_id: pending.packet_id,
-                reason_code,
-                properties: Properties::default(),
-            };
-            match pending.qos {
-                1 => self.send(Packet::PubAck(ack(code))),
-                2 => {
-                    if code < 0x80 {
-                        qos2_added |= self.incoming_qos2.insert(pending.packet_id);
-                    }
-                    self.send(Packet::PubRec(ack(code)));
-                }
-                _ => {}
-            }
-        }
-        if qos2_added {
-            self.save().await;
-        }
-        Ok(())
-    }
-
-    async fn handle(&mut self, p: Packet) -> Result<Option<End>, u8> {
-        let now = now_ms();
-        match p {
-            Packet::PubAck(a) | Packet::PubComp(a) => {
-                self.outbound
-                    .acknowledged(a.packet_id, now, &self.gw.metrics, &mut self.out);
-                if self.catching_up {
-                    self.wake.notify_one();
-                }
-            }
-            Packet::PubRec(a) => {
-                self.outbound.received(
-                    a.packet_id,
-                    a.reason_code,
-                    &mut self.out,
-                    now,
-                    &self.gw.metrics,
-                );
-            }
-            Packet::PubRel(a) => {
-                let known = self.incoming_qos2.remove(&a.packet_id);
-                if known {
-                    self.save().await;
-                }
-                self.send(Packet::PubComp(Ack {
-                    packet_id: a.packet_id,
-                    reason_code: if known {
-                        reason::SUCCESS
-                    } else {
-                        reason::PACKET_IDENTIFIER_NOT_FOUND
-                    },
-                    properties: Properties::default(),
-                }));
-            }
-            Packet::Subscribe(s) => self.subscribe(s).await?,
-            Packet::Unsubscribe(u) => self.unsubscribe(u).await,
-            Packet::PingReq => self.send(Packet::PingResp),
-            Packet::Disconnect(d) => {
-                if let Some(secs) = d.properties.session_expiry_interval {
-                    if self.expiry == Some(0) && secs != 0 {
-                        return Err(reason::PROTOCOL_ERROR);
-                    }
-                    self.expiry = (secs != u32::MAX).then_some(secs);
-                }
-                return Ok(Some(if d.reason_code == reason::DISCONNECT_WITH_WILL {
-                    End::WithWill
-                } else {
-                    End::Normal
-                }));
-            }
-            // A second CONNECT, AUTH without an authentication method, or
-            // a packet only a server sends.
-            _ => return Err(reason::PROTOCOL_ERROR),
-        }
-        Ok(None)
     }
 }

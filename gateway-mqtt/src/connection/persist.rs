@@ -9,6 +9,7 @@ impl Connection {
     /// must read from so that nothing accepted for the session and not yet
     /// acknowledged is lost (see [`Connection::cursors`]).
     pub(super) fn state(&self) -> SessionState {
+        let cursors = self.cursors();
         SessionState {
             expiry_secs: self.expiry,
             subscriptions: self
@@ -16,13 +17,20 @@ impl Connection {
                 .iter()
                 .map(|(f, o)| StoredSub::new(f, o))
                 .collect(),
-            cursors: self
-                .cursors()
-                .into_iter()
-                .map(|((t, p), o)| (t, p, o))
+            completed_qos2: self
+                .completed_qos2
+                .iter()
+                .filter(|at| !below(&cursors, at))
+                .cloned()
                 .collect(),
+            cursors: cursors.into_iter().map(|((t, p), o)| (t, p, o)).collect(),
             outgoing: self.outbound.stored(),
             incoming_qos2: self.incoming_qos2.iter().copied().collect(),
+            incoming_seq: self.incoming_seq,
+            unsure: self.unsure.as_ref().map(|(from, seq)| Unsure {
+                from: from.iter().map(|((t, p), o)| (t.clone(), *p, *o)).collect(),
+                seq: *seq,
+            }),
             disconnected_at_ms: None,
             node: self.gw.node,
             online: true,
@@ -41,7 +49,7 @@ impl Connection {
     /// flight is kept by itself (`outgoing`) and sent again on resume.
     /// Everything the client has not acknowledged is thus read again after
     /// a crash of this node (at least once), never skipped.
-    fn cursors(&self) -> Positions {
+    pub(super) fn cursors(&self) -> Positions {
         let mut cursors = self.base_cursors.clone();
         for d in self.outbound.queue.iter().filter(|d| d.qos > 0) {
             let key = (d.at.topic.clone(), d.at.partition);
@@ -65,6 +73,8 @@ impl Connection {
         };
         if at != self.base_cursors {
             self.base_cursors = at;
+            let cursors = self.cursors();
+            self.completed_qos2.retain(|at| !below(&cursors, at));
             self.save().await;
         }
     }
@@ -246,4 +256,12 @@ impl Connection {
             self.gw.publish_will(self.client_id.clone(), will, delay);
         }
     }
+}
+
+/// True when `at` lies below its partition's cursor (a resume does not
+/// read it again).
+fn below(cursors: &Positions, at: &LogRef) -> bool {
+    cursors
+        .get(&(at.topic.clone(), at.partition))
+        .is_some_and(|c| at.offset < *c)
 }

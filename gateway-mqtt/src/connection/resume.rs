@@ -17,16 +17,22 @@ use crate::store;
 use crate::topic;
 use crate::trie::SubOptions;
 
-/// The subscriptions of `subs` a message matches (shared ones aside):
-/// (max QoS, retain-as-published, subscription ids).
+/// The subscriptions of `subs` a message matches (shared ones only with
+/// `shared`): (max QoS, retain-as-published, subscription ids).
 fn match_own(
     subs: &BTreeMap<String, SubOptions>,
     msg: &Message,
     client: &str,
+    shared: bool,
 ) -> Option<(u8, bool, Vec<u32>)> {
     let mut found: Option<(u8, bool, Vec<u32>)> = None;
     for (filter, o) in subs {
-        if !matches!(topic::parse_shared(filter), Ok(None)) || !topic::matches(filter, &msg.topic) {
+        let matched = match topic::parse_shared(filter) {
+            Ok(None) => topic::matches(filter, &msg.topic),
+            Ok(Some((_, inner))) if shared => topic::matches(inner, &msg.topic),
+            _ => false,
+        };
+        if !matched {
             continue;
         }
         if o.no_local && msg.from == client {
@@ -47,9 +53,20 @@ impl Connection {
         for s in &state.subscriptions {
             self.subs.insert(s.filter.clone(), s.options());
         }
+        // A member of a shared group that moved (its node died, or handed
+        // it over) was given the messages of its node's share until the
+        // other nodes heard it left: it reads them from the log again (at
+        // least once for the group).
+        self.resume_shared = state.online || state.handed_over;
         self.incoming_qos2 = state.incoming_qos2.iter().copied().collect();
+        if let Some((from, seq)) = receipts_to_find(&state) {
+            let stored = self.stored_after_save(&state, &from, seq, positions).await;
+            self.incoming_qos2.extend(stored);
+        }
+        self.completed_qos2 = state.completed_qos2.iter().cloned().collect();
         let kept = in_flight_messages(&self.gw, &state.outgoing).await;
-        let sent_again: BTreeSet<LogRef> = kept.iter().map(|(o, _)| o.at.clone()).collect();
+        let mut sent_again: BTreeSet<LogRef> = kept.iter().map(|(o, _)| o.at.clone()).collect();
+        sent_again.extend(self.completed_qos2.iter().cloned());
         self.outbound.restore(kept);
         let now = now_ms();
         let metrics = &self.gw.metrics;
@@ -122,6 +139,8 @@ impl Connection {
                 }
             }
         }
+        // Shared matches are read again only up to where it registered.
+        self.resume_shared &= !behind.is_empty();
         if behind.is_empty() {
             return;
         }
@@ -144,7 +163,7 @@ impl Connection {
     /// subscriptions take it at QoS 1 or 2.
     fn missed_delivery(&self, r: &fjord_broker::Record, at: LogRef) -> Option<Delivery> {
         let msg = Message::from_record(r)?;
-        let (qos, rap, ids) = match_own(&self.subs, &msg, &self.client_id)?;
+        let (qos, rap, ids) = match_own(&self.subs, &msg, &self.client_id, self.resume_shared)?;
         let qos = qos.min(msg.qos);
         (qos > 0).then(|| Delivery {
             retain: rap && msg.retain,
@@ -158,6 +177,92 @@ impl Connection {
 
 /// Missed records read from the log per step of a resume.
 const MISSED_STEP: i64 = 4096;
+
+impl Connection {
+    /// The packet ids of the QoS 2 messages the session's last connection
+    /// stored after its last save (its node died before the next one),
+    /// found in the log by their receipts between the saved cursors and
+    /// the log's end. The client sends them again, unreleased: they are
+    /// acknowledged, not stored twice.
+    async fn stored_after_save(
+        &self,
+        state: &SessionState,
+        cursors: &Positions,
+        seq: u64,
+        positions: &Positions,
+    ) -> Vec<u16> {
+        let (mut ids, mut scanned) = (Vec::new(), 0);
+        for (key, end) in positions {
+            let (topic, partition) = (&key.0, &key.1);
+            let Some(mut from) = cursors.get(key).copied() else {
+                continue;
+            };
+            // In steps up to the dispatch position, then the rest at once.
+            loop {
+                let to = (from < *end).then(|| (*end).min(from + MISSED_STEP));
+                let records =
+                    match store::read_range(&self.gw.broker, topic, *partition, from, to).await {
+                        Ok(r) => r,
+                        Err(e) => {
+                            debug!(topic, partition, "QoS 2 receipts not read: {e}");
+                            break;
+                        }
+                    };
+                scanned += records.len();
+                ids.extend(
+                    records
+                        .iter()
+                        .filter_map(|r| self.receipt_after(state.epoch, seq, r)),
+                );
+                match to {
+                    Some(to) => from = to,
+                    None => break,
+                }
+            }
+        }
+        debug!(
+            client = %self.client_id,
+            epoch = state.epoch,
+            seq,
+            scanned,
+            found = ?ids,
+            "QoS 2 messages stored after the last save"
+        );
+        ids
+    }
+
+    /// The packet id in `r`'s receipt, if this session's connection
+    /// `epoch` stored it as its `seq`th QoS 2 message or later.
+    fn receipt_after(&self, epoch: i64, seq: u64, r: &fjord_broker::Record) -> Option<u16> {
+        let m = Message::from_record(r)?;
+        let receipt = m.receipt?;
+        (m.from == self.client_id && receipt.epoch == epoch && receipt.seq >= seq)
+            .then_some(receipt.packet_id)
+    }
+}
+
+/// Where to look for QoS 2 messages the connection that saved `state`
+/// may have stored without the record saying so, and from which receipt
+/// on: after its last save if its node died (it was online), and from an
+/// append whose outcome it did not learn.
+fn receipts_to_find(state: &SessionState) -> Option<(Positions, u64)> {
+    let mut found: Option<(Positions, u64)> = None;
+    let mut take = |cursors: &[(String, u32, i64)], seq: u64| {
+        let (from, first) = found.get_or_insert_with(|| (Positions::new(), seq));
+        *first = (*first).min(seq);
+        for (t, p, o) in cursors {
+            let c = from.entry((t.clone(), *p)).or_insert(*o);
+            *c = (*c).min(*o);
+        }
+    };
+    if state.online {
+        take(&state.cursors, state.incoming_seq);
+    }
+    if let Some(u) = &state.unsure {
+        take(&u.from, u.seq);
+    }
+    found
+}
 
 /// The messages of a saved session's in-flight list, read from the log
 /// with one read per partition (from its first to its last such offset);
@@ -238,6 +343,7 @@ impl Connection {
         };
         let Some(((topic, partition), from, at)) = next else {
             self.catching_up = false;
+            self.resume_shared = false;
             return;
         };
         self.catching_up = true;
@@ -266,7 +372,9 @@ impl Connection {
             let Some(msg) = Message::from_record(r) else {
                 continue;
             };
-            let Some((qos, rap, ids)) = match_own(&self.subs, &msg, &self.client_id) else {
+            let Some((qos, rap, ids)) =
+                match_own(&self.subs, &msg, &self.client_id, self.resume_shared)
+            else {
                 continue;
             };
             let retain = rap && msg.retain;
