@@ -231,8 +231,13 @@ pub struct FetchResult {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OffsetSpec {
     Earliest,
+    /// The high watermark: the end of what is committed.
     Latest,
     Timestamp(i64),
+    /// The leader's log end: past the high watermark, what it holds and
+    /// has not committed yet (it may still commit, or be cut off when
+    /// another replica takes over).
+    LogEnd,
 }
 
 /// Who leads a partition, as this node knows it.

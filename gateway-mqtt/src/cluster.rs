@@ -241,7 +241,12 @@ impl Hub {
         state.connection = connection;
         state.claim = true;
         state.incoming_seq = 0;
-        state.unsure = None;
+        // What the connection before may have stored unknown to its
+        // record stays to be found, whichever connection resumes next.
+        state.unsure = match &previous {
+            Some(s) if !clean_start => s.receipts_to_find(),
+            _ => Vec::new(),
+        };
         state.handed_over = false;
         state.disconnected_at_ms = None;
         let offset = self.save_session(client, &state).await?;

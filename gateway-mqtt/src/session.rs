@@ -104,9 +104,11 @@ pub(crate) struct SessionState {
     pub(crate) incoming_seq: u64,
     #[serde(default)]
     pub(crate) completed_qos2: Vec<LogRef>,
-    /// QoS 2 messages whose append failed but may have been written.
+    /// QoS 2 messages that may have been written without this record
+    /// saying so: of this connection (an append whose outcome it did not
+    /// learn), or of the ones before it (whose node died).
     #[serde(default)]
-    pub(crate) unsure: Option<Unsure>,
+    pub(crate) unsure: Vec<Unsure>,
     /// When the client went away (for expiry after a restart).
     #[serde(default)]
     pub(crate) disconnected_at_ms: Option<i64>,
@@ -137,11 +139,12 @@ pub(crate) struct SessionState {
     pub(crate) epoch: i64,
 }
 
-/// Where a session's next connection looks for QoS 2 messages its last
-/// connection may have stored without knowing it (their receipts, at
-/// sequence `seq` or later): from these cursors on.
+/// Where a session's next connection looks for QoS 2 messages connection
+/// `epoch` may have stored without its record saying so (their receipts,
+/// at sequence `seq` or later): from these cursors on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Unsure {
+    pub(crate) epoch: i64,
     pub(crate) from: Vec<(String, u32, i64)>,
     pub(crate) seq: u64,
 }
@@ -159,6 +162,21 @@ impl SessionState {
 
     pub(crate) fn decode(bytes: &[u8]) -> Option<SessionState> {
         serde_json::from_slice(bytes).ok()
+    }
+
+    /// The QoS 2 messages a resume from this record looks for in the log:
+    /// those the writing connection stored after it, if it was online
+    /// (its node may have died), and those it was unsure of.
+    pub(crate) fn receipts_to_find(&self) -> Vec<Unsure> {
+        let mut found = self.unsure.clone();
+        if self.online {
+            found.push(Unsure {
+                epoch: self.epoch,
+                from: self.cursors.clone(),
+                seq: self.incoming_seq,
+            });
+        }
+        found
     }
 
     pub(crate) fn cursor(&self, topic: &str, partition: u32) -> Option<i64> {
@@ -208,10 +226,11 @@ mod tests {
                 partition: 3,
                 offset: 44,
             }],
-            unsure: Some(Unsure {
+            unsure: vec![Unsure {
+                epoch: 1,
                 from: vec![("mqtt".into(), 3, 40)],
                 seq: 11,
-            }),
+            }],
             disconnected_at_ms: Some(1),
             node: 2,
             online: false,

@@ -145,6 +145,7 @@ impl FetchService for Fetch {
             Ok(pb::OffsetSpec::Latest) => OffsetSpec::Latest,
             Ok(pb::OffsetSpec::Earliest) => OffsetSpec::Earliest,
             Ok(pb::OffsetSpec::Timestamp) => OffsetSpec::Timestamp(r.timestamp_ms),
+            Ok(pb::OffsetSpec::LogEnd) => OffsetSpec::LogEnd,
             Err(_) => {
                 return Err(Status::invalid_argument(format!(
                     "unknown offset spec {}",

@@ -44,7 +44,7 @@ impl ReplicaManager {
     }
 
     /// `(offset, timestamp)` on a partition this node leads: Earliest → log
-    /// start, Latest → high watermark, Timestamp → the first record at or
+    /// start, Latest → high watermark, LogEnd → log end, Timestamp → the first record at or
     /// after it (`None` if there is none).
     ///
     /// # Errors
@@ -59,6 +59,7 @@ impl ReplicaManager {
         Ok(match spec {
             OffsetSpec::Earliest => Some((p.read_log().log_start_offset(), -1)),
             OffsetSpec::Latest => Some((p.high_watermark(), -1)),
+            OffsetSpec::LogEnd => Some((p.read_log().log_end_offset(), -1)),
             OffsetSpec::Timestamp(ts) => p
                 .offset_for_timestamp(ts)
                 .map_err(|e| Error::from_storage(topic, partition, e))?

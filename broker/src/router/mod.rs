@@ -312,6 +312,7 @@ impl Router {
             OffsetSpec::Earliest => (pb::OffsetSpec::Earliest, 0),
             OffsetSpec::Latest => (pb::OffsetSpec::Latest, 0),
             OffsetSpec::Timestamp(ts) => (pb::OffsetSpec::Timestamp, ts),
+            OffsetSpec::LogEnd => (pb::OffsetSpec::LogEnd, 0),
         };
         let mut rpc = tonic::Request::new(pb::ListOffsetsRequest {
             topic: topic.to_string(),

@@ -13,14 +13,19 @@ use fjord_proto::v1::topic_service_client::TopicServiceClient;
 use fjord_testkit::{Gateways, Node};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::proxy::{Proxy, node_ip};
+
 /// How long the cluster may take to form once its nodes are up.
 const FORM_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Starts `size` nodes with the plain MQTT listener on, each logging to
 /// `<dir>/n<id>.log`, as a fixed set of voters (`--peers`, every node
 /// pinned to a gRPC port picked here), and waits until every node is live.
-/// The gateway's topics are then made with three replicas from the start,
-/// by any version of the binary (no rebalance needed).
+/// Node-to-node traffic goes through a proxy in front of each node (see
+/// `proxy.rs`), so the nemesis can cut nodes off; MQTT clients connect to
+/// the nodes directly. The gateway's topics are then made with three
+/// replicas from the start, by any version of the binary (no rebalance
+/// needed).
 ///
 /// # Errors
 /// A node cannot start or the cluster does not form within 60 s.
@@ -29,24 +34,33 @@ pub async fn start(
     dir: &Path,
     size: usize,
     serve_args: &[String],
-) -> Result<Vec<Node>> {
+) -> Result<(Vec<Node>, Vec<Proxy>)> {
     let grpc = (0..size).map(|_| free_port()).collect::<Result<Vec<_>>>()?;
-    let peers: Vec<String> = grpc
+    let mut proxies = Vec::with_capacity(size);
+    for addr in &grpc {
+        let proxy = Proxy::start().await?;
+        proxy.set_target(addr);
+        proxies.push(proxy);
+    }
+    let peers: Vec<String> = proxies
         .iter()
         .enumerate()
-        .map(|(i, addr)| format!("{}={addr}", i + 1))
+        .map(|(i, p)| format!("{}={}", i + 1, p.addr))
         .collect();
     let peers = peers.join(",");
     // Started together: a voter waits for the others to form its quorum.
     let mut starting = Vec::with_capacity(size);
     for (i, addr) in grpc.iter().enumerate() {
         let id = (i + 1).to_string();
+        let outbound = node_ip(i + 1).to_string();
         let node = Node::builder(binary)
             .log_level("warn")
             .gateways(Gateways::MQTT)
             .data_dir(dir.join(format!("n{id}")))
             .log(dir.join(format!("n{id}.log")))
             .flags(["--node-id", &id, "--peers", &peers, "--grpc-listen", addr])
+            .flags(["--advertised-grpc", &proxies[i].addr])
+            .flags(["--outbound-address", &outbound])
             .flags(serve_args.iter().cloned());
         starting.push(tokio::task::spawn_blocking(move || node.start()));
     }
@@ -67,6 +81,7 @@ pub async fn start(
         Ok(nodes)
     })
     .await?
+    .map(|nodes| (nodes, proxies))
 }
 
 /// A free loopback address (bound, read back, released).
@@ -87,13 +102,18 @@ pub fn mqtt_address(node: &Node) -> Result<String> {
 }
 
 /// The index of the node that leads `topic`-`partition`, as the first
-/// live node that answers describes it.
-pub async fn leader_of(nodes: &[Node], topic: &str, partition: u32) -> Option<usize> {
+/// live node that answers describes it (by its proxy's address).
+pub async fn leader_of(
+    nodes: &[Node],
+    proxies: &[Proxy],
+    topic: &str,
+    partition: u32,
+) -> Option<usize> {
     for node in nodes.iter().filter(|n| !n.is_down()) {
         let Some(leader) = describe_leader(node.grpc(), topic, partition).await else {
             continue;
         };
-        return nodes.iter().position(|n| n.grpc() == leader);
+        return proxies.iter().position(|p| p.addr == leader);
     }
     None
 }

@@ -1,5 +1,6 @@
 //! The MQTT schedule: persistent sessions on the MQTT gateway of a
-//! cluster whose nodes are SIGKILLed and restarted.
+//! cluster whose nodes are SIGKILLed and restarted, paused with SIGSTOP
+//! and cut off from each other.
 //!
 //! Three nodes (by default), each with its MQTT listener, started by the
 //! test kit as a fixed set of voters (`--peers`). Publishers (two at QoS 1, one at QoS 2, each with its own
@@ -12,7 +13,7 @@
 //!
 //! Once every subscriber has its SUBACK (and every node knows the shared
 //! members on the others), the publishers start and the nemesis (see
-//! `nemesis.rs`) kills and restarts nodes for the configured time. Then
+//! `nemesis.rs`) kills, pauses or cuts off nodes for the configured time. Then
 //! the publishers stop (their message in flight may finish), the
 //! subscribers drain until each one (and the shared group as a whole)
 //! holds every acknowledged message or the drain bound passes, and the
@@ -99,7 +100,8 @@ pub async fn run(
             config.nodes
         );
     }
-    let mut nodes = cluster::start(binary, dir, config.nodes, &config.serve_args).await?;
+    let (mut nodes, proxies) =
+        cluster::start(binary, dir, config.nodes, &config.serve_args).await?;
     let addresses = nodes
         .iter()
         .map(cluster::mqtt_address)
@@ -124,7 +126,7 @@ pub async fn run(
         let (net, history, stop) = (net.clone(), Arc::clone(&history), stop_publishers.clone());
         publishing.spawn(publisher::publisher(spec, net, history, stop));
     }
-    let faults = nemesis::run(&mut nodes, &net, config.seed, config.duration).await?;
+    let faults = nemesis::run(&mut nodes, &proxies, &net, config.seed, config.duration).await?;
     stop_publishers.stop();
     while publishing.join_next().await.is_some() {}
     drain(&history, config.drain).await;
@@ -135,6 +137,7 @@ pub async fn run(
     stop_subscribers.stop();
     while listening.join_next().await.is_some() {}
     drop(nodes);
+    drop(proxies);
     let history = history
         .lock()
         .map_err(|_| anyhow::anyhow!("history lock poisoned"))?

@@ -1,6 +1,12 @@
-//! The MQTT schedule's nemesis: seeded, one fault at a time, every one a
-//! SIGKILL of a node followed by its restart (same flags, same data) a
-//! few seconds later, so at most one node is down at any time.
+//! The MQTT schedule's nemesis: seeded, one fault at a time, so at most
+//! one node is out at any time:
+//! - SIGKILL of a node, restarted a few seconds later with the same flags
+//!   and data (its clients move to another node);
+//! - SIGSTOP of a node for a few seconds (its clients' connections hang;
+//!   its leaderships move away), then SIGCONT;
+//! - a network partition cutting a node off from the others for a few
+//!   seconds through the proxies (its clients stay connected to a node
+//!   that cannot reach the quorum), then healed.
 //!
 //! The victim is the node a subscriber or a publisher is connected to, the
 //! leader of `__mqtt_sessions`-0 (where sessions are kept), the leader of
@@ -18,14 +24,16 @@ use rand::{Rng, SeedableRng};
 use crate::Fault;
 use crate::mqtt::cluster::{leader_of, mqtt_address};
 use crate::mqtt::session::{Connections, Net};
+use crate::proxy::{self, Proxy};
 
-/// Kills and restarts nodes for `duration`; hands the nodes back, all
-/// running.
+/// Injects faults for `duration`; hands the nodes back, all running and
+/// connected.
 ///
 /// # Errors
-/// A killed node cannot be restarted.
+/// A killed node cannot be restarted, or a paused one resumed.
 pub async fn run(
     nodes: &mut Vec<Node>,
+    proxies: &[Proxy],
     net: &Net,
     seed: u64,
     duration: Duration,
@@ -36,19 +44,28 @@ pub async fn run(
     while start.elapsed() < duration {
         tokio::time::sleep(Duration::from_millis(rng.random_range(1000..3000))).await;
         let at = start.elapsed();
-        let (victim, role) = pick_victim(nodes, &net.connections, &mut rng).await;
-        let down = Duration::from_millis(rng.random_range(2000..3000));
-        faults.push(Fault {
-            at,
-            what: format!(
-                "SIGKILL node {} ({role}), restart after {} ms",
-                victim + 1,
-                down.as_millis()
-            ),
-        });
-        nodes[victim].kill9();
-        tokio::time::sleep(down).await;
-        restart(nodes, victim, net).await?;
+        let (victim, role) = pick_victim(nodes, proxies, &net.connections, &mut rng).await;
+        let lasting = Duration::from_millis(rng.random_range(2000..3000));
+        let kind: f64 = rng.random();
+        let id = victim + 1;
+        let ms = lasting.as_millis();
+        let what = if kind < 0.6 {
+            nodes[victim].kill9();
+            tokio::time::sleep(lasting).await;
+            restart(nodes, victim, net).await?;
+            format!("SIGKILL node {id} ({role}), restart after {ms} ms")
+        } else if kind < 0.8 {
+            nodes[victim].pause()?;
+            tokio::time::sleep(lasting).await;
+            nodes[victim].resume()?;
+            format!("SIGSTOP node {id} ({role}) for {ms} ms")
+        } else {
+            proxy::partition(proxies, &[id]);
+            tokio::time::sleep(lasting).await;
+            proxy::heal(proxies);
+            format!("partition node {id} ({role}) from the others for {ms} ms")
+        };
+        faults.push(Fault { at, what });
     }
     Ok(faults)
 }
@@ -72,6 +89,7 @@ async fn restart(nodes: &mut Vec<Node>, i: usize, net: &Net) -> Result<()> {
 /// The node (index) to kill, and why it was chosen.
 async fn pick_victim(
     nodes: &[Node],
+    proxies: &[Proxy],
     connections: &Connections,
     rng: &mut StdRng,
 ) -> (usize, String) {
@@ -85,11 +103,11 @@ async fn pick_victim(
             .get(pick % connected.len().max(1))
             .map(|(id, node)| (*node, format!("{id}'s node")))
     } else if roll < 0.75 {
-        leader_of(nodes, "__mqtt_sessions", 0)
+        leader_of(nodes, proxies, "__mqtt_sessions", 0)
             .await
             .map(|i| (i, "the leader of __mqtt_sessions-0".to_string()))
     } else if roll < 0.85 {
-        leader_of(nodes, "mqtt", 0)
+        leader_of(nodes, proxies, "mqtt", 0)
             .await
             .map(|i| (i, "the leader of mqtt-0".to_string()))
     } else {

@@ -27,10 +27,15 @@ impl Connection {
             outgoing: self.outbound.stored(),
             incoming_qos2: self.incoming_qos2.iter().copied().collect(),
             incoming_seq: self.incoming_seq,
-            unsure: self.unsure.as_ref().map(|(from, seq)| Unsure {
-                from: from.iter().map(|((t, p), o)| (t.clone(), *p, *o)).collect(),
-                seq: *seq,
-            }),
+            unsure: self
+                .unsure
+                .iter()
+                .map(|(from, seq)| Unsure {
+                    epoch: self.claim,
+                    from: from.iter().map(|((t, p), o)| (t.clone(), *p, *o)).collect(),
+                    seq: *seq,
+                })
+                .collect(),
             disconnected_at_ms: None,
             node: self.gw.node,
             online: true,

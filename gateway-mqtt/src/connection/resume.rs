@@ -9,10 +9,12 @@ use std::sync::Arc;
 use tracing::debug;
 
 use super::Connection;
+use fjord_broker::{OffsetSpec, Route};
+
 use crate::hub::{Hub, now_ms};
 use crate::message::Message;
 use crate::registry::{Delivery, Positions};
-use crate::session::{LogRef, SessionState, StoredOutgoing};
+use crate::session::{LogRef, SessionState, StoredOutgoing, Unsure};
 use crate::store;
 use crate::topic;
 use crate::trie::SubOptions;
@@ -59,8 +61,9 @@ impl Connection {
         // least once for the group).
         self.resume_shared = state.online || state.handed_over;
         self.incoming_qos2 = state.incoming_qos2.iter().copied().collect();
-        if let Some((from, seq)) = receipts_to_find(&state) {
-            let stored = self.stored_after_save(&state, &from, seq, positions).await;
+        let unsure = state.receipts_to_find();
+        if !unsure.is_empty() {
+            let stored = self.stored_unknown(&unsure, positions).await;
             self.incoming_qos2.extend(stored);
         }
         self.completed_qos2 = state.completed_qos2.iter().cloned().collect();
@@ -178,90 +181,104 @@ impl Connection {
 /// Missed records read from the log per step of a resume.
 const MISSED_STEP: i64 = 4096;
 
+/// How long a resume waits for the records its leader holds to commit,
+/// at most, and how often it looks.
+const RECEIPTS_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+const RECEIPTS_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
 impl Connection {
-    /// The packet ids of the QoS 2 messages the session's last connection
-    /// stored after its last save (its node died before the next one),
-    /// found in the log by their receipts between the saved cursors and
-    /// the log's end. The client sends them again, unreleased: they are
-    /// acknowledged, not stored twice.
-    async fn stored_after_save(
-        &self,
-        state: &SessionState,
-        cursors: &Positions,
-        seq: u64,
-        positions: &Positions,
-    ) -> Vec<u16> {
+    /// The packet ids of the QoS 2 messages earlier connections of the
+    /// session stored without their records saying so (see
+    /// [`SessionState::receipts_to_find`]), found in the log by their
+    /// receipts between the given cursors and the log's end. The client
+    /// sends them again, unreleased: they are acknowledged, not stored
+    /// twice.
+    async fn stored_unknown(&self, unsure: &[Unsure], positions: &Positions) -> Vec<u16> {
+        let mut cursors = Positions::new();
+        for (t, p, o) in unsure.iter().flat_map(|u| &u.from) {
+            let c = cursors.entry((t.clone(), *p)).or_insert(*o);
+            *c = (*c).min(*o);
+        }
         let (mut ids, mut scanned) = (Vec::new(), 0);
         for (key, end) in positions {
-            let (topic, partition) = (&key.0, &key.1);
-            let Some(mut from) = cursors.get(key).copied() else {
-                continue;
-            };
-            // In steps up to the dispatch position, then the rest at once.
-            loop {
-                let to = (from < *end).then(|| (*end).min(from + MISSED_STEP));
-                let records =
-                    match store::read_range(&self.gw.broker, topic, *partition, from, to).await {
-                        Ok(r) => r,
-                        Err(e) => {
-                            debug!(topic, partition, "QoS 2 receipts not read: {e}");
-                            break;
-                        }
-                    };
-                scanned += records.len();
-                ids.extend(
-                    records
-                        .iter()
-                        .filter_map(|r| self.receipt_after(state.epoch, seq, r)),
-                );
-                match to {
-                    Some(to) => from = to,
-                    None => break,
-                }
+            if let Some(from) = cursors.get(key) {
+                scanned += self.scan_receipts(unsure, key, *from, *end, &mut ids).await;
             }
         }
         debug!(
             client = %self.client_id,
-            epoch = state.epoch,
-            seq,
+            ?unsure,
             scanned,
             found = ?ids,
-            "QoS 2 messages stored after the last save"
+            "QoS 2 messages stored unknown to the session's record"
         );
         ids
     }
 
-    /// The packet id in `r`'s receipt, if this session's connection
-    /// `epoch` stored it as its `seq`th QoS 2 message or later.
-    fn receipt_after(&self, epoch: i64, seq: u64, r: &fjord_broker::Record) -> Option<u16> {
+    /// Reads one partition from `from` for the receipts in `unsure` (their
+    /// packet ids go to `ids`): in steps up to `end` (the dispatch
+    /// position), then the rest as it commits, up to what the leader held
+    /// when the scan began (a write of a node that died may commit only
+    /// now), for a few seconds at most. Returns the records read.
+    async fn scan_receipts(
+        &self,
+        unsure: &[Unsure],
+        (topic, partition): &(String, u32),
+        mut from: i64,
+        end: i64,
+        ids: &mut Vec<u16>,
+    ) -> usize {
+        let log_end = self.leader_log_end(topic, *partition).await;
+        let deadline = tokio::time::Instant::now() + RECEIPTS_WAIT;
+        let mut scanned = 0;
+        loop {
+            let to = (from < end).then(|| end.min(from + MISSED_STEP));
+            let records =
+                match store::read_range(&self.gw.broker, topic, *partition, from, to).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        debug!(topic, partition, "QoS 2 receipts not read: {e}");
+                        return scanned;
+                    }
+                };
+            scanned += records.len();
+            ids.extend(
+                records
+                    .iter()
+                    .filter_map(|r| self.unknown_receipt(unsure, r)),
+            );
+            if let Some(to) = to {
+                from = to;
+                continue;
+            }
+            from = records.last().map_or(from, |r| r.offset + 1);
+            if from >= log_end || tokio::time::Instant::now() >= deadline {
+                return scanned;
+            }
+            tokio::time::sleep(RECEIPTS_POLL).await;
+        }
+    }
+
+    /// The log end of `topic`-`partition` on its leader (0 when unknown).
+    async fn leader_log_end(&self, topic: &str, partition: u32) -> i64 {
+        self.gw
+            .broker
+            .list_offset(topic, partition, OffsetSpec::LogEnd, Route::Leader)
+            .await
+            .ok()
+            .flatten()
+            .map_or(0, |(o, _)| o)
+    }
+
+    /// The packet id in `r`'s receipt, if it is one of `unsure`.
+    fn unknown_receipt(&self, unsure: &[Unsure], r: &fjord_broker::Record) -> Option<u16> {
         let m = Message::from_record(r)?;
         let receipt = m.receipt?;
-        (m.from == self.client_id && receipt.epoch == epoch && receipt.seq >= seq)
-            .then_some(receipt.packet_id)
+        let wanted = unsure
+            .iter()
+            .any(|u| u.epoch == receipt.epoch && receipt.seq >= u.seq);
+        (m.from == self.client_id && wanted).then_some(receipt.packet_id)
     }
-}
-
-/// Where to look for QoS 2 messages the connection that saved `state`
-/// may have stored without the record saying so, and from which receipt
-/// on: after its last save if its node died (it was online), and from an
-/// append whose outcome it did not learn.
-fn receipts_to_find(state: &SessionState) -> Option<(Positions, u64)> {
-    let mut found: Option<(Positions, u64)> = None;
-    let mut take = |cursors: &[(String, u32, i64)], seq: u64| {
-        let (from, first) = found.get_or_insert_with(|| (Positions::new(), seq));
-        *first = (*first).min(seq);
-        for (t, p, o) in cursors {
-            let c = from.entry((t.clone(), *p)).or_insert(*o);
-            *c = (*c).min(*o);
-        }
-    };
-    if state.online {
-        take(&state.cursors, state.incoming_seq);
-    }
-    if let Some(u) = &state.unsure {
-        take(&u.from, u.seq);
-    }
-    found
 }
 
 /// The messages of a saved session's in-flight list, read from the log
