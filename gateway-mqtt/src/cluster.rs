@@ -25,11 +25,11 @@ use fjord_broker::Record;
 
 use tracing::debug;
 
-use crate::Result;
 use crate::hub::{Hub, Known, lock, now_ms};
 use crate::session::{SessionState, handover_key};
 use crate::store::{self, SESSIONS_TOPIC};
 use crate::topic;
+use crate::{Error, Result};
 
 /// Which other nodes have online members of each shared subscription, as
 /// their session records say.
@@ -87,6 +87,35 @@ enum Handover {
 
 /// How long a claimant waits for the session's previous node.
 const HANDOVER_WAIT: Duration = Duration::from_secs(5);
+
+/// How long a claim is tried again while the session store cannot take it
+/// (its leader failing over), at most.
+const CLAIM_WAIT: Duration = Duration::from_secs(4);
+
+/// Runs `op` again while it fails, for [`CLAIM_WAIT`] at most: a client
+/// connecting while the session store's leader fails over is answered
+/// once a new leader takes the claim, not refused (CONNACK 0x03) at once.
+async fn patiently<T, F, Fut>(mut op: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let deadline = tokio::time::Instant::now() + CLAIM_WAIT;
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match op().await {
+            Err(e)
+                if tokio::time::Instant::now() + pause < deadline
+                    && !matches!(e, Error::Broker(fjord_broker::Error::ShuttingDown)) =>
+            {
+                debug!("session store busy, trying again: {e}");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(500));
+            }
+            other => return other,
+        }
+    }
+}
 
 /// How often a claimant waiting for a hand-over checks that the previous
 /// node is still live.
@@ -213,9 +242,15 @@ impl Hub {
         clean_start: bool,
         expiry: Option<u32>,
     ) -> Result<(i64, Option<SessionState>)> {
-        // The latest record of the client, whichever node wrote it.
-        let end = store::end(&self.broker, SESSIONS_TOPIC).await?;
-        self.await_applied(SESSIONS_TOPIC, end, HANDOVER_WAIT).await;
+        // The latest record of the client, whichever node wrote it: every
+        // record the leader holds, committed or about to be (a record of a
+        // connection whose node just died may commit only now).
+        let end = patiently(|| store::log_end(&self.broker, SESSIONS_TOPIC)).await?;
+        if !self.await_applied(SESSIONS_TOPIC, end, HANDOVER_WAIT).await {
+            return Err(Error::Broker(fjord_broker::Error::Timeout(format!(
+                "{SESSIONS_TOPIC} not read up to {end} in {HANDOVER_WAIT:?}"
+            ))));
+        }
         let (previous, previous_epoch) = match self.known().get(client) {
             Some(k) => (
                 k.state.clone().filter(|s| !expired(s)),
@@ -249,7 +284,7 @@ impl Hub {
         };
         state.handed_over = false;
         state.disconnected_at_ms = None;
-        let offset = self.save_session(client, &state).await?;
+        let offset = patiently(|| self.save_session(client, &state)).await?;
         // Its shared subscriptions are served here from now on: this node
         // stops leaving a share of their messages to the node it was on
         // (before the claim comes back to it through the log).

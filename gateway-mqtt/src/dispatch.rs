@@ -253,8 +253,11 @@ impl Hub {
     }
 
     /// Waits (at most `limit`) until `topic` has been applied up to `end`.
-    pub(crate) async fn await_applied(&self, topic: &str, end: i64, limit: Duration) {
+    pub(crate) async fn await_applied(&self, topic: &str, end: i64, limit: Duration) -> bool {
         let mut rx = self.applied(topic).subscribe();
-        let _ = tokio::time::timeout(limit, rx.wait_for(|at| *at >= end)).await;
+        matches!(
+            tokio::time::timeout(limit, rx.wait_for(|at| *at >= end)).await,
+            Ok(Ok(_))
+        )
     }
 }

@@ -62,6 +62,17 @@ pub(crate) async fn end(broker: &Broker, topic: &str) -> Result<i64> {
         .map_or(0, |(o, _)| o))
 }
 
+/// The log end of a one-partition internal topic on its leader: past its
+/// end, the records the leader holds and has not committed yet (a
+/// failover's last writes, which commit once the new leader's followers
+/// catch up).
+pub(crate) async fn log_end(broker: &Broker, topic: &str) -> Result<i64> {
+    Ok(broker
+        .list_offset(topic, 0, OffsetSpec::LogEnd, Route::Leader)
+        .await?
+        .map_or(0, |(o, _)| o))
+}
+
 /// The key of a record of an internal topic.
 pub(crate) fn key_of(r: &Record) -> Option<&str> {
     r.key.as_deref().and_then(|k| std::str::from_utf8(k).ok())

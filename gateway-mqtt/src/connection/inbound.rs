@@ -38,7 +38,7 @@ impl Connection {
             }
         }
         self.commit(batch, messages).await?;
-        self.release_held().await;
+        self.release_held().await?;
         match failed {
             Some(code) => Err(code),
             None => Ok(None),
@@ -114,7 +114,11 @@ impl Connection {
         Ok(pending(Ok(messages.len() - 1)))
     }
 
-    /// Appends a batch's messages, then acknowledges each PUBLISH in order.
+    /// Appends a batch's messages, then acknowledges each PUBLISH. QoS 2
+    /// receipts are saved before their PUBRECs go out; when that save
+    /// fails, or an append's outcome is unknown, the connection closes
+    /// without an answer: the client sends them again, and the session's
+    /// next connection finds out what was stored (see [`Receipt`]).
     async fn commit(
         &mut self,
         batch: Vec<(Publish, Pending)>,
@@ -130,39 +134,9 @@ impl Connection {
         } else {
             self.gw.publish(messages).await
         };
-        let mut qos2_added = false;
+        let (mut recs, mut stored) = (Vec::new(), Vec::new());
         for (_, pending) in batch {
-            let code = match pending.outcome {
-                Ok(i) => match results.get(i) {
-                    Some(Ok(())) => {
-                        self.gw.metrics.message_in(pending.qos);
-                        reason::SUCCESS
-                    }
-                    Some(Err(e)) => {
-                        debug!(client = %self.client_id, "publish failed: {e}");
-                        if let (
-                            Some(Some(seq)),
-                            Error::Publish {
-                                uncertain: true, ..
-                            },
-                        ) = (receipts.get(i), e)
-                        {
-                            // No answer: the client sends it again, and the
-                            // session's next connection finds out whether
-                            // it was stored.
-                            self.unsure(*seq);
-                            return Err(reason::UNSPECIFIED_ERROR);
-                        }
-                        reason::UNSPECIFIED_ERROR
-                    }
-                    None => reason::UNSPECIFIED_ERROR,
-                },
-                Err(code) => code,
-            };
-            if code >= 0x80 && self.protocol == Protocol::V311 && code != reason::NOT_AUTHORIZED {
-                // 3.1.1 has no way to refuse one message: close.
-                return Err(code);
-            }
+            let code = self.outcome(&pending, &results, &receipts)?;
             let ack = |reason_code| Ack {
                 packet_id: pending.packet_id,
                 reason_code,
@@ -171,18 +145,68 @@ impl Connection {
             match pending.qos {
                 1 => self.send(Packet::PubAck(ack(code))),
                 2 => {
-                    if code < 0x80 {
-                        qos2_added |= self.incoming_qos2.insert(pending.packet_id);
+                    if code < 0x80 && self.incoming_qos2.insert(pending.packet_id) {
+                        stored.extend(
+                            pending
+                                .outcome
+                                .ok()
+                                .and_then(|i| receipts.get(i).copied().flatten()),
+                        );
                     }
-                    self.send(Packet::PubRec(ack(code)));
+                    recs.push(Packet::PubRec(ack(code)));
                 }
                 _ => {}
             }
         }
-        if qos2_added {
-            self.save().await;
+        // A clean session's receipts end with its connection: no need to
+        // close when they cannot be saved.
+        if !stored.is_empty() && !self.save().await && self.expiry != Some(0) {
+            for seq in stored {
+                self.unsure(seq);
+            }
+            return Err(reason::UNSPECIFIED_ERROR);
         }
+        self.out.append(&mut recs);
         Ok(())
+    }
+
+    /// The reason code for one PUBLISH of a batch; `Err` closes the
+    /// connection (3.1.1 has no way to refuse one message, and an append
+    /// whose outcome is unknown is not answered).
+    fn outcome(
+        &mut self,
+        pending: &Pending,
+        results: &[crate::Result<()>],
+        receipts: &[Option<u64>],
+    ) -> Result<u8, u8> {
+        let code = match pending.outcome {
+            Ok(i) => match results.get(i) {
+                Some(Ok(())) => {
+                    self.gw.metrics.message_in(pending.qos);
+                    reason::SUCCESS
+                }
+                Some(Err(e)) => {
+                    debug!(client = %self.client_id, "publish failed: {e}");
+                    if let (
+                        Some(Some(seq)),
+                        Error::Publish {
+                            uncertain: true, ..
+                        },
+                    ) = (receipts.get(i), e)
+                    {
+                        self.unsure(*seq);
+                        return Err(reason::UNSPECIFIED_ERROR);
+                    }
+                    reason::UNSPECIFIED_ERROR
+                }
+                None => reason::UNSPECIFIED_ERROR,
+            },
+            Err(code) => code,
+        };
+        if code >= 0x80 && self.protocol == Protocol::V311 && code != reason::NOT_AUTHORIZED {
+            return Err(code);
+        }
+        Ok(code)
     }
 
     async fn handle(&mut self, p: Packet) -> Result<Option<End>, u8> {
@@ -213,8 +237,11 @@ impl Connection {
             }
             Packet::PubRel(a) => {
                 let known = self.incoming_qos2.remove(&a.packet_id);
-                if known {
-                    self.save().await;
+                // PUBCOMP only once the release is saved: a session whose
+                // record still holds the id would take the client's next
+                // message with it for a retransmission.
+                if known && !self.save().await && self.expiry != Some(0) {
+                    return Err(reason::UNSPECIFIED_ERROR);
                 }
                 self.send(Packet::PubComp(Ack {
                     packet_id: a.packet_id,
@@ -272,19 +299,22 @@ impl Connection {
     }
 
     /// Saves the releases of the QoS 2 deliveries PUBREC'd in this batch,
-    /// then sends their PUBRELs. Packets other than PUBREL (an error
-    /// reason's answer) need no save.
-    async fn release_held(&mut self) {
+    /// then sends their PUBRELs (the connection closes when the save
+    /// fails). Packets other than PUBREL (an error reason's answer) need
+    /// no save.
+    async fn release_held(&mut self) -> Result<(), u8> {
         if self.held.is_empty() {
-            return;
+            return Ok(());
         }
-        if self
+        let releases = self
             .held
             .iter()
-            .any(|p| matches!(p, Packet::PubRel(a) if a.reason_code == 0))
-        {
-            self.save().await;
+            .any(|p| matches!(p, Packet::PubRel(a) if a.reason_code == 0));
+        if releases && !self.save().await {
+            self.held.clear();
+            return Err(reason::UNSPECIFIED_ERROR);
         }
         self.out.append(&mut self.held);
+        Ok(())
     }
 }

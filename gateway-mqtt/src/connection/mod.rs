@@ -350,7 +350,7 @@ where
         );
         // The latest record is this connection's again (the one it took
         // the session over from may have saved after the claim).
-        conn.save().await;
+        let _ = conn.save().await;
     }
     let mut rx = rx;
     // The big, rare steps (handshake, resume, finish, a batch of input)
@@ -495,8 +495,12 @@ impl Connection {
             }
         }
         loop {
-            if persistent && self.sends_new_qos2() {
-                Box::pin(self.save()).await;
+            if persistent && self.sends_new_qos2() && !Box::pin(self.save()).await {
+                // Not sent: a resume sends them, from the last save.
+                self.out.clear();
+                self.disconnect(reason::UNSPECIFIED_ERROR);
+                let _ = self.flush(io).await;
+                return End::WithWill;
             }
             if self.flush(io).await.is_err() {
                 return End::WithWill;

@@ -80,7 +80,7 @@ impl Connection {
             self.base_cursors = at;
             let cursors = self.cursors();
             self.completed_qos2.retain(|at| !below(&cursors, at));
-            self.save().await;
+            let _ = self.save().await;
         }
     }
 
@@ -121,13 +121,20 @@ impl Connection {
         (k.latest_claim > self.claim).then_some(k.latest_claim)
     }
 
-    /// Stores the session durably if it outlives the connection.
-    pub(super) async fn save(&self) {
+    /// Stores the session durably if it outlives the connection; false
+    /// when the store failed.
+    pub(super) async fn save(&self) -> bool {
         // Every session's subscriptions are written, clean ones too: other
         // nodes share its shared subscriptions' messages with it.
         match self.gw.save_session(&self.client_id, &self.state()).await {
-            Ok(_) => self.stored.store(true, Ordering::Relaxed),
-            Err(e) => debug!(client = %self.client_id, "session not stored: {e}"),
+            Ok(_) => {
+                self.stored.store(true, Ordering::Relaxed);
+                true
+            }
+            Err(e) => {
+                debug!(client = %self.client_id, "session not stored: {e}");
+                false
+            }
         }
     }
 

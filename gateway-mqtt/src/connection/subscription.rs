@@ -83,7 +83,7 @@ impl Connection {
             }
             codes.push(qos);
         }
-        self.save().await;
+        let _ = self.save().await;
         self.send(Packet::SubAck(SubAck {
             packet_id: s.packet_id,
             reason_codes: codes,
@@ -133,7 +133,7 @@ impl Connection {
                 reason::NO_SUBSCRIPTION_EXISTED
             });
         }
-        self.save().await;
+        let _ = self.save().await;
         self.send(Packet::UnsubAck(UnsubAck {
             packet_id: u.packet_id,
             reason_codes: codes,
