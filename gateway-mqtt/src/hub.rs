@@ -20,11 +20,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use fjord_broker::{Broker, ProduceRequest, TopicSpec};
+use fjord_broker::{Broker, NewRecord, ProduceRequest, TopicSpec};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::MqttConfig;
 use crate::mapping::{Mapping, partition_of};
@@ -34,6 +34,9 @@ use crate::registry::Registry;
 use crate::session::{LogRef, SessionState};
 use crate::store::{self, RETAINED_TOPIC, SESSIONS_TOPIC};
 use crate::{Error, Result};
+
+/// How long an append whose outcome is unknown is sent again, at most.
+const APPEND_AGAIN_FOR: Duration = Duration::from_secs(5);
 
 /// A session whose client is away.
 #[derive(Debug)]
@@ -389,12 +392,11 @@ impl Hub {
             groups.entry((topic, p)).or_default().push(i);
         }
         let appends = groups.into_iter().map(|((topic, p), idx)| {
-            let records = idx.iter().map(|&i| msgs[i].to_record()).collect();
+            let records: Vec<NewRecord> = idx.iter().map(|&i| msgs[i].to_record()).collect();
+            // Only a batch without QoS 2 messages may go twice.
+            let again = idx.iter().all(|&i| msgs[i].receipt.is_none());
             async move {
-                let r = self
-                    .broker
-                    .produce(ProduceRequest::records(topic, Some(p), records))
-                    .await;
+                let r = self.append(&topic, p, records, again).await;
                 (idx, r)
             }
         });
@@ -420,6 +422,36 @@ impl Hub {
             }
         }
         results
+    }
+
+    /// Appends one batch; one whose outcome is unknown (a timeout, a
+    /// leader deposed after the write) is sent again for a few seconds if
+    /// `again` (QoS 0/1 messages may be stored twice; QoS 2 ones are left
+    /// to their receipts).
+    async fn append(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: Vec<NewRecord>,
+        again: bool,
+    ) -> fjord_broker::Result<fjord_broker::ProduceResult> {
+        let deadline = tokio::time::Instant::now() + APPEND_AGAIN_FOR;
+        loop {
+            let request =
+                ProduceRequest::records(topic.to_string(), Some(partition), records.clone());
+            match self.broker.produce(request).await {
+                Err(e)
+                    if again
+                        && e.may_be_written()
+                        && !matches!(e, fjord_broker::Error::ShuttingDown)
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    debug!(topic, partition, "appending again: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Sets, replaces or (empty payload) deletes a retained message.

@@ -82,6 +82,10 @@ struct Connection {
     wake: Arc<tokio::sync::Notify>,
     /// Reading missed messages from the log (see `catch_up`).
     catching_up: bool,
+    /// Per partition a resume left to the catch-up, the offset it reads
+    /// the log from: deliveries the dispatcher sent before it knew are
+    /// dropped, the catch-up gives them in order.
+    from_log: Positions,
     /// A resume reads its shared subscriptions' matches too (see `resume`).
     resume_shared: bool,
     /// The session has a record in `__mqtt_sessions` (to delete when it
@@ -100,6 +104,9 @@ struct Connection {
     /// A QoS 2 append that failed may have been written: the cursors to
     /// look for it from, and the first such receipt (see `resume`).
     unsure: Option<(Positions, u64)>,
+    /// What earlier connections may have stored that a refused resume
+    /// could not look for (kept in the session's record).
+    inherited: Vec<Unsure>,
     /// PUBRELs waiting for the save that records their release.
     held: Vec<Packet>,
     /// QoS 2 deliveries completed (PUBCOMP) at or past the session's
@@ -317,6 +324,7 @@ where
         claim,
         wake: Arc::clone(&wake),
         catching_up: false,
+        from_log: Positions::new(),
         resume_shared: false,
         stored: std::sync::atomic::AtomicBool::new(false),
         protocol,
@@ -328,6 +336,7 @@ where
         incoming_qos2: BTreeSet::new(),
         incoming_seq: 0,
         unsure: None,
+        inherited: Vec::new(),
         held: Vec::new(),
         completed_qos2: BTreeSet::new(),
         inbound_aliases: HashMap::new(),
@@ -341,7 +350,21 @@ where
     conn.stored.store(true, Ordering::Relaxed);
     if let Some(state) = stored {
         conn.stored.store(true, Ordering::Relaxed);
-        Box::pin(conn.resume(state, &resume_to)).await;
+        if !Box::pin(conn.resume(state, &resume_to)).await {
+            // Refused, the session kept (with what is still to be looked
+            // for): its client connects again.
+            let code = match protocol {
+                Protocol::V5 => reason::SERVER_UNAVAILABLE,
+                Protocol::V311 => reason::V3_SERVER_UNAVAILABLE,
+            };
+            conn.out = vec![connack(protocol, false, code, Properties::default())];
+            let _ = conn.flush(&mut io).await;
+            let _ = io.shutdown().await;
+            drop(io);
+            Box::pin(conn.finish(End::Normal, conn_id, rx)).await;
+            let _ = done_tx.send(true);
+            return;
+        }
         debug!(
             client = %client_id,
             in_flight = conn.outbound.in_flight.len(),
@@ -366,7 +389,7 @@ impl Connection {
     /// A delivery from the dispatcher, unless it only matches subscriptions
     /// made after it was published.
     pub(super) fn live(&mut self, d: Delivery, now: i64) {
-        if self.resumed(&d.at) {
+        if self.resumed(&d.at) || self.left_to_catch_up(&d) {
             return;
         }
         if !self.recent.is_empty() && self.before_subscribing(&d) {
@@ -395,6 +418,15 @@ impl Connection {
             }
             None => false,
         }
+    }
+
+    /// True when the catch-up reads `d` from the log (see `from_log`).
+    fn left_to_catch_up(&self, d: &Delivery) -> bool {
+        !self.from_log.is_empty()
+            && self
+                .from_log
+                .get(&(d.at.topic.clone(), d.at.partition))
+                .is_some_and(|from| d.at.offset >= *from)
     }
 
     /// True when every own subscription matching `d` was made after `d`

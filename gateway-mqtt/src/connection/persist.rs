@@ -28,13 +28,14 @@ impl Connection {
             incoming_qos2: self.incoming_qos2.iter().copied().collect(),
             incoming_seq: self.incoming_seq,
             unsure: self
-                .unsure
+                .inherited
                 .iter()
-                .map(|(from, seq)| Unsure {
+                .cloned()
+                .chain(self.unsure.iter().map(|(from, seq)| Unsure {
                     epoch: self.claim,
                     from: from.iter().map(|((t, p), o)| (t.clone(), *p, *o)).collect(),
                     seq: *seq,
-                })
+                }))
                 .collect(),
             disconnected_at_ms: None,
             node: self.gw.node,

@@ -50,8 +50,12 @@ fn match_own(
 
 impl Connection {
     /// Restores a stored session: subscriptions, QoS 2 receipts, in-flight
-    /// messages (sent again), then what it missed while offline.
-    pub(super) async fn resume(&mut self, state: SessionState, positions: &Positions) {
+    /// messages (sent again), then what it missed while offline. False
+    /// when the QoS 2 messages an earlier connection may have stored could
+    /// not be looked for: the client is then refused (server unavailable)
+    /// and tries again, rather than have a retransmission stored twice.
+    pub(super) async fn resume(&mut self, state: SessionState, positions: &Positions) -> bool {
+        let mut complete = true;
         for s in &state.subscriptions {
             self.subs.insert(s.filter.clone(), s.options());
         }
@@ -63,8 +67,15 @@ impl Connection {
         self.incoming_qos2 = state.incoming_qos2.iter().copied().collect();
         let unsure = state.receipts_to_find();
         if !unsure.is_empty() {
-            let stored = self.stored_unknown(&unsure, positions).await;
-            self.incoming_qos2.extend(stored);
+            match self.stored_unknown(&unsure, positions).await {
+                Some(stored) => self.incoming_qos2.extend(stored),
+                // Kept for the next connection (the state this one saves
+                // carries them); this one is refused.
+                None => {
+                    self.inherited = unsure;
+                    complete = false;
+                }
+            }
         }
         self.completed_qos2 = state.completed_qos2.iter().cloned().collect();
         let kept = in_flight_messages(&self.gw, &state.outgoing).await;
@@ -75,6 +86,7 @@ impl Connection {
         let metrics = &self.gw.metrics;
         self.outbound.resend(now, metrics, &mut self.out);
         self.missed(&state, positions, &sent_again, now).await;
+        complete
     }
 
     /// Delivers the QoS 1/2 messages the session missed: per partition,
@@ -154,8 +166,10 @@ impl Connection {
             .filter(|o| o.connection == self.id)
         {
             for (key, from) in behind {
-                // Live deliveries from `from` on are the catch-up's.
+                // Live deliveries from `from` on are the catch-up's (those
+                // already on their way too: see `live`).
                 self.resumed_below.insert(key.clone(), from);
+                self.from_log.insert(key.clone(), from);
                 me.behind.insert(key, from);
             }
             self.wake.notify_one();
@@ -181,9 +195,10 @@ impl Connection {
 /// Missed records read from the log per step of a resume.
 const MISSED_STEP: i64 = 4096;
 
-/// How long a resume waits for the records its leader holds to commit,
-/// at most, and how often it looks.
-const RECEIPTS_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+/// How long a resume waits for what it must read to find QoS 2 receipts
+/// (a partition's leader to answer, the records it holds to commit), at
+/// most, and how often it looks again.
+const RECEIPTS_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 const RECEIPTS_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 
 impl Connection {
@@ -192,82 +207,101 @@ impl Connection {
     /// [`SessionState::receipts_to_find`]), found in the log by their
     /// receipts between the given cursors and the log's end. The client
     /// sends them again, unreleased: they are acknowledged, not stored
-    /// twice.
-    async fn stored_unknown(&self, unsure: &[Unsure], positions: &Positions) -> Vec<u16> {
+    /// twice. `None` when the log could not be read far enough in time:
+    /// the connection is then refused (see `resume`).
+    async fn stored_unknown(&self, unsure: &[Unsure], positions: &Positions) -> Option<Vec<u16>> {
         let mut cursors = Positions::new();
         for (t, p, o) in unsure.iter().flat_map(|u| &u.from) {
             let c = cursors.entry((t.clone(), *p)).or_insert(*o);
             *c = (*c).min(*o);
         }
-        let (mut ids, mut scanned) = (Vec::new(), 0);
+        let deadline = tokio::time::Instant::now() + RECEIPTS_WAIT;
+        let (mut ids, mut scanned) = (Vec::new(), Some(0));
         for (key, end) in positions {
-            if let Some(from) = cursors.get(key) {
-                scanned += self.scan_receipts(unsure, key, *from, *end, &mut ids).await;
+            if let (Some(from), Some(n)) = (cursors.get(key), scanned) {
+                let read = self.scan_receipts(unsure, key, (*from, *end), deadline, &mut ids);
+                scanned = read.await.map(|r| n + r);
             }
         }
         debug!(
             client = %self.client_id,
             ?unsure,
-            scanned,
+            ?scanned,
             found = ?ids,
             "QoS 2 messages stored unknown to the session's record"
         );
-        ids
+        scanned.map(|_| ids)
     }
 
     /// Reads one partition from `from` for the receipts in `unsure` (their
     /// packet ids go to `ids`): in steps up to `end` (the dispatch
     /// position), then the rest as it commits, up to what the leader held
     /// when the scan began (a write of a node that died may commit only
-    /// now), for a few seconds at most. Returns the records read.
+    /// now). Returns the records read; `None` when that end is not
+    /// reached by `deadline`.
     async fn scan_receipts(
         &self,
         unsure: &[Unsure],
         (topic, partition): &(String, u32),
-        mut from: i64,
-        end: i64,
+        (mut from, end): (i64, i64),
+        deadline: tokio::time::Instant,
         ids: &mut Vec<u16>,
-    ) -> usize {
-        let log_end = self.leader_log_end(topic, *partition).await;
-        let deadline = tokio::time::Instant::now() + RECEIPTS_WAIT;
+    ) -> Option<usize> {
+        let log_end = self.leader_log_end(topic, *partition, deadline).await?;
         let mut scanned = 0;
         loop {
             let to = (from < end).then(|| end.min(from + MISSED_STEP));
-            let records =
-                match store::read_range(&self.gw.broker, topic, *partition, from, to).await {
-                    Ok(r) => r,
-                    Err(e) => {
-                        debug!(topic, partition, "QoS 2 receipts not read: {e}");
-                        return scanned;
+            match store::read_range(&self.gw.broker, topic, *partition, from, to).await {
+                Ok(records) => {
+                    scanned += records.len();
+                    ids.extend(
+                        records
+                            .iter()
+                            .filter_map(|r| self.unknown_receipt(unsure, r)),
+                    );
+                    from = match to {
+                        Some(to) => to,
+                        None => records.last().map_or(from, |r| r.offset + 1),
+                    };
+                    if to.is_some() {
+                        continue;
                     }
-                };
-            scanned += records.len();
-            ids.extend(
-                records
-                    .iter()
-                    .filter_map(|r| self.unknown_receipt(unsure, r)),
-            );
-            if let Some(to) = to {
-                from = to;
-                continue;
+                    if from >= log_end {
+                        return Some(scanned);
+                    }
+                }
+                Err(e) => debug!(topic, partition, "QoS 2 receipts not read yet: {e}"),
             }
-            from = records.last().map_or(from, |r| r.offset + 1);
-            if from >= log_end || tokio::time::Instant::now() >= deadline {
-                return scanned;
+            if tokio::time::Instant::now() >= deadline {
+                return None;
             }
             tokio::time::sleep(RECEIPTS_POLL).await;
         }
     }
 
-    /// The log end of `topic`-`partition` on its leader (0 when unknown).
-    async fn leader_log_end(&self, topic: &str, partition: u32) -> i64 {
-        self.gw
-            .broker
-            .list_offset(topic, partition, OffsetSpec::LogEnd, Route::Leader)
-            .await
-            .ok()
-            .flatten()
-            .map_or(0, |(o, _)| o)
+    /// The log end of `topic`-`partition` on its leader, asked again until
+    /// `deadline` while the leader does not answer.
+    async fn leader_log_end(
+        &self,
+        topic: &str,
+        partition: u32,
+        deadline: tokio::time::Instant,
+    ) -> Option<i64> {
+        loop {
+            let asked = self
+                .gw
+                .broker
+                .list_offset(topic, partition, OffsetSpec::LogEnd, Route::Leader)
+                .await;
+            match asked {
+                Ok(end) => return Some(end.map_or(0, |(o, _)| o)),
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    debug!(topic, partition, "log end not read yet: {e}");
+                    tokio::time::sleep(RECEIPTS_POLL).await;
+                }
+                Err(_) => return None,
+            }
+        }
     }
 
     /// The packet id in `r`'s receipt, if it is one of `unsure`.
@@ -356,6 +390,7 @@ impl Connection {
                 }
                 true
             });
+            self.from_log.retain(|key, _| me.behind.contains_key(key));
             found
         };
         let Some(((topic, partition), from, at)) = next else {
