@@ -88,6 +88,9 @@ pub(crate) enum Refusal {
     },
     /// The HW did not pass the batch in time (it may still commit).
     Timeout,
+    /// The leader lost its role after writing the batch and before the HW
+    /// passed it (it may still commit, through the next leader).
+    Deposed,
     Storage(fjord_storage::Error),
 }
 
@@ -254,7 +257,9 @@ impl Partition {
                 return Ok(());
             }
             if !matches!(&*self.role(), Role::Leader { epoch: e, .. } if *e == epoch) {
-                return Err(Refusal::NotLeader);
+                // Written, and not known to be committed: not a refusal a
+                // caller may retry without risking a second copy.
+                return Err(Refusal::Deposed);
             }
             tokio::select! {
                 _ = hw.changed() => {}

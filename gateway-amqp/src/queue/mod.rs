@@ -34,9 +34,12 @@
 //! Publishers append to the topic directly; the task long-polls the topic
 //! for what is new.
 
+mod append;
 mod args;
 mod cursor;
 mod ready;
+
+pub(crate) use append::append;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -444,29 +447,6 @@ impl QueueHandle {
     pub(crate) fn consumer_count(&self) -> u32 {
         u32::try_from(self.stats.consumers.load(Ordering::Relaxed)).unwrap_or(u32::MAX)
     }
-}
-
-/// Appends `messages` to queue `q`'s topic; `Ok` once committed (then
-/// counted, and the new log end recorded, in its stats).
-pub(crate) async fn append(
-    broker: &Broker,
-    q: &QueueHandle,
-    messages: &[Arc<Message>],
-) -> crate::Result<()> {
-    let records: Vec<NewRecord> = messages.iter().map(|m| m.to_record()).collect();
-    let done = broker
-        .produce(ProduceRequest::records(
-            q.topic.to_string(),
-            Some(0),
-            records,
-        ))
-        .await
-        .map_err(crate::Error::Broker)?;
-    q.stats.appended(done.last_offset + 1);
-    q.stats
-        .published
-        .fetch_add(messages.len() as u64, Ordering::Relaxed);
-    Ok(())
 }
 
 async fn load_state(broker: &Broker, topic: &str) -> crate::Result<Stored> {
