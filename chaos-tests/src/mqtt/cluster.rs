@@ -30,6 +30,20 @@ pub async fn start(
     size: usize,
     serve_args: &[String],
 ) -> Result<Vec<Node>> {
+    start_with(binary, dir, size, Gateways::MQTT, serve_args).await
+}
+
+/// As [`start`], with `gateways` listening instead of MQTT's.
+///
+/// # Errors
+/// As [`start`].
+pub async fn start_with(
+    binary: &Path,
+    dir: &Path,
+    size: usize,
+    gateways: Gateways,
+    serve_args: &[String],
+) -> Result<Vec<Node>> {
     let grpc = (0..size).map(|_| free_port()).collect::<Result<Vec<_>>>()?;
     let peers: Vec<String> = grpc
         .iter()
@@ -43,7 +57,7 @@ pub async fn start(
         let id = (i + 1).to_string();
         let node = Node::builder(binary)
             .log_level("warn")
-            .gateways(Gateways::MQTT)
+            .gateways(gateways)
             .data_dir(dir.join(format!("n{id}")))
             .log(dir.join(format!("n{id}.log")))
             .flags(["--node-id", &id, "--peers", &peers, "--grpc-listen", addr])

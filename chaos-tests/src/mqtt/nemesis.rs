@@ -30,13 +30,40 @@ pub async fn run(
     seed: u64,
     duration: Duration,
 ) -> Result<Vec<Fault>> {
+    let aim = Aim {
+        leaders: vec!["__mqtt_sessions".to_string(), "mqtt".to_string()],
+        address: mqtt_address,
+    };
+    run_aimed(nodes, net, seed, duration, &aim).await
+}
+
+/// What a nemesis aims at besides the clients' nodes.
+pub struct Aim {
+    /// Topics whose partition 0's leader is a victim: the first more
+    /// often than the second.
+    pub leaders: Vec<String>,
+    /// The client address of a (restarted) node.
+    pub address: fn(&Node) -> Result<String>,
+}
+
+/// As [`run`], aimed at `aim`'s leaders, publishing `aim`'s addresses.
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_aimed(
+    nodes: &mut Vec<Node>,
+    net: &Net,
+    seed: u64,
+    duration: Duration,
+    aim: &Aim,
+) -> Result<Vec<Fault>> {
     let mut rng = StdRng::seed_from_u64(seed);
     let start = Instant::now();
     let mut faults = Vec::new();
     while start.elapsed() < duration {
         tokio::time::sleep(Duration::from_millis(rng.random_range(1000..3000))).await;
         let at = start.elapsed();
-        let (victim, role) = pick_victim(nodes, &net.connections, &mut rng).await;
+        let (victim, role) = pick_victim(nodes, &net.connections, aim, &mut rng).await;
         let down = Duration::from_millis(rng.random_range(2000..3000));
         faults.push(Fault {
             at,
@@ -48,18 +75,18 @@ pub async fn run(
         });
         nodes[victim].kill9();
         tokio::time::sleep(down).await;
-        restart(nodes, victim, net).await?;
+        restart(nodes, victim, net, aim).await?;
     }
     Ok(faults)
 }
 
 /// Restarts node `i` (waiting until it is ready) and publishes its MQTT
 /// address.
-async fn restart(nodes: &mut Vec<Node>, i: usize, net: &Net) -> Result<()> {
+async fn restart(nodes: &mut Vec<Node>, i: usize, net: &Net, aim: &Aim) -> Result<()> {
     let mut node = nodes.remove(i);
     let restarted = tokio::task::spawn_blocking(move || node.restart().map(|()| node)).await?;
     let node = restarted.with_context(|| format!("restart node {}", i + 1))?;
-    let addr = mqtt_address(&node)?;
+    let addr = (aim.address)(&node)?;
     nodes.insert(i, node);
     if let Ok(mut a) = net.addresses.lock()
         && let Some(slot) = a.get_mut(i)
@@ -73,6 +100,7 @@ async fn restart(nodes: &mut Vec<Node>, i: usize, net: &Net) -> Result<()> {
 async fn pick_victim(
     nodes: &[Node],
     connections: &Connections,
+    aim: &Aim,
     rng: &mut StdRng,
 ) -> (usize, String) {
     let any = rng.random_range(0..nodes.len());
@@ -84,14 +112,14 @@ async fn pick_victim(
         connected
             .get(pick % connected.len().max(1))
             .map(|(id, node)| (*node, format!("{id}'s node")))
-    } else if roll < 0.75 {
-        leader_of(nodes, "__mqtt_sessions", 0)
-            .await
-            .map(|i| (i, "the leader of __mqtt_sessions-0".to_string()))
     } else if roll < 0.85 {
-        leader_of(nodes, "mqtt", 0)
-            .await
-            .map(|i| (i, "the leader of mqtt-0".to_string()))
+        let topic = aim.leaders.get(usize::from(roll >= 0.75));
+        match topic {
+            Some(t) => leader_of(nodes, t, 0)
+                .await
+                .map(|i| (i, format!("the leader of {t}-0"))),
+            None => None,
+        }
     } else {
         None
     };
