@@ -398,6 +398,17 @@ fn never_sent(status: &Status) -> bool {
     false
 }
 
+/// The chain of errors under `status`, as `; a; b` (empty if none).
+fn causes(status: &Status) -> String {
+    let mut out = String::new();
+    let mut source = std::error::Error::source(status);
+    while let Some(e) = source {
+        out.push_str(&format!("; {e}"));
+        source = e.source();
+    }
+    out
+}
+
 /// A forwarded request's failure in the broker's terms: the refusals a
 /// caller acts on keep their kind, the rest say which node failed how.
 pub(crate) fn from_status(topic: &str, partition: u32, status: Status) -> Error {
@@ -421,7 +432,7 @@ pub(crate) fn from_status(topic: &str, partition: u32, status: Status) -> Error 
         // The leader's node could not be reached (it may be down, and the
         // metadata will name another): nothing was sent, so the request
         // may go again, to the leader named then.
-        (Code::Unavailable, None) if never_sent(&status) => Error::NotLeader {
+        (Code::Unavailable | Code::Unknown, None) if never_sent(&status) => Error::NotLeader {
             topic: topic.to_string(),
             partition,
             leader: None,
@@ -439,9 +450,10 @@ pub(crate) fn from_status(topic: &str, partition: u32, status: Status) -> Error 
         },
         (Code::NotFound, _) => Error::UnknownTopic(topic.to_string()),
         _ => Error::Cluster(format!(
-            "{topic}-{partition}: the leader answered {:?}: {}",
+            "{topic}-{partition}: the leader answered {:?}: {}{}",
             status.code(),
-            status.message()
+            status.message(),
+            causes(&status)
         )),
     }
 }

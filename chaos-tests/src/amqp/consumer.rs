@@ -23,15 +23,12 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::amqp::history::{Acked, AmqpHistory, ConsumerLog, Delivered, queue_name};
-use crate::amqp::link::Link;
+use crate::amqp::link::{Link, OP_TIMEOUT, bounded};
 use crate::mqtt::session::Net;
 use crate::stop::Stop;
 
 /// Acknowledgements sent between two `basic.qos` round trips.
 const ACKS_PER_CHECK: usize = 20;
-
-/// How long a channel operation (a close, a round trip) may take.
-const OP_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// One consumer of the workload.
 #[derive(Debug, Clone)]
@@ -162,22 +159,18 @@ impl Session<'_> {
 
     /// A channel with the prefetch, consuming every queue.
     async fn subscribe(&self, conn: &Connection) -> Option<(Channel, SelectAll<Deliveries>)> {
-        let ch = conn.create_channel().await.ok()?;
-        ch.basic_qos(self.spec.prefetch, BasicQosOptions::default())
-            .await
-            .ok()?;
+        let ch = bounded(conn.create_channel()).await?;
+        bounded(ch.basic_qos(self.spec.prefetch, BasicQosOptions::default())).await?;
         let mut all = SelectAll::new();
         for q in 0..self.spec.queues {
             let tag = format!("con-{}-{q}", self.spec.index);
-            let consumer = ch
-                .basic_consume(
-                    queue_name(q).into(),
-                    tag.into(),
-                    BasicConsumeOptions::default(),
-                    FieldTable::default(),
-                )
-                .await
-                .ok()?;
+            let consumer = bounded(ch.basic_consume(
+                queue_name(q).into(),
+                tag.into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            ))
+            .await?;
             let tagged: Deliveries = Box::pin(consumer.map(move |d| d.map(|d| (q, d))));
             all.push(tagged);
         }
@@ -217,7 +210,7 @@ impl Session<'_> {
             let Some((id, d)) = self.held.pop_front() else {
                 break;
             };
-            if d.ack(BasicAckOptions::default()).await.is_err() {
+            if bounded(d.ack(BasicAckOptions::default())).await.is_none() {
                 return false;
             }
             let session = self.session;

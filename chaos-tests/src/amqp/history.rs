@@ -19,7 +19,11 @@
 //! acknowledgements before its close-ok).
 //!
 //! # Anomalies
-//! - **missing**: a confirmed attempt no consumer acknowledged (arrived).
+//! - **missing**: a confirmed attempt no consumer acknowledged. An
+//!   acknowledgement counts here even if it is not known to have arrived:
+//!   one that did not arrive leaves the message unacknowledged, to be
+//!   given again (and acknowledged again) after the channel goes; one that
+//!   arrived just before the connection was lost settles it for good.
 //! - **redelivered unflagged**: a second (or later) delivery of an attempt
 //!   without `redelivered`.
 //! - **acknowledged, delivered again**: a delivery after an
@@ -249,12 +253,23 @@ pub fn check(history: &AmqpHistory) -> AmqpReport {
             report.after_unstored_ack += 1;
         }
     }
+    let sent: BTreeSet<&str> = history
+        .consumers
+        .iter()
+        .flat_map(|c| &c.acks)
+        .map(|a| a.id.as_str())
+        .collect();
     for p in &history.publishers {
         for id in &p.confirmed {
-            if acks.get(id.as_str()).is_none_or(|(a, _)| a.is_none()) {
+            if !sent.contains(id.as_str()) {
+                let given = if seen.contains(id.as_str()) {
+                    "delivered"
+                } else {
+                    "never delivered"
+                };
                 report
                     .missing
-                    .push(format!("{id} confirmed, never acknowledged"));
+                    .push(format!("{id} confirmed, never acknowledged ({given})"));
             }
         }
     }
@@ -415,16 +430,18 @@ mod tests {
     #[test]
     fn a_confirmed_message_never_acknowledged_is_caught() {
         let mut h = history();
+        // An acknowledgement not known to have arrived counts.
+        for a in &mut h.consumers[0].acks {
+            a.arrived = None;
+            a.stored = None;
+        }
+        assert!(check(&h).missing.is_empty());
         h.consumers[0].acks.retain(|a| a.id != "p0-3-0");
-        // An acknowledgement that never arrived does not count.
-        h.consumers[0].acks.push(Acked {
-            id: "p0-3-0".into(),
-            session: 0,
-            arrived: None,
-            stored: None,
-        });
         let r = check(&h);
-        assert_eq!(r.missing, vec!["p0-3-0 confirmed, never acknowledged"]);
+        assert_eq!(
+            r.missing,
+            vec!["p0-3-0 confirmed, never acknowledged (delivered)"]
+        );
     }
 
     #[test]

@@ -12,6 +12,16 @@ use crate::mqtt::session::Net;
 /// which may be electing.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long any one client operation (a channel, a publish, an
+/// acknowledgement, a close) may take before its connection is given up.
+pub const OP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// `op`'s value, or `None` when it failed or took longer than
+/// [`OP_TIMEOUT`] (a connection that neither answers nor breaks).
+pub async fn bounded<T>(op: impl Future<Output = lapin::Result<T>>) -> Option<T> {
+    tokio::time::timeout(OP_TIMEOUT, op).await.ok()?.ok()
+}
+
 /// A client's place in the cluster.
 pub struct Link {
     /// Its name, as the nemesis sees it (`pub-<i>`, `con-<i>`).

@@ -153,7 +153,7 @@ pub async fn run(
         calm: Stop::default(),
         stop: Stop::default(),
     };
-    let mut consuming = consume(config, &net, &history, &control).await?;
+    let consuming = consume(config, &net, &history, &control).await?;
     let stop_publishers = Stop::default();
     let mut publishing = JoinSet::new();
     for id in 0..config.publishers {
@@ -168,10 +168,10 @@ pub async fn run(
     let faults = nemesis::run_aimed(&mut nodes, &net, config.seed, config.duration, &aim).await?;
     stop_publishers.stop();
     control.calm.stop();
-    while publishing.join_next().await.is_some() {}
+    finish(publishing, "publishers").await;
     drain(&history, config.drain).await;
     control.stop.stop();
-    while consuming.join_next().await.is_some() {}
+    finish(consuming, "consumers").await;
     drop(nodes);
     let history = history
         .lock()
@@ -279,6 +279,22 @@ async fn consume(
             .with_context(|| format!("con-{index} ended before consuming"))?;
     }
     Ok(tasks)
+}
+
+/// How long the clients may take to finish once told to.
+const FINISH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Waits for `tasks` to end; ends those still running after
+/// `FINISH_TIMEOUT` (saying how many: a client that hung).
+async fn finish(mut tasks: JoinSet<()>, what: &str) {
+    let all = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(FINISH_TIMEOUT, all).await.is_err() {
+        eprintln!(
+            "{} {what} still running after {FINISH_TIMEOUT:?}: ended",
+            tasks.len()
+        );
+        tasks.abort_all();
+    }
 }
 
 /// Waits until every confirmed message is acknowledged, or `bound`

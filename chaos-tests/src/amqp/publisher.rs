@@ -15,7 +15,7 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Channel, Connection, PublisherConfirm};
 
 use crate::amqp::history::{AmqpHistory, Attempt, PublisherLog, message_id, queue_name};
-use crate::amqp::link::Link;
+use crate::amqp::link::{Link, bounded};
 use crate::mqtt::session::Net;
 use crate::stop::Stop;
 
@@ -60,7 +60,7 @@ pub async fn publisher(
             p.record(|l| l.reconnects += 1);
         }
         p.publish_on(&conn, &stop).await;
-        let _ = tokio::time::timeout(Duration::from_secs(5), conn.close(200, "done".into())).await;
+        let _ = bounded(conn.close(200, "done".into())).await;
         if !stop.stopped() {
             link.move_on();
         }
@@ -97,13 +97,12 @@ impl Publisher {
     /// Publishes windows of messages on `conn` until stopped or the
     /// connection fails.
     async fn publish_on(&mut self, conn: &Connection, stop: &Stop) {
-        let Ok(ch) = conn.create_channel().await else {
+        let Some(ch) = bounded(conn.create_channel()).await else {
             return;
         };
-        if ch
-            .confirm_select(ConfirmSelectOptions::default())
+        if bounded(ch.confirm_select(ConfirmSelectOptions::default()))
             .await
-            .is_err()
+            .is_none()
         {
             return;
         }
@@ -132,18 +131,17 @@ impl Publisher {
             let props = BasicProperties::default()
                 .with_delivery_mode(2)
                 .with_message_id(id.clone().into());
-            let published = ch
-                .basic_publish(
-                    "".into(),
-                    queue_name(queue).into(),
-                    BasicPublishOptions::default(),
-                    id.as_bytes(),
-                    props,
-                )
-                .await;
+            let published = bounded(ch.basic_publish(
+                "".into(),
+                queue_name(queue).into(),
+                BasicPublishOptions::default(),
+                id.as_bytes(),
+                props,
+            ))
+            .await;
             match published {
-                Ok(confirm) => sent.push(((seq, attempt), confirm)),
-                Err(_) => {
+                Some(confirm) => sent.push(((seq, attempt), confirm)),
+                None => {
                     self.again.push_back((seq, attempt + 1));
                     ok = false;
                     break;

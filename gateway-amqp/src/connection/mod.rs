@@ -23,7 +23,7 @@ use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::codec::{
     self, BasicDeliver, BasicProperties, BasicPublish, BasicReturn, Close, ConnectionStart,
