@@ -31,8 +31,9 @@
 //!
 //! # Concurrency
 //! One task owns the cursor; channels talk to it through [`QueueHandle`].
-//! Publishers append to the topic directly; the task long-polls the topic
-//! for what is new.
+//! Publishers append to the topic directly (held through a failover of
+//! its leader, see `append.rs`); the task long-polls the topic for what
+//! is new.
 
 mod append;
 mod args;
