@@ -220,10 +220,9 @@ fn queue_leader(via: &Server, name: &str) -> usize {
             .find(|t| t.starts_with(&prefix))
             .map(str::to_string);
         if let Some(topic) = topic {
-            let d: serde_json::Value = serde_json::from_str(
-                &via.ok(&["topic", "describe", &topic, "--output", "json"]),
-            )
-            .unwrap();
+            let d: serde_json::Value =
+                serde_json::from_str(&via.ok(&["topic", "describe", &topic, "--output", "json"]))
+                    .unwrap();
             if let Some(id) = d["partitions"][0]["leader"].as_u64().filter(|id| *id > 0) {
                 return usize::try_from(id).unwrap() - 1;
             }
