@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
 use super::args::{DeathReason, Overflow, QueueArgs, dead_letter, message_ttl};
+use super::mark::{MARK_AHEAD, Mark, stored_mark};
 use super::ready::{Entry, Ready};
 use super::{
     ACKS_TOPIC, Cmd, ConsumeRefused, Consumer, Delivery, Event, Housekeeping, QueueStats, Stored,
@@ -32,7 +33,7 @@ enum Later {
         reply: oneshot::Sender<Option<Delivery>>,
     },
     Purge(oneshot::Sender<u32>),
-    Sync(oneshot::Sender<()>),
+    Sync(oneshot::Sender<bool>),
     Stop(oneshot::Sender<()>),
 }
 
@@ -79,33 +80,6 @@ pub(super) struct Cursor {
     /// The delivery-rate span: its start (ms), deliveries by then, and
     /// deliveries in the span before.
     rate_since: (i64, u64, u64),
-}
-
-/// How far beyond the next message to deliver a stored mark reaches.
-const MARK_AHEAD: i64 = 1024;
-
-/// A stored state's mark: ahead of the deliveries (while the cursor runs),
-/// or exactly what was delivered (when it stops).
-#[derive(Clone, Copy)]
-enum Mark {
-    Ahead,
-    Exact,
-}
-
-/// The mark a stored state carries: `current` is the last stored mark,
-/// `base` the next offset to deliver, `recovered` the mark of the run
-/// before.
-///
-/// An exact mark covers only what this run delivered (all of it is in the
-/// state's `delivered` list), but offsets the run before may have
-/// delivered and this one has not read again yet are known only through
-/// `recovered`: the mark never drops below it, or they would come back
-/// without `redelivered` after the next start.
-fn stored_mark(kind: Mark, current: i64, base: i64, floor: i64, recovered: i64) -> i64 {
-    match kind {
-        Mark::Ahead => current.max(base + MARK_AHEAD),
-        Mark::Exact => floor.max(recovered),
-    }
 }
 
 /// The delivery rate is measured over the last one or two of these.
@@ -212,15 +186,8 @@ impl Cursor {
                                 let _ = reply.send(u32::try_from(dropped).unwrap_or(u32::MAX));
                             }
                             Later::Sync(reply) => {
-                                if let Some(s) = saving.take() {
-                                    self.stored(s.await);
-                                }
-                                if self.dirty {
-                                    self.dirty = false;
-                                    let s = self.save(Mark::Ahead);
-                                    self.stored(s.await);
-                                }
-                                let _ = reply.send(());
+                                let stored = self.sync(saving.take()).await;
+                                let _ = reply.send(stored);
                             }
                             Later::Stop(reply) => {
                                 // Store the cursor, cancel the consumers.
@@ -403,6 +370,26 @@ impl Cursor {
             }
         }
         self.tail.seek(now.position());
+    }
+
+    /// Stores the state as of now, after the save in flight (if any):
+    /// true once stored, false if this node could not store it (it no
+    /// longer runs the gateway).
+    async fn sync(&mut self, in_flight: Option<BoxFuture<'static, Option<i64>>>) -> bool {
+        let mut stored = true;
+        if let Some(s) = in_flight {
+            let mark = s.await;
+            stored = mark.is_some();
+            self.stored(mark);
+        }
+        // A failed save leaves its changes unstored: they go again.
+        if self.dirty || !stored {
+            self.dirty = false;
+            let mark = self.save(Mark::Ahead).await;
+            stored = mark.is_some();
+            self.stored(mark);
+        }
+        stored
     }
 
     /// A save is done: with its mark, if it was stored.
@@ -760,26 +747,5 @@ impl Cursor {
             }
         }
         .boxed()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_running_cursor_marks_ahead_of_its_deliveries_and_never_back() {
-        assert_eq!(stored_mark(Mark::Ahead, 0, 10, 0, 0), 10 + MARK_AHEAD);
-        assert_eq!(stored_mark(Mark::Ahead, 5_000, 10, 0, 0), 5_000);
-    }
-
-    #[test]
-    fn a_stopping_cursor_keeps_what_the_run_before_may_have_delivered() {
-        // Nothing recovered: what was delivered is listed, the mark is the
-        // floor.
-        assert_eq!(stored_mark(Mark::Exact, 2_000, 300, 100, 0), 100);
-        // The run before marked up to 1_500 and crashed; this run read up
-        // to 300 only: 300..1_500 may have been delivered then.
-        assert_eq!(stored_mark(Mark::Exact, 2_000, 300, 100, 1_500), 1_500);
     }
 }

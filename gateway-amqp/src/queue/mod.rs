@@ -38,6 +38,7 @@
 mod append;
 mod args;
 mod cursor;
+mod mark;
 mod ready;
 
 pub(crate) use append::append;
@@ -178,9 +179,10 @@ enum Cmd {
     Touch,
     /// Room was given back (a channel-wide limit): try delivering.
     Poke,
-    /// Answer once the state as of this command is stored.
+    /// Answer once the state as of this command is stored (true), or
+    /// could not be (false).
     Sync {
-        reply: oneshot::Sender<()>,
+        reply: oneshot::Sender<bool>,
     },
     Stop {
         reply: oneshot::Sender<()>,
@@ -415,12 +417,14 @@ impl QueueHandle {
 
     /// Returns once the cursor state, with every command sent before, is
     /// stored (a closing channel's acknowledgements are durable before its
-    /// close-ok), or after `SYNC_WAIT` at most.
-    pub(crate) async fn sync(&self) {
+    /// close-ok): true; false when it could not be stored (this node no
+    /// longer runs the gateway), the queue stopped, or `SYNC_WAIT` passed.
+    pub(crate) async fn sync(&self) -> bool {
         let (reply, rx) = oneshot::channel();
-        if self.tx.send(Cmd::Sync { reply }).is_ok() {
-            let _ = tokio::time::timeout(SYNC_WAIT, rx).await;
+        if self.tx.send(Cmd::Sync { reply }).is_err() {
+            return false;
         }
+        matches!(tokio::time::timeout(SYNC_WAIT, rx).await, Ok(Ok(true)))
     }
 
     /// Drops every ready message; returns how many.
