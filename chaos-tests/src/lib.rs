@@ -27,6 +27,16 @@
 //! publisher's messages in order but for DUP redeliveries, and nothing
 //! that was never published.
 //!
+//! The AMQP schedule (see `amqp/mod.rs`) runs against the AMQP gateway:
+//! confirming publishers and acking consumers (some closing their channel
+//! with messages unacknowledged) spread over a three-node cluster, each
+//! moving to another node when its own dies, under the MQTT schedule's
+//! nemesis aimed at the clients' nodes, the node that runs the gateway
+//! and a queue's leader. Its checker wants every confirmed message
+//! acknowledged, every second delivery flagged `redelivered`, nothing
+//! delivered again once its acknowledgement was stored, nothing that was
+//! never published, and each channel's first deliveries in publish order.
+//!
 //! The `fjord serve` processes (started, killed, paused, restarted, and a
 //! cluster formed of them) come from `fjord-testkit`.
 //!
@@ -37,7 +47,10 @@
 //! - [`workload`]: producers and consumers that follow the node.
 //! - [`stop`]: the flag that ends the workload.
 //! - [`mqtt`]: the MQTT schedule (its workload, nemesis and checker).
+//! - [`amqp`]: the AMQP schedule (its workload and checker; the MQTT
+//!   schedule's cluster and nemesis).
 
+pub mod amqp;
 pub mod history;
 pub mod mqtt;
 pub mod proxy;

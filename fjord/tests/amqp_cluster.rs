@@ -202,3 +202,64 @@ async fn a_node_without_amqp_listeners_runs_the_gateway_when_it_leads() {
     publish_confirmed(&ch, "", "moved", &bodies("n", 2)).await;
     assert_eq!(take_bodies(&ch, "moved").await, bodies("n", 2));
 }
+
+/// The index of the node that leads queue `name`'s topic, once it has a
+/// leader (bounded).
+fn queue_leader(via: &Server, name: &str) -> usize {
+    let prefix = format!("__amqp_q.{name}.");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let list: serde_json::Value =
+            serde_json::from_str(&via.ok(&["topic", "list", "--internal", "--output", "json"]))
+                .unwrap();
+        let topic = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|t| t["name"].as_str())
+            .find(|t| t.starts_with(&prefix))
+            .map(str::to_string);
+        if let Some(topic) = topic {
+            let d: serde_json::Value =
+                serde_json::from_str(&via.ok(&["topic", "describe", &topic, "--output", "json"]))
+                    .unwrap();
+            if let Some(id) = d["partitions"][0]["leader"].as_u64().filter(|id| *id > 0) {
+                return usize::try_from(id).unwrap() - 1;
+            }
+        }
+        assert!(Instant::now() < deadline, "queue {name} has no leader");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_while_a_queues_leader_is_down_are_held_and_confirmed_not_nacked() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = cluster_with_amqp(dir.path(), 3);
+    let owner = gateway_node(&nodes);
+    let conn = connect_to(&nodes[owner].amqp).await;
+    let ch = confirming(&conn).await;
+    // A queue led by a node that does not run the gateway (the
+    // connection stays up when that node dies).
+    let mut i = 0;
+    let (name, leader) = loop {
+        let name = format!("held{i}");
+        durable_queue(&ch, &name).await;
+        let leader = queue_leader(&nodes[owner], &name);
+        if leader != owner {
+            break (name, leader);
+        }
+        i += 1;
+        assert!(i < 12, "every queue is led by the gateway's node");
+    };
+    publish_confirmed(&ch, "", &name, &bodies("a", 5)).await;
+
+    // Published once the leader is dead: nothing was sent to it, so each
+    // waits for the next leader and is confirmed there.
+    nodes.remove(leader).kill9();
+    publish_confirmed(&ch, "", &name, &bodies("b", 5)).await;
+
+    let mut want = bodies("a", 5);
+    want.extend(bodies("b", 5));
+    assert_eq!(take_bodies(&ch, &name).await, want, "each once, in order");
+}

@@ -148,10 +148,8 @@ impl ReplicaManager {
                 "{topic}-{partition}: the in-sync replicas did not confirm the write within {:?}; it may still be committed",
                 self.quorum.config.produce_timeout
             )),
-            // Not `NotLeader`: that one proves nothing was written, and
-            // callers send the batch again on it.
             Refusal::Deposed => Error::Timeout(format!(
-                "{topic}-{partition}: this node stopped leading before the write was confirmed; it may still be committed"
+                "{topic}-{partition}: this node stopped leading before the in-sync replicas confirmed the write; it may still be committed"
             )),
             Refusal::Storage(e) => Error::from_storage(topic, partition, e),
         }

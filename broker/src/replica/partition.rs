@@ -88,8 +88,8 @@ pub(crate) enum Refusal {
     },
     /// The HW did not pass the batch in time (it may still commit).
     Timeout,
-    /// This node stopped leading after it wrote the batch, before the HW
-    /// passed it: the new leader may hold it (it may commit).
+    /// The leader lost its role after writing the batch and before the HW
+    /// passed it (it may still commit, through the next leader).
     Deposed,
     Storage(fjord_storage::Error),
 }
@@ -257,6 +257,8 @@ impl Partition {
                 return Ok(());
             }
             if !matches!(&*self.role(), Role::Leader { epoch: e, .. } if *e == epoch) {
+                // Written, and not known to be committed: not a refusal a
+                // caller may retry without risking a second copy.
                 return Err(Refusal::Deposed);
             }
             tokio::select! {

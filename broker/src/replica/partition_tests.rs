@@ -61,3 +61,24 @@ async fn a_new_leader_serves_reads_only_once_its_copied_tail_is_below_the_hw() {
     assert_eq!(p.high_watermark(), 5);
     assert!(p.serves_reads());
 }
+
+#[tokio::test]
+async fn a_leader_deposed_after_its_write_says_the_outcome_is_unknown_not_that_it_does_not_lead() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let p = Partition::open(dir.path().join("t-0"), 0, LogConfig::default())
+        .expect("the partition opens");
+    // Leader at epoch 1 with a follower in the ISR: nothing commits alone.
+    let (became, _) = p.become_leader(1, 1, &[1, 2], &[1, 2], 1, Duration::from_secs(10));
+    assert!(became);
+    let (info, epoch, _) = p
+        .append_as_leader(records(3), crate::api::Acks::All, &Metrics::default())
+        .await
+        .expect("the leader appends");
+    // Written here, then the role goes to node 2 before the HW passed it:
+    // the new leader may hold it, so asking again could append it twice.
+    assert!(p.become_follower(2, 2).is_some());
+    let r = p
+        .await_committed(info.last_offset, epoch, Duration::from_secs(10))
+        .await;
+    assert!(matches!(r, Err(super::Refusal::Deposed)), "{r:?}");
+}

@@ -209,6 +209,15 @@ impl Router {
                 leader: None,
             }),
             Ok(pb::ErrorCode::ErrorTimeout) => Err(Error::Timeout(r.error_message)),
+            Ok(pb::ErrorCode::ErrorNotEnoughReplicas) => {
+                let (isr, required) = replica_counts(&r.error_message);
+                Err(Error::NotEnoughReplicas {
+                    topic: topic.to_string(),
+                    partition,
+                    isr,
+                    required,
+                })
+            }
             _ => Err(Error::Cluster(format!(
                 "node {addr} refused the append to {topic}-{partition}: {}",
                 r.error_message
@@ -336,6 +345,20 @@ impl Router {
     }
 }
 
+/// The in-sync replica count and the minimum named in a leader's
+/// `NotEnoughReplicas` message ("... has 1 in-sync replicas, fewer than
+/// min.insync.replicas=2"); 0 for what it does not say.
+fn replica_counts(message: &str) -> (usize, usize) {
+    let number = |s: Option<&str>| {
+        s.and_then(|s| s.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let isr = number(message.split(" has ").nth(1));
+    let required = number(message.split("min.insync.replicas=").nth(1));
+    (isr, required)
+}
+
 /// Runs `op` again while the partition has no leader it can reach (a new
 /// topic, a leader change), for a few seconds at most.
 async fn retry_moving<T, F, Fut>(mut op: F) -> Result<T>
@@ -376,6 +399,17 @@ fn never_sent(status: &Status) -> bool {
     false
 }
 
+/// The chain of errors under `status`, as `; a; b` (empty if none).
+fn causes(status: &Status) -> String {
+    let mut out = String::new();
+    let mut source = std::error::Error::source(status);
+    while let Some(e) = source {
+        out.push_str(&format!("; {e}"));
+        source = e.source();
+    }
+    out
+}
+
 /// A forwarded request's failure in the broker's terms: the refusals a
 /// caller acts on keep their kind, the rest say which node failed how.
 pub(crate) fn from_status(topic: &str, partition: u32, status: Status) -> Error {
@@ -399,7 +433,7 @@ pub(crate) fn from_status(topic: &str, partition: u32, status: Status) -> Error 
         // The leader's node could not be reached (it may be down, and the
         // metadata will name another): nothing was sent, so the request
         // may go again, to the leader named then.
-        (Code::Unavailable, None) if never_sent(&status) => Error::NotLeader {
+        (Code::Unavailable | Code::Unknown, None) if never_sent(&status) => Error::NotLeader {
             topic: topic.to_string(),
             partition,
             leader: None,
@@ -417,9 +451,10 @@ pub(crate) fn from_status(topic: &str, partition: u32, status: Status) -> Error 
         },
         (Code::NotFound, _) => Error::UnknownTopic(topic.to_string()),
         _ => Error::Cluster(format!(
-            "{topic}-{partition}: the leader answered {:?}: {}",
+            "{topic}-{partition}: the leader answered {:?}: {}{}",
             status.code(),
-            status.message()
+            status.message(),
+            causes(&status)
         )),
     }
 }
@@ -450,5 +485,17 @@ mod tests {
         // Sent, and the connection broke: the outcome is unknown.
         let broken = Status::unavailable("connection reset");
         assert!(matches!(from_status("t", 0, broken), Error::Cluster(_)));
+    }
+
+    #[test]
+    fn a_forwarded_not_enough_replicas_keeps_its_counts() {
+        let e = Error::NotEnoughReplicas {
+            topic: "q".into(),
+            partition: 0,
+            isr: 1,
+            required: 2,
+        };
+        assert_eq!(replica_counts(&e.to_string()), (1, 2));
+        assert_eq!(replica_counts("something else"), (0, 0));
     }
 }

@@ -9,6 +9,7 @@
 //! target/debug/chaos --seed 42 --long 3600   # replay a seed for an hour
 //! target/debug/chaos --mqtt --long 600       # the MQTT gateway schedule
 //! target/debug/chaos --mqtt --fjord-bin /opt/old/fjord --seed 7
+//! target/debug/chaos --amqp --seconds 20     # the AMQP gateway schedule
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -16,8 +17,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use fjord_chaos_tests::amqp::AmqpRunConfig;
 use fjord_chaos_tests::mqtt::MqttRunConfig;
-use fjord_chaos_tests::{Fault, RunConfig, mqtt, run};
+use fjord_chaos_tests::{Fault, RunConfig, amqp, mqtt, run};
 use fjord_testkit::fjord_binary;
 
 #[derive(Parser, Debug)]
@@ -44,13 +46,17 @@ struct Args {
     serve_arg: Vec<String>,
     /// The MQTT gateway schedule (persistent sessions, QoS 1 and 2)
     /// instead of the log's.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "amqp")]
     mqtt: bool,
+    /// The AMQP gateway schedule (confirming publishers, acking consumers)
+    /// instead of the log's.
+    #[arg(long)]
+    amqp: bool,
     /// With --mqtt: no shared subscription group.
     #[arg(long)]
     no_shared: bool,
-    /// With --mqtt: seconds the subscribers may take, after the faults, to
-    /// receive every acknowledged message.
+    /// With --mqtt (--amqp): seconds the subscribers (consumers) may take,
+    /// after the faults, to receive every acknowledged (confirmed) message.
     #[arg(long, default_value_t = 30)]
     drain: u64,
     /// The `fjord` binary to run (default: $FJORD_BIN, or the one built
@@ -68,7 +74,11 @@ async fn main() -> ExitCode {
     let args = Args::parse();
     let seed = args.seed.unwrap_or_else(rand::random);
     let seconds = args.long.unwrap_or(args.seconds);
-    let schedule = if args.mqtt { "MQTT" } else { "log" };
+    let schedule = match (args.mqtt, args.amqp) {
+        (true, _) => "MQTT",
+        (_, true) => "AMQP",
+        _ => "log",
+    };
     println!(
         "chaos seed {seed} ({schedule} schedule, {} nodes, {seconds} s of faults)",
         args.nodes
@@ -83,6 +93,8 @@ async fn main() -> ExitCode {
             .unwrap_or_else(|| temp.path().to_path_buf());
         if args.mqtt {
             run_mqtt(&args, seed, &binary, &dir).await
+        } else if args.amqp {
+            run_amqp(&args, seed, &binary, &dir).await
         } else {
             run_log(&args, seed, &binary, &dir).await
         }
@@ -152,5 +164,21 @@ async fn run_mqtt(args: &Args, seed: u64, binary: &Path, dir: &Path) -> anyhow::
         "every acknowledged message at every persistent session, in order: {}",
         if report.durable() { "yes" } else { "NO" }
     );
+    Ok(report.ok())
+}
+
+/// The AMQP schedule; whether the checker passed.
+async fn run_amqp(args: &Args, seed: u64, binary: &Path, dir: &Path) -> anyhow::Result<bool> {
+    let mut config =
+        AmqpRunConfig::new(seed, Duration::from_secs(args.long.unwrap_or(args.seconds)));
+    config.nodes = args.nodes;
+    config.drain = Duration::from_secs(args.drain);
+    config.serve_args = args.serve_arg.clone();
+    let (report, faults) = amqp::run(binary, dir, &config).await?;
+    print_faults(&faults);
+    print!("{}", report.table());
+    for line in report.anomalies().take(20) {
+        println!("  {line}");
+    }
     Ok(report.ok())
 }

@@ -35,6 +35,20 @@ pub async fn start(
     size: usize,
     serve_args: &[String],
 ) -> Result<(Vec<Node>, Vec<Proxy>)> {
+    start_with(binary, dir, size, Gateways::MQTT, serve_args).await
+}
+
+/// As [`start`], with `gateways` listening instead of MQTT's.
+///
+/// # Errors
+/// As [`start`].
+pub async fn start_with(
+    binary: &Path,
+    dir: &Path,
+    size: usize,
+    gateways: Gateways,
+    serve_args: &[String],
+) -> Result<(Vec<Node>, Vec<Proxy>)> {
     let grpc = (0..size).map(|_| free_port()).collect::<Result<Vec<_>>>()?;
     let mut proxies = Vec::with_capacity(size);
     for addr in &grpc {
@@ -55,7 +69,7 @@ pub async fn start(
         let outbound = node_ip(i + 1).to_string();
         let node = Node::builder(binary)
             .log_level("warn")
-            .gateways(Gateways::MQTT)
+            .gateways(gateways)
             .data_dir(dir.join(format!("n{id}")))
             .log(dir.join(format!("n{id}.log")))
             .flags(["--node-id", &id, "--peers", &peers, "--grpc-listen", addr])

@@ -10,7 +10,8 @@
 //!
 //! The victim is the node a subscriber or a publisher is connected to, the
 //! leader of `__mqtt_sessions`-0 (where sessions are kept), the leader of
-//! `mqtt`-0 (where messages are appended), or any node. The draws from the
+//! `mqtt`-0 (where messages are appended), or any node (the AMQP schedule
+//! aims at its own topics' leaders, see [`Aim`]). The draws from the
 //! seeded generator happen in the same order whatever is chosen, so a seed
 //! replays the same schedule (the roles it names depend on the run).
 
@@ -38,13 +39,41 @@ pub async fn run(
     seed: u64,
     duration: Duration,
 ) -> Result<Vec<Fault>> {
+    let aim = Aim {
+        leaders: vec!["__mqtt_sessions".to_string(), "mqtt".to_string()],
+        address: mqtt_address,
+    };
+    run_aimed(nodes, proxies, net, seed, duration, &aim).await
+}
+
+/// What a nemesis aims at besides the clients' nodes.
+pub struct Aim {
+    /// Topics whose partition 0's leader is a victim: the first more
+    /// often than the second.
+    pub leaders: Vec<String>,
+    /// The client address of a (restarted) node.
+    pub address: fn(&Node) -> Result<String>,
+}
+
+/// As [`run`], aimed at `aim`'s leaders, publishing `aim`'s addresses.
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_aimed(
+    nodes: &mut Vec<Node>,
+    proxies: &[Proxy],
+    net: &Net,
+    seed: u64,
+    duration: Duration,
+    aim: &Aim,
+) -> Result<Vec<Fault>> {
     let mut rng = StdRng::seed_from_u64(seed);
     let start = Instant::now();
     let mut faults = Vec::new();
     while start.elapsed() < duration {
         tokio::time::sleep(Duration::from_millis(rng.random_range(1000..3000))).await;
         let at = start.elapsed();
-        let (victim, role) = pick_victim(nodes, proxies, &net.connections, &mut rng).await;
+        let (victim, role) = pick_victim(nodes, proxies, &net.connections, aim, &mut rng).await;
         let lasting = Duration::from_millis(rng.random_range(2000..3000));
         let kind: f64 = rng.random();
         let id = victim + 1;
@@ -52,7 +81,7 @@ pub async fn run(
         let what = if kind < 0.6 {
             nodes[victim].kill9();
             tokio::time::sleep(lasting).await;
-            restart(nodes, victim, net).await?;
+            restart(nodes, victim, net, aim).await?;
             format!("SIGKILL node {id} ({role}), restart after {ms} ms")
         } else if kind < 0.8 {
             nodes[victim].pause()?;
@@ -70,13 +99,13 @@ pub async fn run(
     Ok(faults)
 }
 
-/// Restarts node `i` (waiting until it is ready) and publishes its MQTT
+/// Restarts node `i` (waiting until it is ready) and publishes its client
 /// address.
-async fn restart(nodes: &mut Vec<Node>, i: usize, net: &Net) -> Result<()> {
+async fn restart(nodes: &mut Vec<Node>, i: usize, net: &Net, aim: &Aim) -> Result<()> {
     let mut node = nodes.remove(i);
     let restarted = tokio::task::spawn_blocking(move || node.restart().map(|()| node)).await?;
     let node = restarted.with_context(|| format!("restart node {}", i + 1))?;
-    let addr = mqtt_address(&node)?;
+    let addr = (aim.address)(&node)?;
     nodes.insert(i, node);
     if let Ok(mut a) = net.addresses.lock()
         && let Some(slot) = a.get_mut(i)
@@ -91,6 +120,7 @@ async fn pick_victim(
     nodes: &[Node],
     proxies: &[Proxy],
     connections: &Connections,
+    aim: &Aim,
     rng: &mut StdRng,
 ) -> (usize, String) {
     let any = rng.random_range(0..nodes.len());
@@ -102,14 +132,14 @@ async fn pick_victim(
         connected
             .get(pick % connected.len().max(1))
             .map(|(id, node)| (*node, format!("{id}'s node")))
-    } else if roll < 0.75 {
-        leader_of(nodes, proxies, "__mqtt_sessions", 0)
-            .await
-            .map(|i| (i, "the leader of __mqtt_sessions-0".to_string()))
     } else if roll < 0.85 {
-        leader_of(nodes, proxies, "mqtt", 0)
-            .await
-            .map(|i| (i, "the leader of mqtt-0".to_string()))
+        let topic = aim.leaders.get(usize::from(roll >= 0.75));
+        match topic {
+            Some(t) => leader_of(nodes, proxies, t, 0)
+                .await
+                .map(|i| (i, format!("the leader of {t}-0"))),
+            None => None,
+        }
     } else {
         None
     };

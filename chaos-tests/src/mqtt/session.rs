@@ -23,7 +23,8 @@ pub type MqttAddresses = Arc<Mutex<Vec<String>>>;
 pub struct Connections(Arc<Mutex<BTreeMap<String, usize>>>);
 
 impl Connections {
-    fn set(&self, client: &str, node: Option<usize>) {
+    /// Records that `client` is connected to node `node` (or to none).
+    pub fn set(&self, client: &str, node: Option<usize>) {
         if let Ok(mut c) = self.0.lock() {
             match node {
                 Some(n) => c.insert(client.to_string(), n),

@@ -23,7 +23,7 @@ use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::codec::{
     self, BasicDeliver, BasicProperties, BasicPublish, BasicReturn, Close, ConnectionStart,
@@ -514,10 +514,12 @@ impl Conn {
         self.send_content(d.channel, m, &d.message.properties, &d.message.body.clone());
     }
 
-    /// Requeues what a channel holds and drops its consumers.
-    async fn release_channel(&mut self, channel: u16) {
+    /// Requeues what a channel holds and drops its consumers; false when
+    /// the queues' states (with the channel's acknowledgements) could not
+    /// be stored.
+    async fn release_channel(&mut self, channel: u16) -> bool {
         let Some(ch) = self.channels.get_mut(&channel) else {
-            return;
+            return true;
         };
         let consumers: Vec<(String, (String, QueueHandle))> = ch.consumers.drain().collect();
         let used: Vec<QueueHandle> = ch.used.drain().map(|(_, q)| q).collect();
@@ -531,14 +533,16 @@ impl Conn {
         // The channel's acknowledgements are durable before it is gone
         // (its close-ok, the connection's end).
         let mut synced = std::collections::HashSet::new();
+        let mut stored = true;
         for q in consumers.iter().map(|(_, (_, q))| q).chain(&used) {
             if synced.insert(Arc::clone(&q.topic)) {
-                q.sync().await;
+                stored &= q.sync().await;
             }
         }
         for (_, (name, _)) in consumers {
             self.consumer_gone(name);
         }
+        stored
     }
 
     async fn release_all(&mut self) {

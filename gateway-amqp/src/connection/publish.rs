@@ -240,7 +240,7 @@ pub(super) async fn append_all(
         .filter_map(|(topic, r)| match r {
             Ok(()) => None,
             Err(e) => {
-                debug!(topic, "append failed: {e}");
+                warn!(topic, "append failed, its publishes are nacked: {e}");
                 Some(topic)
             }
         })

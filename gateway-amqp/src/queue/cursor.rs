@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
 use super::args::{DeathReason, Overflow, QueueArgs, dead_letter, message_ttl};
+use super::mark::{MARK_AHEAD, Mark, stored_mark};
 use super::ready::{Entry, Ready};
 use super::{
     ACKS_TOPIC, Cmd, ConsumeRefused, Consumer, Delivery, Event, Housekeeping, QueueStats, Stored,
@@ -32,7 +33,7 @@ enum Later {
         reply: oneshot::Sender<Option<Delivery>>,
     },
     Purge(oneshot::Sender<u32>),
-    Sync(oneshot::Sender<()>),
+    Sync(oneshot::Sender<bool>),
     Stop(oneshot::Sender<()>),
 }
 
@@ -79,17 +80,6 @@ pub(super) struct Cursor {
     /// The delivery-rate span: its start (ms), deliveries by then, and
     /// deliveries in the span before.
     rate_since: (i64, u64, u64),
-}
-
-/// How far beyond the next message to deliver a stored mark reaches.
-const MARK_AHEAD: i64 = 1024;
-
-/// A stored state's mark: ahead of the deliveries (while the cursor runs),
-/// or exactly what was delivered (when it stops).
-#[derive(Clone, Copy)]
-enum Mark {
-    Ahead,
-    Exact,
 }
 
 /// The delivery rate is measured over the last one or two of these.
@@ -196,15 +186,8 @@ impl Cursor {
                                 let _ = reply.send(u32::try_from(dropped).unwrap_or(u32::MAX));
                             }
                             Later::Sync(reply) => {
-                                if let Some(s) = saving.take() {
-                                    self.stored(s.await);
-                                }
-                                if self.dirty {
-                                    self.dirty = false;
-                                    let s = self.save(Mark::Ahead);
-                                    self.stored(s.await);
-                                }
-                                let _ = reply.send(());
+                                let stored = self.sync(saving.take()).await;
+                                let _ = reply.send(stored);
                             }
                             Later::Stop(reply) => {
                                 // Store the cursor, cancel the consumers.
@@ -387,6 +370,26 @@ impl Cursor {
             }
         }
         self.tail.seek(now.position());
+    }
+
+    /// Stores the state as of now, after the save in flight (if any):
+    /// true once stored, false if this node could not store it (it no
+    /// longer runs the gateway).
+    async fn sync(&mut self, in_flight: Option<BoxFuture<'static, Option<i64>>>) -> bool {
+        let mut stored = true;
+        if let Some(s) = in_flight {
+            let mark = s.await;
+            stored = mark.is_some();
+            self.stored(mark);
+        }
+        // A failed save leaves its changes unstored: they go again.
+        if self.dirty || !stored {
+            self.dirty = false;
+            let mark = self.save(Mark::Ahead).await;
+            stored = mark.is_some();
+            self.stored(mark);
+        }
+        stored
     }
 
     /// A save is done: with its mark, if it was stored.
@@ -709,13 +712,8 @@ impl Cursor {
         pending.extend(self.unacked.keys().copied());
         pending.sort_unstable();
         delivered.sort_unstable();
-        let mark = match mark {
-            Mark::Ahead => {
-                let base = self.ready.first_offset().unwrap_or(self.tail.position());
-                self.mark.max(base + MARK_AHEAD)
-            }
-            Mark::Exact => self.floor,
-        };
+        let base = self.ready.first_offset().unwrap_or(self.tail.position());
+        let mark = stored_mark(mark, self.mark, base, self.floor, self.recovered_mark);
         let state = Stored {
             floor: self.floor,
             next: self.tail.position(),

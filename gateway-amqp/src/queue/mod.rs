@@ -31,12 +31,17 @@
 //!
 //! # Concurrency
 //! One task owns the cursor; channels talk to it through [`QueueHandle`].
-//! Publishers append to the topic directly; the task long-polls the topic
-//! for what is new.
+//! Publishers append to the topic directly (held through a failover of
+//! its leader, see `append.rs`); the task long-polls the topic for what
+//! is new.
 
+mod append;
 mod args;
 mod cursor;
+mod mark;
 mod ready;
+
+pub(crate) use append::append;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -174,9 +179,10 @@ enum Cmd {
     Touch,
     /// Room was given back (a channel-wide limit): try delivering.
     Poke,
-    /// Answer once the state as of this command is stored.
+    /// Answer once the state as of this command is stored (true), or
+    /// could not be (false).
     Sync {
-        reply: oneshot::Sender<()>,
+        reply: oneshot::Sender<bool>,
     },
     Stop {
         reply: oneshot::Sender<()>,
@@ -411,12 +417,14 @@ impl QueueHandle {
 
     /// Returns once the cursor state, with every command sent before, is
     /// stored (a closing channel's acknowledgements are durable before its
-    /// close-ok), or after `SYNC_WAIT` at most.
-    pub(crate) async fn sync(&self) {
+    /// close-ok): true; false when it could not be stored (this node no
+    /// longer runs the gateway), the queue stopped, or `SYNC_WAIT` passed.
+    pub(crate) async fn sync(&self) -> bool {
         let (reply, rx) = oneshot::channel();
-        if self.tx.send(Cmd::Sync { reply }).is_ok() {
-            let _ = tokio::time::timeout(SYNC_WAIT, rx).await;
+        if self.tx.send(Cmd::Sync { reply }).is_err() {
+            return false;
         }
+        matches!(tokio::time::timeout(SYNC_WAIT, rx).await, Ok(Ok(true)))
     }
 
     /// Drops every ready message; returns how many.
@@ -444,29 +452,6 @@ impl QueueHandle {
     pub(crate) fn consumer_count(&self) -> u32 {
         u32::try_from(self.stats.consumers.load(Ordering::Relaxed)).unwrap_or(u32::MAX)
     }
-}
-
-/// Appends `messages` to queue `q`'s topic; `Ok` once committed (then
-/// counted, and the new log end recorded, in its stats).
-pub(crate) async fn append(
-    broker: &Broker,
-    q: &QueueHandle,
-    messages: &[Arc<Message>],
-) -> crate::Result<()> {
-    let records: Vec<NewRecord> = messages.iter().map(|m| m.to_record()).collect();
-    let done = broker
-        .produce(ProduceRequest::records(
-            q.topic.to_string(),
-            Some(0),
-            records,
-        ))
-        .await
-        .map_err(crate::Error::Broker)?;
-    q.stats.appended(done.last_offset + 1);
-    q.stats
-        .published
-        .fetch_add(messages.len() as u64, Ordering::Relaxed);
-    Ok(())
 }
 
 async fn load_state(broker: &Broker, topic: &str) -> crate::Result<Stored> {

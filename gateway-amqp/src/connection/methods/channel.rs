@@ -14,9 +14,17 @@ impl Conn {
             Method::ChannelOpen => self.open_channel(channel)?,
             Method::ChannelClose(_) => {
                 self.channel_mut(channel)?;
-                self.release_channel(channel).await;
+                let stored = self.release_channel(channel).await;
                 self.channels.remove(&channel);
                 self.gw.metrics.channels.fetch_sub(1, Ordering::Relaxed);
+                if !stored {
+                    // A close-ok would tell the client its acknowledgements
+                    // are kept: they may not be (the gateway is moving).
+                    return Err(Refusal::new(
+                        reply::CONNECTION_FORCED,
+                        "CONNECTION_FORCED - the channel's acknowledgements could not be stored; its messages may come again, redelivered",
+                    ));
+                }
                 self.send(channel, Method::ChannelCloseOk);
             }
             Method::ChannelCloseOk | Method::ChannelFlowOk(_) => {
