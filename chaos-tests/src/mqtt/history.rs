@@ -20,6 +20,12 @@
 //!   given its former node's share again, late (see the README).
 //! - **never published**: a payload no publisher handed to its client (or
 //!   on another topic than its publisher's).
+//! - **retained and will rules**: the retained message of a retaining
+//!   publisher's topic at the end is not its last acknowledged message (or
+//!   a later one); the will of a connection that ended with DISCONNECT was
+//!   published. (The wills of connections dropped while no fault was
+//!   under way are acknowledged messages of the will publisher: missing if
+//!   they never arrive.)
 //! - **QoS 2 stored twice**: a QoS 2 publisher's message the log holds more
 //!   than once (the publishing side of exactly once failed; a QoS 2
 //!   duplicate at a subscriber then follows from it).
@@ -40,6 +46,17 @@ pub struct PublisherLog {
     pub reconnects: usize,
     /// Reconnects that found no session on the server.
     pub sessions_lost: usize,
+    /// Publishes with the retain flag: the topic's retained message at the
+    /// end must be the last acknowledged one or a later one.
+    pub retain: bool,
+    /// The retained message a new subscriber got at the end (`None`: none
+    /// came).
+    pub retained_at_end: Option<String>,
+    /// Wills: messages that must never arrive (the will of a connection
+    /// that ended with DISCONNECT).
+    pub forbidden: BTreeSet<u64>,
+    /// Its messages come from separate connections (wills): no order.
+    pub unordered: bool,
 }
 
 /// One PUBLISH a subscriber was given.
@@ -111,6 +128,8 @@ pub struct MqttReport {
     pub qos2_stored_twice: Vec<String>,
     pub out_of_order: Vec<String>,
     pub never_published: Vec<String>,
+    /// Retained messages and wills that broke their rules.
+    pub rules: Vec<String>,
 }
 
 impl MqttReport {
@@ -121,6 +140,7 @@ impl MqttReport {
             && self.qos2_stored_twice.is_empty()
             && self.out_of_order.is_empty()
             && self.never_published.is_empty()
+            && self.rules.is_empty()
     }
 
     /// What the gateway promises today (see the README): every
@@ -160,6 +180,7 @@ impl MqttReport {
             ("QoS 2 stored twice", self.qos2_stored_twice.len(), false),
             ("out of order", self.out_of_order.len(), false),
             ("never published", self.never_published.len(), false),
+            ("retained and will rules broken", self.rules.len(), false),
         ];
         let mut out = String::new();
         for (name, n, info) in rows {
@@ -188,6 +209,7 @@ impl MqttReport {
             .chain(&self.qos2_stored_twice)
             .chain(&self.out_of_order)
             .chain(&self.never_published)
+            .chain(&self.rules)
     }
 }
 
@@ -237,6 +259,9 @@ pub fn check(history: &MqttHistory) -> MqttReport {
         let lacks = lacking(&publishers, &received);
         report.missing.insert(format!("$share/{group}"), lacks);
     }
+    for p in history.publishers.iter().filter(|p| p.retain) {
+        report.rules.extend(retained_rule(p));
+    }
     for (payload, copies) in &history.stored_again {
         let qos2 = parse_payload(payload)
             .and_then(|(id, _)| publishers.get(&id))
@@ -248,6 +273,24 @@ pub fn check(history: &MqttHistory) -> MqttReport {
         }
     }
     report
+}
+
+/// What breaks the retained message rule for publisher `p`: the topic's
+/// retained message at the end is its last acknowledged message or one it
+/// sent after that.
+fn retained_rule(p: &PublisherLog) -> Option<String> {
+    let topic = topic_of(p.id);
+    let last_acked = p.acked.last().copied()?;
+    let Some(found) = &p.retained_at_end else {
+        return Some(format!("{topic}: no retained message at the end"));
+    };
+    match parse_payload(found) {
+        Some((id, seq)) if id == p.id && seq >= last_acked && seq < p.published => None,
+        _ => Some(format!(
+            "{topic}: retained {found:?} at the end, not p{}-{last_acked} or later",
+            p.id
+        )),
+    }
 }
 
 /// The acknowledged messages not in `received`, as payloads.
@@ -286,6 +329,12 @@ fn scan(
             ));
             continue;
         };
+        if publisher.forbidden.contains(&seq) {
+            report.rules.push(format!(
+                "{who} #{i}: {} is the will of a connection that ended with DISCONNECT",
+                d.payload
+            ));
+        }
         if !received.insert((id, seq)) {
             if publisher.qos.min(sub.qos) >= 2 {
                 report.qos2_duplicates.push(format!(
@@ -298,7 +347,7 @@ fn scan(
             continue;
         }
         let top = highest.entry(id).or_insert(seq);
-        if seq < *top && !d.dup && sub.group.is_none() {
+        if seq < *top && !d.dup && sub.group.is_none() && !publisher.unordered {
             report.out_of_order.push(format!(
                 "{who} #{i}: {} first given after p{id}-{top}",
                 d.payload
@@ -357,6 +406,37 @@ mod tests {
             subscribers: vec![subscriber("s1", 1, all.clone()), subscriber("s2", 2, all)],
             stored_again: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn the_retained_message_at_the_end_is_the_last_acknowledged_or_later() {
+        let mut h = history();
+        h.publishers[0].retain = true;
+        // p0 sent 0..6, acknowledged 0..5.
+        for (found, ok) in [
+            (Some("p0-4"), true),
+            (Some("p0-5"), true),
+            (Some("p0-3"), false),
+            (Some("p0-6"), false),
+            (Some("p1-4"), false),
+            (None, false),
+        ] {
+            h.publishers[0].retained_at_end = found.map(str::to_string);
+            let r = check(&h);
+            assert_eq!(r.rules.is_empty(), ok, "{found:?}: {:?}", r.rules);
+            assert_eq!(r.ok(), ok);
+        }
+    }
+
+    #[test]
+    fn the_will_of_a_clean_disconnect_must_not_arrive() {
+        let mut h = history();
+        h.publishers[0].forbidden.insert(5);
+        assert!(check(&h).ok());
+        h.subscribers[0].deliveries.push(delivery(0, 5, false));
+        let r = check(&h);
+        assert!(!r.ok());
+        assert!(r.rules[0].contains("p0-5 is the will"), "{:?}", r.rules);
     }
 
     #[test]

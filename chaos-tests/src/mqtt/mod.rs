@@ -3,9 +3,11 @@
 //! and cut off from each other.
 //!
 //! Three nodes (by default), each with its MQTT listener, started by the
-//! test kit as a fixed set of voters (`--peers`). Publishers (two at QoS 1, one at QoS 2, each with its own
-//! client id and topic `chaos/p<id>`) send numbered messages one at a
-//! time; subscribers are persistent sessions (clean session false, fixed
+//! test kit as a fixed set of voters (`--peers`). Publishers (two at QoS
+//! 1, one at QoS 2 and one at QoS 1 with the retain flag, each with its
+//! own client id and topic `chaos/p<id>`) send numbered messages one at a
+//! time, and a will publisher makes short connections with wills (see
+//! `wills.rs`); subscribers are persistent sessions (clean session false, fixed
 //! client ids) on `chaos/#`, one at QoS 1 and one at QoS 2, and (unless
 //! turned off) a shared subscription `$share/g/chaos/#` of two members.
 //! Every client starts on its own node and, when its connection is lost,
@@ -25,6 +27,8 @@
 //! - [`publisher`] and [`subscriber`]: the workload.
 //! - [`cluster`]: the processes and what is asked of them.
 //! - [`nemesis`]: the seeded fault schedule.
+//! - [`wills`]: the will publisher and the retained message read at the
+//!   end.
 
 pub mod cluster;
 pub mod history;
@@ -32,6 +36,7 @@ pub mod nemesis;
 pub mod publisher;
 pub mod session;
 pub mod subscriber;
+pub mod wills;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -111,8 +116,18 @@ pub async fn run(
         connections: Connections::default(),
     };
     let (publishers, subscribers) = workload(config);
+    let will_id = publishers.len();
+    let retaining: Vec<usize> = publishers
+        .iter()
+        .filter(|p| p.retain)
+        .map(|p| p.id)
+        .collect();
     let history = Arc::new(Mutex::new(MqttHistory {
-        publishers: publishers.iter().map(publisher_log).collect(),
+        publishers: publishers
+            .iter()
+            .map(publisher_log)
+            .chain([will_log(will_id)])
+            .collect(),
         subscribers: subscribers.iter().map(subscriber_log).collect(),
         stored_again: Default::default(),
     }));
@@ -126,10 +141,21 @@ pub async fn run(
         let (net, history, stop) = (net.clone(), Arc::clone(&history), stop_publishers.clone());
         publishing.spawn(publisher::publisher(spec, net, history, stop));
     }
+    let (n, h, stop) = (net.clone(), Arc::clone(&history), stop_publishers.clone());
+    publishing.spawn(wills::graceful(will_id, n, h, stop));
     let faults = nemesis::run(&mut nodes, &proxies, &net, config.seed, config.duration).await?;
     stop_publishers.stop();
     while publishing.join_next().await.is_some() {}
+    wills::dropped(will_id, DROPPED_WILLS, &net, &history).await;
     drain(&history, config.drain).await;
+    for id in retaining {
+        let found = wills::retained(&history::topic_of(id), &net).await;
+        if let Ok(mut h) = history.lock()
+            && let Some(p) = h.publishers.get_mut(id)
+        {
+            p.retained_at_end = found;
+        }
+    }
     let stored_again = stored_again(&nodes).await?;
     if let Ok(mut h) = history.lock() {
         h.stored_again = stored_again;
@@ -194,13 +220,19 @@ async fn subscribe(
 /// The publishers and subscribers of a run, spread over the nodes.
 fn workload(config: &MqttRunConfig) -> (Vec<PublisherSpec>, Vec<SubscriberSpec>) {
     let n = config.nodes;
-    let qos = [QoS::AtLeastOnce, QoS::AtLeastOnce, QoS::ExactlyOnce];
-    let publishers = qos
+    let kinds = [
+        (QoS::AtLeastOnce, false),
+        (QoS::AtLeastOnce, false),
+        (QoS::ExactlyOnce, false),
+        (QoS::AtLeastOnce, true),
+    ];
+    let publishers = kinds
         .into_iter()
         .enumerate()
-        .map(|(id, qos)| PublisherSpec {
+        .map(|(id, (qos, retain))| PublisherSpec {
             id,
             qos,
+            retain,
             node: id % n,
         })
         .collect();
@@ -230,9 +262,24 @@ fn publisher_log(spec: &PublisherSpec) -> PublisherLog {
     PublisherLog {
         id: spec.id,
         qos: spec.qos as u8,
+        retain: spec.retain,
         ..PublisherLog::default()
     }
 }
+
+/// The will publisher's record (see `wills.rs`): its id follows the
+/// publishers'.
+fn will_log(id: usize) -> PublisherLog {
+    PublisherLog {
+        id,
+        qos: 1,
+        unordered: true,
+        ..PublisherLog::default()
+    }
+}
+
+/// Wills whose connections are dropped after the faults (each must come).
+const DROPPED_WILLS: u64 = 10;
 
 fn subscriber_log(spec: &SubscriberSpec) -> SubscriberLog {
     let group = spec

@@ -33,6 +33,8 @@ pub struct PublisherSpec {
     /// Its index in the history; its client id is `pub-<id>`.
     pub id: usize,
     pub qos: QoS,
+    /// Publishes with the retain flag.
+    pub retain: bool,
     /// The node it first connects to.
     pub node: usize,
 }
@@ -122,7 +124,7 @@ impl Publisher {
         let sent = self
             .session
             .client
-            .publish(&self.topic, self.spec.qos, false, payload)
+            .publish(&self.topic, self.spec.qos, self.spec.retain, payload)
             .await;
         self.in_flight = Some((seq, Instant::now()));
         sent.is_ok()
