@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::cluster::{cluster, join_args, start, status, wait_for};
 use common::{BIN, Server};
+use fjord_testkit::{Gateways, Node};
 use serde_json::Value;
 
 fn describe(server: &Server, topic: &str) -> Value {
@@ -464,6 +465,52 @@ fn a_new_node_takes_its_share_and_a_drained_node_leaves() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("drain it first"));
 }
 
+/// Three nodes on a fixed peer list (`--peers`), their gRPC addresses
+/// picked free and released first. Another process, or a node's own
+/// connection to a peer, may take one of them before its node binds it: a
+/// start that finds its port taken is tried again, on new addresses.
+fn fixed_peers(dir: &std::path::Path) -> Vec<Server> {
+    for attempt in 0..5 {
+        let addrs = free_addresses();
+        let peers = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!("{}={a}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut nodes = Vec::new();
+        for (i, addr) in addrs.iter().enumerate() {
+            let id = (i + 1).to_string();
+            let data = dir.join(format!("try{attempt}-p{id}"));
+            let flags = [
+                "--node-id",
+                &id,
+                "--peers",
+                &peers,
+                "--cluster-id",
+                "fixed",
+                "--grpc-listen",
+                addr,
+            ];
+            match Node::builder(BIN)
+                .data_dir(&data)
+                .log(data.with_extension("log"))
+                .gateways(Gateways::ALL)
+                .flags(flags)
+                .start()
+            {
+                Ok(node) => nodes.push(Server::from(node)),
+                Err(e) if format!("{e:#}").contains("Address already in use") => break,
+                Err(e) => panic!("{e:#}"),
+            }
+        }
+        if nodes.len() == addrs.len() {
+            return nodes;
+        }
+    }
+    panic!("three free gRPC ports were taken before their nodes bound them, five times");
+}
+
 /// Three free loopback addresses (bound, read back, released).
 fn free_addresses() -> Vec<String> {
     let listeners: Vec<std::net::TcpListener> = (0..3)
@@ -478,31 +525,7 @@ fn free_addresses() -> Vec<String> {
 #[test]
 fn a_fixed_peer_list_forms_a_cluster() {
     let dir = tempfile::tempdir().unwrap();
-    let addrs = free_addresses();
-    let peers = addrs
-        .iter()
-        .enumerate()
-        .map(|(i, a)| format!("{}={a}", i + 1))
-        .collect::<Vec<_>>()
-        .join(",");
-    let nodes: Vec<Server> = (0..3)
-        .map(|i| {
-            let id = (i + 1).to_string();
-            Server::start_with(
-                &dir.path().join(format!("p{id}")),
-                &[
-                    "--node-id",
-                    &id,
-                    "--peers",
-                    &peers,
-                    "--cluster-id",
-                    "fixed",
-                    "--grpc-listen",
-                    &addrs[i],
-                ],
-            )
-        })
-        .collect();
+    let nodes = fixed_peers(dir.path());
     let s = wait_for(&nodes[2], "three voters live", |s| {
         s["quorum"] == true
             && s["nodes"].as_array().is_some_and(|n| {

@@ -40,9 +40,35 @@ pub async fn start(
 
 /// As [`start`], with `gateways` listening instead of MQTT's.
 ///
+/// The gRPC ports are picked free and released before their nodes bind
+/// them: another process, or a proxy's connection to a node, may take one
+/// first. A start that finds its port taken is tried again (five times at
+/// most), on new ports and fresh data directories.
+///
 /// # Errors
 /// As [`start`].
 pub async fn start_with(
+    binary: &Path,
+    dir: &Path,
+    size: usize,
+    gateways: Gateways,
+    serve_args: &[String],
+) -> Result<(Vec<Node>, Vec<Proxy>)> {
+    let mut attempt = 0;
+    loop {
+        match start_once(binary, dir, size, gateways, serve_args).await {
+            Err(e) if attempt < 4 && format!("{e:#}").contains("Address already in use") => {
+                attempt += 1;
+                for i in 1..=size {
+                    let _ = std::fs::remove_dir_all(dir.join(format!("n{i}")));
+                }
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn start_once(
     binary: &Path,
     dir: &Path,
     size: usize,
