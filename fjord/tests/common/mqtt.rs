@@ -214,6 +214,9 @@ pub struct Client {
     inbox: Inbox<EventLoop>,
 }
 
+/// How long a CONNACK may take.
+const CONNECT_TIMEOUT_SECS: u64 = 20;
+
 /// Options for a client of the server at `addr` ("host:port").
 pub fn options(addr: &str, id: &str, clean: bool) -> MqttOptions {
     let (host, port) = addr.rsplit_once(':').unwrap();
@@ -230,7 +233,12 @@ pub async fn connect(addr: &str, id: &str, clean: bool) -> Client {
 
 /// Connects and reads the CONNACK; a refusal is the error.
 pub async fn try_connect(o: MqttOptions) -> Result<Client, ConnectionError> {
-    let (client, events) = AsyncClient::new(o, 100);
+    let (client, mut events) = AsyncClient::new(o, 100);
+    // A session that moves waits for its previous node's hand-over: on a
+    // loaded machine that can take longer than the client's default 5 s.
+    events
+        .network_options
+        .set_connection_timeout(CONNECT_TIMEOUT_SECS);
     let (first, inbox) = Inbox::start(events).await?;
     let Packet::ConnAck(connack) = first else {
         panic!("expected CONNACK, got {first:?}");
