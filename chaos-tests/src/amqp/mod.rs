@@ -70,6 +70,9 @@ pub struct AmqpRunConfig {
     pub drain: Duration,
     /// `serve` flags for every node.
     pub serve_args: Vec<String>,
+    /// Only SIGKILLs: no pauses or partitions (see the README: a partition
+    /// of the node running the gateway still gives messages twice).
+    pub kills_only: bool,
 }
 
 impl AmqpRunConfig {
@@ -86,6 +89,7 @@ impl AmqpRunConfig {
             prefetch: 50,
             drain: Duration::from_secs(60),
             serve_args: Vec::new(),
+            kills_only: false,
         }
     }
 }
@@ -133,6 +137,7 @@ pub async fn run(
             queue_topic(&nodes, &queue_name(0)).await?,
         ],
         address: amqp_address,
+        kills_only: config.kills_only,
     };
     let history = Arc::new(Mutex::new(AmqpHistory {
         publishers: (0..config.publishers)

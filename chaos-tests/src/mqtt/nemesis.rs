@@ -42,6 +42,7 @@ pub async fn run(
     let aim = Aim {
         leaders: vec!["__mqtt_sessions".to_string(), "mqtt".to_string()],
         address: mqtt_address,
+        kills_only: false,
     };
     run_aimed(nodes, proxies, net, seed, duration, &aim).await
 }
@@ -53,6 +54,8 @@ pub struct Aim {
     pub leaders: Vec<String>,
     /// The client address of a (restarted) node.
     pub address: fn(&Node) -> Result<String>,
+    /// Only SIGKILLs (no pauses, no partitions).
+    pub kills_only: bool,
 }
 
 /// As [`run`], aimed at `aim`'s leaders, publishing `aim`'s addresses.
@@ -78,7 +81,7 @@ pub async fn run_aimed(
         let kind: f64 = rng.random();
         let id = victim + 1;
         let ms = lasting.as_millis();
-        let what = if kind < 0.6 {
+        let what = if kind < 0.6 || aim.kills_only {
             nodes[victim].kill9();
             tokio::time::sleep(lasting).await;
             restart(nodes, victim, net, aim).await?;
